@@ -1,0 +1,210 @@
+/**
+ * The one place that reads the environment. Everything else receives a typed,
+ * validated `Config`. Invalid combinations fail at start-up with a message that
+ * names the variable and says what to do.
+ */
+import path from "node:path";
+import { z } from "zod";
+import { ConfigError } from "./errors";
+import { projectRoot } from "./paths";
+
+export const ROLES = ["api", "intake", "planner", "executor", "rate-gateway", "checkpoint", "metrics"] as const;
+export type Role = (typeof ROLES)[number];
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  /** HTTP port of this process (REST API on `api` nodes, health and metrics everywhere). @default 3000 */
+  readonly port: number;
+  /** `embedded` when no TRANSPORTER is set: one process, PGlite, in-process queue/leases/buckets. */
+  readonly mode: "embedded" | "distributed";
+  readonly transporter: string | undefined;
+  readonly redisUrl: string | undefined;
+  readonly databaseUrl: string | undefined;
+  /** Roles this process runs. @default every role */
+  readonly services: readonly Role[];
+  /** PGlite data directory in embedded mode. `memory://` keeps nothing on disk. @default ./.clawfleet */
+  readonly dataDir: string;
+  /** Provider key; only the rate-gateway uses it. Unset: the built-in simulated model serves. */
+  readonly anthropicApiKey: string | undefined;
+  /** The SDK's own override of the provider address (points at `clawfleet sim` for load tests). */
+  readonly anthropicBaseUrl: string | undefined;
+  readonly logLevel: LogLevel;
+  /** `json` (one object per line, the production format) or `pretty`. @default json */
+  readonly logFormat: "json" | "pretty";
+  readonly otlpEndpoint: string | undefined;
+  /** Moleculer namespace; also prefixes queue streams and Redis keys. @default clawfleet */
+  readonly namespace: string;
+  readonly nodeId: string | undefined;
+  readonly promptsDir: string;
+  readonly planner: {
+    /** Tasks one planner process runs at once. @default 4 */
+    readonly slots: number;
+    /** Maximum steps (LLM calls + tool calls) when an agent does not set its own. @default 40 */
+    readonly defaultMaxSteps: number;
+  };
+  readonly lease: {
+    /** Lease time-to-live. A killed planner's task is free again at most this long after the kill. @default 5000 */
+    readonly ttlMs: number;
+    /** Heartbeat period. @default ttlMs / 3 */
+    readonly renewMs: number;
+  };
+  readonly reaper: {
+    /** How often the reaper looks for orphaned tasks. @default 1000 */
+    readonly intervalMs: number;
+    /** A `queued` task whose wake-up is older than this while the queue is empty gets a new one. @default 5000 */
+    readonly queuedAfterMs: number;
+  };
+  readonly retries: {
+    /** Attempts (lease acquisitions) before a task is failed and dead-lettered. @default 5 */
+    readonly maxAttempts: number;
+  };
+  /** SIGTERM grace period; fits Kubernetes' default 30 s. @default 25000 */
+  readonly shutdownGraceMs: number;
+  /** Settings of the in-process simulated model (embedded mode without an API key). */
+  readonly sim: {
+    readonly latencyMs: number;
+    readonly failureRate: number;
+  };
+}
+
+const intFrom = (name: string, def: number, min = 0) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return def;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min) {
+        ctx.addIssue({ code: "custom", message: `${name} must be an integer >= ${min}, got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const numFrom = (name: string, def: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === "") return def;
+      const n = Number(v);
+      if (!Number.isFinite(n) || n < min || n > max) {
+        ctx.addIssue({ code: "custom", message: `${name} must be a number in [${min}, ${max}], got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === "" ? undefined : v.trim()));
+
+const urlWith = (name: string, protocols: readonly string[]) =>
+  optionalString.refine((v) => v === undefined || protocols.some((p) => v.startsWith(p)), {
+    message: `${name} must start with ${protocols.join(" or ")}`,
+  });
+
+const EnvSchema = z.object({
+  PORT: intFrom("PORT", 3000, 0),
+  TRANSPORTER: urlWith("TRANSPORTER", ["nats://", "redis://", "tcp://"]),
+  REDIS_URL: urlWith("REDIS_URL", ["redis://", "rediss://"]),
+  DATABASE_URL: urlWith("DATABASE_URL", ["postgres://", "postgresql://"]),
+  SERVICES: optionalString,
+  CLAWFLEET_DATA_DIR: optionalString,
+  ANTHROPIC_API_KEY: optionalString,
+  ANTHROPIC_BASE_URL: urlWith("ANTHROPIC_BASE_URL", ["http://", "https://"]),
+  LOG_LEVEL: z.enum(LOG_LEVELS).optional(),
+  CLAWFLEET_LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
+  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+  CLAWFLEET_NAMESPACE: optionalString.refine((v) => v === undefined || /^[A-Za-z0-9_-]{1,64}$/.test(v), {
+    message: "CLAWFLEET_NAMESPACE may hold only letters, digits, '_' and '-' (at most 64)",
+  }),
+  CLAWFLEET_NODE_ID: optionalString,
+  CLAWFLEET_PROMPTS_DIR: optionalString,
+  CLAWFLEET_PLANNER_SLOTS: intFrom("CLAWFLEET_PLANNER_SLOTS", 4, 1),
+  CLAWFLEET_MAX_STEPS: intFrom("CLAWFLEET_MAX_STEPS", 40, 1),
+  CLAWFLEET_LEASE_TTL_MS: intFrom("CLAWFLEET_LEASE_TTL_MS", 5000, 500),
+  CLAWFLEET_LEASE_RENEW_MS: intFrom("CLAWFLEET_LEASE_RENEW_MS", 0, 0),
+  CLAWFLEET_REAPER_INTERVAL_MS: intFrom("CLAWFLEET_REAPER_INTERVAL_MS", 1000, 100),
+  CLAWFLEET_REAPER_QUEUED_AFTER_MS: intFrom("CLAWFLEET_REAPER_QUEUED_AFTER_MS", 5000, 100),
+  CLAWFLEET_MAX_ATTEMPTS: intFrom("CLAWFLEET_MAX_ATTEMPTS", 5, 1),
+  CLAWFLEET_SHUTDOWN_GRACE_MS: intFrom("CLAWFLEET_SHUTDOWN_GRACE_MS", 25000, 0),
+  CLAWFLEET_SIM_LATENCY_MS: intFrom("CLAWFLEET_SIM_LATENCY_MS", 0, 0),
+  CLAWFLEET_SIM_FAILURE_RATE: numFrom("CLAWFLEET_SIM_FAILURE_RATE", 0, 0, 1),
+});
+
+export function parseRoles(value: string | undefined): Role[] {
+  if (value === undefined || value === "" || value === "all" || value === "*") return [...ROLES];
+  const names = value.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  const unknown = names.filter((n) => !(ROLES as readonly string[]).includes(n));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      "SERVICES",
+      `unknown role(s) ${unknown.map((u) => `"${u}"`).join(", ")}; known roles: ${ROLES.join(", ")}`,
+    );
+  }
+  return [...new Set(names)] as Role[];
+}
+
+/** Reads and validates the environment. Throws `ConfigError` naming the first bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Config {
+  const parsed = EnvSchema.safeParse(env);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = issue?.path.join(".") ?? "environment";
+    throw new ConfigError(variable, issue?.message ?? "invalid value");
+  }
+  const e = parsed.data;
+  const mode = e.TRANSPORTER === undefined ? "embedded" : "distributed";
+  if (mode === "distributed") {
+    const missing = [e.REDIS_URL === undefined ? "REDIS_URL" : "", e.DATABASE_URL === undefined ? "DATABASE_URL" : ""].filter(
+      (s) => s !== "",
+    );
+    if (missing.length > 0) {
+      throw new ConfigError(
+        missing[0] ?? "REDIS_URL",
+        `TRANSPORTER is set, so this is a distributed deployment and ${missing.join(" and ")} must be set too ` +
+          "(queue, leases and rate limits live in Redis, tasks in Postgres). " +
+          "Unset TRANSPORTER to run everything in one embedded process instead.",
+      );
+    }
+  }
+  const services = parseRoles(e.SERVICES);
+  if (mode === "embedded" && services.length !== ROLES.length) {
+    throw new ConfigError("SERVICES", "picking roles needs a distributed deployment (TRANSPORTER, REDIS_URL, DATABASE_URL)");
+  }
+  const ttl = e.CLAWFLEET_LEASE_TTL_MS;
+  const renew = e.CLAWFLEET_LEASE_RENEW_MS === 0 ? Math.floor(ttl / 3) : e.CLAWFLEET_LEASE_RENEW_MS;
+  if (renew >= ttl) throw new ConfigError("CLAWFLEET_LEASE_RENEW_MS", `must be shorter than the lease TTL (${ttl} ms)`);
+  return {
+    port: e.PORT,
+    mode,
+    transporter: e.TRANSPORTER,
+    redisUrl: e.REDIS_URL,
+    databaseUrl: e.DATABASE_URL,
+    services,
+    dataDir:
+      e.CLAWFLEET_DATA_DIR === undefined
+        ? path.resolve(cwd, ".clawfleet")
+        : e.CLAWFLEET_DATA_DIR.startsWith("memory://")
+          ? e.CLAWFLEET_DATA_DIR
+          : path.resolve(cwd, e.CLAWFLEET_DATA_DIR),
+    anthropicApiKey: e.ANTHROPIC_API_KEY,
+    anthropicBaseUrl: e.ANTHROPIC_BASE_URL,
+    logLevel: e.LOG_LEVEL ?? "info",
+    logFormat: e.CLAWFLEET_LOG_FORMAT ?? "json",
+    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+    namespace: e.CLAWFLEET_NAMESPACE ?? "clawfleet",
+    nodeId: e.CLAWFLEET_NODE_ID,
+    promptsDir: e.CLAWFLEET_PROMPTS_DIR === undefined ? path.join(projectRoot(), "prompts") : path.resolve(cwd, e.CLAWFLEET_PROMPTS_DIR),
+    planner: { slots: e.CLAWFLEET_PLANNER_SLOTS, defaultMaxSteps: e.CLAWFLEET_MAX_STEPS },
+    lease: { ttlMs: ttl, renewMs: renew },
+    reaper: { intervalMs: e.CLAWFLEET_REAPER_INTERVAL_MS, queuedAfterMs: e.CLAWFLEET_REAPER_QUEUED_AFTER_MS },
+    retries: { maxAttempts: e.CLAWFLEET_MAX_ATTEMPTS },
+    shutdownGraceMs: e.CLAWFLEET_SHUTDOWN_GRACE_MS,
+    sim: { latencyMs: e.CLAWFLEET_SIM_LATENCY_MS, failureRate: e.CLAWFLEET_SIM_FAILURE_RATE },
+  };
+}

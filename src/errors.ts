@@ -1,0 +1,137 @@
+/**
+ * Every error Clawfleet raises on purpose. Each has a stable `type` (what API
+ * clients and retry policies match on), a `retryable` flag and the context to act
+ * on it in `data`. They extend MoleculerError so they cross the transporter intact:
+ * `ClawfleetRegenerator` rebuilds the right class on the receiving node.
+ *
+ * The mapping to HTTP status lives here too (`httpStatusOf`), and nowhere else.
+ */
+import { Errors } from "moleculer";
+
+export type ErrorData = Record<string, unknown> | undefined;
+
+export abstract class ClawfleetError extends Errors.MoleculerError {
+  abstract readonly errorType: string;
+  constructor(message: string, code: number, type: string, data?: ErrorData) {
+    super(message, code, type, data);
+  }
+}
+
+function define(errorType: string, code: number, retryable: boolean) {
+  return class extends ClawfleetError {
+    readonly errorType = errorType;
+    constructor(message: string, data?: ErrorData) {
+      super(message, code, errorType, data);
+      this.retryable = retryable;
+    }
+  };
+}
+
+/** Misconfiguration found at start-up: names the variable and what to do. */
+export class ConfigError extends Error {
+  constructor(
+    public readonly variable: string,
+    reason: string,
+  ) {
+    super(`${variable}: ${reason}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** The request body is not JSON. */
+export class MalformedRequestError extends define("malformed_request", 400, false) {}
+/** The request is JSON but violates the schema; `data.field` names the offending field. */
+export class ValidationError extends define("validation_error", 422, false) {}
+export class TaskNotFoundError extends define("task_not_found", 404, false) {}
+export class AgentNotFoundError extends define("agent_not_found", 404, false) {}
+export class RouteNotFoundError extends define("not_found", 404, false) {}
+export class PayloadTooLargeError extends define("payload_too_large", 413, false) {}
+/** Load shedding; `data.retryAfter` is in seconds. */
+export class OverloadedError extends define("overloaded", 503, true) {}
+/** The provider's limit is exhausted for now; `data.retryAfter` is in seconds. */
+export class RateLimitedError extends define("rate_limited", 429, true) {}
+/** The write carried a fencing token older than the task's current one: a newer lease holder exists. */
+export class StaleFenceError extends define("stale_fence", 409, false) {}
+/** The lease could not be renewed or was taken over: stop work on the task at once. */
+export class LeaseLostError extends define("lease_lost", 409, false) {}
+/** The provider (or simulated model) failed in a way worth retrying. */
+export class ProviderError extends define("provider_error", 502, true) {}
+/** The provider refused the request for a reason retrying will not fix. */
+export class ProviderRequestError extends define("provider_request_error", 502, false) {}
+/** A dependency (database, Redis, broker) is unavailable. */
+export class UnavailableError extends define("unavailable", 503, true) {}
+/** The model asked for something invalid (unknown tool, malformed input) beyond what the loop absorbs. */
+export class ModelBehaviorError extends define("model_behavior_error", 500, false) {}
+/** The agent's step budget is spent. */
+export class BudgetExceededError extends define("budget_exceeded", 500, false) {}
+export class ToolNotFoundError extends define("tool_not_found", 404, false) {}
+export class ToolInputError extends define("tool_input_error", 422, false) {}
+export class ToolExecutionError extends define("tool_execution_error", 500, false) {}
+export class InternalError extends define("internal_error", 500, false) {}
+
+const CLASSES = {
+  malformed_request: MalformedRequestError,
+  validation_error: ValidationError,
+  task_not_found: TaskNotFoundError,
+  agent_not_found: AgentNotFoundError,
+  not_found: RouteNotFoundError,
+  payload_too_large: PayloadTooLargeError,
+  overloaded: OverloadedError,
+  rate_limited: RateLimitedError,
+  stale_fence: StaleFenceError,
+  lease_lost: LeaseLostError,
+  provider_error: ProviderError,
+  provider_request_error: ProviderRequestError,
+  unavailable: UnavailableError,
+  model_behavior_error: ModelBehaviorError,
+  budget_exceeded: BudgetExceededError,
+  tool_not_found: ToolNotFoundError,
+  tool_input_error: ToolInputError,
+  tool_execution_error: ToolExecutionError,
+  internal_error: InternalError,
+} as const satisfies Record<string, new (message: string, data?: ErrorData) => ClawfleetError>;
+
+export type ErrorType = keyof typeof CLASSES;
+
+/** Rebuilds a Clawfleet error from its wire form (`type`, `message`, `data`); undefined for foreign errors. */
+export function restoreError(type: unknown, message: string, data: unknown): ClawfleetError | undefined {
+  if (typeof type !== "string" || !(type in CLASSES)) return undefined;
+  const Cls = CLASSES[type as ErrorType];
+  return new Cls(message, (data ?? undefined) as ErrorData);
+}
+
+/** Moleculer error regenerator: restores Clawfleet's classes on the receiving node. */
+export class ClawfleetRegenerator extends Errors.Regenerator {
+  override restoreCustomError(plainError: Errors.PlainMoleculerError, payload: unknown): Error | undefined {
+    void payload;
+    return restoreError(plainError.type, plainError.message, plainError.data);
+  }
+}
+
+export function isClawfleetError(err: unknown): err is ClawfleetError {
+  return err instanceof ClawfleetError;
+}
+
+/** HTTP status for any error: Clawfleet's own carry their code; anything else is a 500. */
+export function httpStatusOf(err: unknown): number {
+  if (err instanceof ClawfleetError) return err.code;
+  return 500;
+}
+
+/** `{"error": {"type", "message", "details"?}}`, the one error body the REST API sends. */
+export function errorBody(err: unknown): { error: { type: string; message: string; details?: Record<string, unknown> } } {
+  if (err instanceof ClawfleetError) {
+    const details = err.data as Record<string, unknown> | undefined;
+    return { error: { type: err.errorType, message: err.message, ...(details ? { details } : {}) } };
+  }
+  return { error: { type: "internal_error", message: "internal error" } };
+}
+
+export function isRetryable(err: unknown): boolean {
+  return err instanceof Errors.MoleculerError ? err.retryable === true : false;
+}
+
+/** Message of any thrown value, for logs and task errors. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
