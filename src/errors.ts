@@ -135,3 +135,13 @@ export function isRetryable(err: unknown): boolean {
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** Failures of a node or dependency (not of a task): what trips a circuit breaker. */
+export function isInfrastructureFailure(err: Error): boolean {
+  return (
+    err instanceof UnavailableError ||
+    err instanceof Errors.RequestTimeoutError ||
+    err instanceof Errors.ServiceNotAvailableError ||
+    err.name === "RequestTimeoutError"
+  );
+}

@@ -5,13 +5,22 @@
  * checks it, so it stays monotonic even if Redis loses its keys.
  */
 export interface LeaseManager {
-  /** SET NX PX: true if `owner` now holds the lease. */
+  /**
+   * SET NX PX: true if `owner` now holds the lease. False while anyone holds it,
+   * `owner` included: a holder extends its lease with `renew`, so a second
+   * acquisition by the same owner (a duplicate wake-up) cannot pass for a fresh claim.
+   */
   acquire(taskId: string, owner: string, ttlMs: number): Promise<boolean>;
-  /** Extends the lease only if `owner` still holds it. False means the lease is lost. */
+  /**
+   * Extends the lease only if `owner` still holds it. False means the lease is lost;
+   * an `UnavailableError` means the store could not be asked, and the lease may or
+   * may not still be held: the caller decides whether to stop or to retry within its TTL.
+   */
   renew(taskId: string, owner: string, ttlMs: number): Promise<boolean>;
   /** Compare-and-delete: releases only if `owner` holds it. */
   release(taskId: string, owner: string): Promise<boolean>;
   /** For the reaper: whether each task currently has a live lease (any owner). */
   held(taskIds: readonly string[]): Promise<boolean[]>;
+  /** Stops the manager; any later call rejects with `UnavailableError`. Leases still held simply expire. */
   close(): Promise<void>;
 }

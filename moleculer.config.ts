@@ -1,0 +1,44 @@
+/**
+ * Broker settings for a Clawfleet node, derived from the validated `Config`.
+ * Transport, retry, timeout and circuit-breaker policy live here; the roles a
+ * node runs are picked in services/node.ts.
+ */
+import type { BrokerOptions, Middleware } from "moleculer";
+import os from "node:os";
+import type { Config } from "./src/config";
+import { ClawfleetRegenerator, isInfrastructureFailure } from "./src/errors";
+import { pinoOptions } from "./src/logging";
+
+export function brokerOptions(config: Config, middlewares: Middleware[] = []): BrokerOptions {
+  return {
+    namespace: config.namespace,
+    nodeID: config.nodeId ?? `${os.hostname()}-${process.pid}`,
+    transporter: config.transporter ?? null,
+    logger:
+      config.logFormat === "json"
+        ? { type: "Pino", options: { level: config.logLevel, pino: { options: pinoOptions(config.logLevel) } } }
+        : { type: "Console", options: { level: config.logLevel, colors: process.stdout.isTTY, moduleColors: false } },
+    logLevel: config.logLevel,
+    errorRegenerator: new ClawfleetRegenerator(),
+    serializer: "JSON",
+    // Model calls run long; the planner's own retry policy handles their failures, so the broker does not retry.
+    requestTimeout: 0,
+    retryPolicy: { enabled: false },
+    circuitBreaker: {
+      enabled: true,
+      threshold: 0.5,
+      minRequestCount: 20,
+      windowTime: 60,
+      halfOpenTime: 10_000,
+      // Only infrastructure failures trip the breaker; a task's own errors (stale fence, bad input) do not.
+      check: isInfrastructureFailure,
+    },
+    registry: { strategy: "RoundRobin", preferLocal: true },
+    heartbeatInterval: 5,
+    heartbeatTimeout: 15,
+    tracking: { enabled: true, shutdownTimeout: config.shutdownGraceMs },
+    middlewares,
+    metrics: { enabled: false },
+    tracing: { enabled: false },
+  };
+}

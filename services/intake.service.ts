@@ -1,0 +1,123 @@
+/**
+ * `intake`: validates a submission, commits it (with its idempotency key) and
+ * publishes the wake-up. The 202 goes out only after the commit; a publish that
+ * fails afterwards is logged and left to the reaper, which this role also runs.
+ */
+import { randomUUID } from "node:crypto";
+import type { Context, ServiceSchema } from "moleculer";
+import { IdempotencyKeySchema, SubmitTaskSchema, TASKS_READY_CHANNEL, type WakeUp } from "../src/domain";
+import { messageOf, ValidationError } from "../src/errors";
+import { Reaper } from "../src/queue/reaper";
+import type { Resources } from "../src/runtime/resources";
+import { parseParams } from "../src/rpc";
+import { RemoteTaskStore } from "../src/store/remoteStore";
+import { z } from "zod";
+
+const SubmitParams = z.object({ body: z.unknown(), idempotencyKey: z.string().optional() });
+
+export interface SubmitResult {
+  id: string;
+  status: string;
+  created: boolean;
+}
+
+export function intakeService(res: Resources, waiting: () => Promise<number | undefined>): ServiceSchema {
+  const { config } = res;
+  let reaperTimer: NodeJS.Timeout | undefined;
+  let sweeping = false;
+  return {
+    name: "intake",
+    actions: {
+      submit: {
+        async handler(this: { store: RemoteTaskStore; publish(w: WakeUp): Promise<void> }, ctx: Context): Promise<SubmitResult> {
+          const p = parseParams(SubmitParams, ctx.params, "intake.submit");
+          if (p.body === undefined || p.body === null || typeof p.body !== "object" || Array.isArray(p.body)) {
+            throw new ValidationError("the request body must be a JSON object", { field: "body" });
+          }
+          const body = parseParams(SubmitTaskSchema, p.body, "invalid task");
+          const key = p.idempotencyKey === undefined ? undefined : parseParams(IdempotencyKeySchema, p.idempotencyKey, "Idempotency-Key header");
+          const agent = res.agents.get(body.agent);
+          const { task, created } = await this.store.createTask(
+            {
+              id: randomUUID(),
+              agent: agent.name,
+              input: body.input,
+              priority: body.priority ?? "normal",
+              metadata: body.metadata ?? {},
+              prompt_version: agent.promptVersion,
+            },
+            key,
+          );
+          if (created) await this.publish({ taskId: task.id, reason: "submitted" });
+          return { id: task.id, status: task.status, created };
+        },
+      },
+      deadLetters: {
+        handler(this: { store: RemoteTaskStore }, ctx: Context) {
+          const limit = Number((ctx.params as { limit?: unknown }).limit ?? 100);
+          return this.store.listDeadLetters(Number.isInteger(limit) && limit > 0 ? Math.min(limit, 1000) : 100);
+        },
+      },
+      redrive: {
+        async handler(this: { store: RemoteTaskStore; publish(w: WakeUp): Promise<void> }, ctx: Context) {
+          const { taskId } = parseParams(z.object({ taskId: z.string() }), ctx.params, "intake.redrive");
+          const ok = await this.store.redrive(taskId);
+          if (ok) await this.publish({ taskId, reason: "redrive" });
+          return { taskId, redriven: ok };
+        },
+      },
+    },
+    methods: {
+      /** Publishes a wake-up; a failure is logged, not thrown: the task is committed and the reaper re-publishes it. */
+      async publish(wakeUp: WakeUp): Promise<void> {
+        try {
+          await this.broker.sendToChannel(TASKS_READY_CHANNEL, wakeUp);
+        } catch (err) {
+          this.logger.warn({ taskId: wakeUp.taskId, event: "wakeup.publish_failed", err: messageOf(err) }, "wake-up not published; the reaper will");
+        }
+      },
+    },
+    created() {
+      this.store = new RemoteTaskStore((action, params) => this.broker.call(action, params));
+    },
+    async started() {
+      const leases = res.leases();
+      const owner = `${this.broker.nodeID}:reaper`;
+      const reaper = new Reaper(
+        {
+          store: this.store as RemoteTaskStore,
+          leases,
+          publish: (w) => this.publish(w) as Promise<void>,
+          waiting,
+        },
+        { queuedAfterMs: config.reaper.queuedAfterMs, unleasedSweeps: 2, batch: 500 },
+      );
+      // One reaper per cluster: the intake replica holding the reaper lease sweeps.
+      const reaperTtl = Math.max(config.reaper.intervalMs * 3, 3000);
+      reaperTimer = setInterval(() => {
+        if (sweeping) return;
+        sweeping = true;
+        void (async () => {
+          try {
+            const mine = (await leases.renew("__reaper__", owner, reaperTtl)) || (await leases.acquire("__reaper__", owner, reaperTtl));
+            if (!mine) return;
+            const r = await reaper.sweep();
+            if (r.requeuedQueued + r.requeuedRunning > 0) {
+              this.logger.info({ event: "reaper.requeued", ...r }, "reaper re-published orphaned tasks");
+            }
+          } catch (err) {
+            this.logger.warn({ event: "reaper.failed", err: messageOf(err) }, "reaper sweep failed");
+          } finally {
+            sweeping = false;
+          }
+        })();
+      }, config.reaper.intervalMs);
+      reaperTimer.unref();
+      res.health.register("intake");
+    },
+    async stopped() {
+      res.health.unregister("intake");
+      if (reaperTimer) clearInterval(reaperTimer);
+    },
+  };
+}

@@ -1,0 +1,85 @@
+/**
+ * `rate-gateway`: the only holder of the provider key and the only caller of the
+ * provider. Without ANTHROPIC_API_KEY it serves from the simulated model (in
+ * process, or the one ANTHROPIC_BASE_URL points at) and says so in a banner.
+ */
+import type { Context, ServiceSchema } from "moleculer";
+import { AnthropicGateway } from "../src/llm/anthropicGateway";
+import type { Resources } from "../src/runtime/resources";
+import { Gateway, parseParams } from "../src/rpc";
+import { startSimServer, type SimServer } from "../src/sim";
+import { messageOf } from "../src/errors";
+import type { CompleteResponse } from "../src/llm/types";
+
+/** The provider counts as reachable this long after its last successful answer. */
+const PROVIDER_FRESH_MS = 60_000;
+const PING_INTERVAL_MS = 15_000;
+
+export function rateGatewayService(res: Resources): ServiceSchema {
+  const { config } = res;
+  let gateway: AnthropicGateway | undefined;
+  let sim: SimServer | undefined;
+  let lastProviderOk = 0;
+  let lastProviderError = "no connectivity check yet";
+  let pinger: NodeJS.Timeout | undefined;
+  const pingModel = Object.values(res.agents.list()[0]?.tiers ?? {})[0]?.model ?? "claude-haiku-4-5";
+
+  return {
+    name: "rate-gateway",
+    actions: {
+      complete: {
+        async handler(ctx: Context): Promise<CompleteResponse> {
+          if (!gateway) throw new Error("rate-gateway is not started");
+          const req = parseParams(Gateway.complete, ctx.params, "rate-gateway.complete");
+          const r = await gateway.complete(req);
+          lastProviderOk = Date.now();
+          const { rateLimit: _rl, ...response } = r;
+          return response;
+        },
+      },
+    },
+    async started() {
+      let baseURL = config.anthropicBaseUrl;
+      let apiKey = config.anthropicApiKey;
+      if (apiKey === undefined) {
+        if (baseURL === undefined) {
+          sim = await startSimServer({ port: 0, latencyMs: config.sim.latencyMs, failureRate: config.sim.failureRate });
+          baseURL = sim.url;
+        }
+        apiKey = "sim-no-key";
+        this.logger.warn(
+          {
+            event: "provider.simulated",
+            baseURL,
+          },
+          `\n${"=".repeat(72)}\n  ANTHROPIC_API_KEY is not set: serving from Clawfleet's SIMULATED model at ${baseURL}\n  Answers are scripted per agent; no real LLM is called. Set ANTHROPIC_API_KEY for the real one.\n${"=".repeat(72)}`,
+        );
+      }
+      gateway = new AnthropicGateway({ apiKey, baseURL });
+      const g = gateway;
+      const ping = () =>
+        g.ping(pingModel).then(
+          () => {
+            lastProviderOk = Date.now();
+          },
+          (err: unknown) => {
+            lastProviderError = messageOf(err);
+            this.logger.warn({ event: "provider.ping_failed", err: lastProviderError }, "provider connectivity check failed");
+          },
+        );
+      await ping();
+      pinger = setInterval(() => void ping(), PING_INTERVAL_MS);
+      pinger.unref();
+      res.health.register("rate-gateway", () =>
+        Date.now() - lastProviderOk < PROVIDER_FRESH_MS
+          ? { ok: true }
+          : { ok: false, reason: `provider not answering: ${lastProviderError}` },
+      );
+    },
+    async stopped() {
+      res.health.unregister("rate-gateway");
+      if (pinger) clearInterval(pinger);
+      if (sim) await sim.close();
+    },
+  };
+}

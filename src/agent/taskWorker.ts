@@ -1,0 +1,165 @@
+/**
+ * One planner slot's handling of a wake-up: take the task's lease, claim a new
+ * fencing token, keep the lease alive while the loop runs, and settle the
+ * attempt. A wake-up is only a hint: a duplicate, a late one or one for a task
+ * another planner holds is dropped harmlessly.
+ */
+import type { AgentCatalog } from "./definition";
+import { runLoop, type LoopDeps, type RunOutcome } from "./runLoop";
+import { TERMINAL_STATUSES } from "../domain";
+import { isRetryable, LeaseLostError, messageOf, StaleFenceError } from "../errors";
+import type { LeaseManager } from "../lease/types";
+import type { TaskStore } from "../store/types";
+
+export interface WorkerOptions {
+  owner: string;
+  leaseTtlMs: number;
+  leaseRenewMs: number;
+  maxAttempts: number;
+  defaultMaxSteps: number;
+}
+
+export type WakeUpOutcome =
+  | "ignored_unknown"
+  | "ignored_terminal"
+  | "ignored_leased"
+  | "ignored_stopping"
+  | "succeeded"
+  | "failed"
+  | "released"
+  | "abandoned";
+
+export interface WorkerHooks {
+  onStarted?(taskId: string, attempt: number, resumedAtStep: number): void;
+  onSettled?(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome): void;
+  onLeaseLost?(taskId: string): void;
+}
+
+export class TaskWorker {
+  private readonly running = new Map<string, AbortController>();
+  private stopping = false;
+
+  constructor(
+    private readonly deps: LoopDeps & { store: TaskStore; leases: LeaseManager; agents: AgentCatalog },
+    private readonly opts: WorkerOptions,
+    private readonly hooks: WorkerHooks = {},
+  ) {}
+
+  get activeTasks(): number {
+    return this.running.size;
+  }
+
+  async handle(taskId: string): Promise<WakeUpOutcome> {
+    if (this.stopping) return "ignored_stopping";
+    const { store, leases } = this.deps;
+    const peek = await store.getTask(taskId);
+    if (!peek) return "ignored_unknown";
+    if (TERMINAL_STATUSES.includes(peek.status)) return "ignored_terminal";
+    if (!(await leases.acquire(taskId, this.opts.owner, this.opts.leaseTtlMs))) return "ignored_leased";
+
+    const controller = new AbortController();
+    this.running.set(taskId, controller);
+    let fence: number | undefined;
+    const heartbeat = setInterval(() => {
+      leases.renew(taskId, this.opts.owner, this.opts.leaseTtlMs).then(
+        (held) => {
+          if (!held && !controller.signal.aborted) {
+            this.hooks.onLeaseLost?.(taskId);
+            controller.abort(new LeaseLostError(`lease on task ${taskId} lost`, { taskId }));
+          }
+        },
+        (err: unknown) => {
+          // Redis unreachable: keep working; if the lease really lapses a successor's fence stops our writes.
+          this.deps.logger.warn({ taskId, event: "lease.renew_failed", err: messageOf(err) }, "lease renewal failed");
+        },
+      );
+    }, this.opts.leaseRenewMs);
+    heartbeat.unref();
+
+    try {
+      const claim = await store.claimTask(taskId, this.opts.owner);
+      if (!claim) return "ignored_terminal";
+      fence = claim.fence;
+      const { task } = claim;
+      if (task.attempts > this.opts.maxAttempts) {
+        await store.finishTask(taskId, fence, {
+          status: "failed",
+          error: { type: "attempts_exhausted", message: `gave up after ${this.opts.maxAttempts} attempts` },
+        });
+        this.hooks.onSettled?.(taskId, "failed");
+        return "failed";
+      }
+      const agent = this.deps.agents.get(task.agent);
+      this.hooks.onStarted?.(taskId, task.attempts, task.steps + 1);
+      const outcome = await runLoop(this.deps, {
+        task,
+        fence,
+        agent,
+        defaultMaxSteps: this.opts.defaultMaxSteps,
+        signal: controller.signal,
+      });
+      if (outcome.kind === "interrupted") {
+        if (outcome.reason instanceof LeaseLostError) return this.settle(taskId, "abandoned", outcome);
+        await store.releaseTask(taskId, fence);
+        return this.settle(taskId, "released", outcome);
+      }
+      return this.settle(taskId, outcome.kind, outcome);
+    } catch (err) {
+      return await this.onError(taskId, fence, err, controller.signal);
+    } finally {
+      clearInterval(heartbeat);
+      this.running.delete(taskId);
+      await leases.release(taskId, this.opts.owner).catch((err: unknown) => {
+        this.deps.logger.warn({ taskId, event: "lease.release_failed", err: messageOf(err) }, "lease release failed; it will lapse");
+      });
+    }
+  }
+
+  private settle(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome): WakeUpOutcome {
+    this.hooks.onSettled?.(taskId, outcome, detail);
+    return outcome;
+  }
+
+  private async onError(taskId: string, fence: number | undefined, err: unknown, signal: AbortSignal): Promise<WakeUpOutcome> {
+    const { store, logger } = this.deps;
+    if (err instanceof StaleFenceError || err instanceof LeaseLostError || signal.reason instanceof LeaseLostError) {
+      logger.warn({ taskId, event: "task.abandoned", fence, err: messageOf(err) }, "a newer lease holder owns this task; abandoning it");
+      return this.settle(taskId, "abandoned");
+    }
+    if (fence === undefined) {
+      // Nothing was claimed (the store is unreachable): the task is untouched and the reaper re-publishes it.
+      logger.warn({ taskId, event: "task.claim_failed", err: messageOf(err) }, "could not claim task; leaving it to the reaper");
+      return this.settle(taskId, "released");
+    }
+    if (isRetryable(err) || this.stopping) {
+      // The attempt ends; the reaper re-publishes the wake-up after its delay, which is our backoff.
+      logger.warn({ taskId, event: "task.retry", fence, err: messageOf(err) }, "attempt ended by a passing failure; task will be retried");
+      try {
+        await store.releaseTask(taskId, fence);
+      } catch (releaseErr) {
+        logger.warn({ taskId, event: "task.release_failed", err: messageOf(releaseErr) }, "could not release task; its lease will lapse");
+      }
+      return this.settle(taskId, "released");
+    }
+    const type = (err as { errorType?: unknown }).errorType;
+    logger.warn({ taskId, event: "task.failed", fence, err: messageOf(err) }, "task failed");
+    await store.finishTask(taskId, fence, {
+      status: "failed",
+      error: { type: typeof type === "string" ? type : "internal_error", message: messageOf(err) },
+    });
+    return this.settle(taskId, "failed");
+  }
+
+  /** Stops taking work and asks running tasks to stop at their next step boundary. */
+  stop(reason: unknown): void {
+    this.stopping = true;
+    for (const c of this.running.values()) c.abort(reason);
+  }
+
+  /** Resolves when every running task has settled, or after `timeoutMs`. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.running.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    return this.running.size === 0;
+  }
+}

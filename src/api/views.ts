@@ -1,0 +1,107 @@
+/** The REST API's JSON shapes (see DESIGN.md, "External contract"), built from store records. */
+import type { StepRecord, TaskRecord } from "../domain";
+import {
+  ClawfleetError,
+  errorBody,
+  httpStatusOf,
+  MalformedRequestError,
+  PayloadTooLargeError,
+  RouteNotFoundError,
+  UnavailableError,
+} from "../errors";
+
+export function taskView(t: TaskRecord) {
+  return {
+    id: t.id,
+    agent: t.agent,
+    status: t.status,
+    priority: t.priority,
+    input: t.input,
+    metadata: t.metadata,
+    result: t.result ?? null,
+    error: t.error ?? null,
+    attempts: t.attempts,
+    steps: t.steps,
+    usage: {
+      input_tokens: t.usage.input_tokens,
+      output_tokens: t.usage.output_tokens,
+      cache_read_input_tokens: t.usage.cache_read_input_tokens,
+      cost_usd: t.usage.cost_usd,
+    },
+    prompt_version: t.prompt_version,
+    created_at: t.created_at,
+    started_at: t.started_at,
+    finished_at: t.finished_at,
+  };
+}
+
+export function stepView(s: StepRecord) {
+  if (s.kind === "llm") {
+    return {
+      step: s.step,
+      kind: s.kind,
+      model: s.data.model,
+      tier: s.data.tier,
+      stop_reason: s.data.stop_reason,
+      usage: s.data.usage,
+      content: s.data.content,
+      duration_ms: s.data.duration_ms,
+      created_at: s.created_at,
+    };
+  }
+  return {
+    step: s.step,
+    kind: s.kind,
+    tool: s.data.tool,
+    tool_use_id: s.data.tool_use_id,
+    input: s.data.input,
+    output: s.data.output,
+    ok: s.data.ok,
+    duration_ms: s.data.duration_ms,
+    created_at: s.created_at,
+  };
+}
+
+interface HttpishError {
+  status?: unknown;
+  statusCode?: unknown;
+  type?: unknown;
+  code?: unknown;
+  name?: unknown;
+  message?: unknown;
+  data?: unknown;
+}
+
+/**
+ * Any error that reaches the HTTP layer, as a status and the one error body.
+ * Body-parser and router errors are a client's fault and get their 4xx; only an
+ * error Clawfleet does not know becomes a 500, with no internals in the message.
+ */
+export function httpError(err: unknown): { status: number; body: ReturnType<typeof errorBody>; headers: Record<string, string> } {
+  let e: unknown = err;
+  if (!(err instanceof ClawfleetError)) {
+    const h = (err ?? {}) as HttpishError;
+    const status = Number(h.status ?? h.statusCode ?? h.code);
+    if (h.type === "entity.too.large" || status === 413) {
+      e = new PayloadTooLargeError("the request body is larger than 1 MiB", { limit_bytes: 1024 * 1024 });
+    } else if (h.type === "entity.parse.failed" || h.type === "encoding.unsupported" || h.type === "charset.unsupported" || status === 400) {
+      e = new MalformedRequestError(`the request body is not valid JSON${typeof h.message === "string" ? `: ${h.message}` : ""}`);
+    } else if (
+      h.name === "ServiceNotAvailableError" ||
+      h.name === "ServiceNotFoundError" ||
+      h.name === "RequestTimeoutError" ||
+      h.name === "CircuitBreakerOpenError"
+    ) {
+      e = new UnavailableError("a required service is not available; retry shortly", { retryAfter: 5 });
+    } else if (h.name === "NotFoundError" || status === 404) {
+      e = new RouteNotFoundError("no such route");
+    }
+  }
+  const status = httpStatusOf(e);
+  const headers: Record<string, string> = {};
+  if (status === 429 || status === 503) {
+    const ra = Number((e as ClawfleetError).data?.retryAfter ?? 5);
+    headers["Retry-After"] = String(Math.max(1, Math.ceil(ra)));
+  }
+  return { status, body: errorBody(e), headers };
+}

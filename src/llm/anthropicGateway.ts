@@ -1,0 +1,147 @@
+/**
+ * The one client of the provider. Only the rate-gateway role constructs it, so
+ * the API key lives in one process. Provider errors are mapped to Clawfleet's:
+ * a 429 becomes retryable backpressure carrying `retryAfter`, overload and
+ * server errors become retryable `ProviderError`s, a refused request a
+ * non-retryable `ProviderRequestError`.
+ *
+ * The SDK's own OpenTelemetry span is turned off: the gateway's `chat {model}`
+ * span is the one span per LLM call, with task and prompt attributes on it.
+ */
+import Anthropic from "@anthropic-ai/sdk";
+import { ProviderError, ProviderRequestError, RateLimitedError } from "../errors";
+import type { ContentBlock } from "../domain";
+import type { CompleteRequest, CompleteResponse } from "./types";
+
+export interface GatewayOptions {
+  apiKey: string;
+  baseURL: string | undefined;
+  /** Per-request timeout. @default 120000 */
+  timeoutMs?: number;
+  /** SDK retries for connection errors and 5xx; 429s are never retried here (they are backpressure). @default 2 */
+  maxRetries?: number;
+}
+
+export interface RateLimitHeaders {
+  retryAfterS: number | undefined;
+  requestsRemaining: number | undefined;
+  inputTokensRemaining: number | undefined;
+  outputTokensRemaining: number | undefined;
+}
+
+export interface ProviderResponse extends CompleteResponse {
+  rateLimit: RateLimitHeaders;
+}
+
+function num(h: Headers | undefined, name: string): number | undefined {
+  const v = h?.get(name);
+  if (v === null || v === undefined || v === "") return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+export function readRateLimitHeaders(h: Headers | undefined): RateLimitHeaders {
+  return {
+    retryAfterS: num(h, "retry-after"),
+    requestsRemaining: num(h, "anthropic-ratelimit-requests-remaining"),
+    inputTokensRemaining: num(h, "anthropic-ratelimit-input-tokens-remaining"),
+    outputTokensRemaining: num(h, "anthropic-ratelimit-output-tokens-remaining"),
+  };
+}
+
+export class AnthropicGateway {
+  private readonly client: Anthropic;
+
+  constructor(opts: GatewayOptions) {
+    this.client = new Anthropic({
+      apiKey: opts.apiKey,
+      baseURL: opts.baseURL ?? null,
+      timeout: opts.timeoutMs ?? 120_000,
+      maxRetries: 0,
+      openTelemetry: false,
+    });
+    this.maxRetries = opts.maxRetries ?? 2;
+  }
+
+  private readonly maxRetries: number;
+
+  async complete(req: CompleteRequest): Promise<ProviderResponse> {
+    const started = performance.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const { data, response } = await this.client.messages
+          .create({
+            model: req.model,
+            max_tokens: req.maxTokens,
+            system: req.system,
+            messages: req.messages as Anthropic.MessageParam[],
+            ...(req.tools.length > 0 ? { tools: req.tools as Anthropic.Tool[] } : {}),
+            metadata: { user_id: req.taskId },
+          })
+          .withResponse();
+        return {
+          id: data.id,
+          model: data.model,
+          content: data.content.map(toBlock),
+          stop_reason: data.stop_reason,
+          usage: {
+            input_tokens: data.usage.input_tokens,
+            output_tokens: data.usage.output_tokens,
+            cache_read_input_tokens: data.usage.cache_read_input_tokens ?? 0,
+            cache_creation_input_tokens: data.usage.cache_creation_input_tokens ?? 0,
+          },
+          duration_ms: Math.round(performance.now() - started),
+          rateLimit: readRateLimitHeaders(response.headers),
+        };
+      } catch (err) {
+        const mapped = mapProviderError(err);
+        if (mapped instanceof ProviderError && attempt < this.maxRetries) {
+          await new Promise((r) => setTimeout(r, 200 * 2 ** attempt + Math.random() * 100));
+          continue;
+        }
+        throw mapped;
+      }
+    }
+  }
+
+  /** Connectivity check for readiness: a count_tokens round trip (cheap, no generation). */
+  async ping(model: string): Promise<void> {
+    try {
+      await this.client.messages.countTokens({ model, messages: [{ role: "user", content: "ping" }] });
+    } catch (err) {
+      throw mapProviderError(err);
+    }
+  }
+}
+
+function toBlock(b: Anthropic.ContentBlock): ContentBlock {
+  switch (b.type) {
+    case "text":
+      return { type: "text", text: b.text };
+    case "tool_use":
+      return { type: "tool_use", id: b.id, name: b.name, input: b.input };
+    case "thinking":
+      return { type: "thinking", thinking: b.thinking, signature: b.signature };
+    case "redacted_thinking":
+      return { type: "redacted_thinking", data: b.data };
+    default:
+      return { type: "text", text: "" };
+  }
+}
+
+export function mapProviderError(err: unknown): Error {
+  if (err instanceof Anthropic.APIError) {
+    const status = err.status;
+    const rl = readRateLimitHeaders(err.headers);
+    const details = { status, requestId: err.requestID ?? undefined };
+    if (status === 429) {
+      return new RateLimitedError("the provider's rate limit is exhausted", { ...details, retryAfter: rl.retryAfterS ?? 1, source: "provider" });
+    }
+    if (status === undefined || status >= 500 || status === 408 || status === 409) {
+      return new ProviderError(`provider error ${status ?? "(connection)"}: ${err.message}`, details);
+    }
+    return new ProviderRequestError(`provider refused the request (${status}): ${err.message}`, details);
+  }
+  if (err instanceof Error) return new ProviderError(`provider unreachable: ${err.message}`);
+  return new ProviderError(String(err));
+}

@@ -1,0 +1,169 @@
+/**
+ * The @moleculer/channels middleware as Clawfleet configures it: Redis Streams in
+ * distributed mode, the in-process `MemoryAdapter` in embedded mode, with the
+ * same retry and dead-letter policy in both. Also the typed edges of the library
+ * (its typings are loose): `sendToChannel` and queue statistics for metrics.
+ *
+ * Queue messages are only wake-ups ("look at task X"); Postgres is the truth and
+ * the reaper re-publishes a wake-up for any task left `queued` or holding a lapsed
+ * lease within seconds. The queue's own redelivery is therefore a backstop.
+ */
+import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
+import { ReplyError, type Redis } from "ioredis";
+import type { Middleware, ServiceBroker } from "moleculer";
+import { UnavailableError, messageOf } from "../errors";
+import { isRedisUnavailable } from "../redis/connection";
+import { MemoryAdapter, memoryAdapter, type QueueDepth } from "./memoryAdapter";
+
+export type { QueueDepth } from "./memoryAdapter";
+
+/** Where wake-ups that failed every delivery go (prefixed with the namespace, like every channel). */
+export const TASKS_DEAD_CHANNEL = "tasks.dead";
+
+/**
+ * How long a delivered, unacknowledged message sits before another consumer may
+ * claim it. A planner acknowledges a wake-up only when the task's run ends, so a
+ * claim sooner than the longest run would hand a live task's wake-up to a second
+ * planner, and every claim counts as a delivery toward `maxRetries`: a long task
+ * could be dead-lettered while it is still running fine. Claims only matter when
+ * a consumer died holding messages, and the reaper already re-publishes those
+ * tasks within seconds, so waiting long costs nothing.
+ */
+export const DEFAULT_MIN_IDLE_TIME_MS = 10 * 60_000;
+/** How often each consumer looks for claimable messages; small next to the idle time, cheap for Redis. */
+export const DEFAULT_CLAIM_INTERVAL_MS = 5_000;
+/**
+ * Deliveries of a failing wake-up before it is dead-lettered. As in every
+ * @moleculer/channels adapter this counts deliveries, first one included.
+ */
+export const DEFAULT_MAX_RETRIES = 3;
+
+interface CommonOptions {
+  /** @default DEFAULT_MAX_RETRIES */
+  maxRetries?: number;
+}
+
+export interface EmbeddedChannelsOptions extends CommonOptions {
+  mode: "embedded";
+  /** A ready adapter (tests keep a handle on it for `depth()`); otherwise one is made with the common policy. */
+  adapter?: MemoryAdapter;
+  /** Pause before a failed wake-up is delivered again. @default 1000 */
+  retryDelayMs?: number;
+}
+
+export interface DistributedChannelsOptions extends CommonOptions {
+  mode: "distributed";
+  redisUrl: string;
+  /** Prefix of the stream keys: `${namespace}.${channel}`. */
+  namespace: string;
+  /** @default DEFAULT_MIN_IDLE_TIME_MS */
+  minIdleTimeMs?: number;
+  /** @default DEFAULT_CLAIM_INTERVAL_MS */
+  claimIntervalMs?: number;
+}
+
+export type ChannelsOptions = EmbeddedChannelsOptions | DistributedChannelsOptions;
+
+function checkInteger(name: string, value: number | undefined, min: number): void {
+  if (value !== undefined && (!Number.isSafeInteger(value) || value < min)) {
+    throw new RangeError(`channels: ${name} must be an integer >= ${min}, got ${value}`);
+  }
+}
+
+/** The Channels middleware for this process's mode; `broker.sendToChannel` comes with it. */
+export function channelsMiddleware(opts: ChannelsOptions): Middleware {
+  const maxRetries = opts.maxRetries ?? DEFAULT_MAX_RETRIES;
+  checkInteger("maxRetries", maxRetries, 0);
+  const deadLettering = { enabled: true, queueName: TASKS_DEAD_CHANNEL };
+
+  let adapter: unknown;
+  if (opts.mode === "embedded") {
+    adapter = opts.adapter ?? memoryAdapter({ maxRetries, deadLettering, serializer: "JSON", ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}) });
+  } else {
+    checkInteger("minIdleTimeMs", opts.minIdleTimeMs, 1);
+    checkInteger("claimIntervalMs", opts.claimIntervalMs, 1);
+    adapter = {
+      type: "Redis",
+      options: {
+        prefix: opts.namespace,
+        serializer: "JSON",
+        maxRetries,
+        deadLettering,
+        redis: {
+          url: opts.redisUrl,
+          consumerOptions: {
+            // A group created after messages were published reads them all: the wake-ups
+            // of tasks submitted before the first planner started are not skipped.
+            startID: "0",
+            minIdleTime: opts.minIdleTimeMs ?? DEFAULT_MIN_IDLE_TIME_MS,
+            claimInterval: opts.claimIntervalMs ?? DEFAULT_CLAIM_INTERVAL_MS,
+            readTimeoutInterval: 0,
+          },
+        },
+      },
+    };
+  }
+  // The library types `adapter` as a name or config and its return value as a
+  // plain object; both are wider in fact, and both are checked here instead.
+  const create = ChannelsMiddleware as unknown as (o: { adapter: unknown }) => Middleware;
+  return create({ adapter });
+}
+
+export interface SendOptions {
+  headers?: Record<string, string>;
+}
+
+type SendToChannel = (channel: string, payload: unknown, opts?: SendOptions) => Promise<void>;
+
+/** `broker.sendToChannel`, typed. Rejects while the adapter is not connected (inside a service's `started()`). */
+export function sendToChannel(broker: ServiceBroker, channel: string, payload: unknown, opts?: SendOptions): Promise<void> {
+  const send = (broker as unknown as { sendToChannel?: SendToChannel }).sendToChannel;
+  if (typeof send !== "function") throw new Error("the Channels middleware is not installed on this broker");
+  return send.call(broker, channel, payload, opts);
+}
+
+/** Cap on the entries read to count a backlog when Redis cannot report the group's lag. */
+const LAG_FALLBACK_LIMIT = 10_000;
+
+/**
+ * Backlog of one consumer group of a Redis Streams channel, for the metrics
+ * service and the autoscaler. `waiting` is the group's `lag` (entries not yet
+ * delivered to any consumer), `inFlight` its `pending` (delivered, not yet
+ * acknowledged: being handled, or failed and waiting to be claimed).
+ *
+ * Redis 7 reports `lag`; where it cannot (older Redis, or deleted entries in the
+ * unread range) the entries after the group's last delivered id are counted, up
+ * to LAG_FALLBACK_LIMIT. A group not created yet will read the whole stream
+ * (`startID: "0"`), so its backlog is the stream's length.
+ */
+export async function queueStats(redis: Redis, namespace: string, channel: string, group: string): Promise<QueueDepth> {
+  const key = namespace !== "" ? `${namespace}.${channel}` : channel;
+  try {
+    let groups: unknown;
+    try {
+      groups = await redis.xinfo("GROUPS", key);
+    } catch (err) {
+      if (err instanceof ReplyError && /no such key/i.test(messageOf(err))) return { waiting: 0, inFlight: 0 };
+      throw err;
+    }
+    const info = Array.isArray(groups) ? groups.map(fields).find((g) => g.get("name") === group) : undefined;
+    if (!info) return { waiting: await redis.xlen(key), inFlight: 0 };
+    const pending = Number(info.get("pending") ?? 0);
+    const lag = info.get("lag");
+    if (typeof lag === "number") return { waiting: lag, inFlight: pending };
+    const lastId = String(info.get("last-delivered-id") ?? "0-0");
+    const unread = await redis.xrange(key, `(${lastId}`, "+", "COUNT", LAG_FALLBACK_LIMIT);
+    return { waiting: unread.length, inFlight: pending };
+  } catch (err) {
+    if (!isRedisUnavailable(err)) throw err;
+    throw new UnavailableError(`Redis unavailable for queue statistics: ${messageOf(err)}`, { dependency: "redis", channel });
+  }
+}
+
+/** A flat RESP2 map reply (`[field, value, field, value, …]`) as a Map. */
+function fields(reply: unknown): Map<string, unknown> {
+  const map = new Map<string, unknown>();
+  if (!Array.isArray(reply)) return map;
+  for (let i = 0; i + 1 < reply.length; i += 2) map.set(String(reply[i]), reply[i + 1]);
+  return map;
+}

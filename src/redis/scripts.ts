@@ -1,0 +1,99 @@
+/**
+ * Loads a folder of Lua scripts into an ioredis connection, BullMQ style: each file
+ * is named `<command>-<number of keys>.lua` and becomes a command run through
+ * EVALSHA (ioredis falls back to EVAL after a Redis restart flushed the script cache).
+ *
+ * Scripts are read from `src/` even in the compiled build, which ships them
+ * alongside `dist/`: tsc does not copy non-TypeScript files, and one location means
+ * tsx and node run the very same text.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { Redis } from "ioredis";
+import { projectRoot } from "../paths";
+
+export interface LuaScript {
+  /** Command name: the file name without its key count, e.g. `renewLease`. */
+  readonly name: string;
+  readonly numberOfKeys: number;
+  readonly lua: string;
+}
+
+const FILE_NAME = /^([A-Za-z][A-Za-z0-9]*)-(\d+)\.lua$/;
+const cache = new Map<string, readonly LuaScript[]>();
+/** Scripts already defined per connection, so loading twice on a shared connection is harmless. */
+const defined = new WeakMap<Redis, Map<string, string>>();
+
+/** Absolute path of a script folder given relative to `src/`, e.g. `luaDir("lease", "lua")`. */
+export function luaDir(...segments: string[]): string {
+  return path.join(projectRoot(), "src", ...segments);
+}
+
+/** Reads every `<name>-<keys>.lua` in `dir` (once per process). A misnamed `.lua` file is an error, not a silent skip. */
+export function readScripts(dir: string): readonly LuaScript[] {
+  const cached = cache.get(dir);
+  if (cached) return cached;
+  const scripts = fs
+    .readdirSync(dir)
+    .filter((file) => file.endsWith(".lua"))
+    .sort()
+    .map((file): LuaScript => {
+      const match = FILE_NAME.exec(file);
+      if (!match?.[1] || match[2] === undefined) {
+        throw new Error(`${path.join(dir, file)}: Lua script files are named <command>-<number of keys>.lua`);
+      }
+      return { name: match[1], numberOfKeys: Number(match[2]), lua: fs.readFileSync(path.join(dir, file), "utf8") };
+    });
+  if (scripts.length === 0) throw new Error(`${dir}: no Lua scripts found`);
+  cache.set(dir, scripts);
+  return scripts;
+}
+
+type ScriptCommand = (...keysAndArgs: (string | number)[]) => Promise<unknown>;
+
+/**
+ * The scripts of one folder, defined on one connection. `run` checks the name and
+ * the key count, so a typo fails loudly instead of sending keys as arguments.
+ */
+export class RedisScripts {
+  private readonly byName: ReadonlyMap<string, LuaScript>;
+
+  private constructor(
+    private readonly redis: Redis,
+    scripts: readonly LuaScript[],
+  ) {
+    this.byName = new Map(scripts.map((s) => [s.name, s]));
+  }
+
+  /** Defines every script of `dir` as a command on `redis`. */
+  static load(redis: Redis, dir: string): RedisScripts {
+    const scripts = readScripts(dir);
+    let onConnection = defined.get(redis);
+    if (!onConnection) defined.set(redis, (onConnection = new Map()));
+    for (const s of scripts) {
+      const existing = onConnection.get(s.name);
+      if (existing === s.lua) continue;
+      if (existing !== undefined) throw new Error(`two different Lua scripts are named "${s.name}"`);
+      // A script named like a built-in (say `get`) would shadow it on this connection.
+      if (s.name in redis) throw new Error(`Lua script "${s.name}" collides with an ioredis method`);
+      redis.defineCommand(s.name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
+      onConnection.set(s.name, s.lua);
+    }
+    return new RedisScripts(redis, scripts);
+  }
+
+  names(): string[] {
+    return [...this.byName.keys()];
+  }
+
+  run(name: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    const script = this.byName.get(name);
+    if (!script) throw new Error(`unknown Lua script "${name}" (loaded: ${this.names().join(", ")})`);
+    if (keys.length !== script.numberOfKeys) {
+      throw new Error(`Lua script "${name}" takes ${script.numberOfKeys} key(s), got ${keys.length}`);
+    }
+    const command = (this.redis as unknown as Record<string, ScriptCommand>)[name];
+    if (!command) throw new Error(`Lua script "${name}" is not defined on this connection`);
+    return command.call(this.redis, ...keys, ...args);
+  }
+}

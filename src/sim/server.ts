@@ -1,0 +1,274 @@
+/**
+ * The simulated Anthropic model: a node:http server that speaks enough of the
+ * Messages API for the official SDK. Requests pass the stages the real API
+ * applies, in its order: route, authenticate, read and validate the body, admit
+ * against the rate limits, then answer (after the configured latency, or with an
+ * injected failure).
+ */
+import { randomBytes } from "node:crypto";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { resolveSimOptions, type ResolvedSimOptions, type SimOptions } from "./options";
+import { fitToMaxTokens, selectPolicy, type PolicyRoute, type SimTurn } from "./policy";
+import { genericPolicy, genericRoute } from "./policies/generic";
+import { orderRouterRoute } from "./policies/orderRouter";
+import { SimRateLimiter } from "./ratelimit";
+import { DrawSequence } from "./random";
+import { CountTokensRequestSchema, MessagesRequestSchema, parseRequest, type MessagesRequest } from "./request";
+import { StatsCounter, type SimStats } from "./stats";
+import { estimateInputTokens } from "./tokens";
+
+/** Built-in agents, most specific first; the generic policy answers everything else. */
+export const DEFAULT_POLICIES: readonly PolicyRoute[] = [orderRouterRoute, genericRoute];
+
+export interface SimServer {
+  /** Base URL for the SDK's `baseURL`, e.g. `http://127.0.0.1:41234`. */
+  url: string;
+  port: number;
+  stats(): SimStats;
+  /** Zeroes the counters, refills the rate-limit buckets and restarts the seeded sequences. */
+  reset(): void;
+  close(): Promise<void>;
+}
+
+type ApiErrorType =
+  | "invalid_request_error"
+  | "authentication_error"
+  | "not_found_error"
+  | "request_too_large"
+  | "rate_limit_error"
+  | "api_error"
+  | "overloaded_error";
+
+const STATUS_OF: Record<ApiErrorType, number> = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  not_found_error: 404,
+  request_too_large: 413,
+  rate_limit_error: 429,
+  api_error: 500,
+  overloaded_error: 529,
+};
+
+class ApiError extends Error {
+  constructor(
+    readonly type: ApiErrorType,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** Share of injected failures answered 529 overloaded (the rest are 500 api_error), matching what clients mostly meet. */
+const OVERLOADED_SHARE = 2 / 3;
+const SEQ_JITTER = 1;
+const SEQ_FAILURE = 2;
+
+const MODELS = [
+  { id: "claude-opus-4-5", display_name: "Claude Opus 4.5", created_at: "2025-11-24T00:00:00Z" },
+  { id: "claude-sonnet-4-5", display_name: "Claude Sonnet 4.5", created_at: "2025-09-29T00:00:00Z" },
+  { id: "claude-haiku-4-5", display_name: "Claude Haiku 4.5", created_at: "2025-10-15T00:00:00Z" },
+];
+
+const hexId = (prefix: string) => `${prefix}${randomBytes(12).toString("hex")}`;
+
+export async function startSimServer(opts: SimOptions = {}): Promise<SimServer> {
+  const options = resolveSimOptions(opts, DEFAULT_POLICIES);
+  const sim = new Simulator(options);
+  const server = http.createServer((req, res) => {
+    sim.handle(req, res).catch((err: unknown) => {
+      // Only reached if writing the response itself failed; the socket is beyond saving.
+      res.destroy(err instanceof Error ? err : undefined);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  let closing: Promise<void> | undefined;
+  return {
+    url: `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`,
+    port,
+    stats: () => sim.stats.snapshot(),
+    reset: () => sim.reset(),
+    close: () =>
+      (closing ??= new Promise<void>((resolve, reject) => {
+        sim.shutdown.abort();
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeAllConnections();
+      })),
+  };
+}
+
+class Simulator {
+  readonly stats = new StatsCounter();
+  readonly shutdown = new AbortController();
+  private readonly limiter: SimRateLimiter;
+  private readonly jitter: DrawSequence;
+  private readonly failures: DrawSequence;
+
+  constructor(private readonly opts: ResolvedSimOptions) {
+    this.limiter = new SimRateLimiter({
+      requests: opts.requestsPerMinute,
+      inputTokens: opts.inputTokensPerMinute,
+      outputTokens: opts.outputTokensPerMinute,
+      windowMs: opts.limitWindowMs,
+    });
+    this.jitter = new DrawSequence(opts.seed, SEQ_JITTER);
+    this.failures = new DrawSequence(opts.seed, SEQ_FAILURE);
+  }
+
+  reset(): void {
+    this.stats.reset();
+    this.limiter.reset();
+    this.jitter.reset();
+    this.failures.reset();
+  }
+
+  async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    res.setHeader("request-id", hexId("req_"));
+    const path = new URL(req.url ?? "/", "http://sim").pathname;
+    if (path.startsWith("/_sim/")) return this.control(req.method ?? "GET", path, res);
+
+    this.stats.request();
+    let status: number;
+    let headers: Record<string, string> = {};
+    let body: unknown;
+    try {
+      [headers, body] = await this.api(req, path);
+      status = 200;
+    } catch (err) {
+      const e = err instanceof ApiError ? err : new ApiError("api_error", "Internal server error");
+      status = STATUS_OF[e.type];
+      headers = e.headers;
+      body = { type: "error", error: { type: e.type, message: e.message } };
+      // The rest of an oversized upload is not worth reading.
+      if (e.type === "request_too_large") headers = { ...headers, connection: "close" };
+    }
+    this.stats.status(status);
+    send(res, status, body, headers);
+  }
+
+  private async api(req: http.IncomingMessage, path: string): Promise<[Record<string, string>, unknown]> {
+    const route = `${req.method ?? "GET"} ${path}`;
+    const known = route === "POST /v1/messages" || route === "POST /v1/messages/count_tokens" || route === "GET /v1/models" || route.startsWith("GET /v1/models/");
+    if (!known) throw new ApiError("not_found_error", `Not found: ${route}`);
+    if (this.opts.apiKey !== undefined && req.headers["x-api-key"] !== this.opts.apiKey) throw new ApiError("authentication_error", "invalid x-api-key");
+
+    if (route === "GET /v1/models") {
+      return [{}, { data: MODELS.map((m) => ({ type: "model", ...m })), has_more: false, first_id: MODELS[0]?.id ?? null, last_id: MODELS.at(-1)?.id ?? null }];
+    }
+    if (route.startsWith("GET /v1/models/")) {
+      // Any model name is served, so any model exists.
+      const id = decodeURIComponent(path.slice("/v1/models/".length));
+      const known = MODELS.find((m) => m.id === id);
+      return [{}, { type: "model", id, display_name: known?.display_name ?? id, created_at: known?.created_at ?? "2025-01-01T00:00:00Z" }];
+    }
+
+    const raw = await this.readJson(req);
+    if (route === "POST /v1/messages/count_tokens") {
+      const parsed = parseRequest(CountTokensRequestSchema, raw);
+      if (!parsed.ok) throw new ApiError("invalid_request_error", parsed.message);
+      return [{}, { input_tokens: estimateInputTokens(parsed.value) }];
+    }
+    const parsed = parseRequest(MessagesRequestSchema, raw);
+    if (!parsed.ok) throw new ApiError("invalid_request_error", parsed.message);
+    return this.messages(parsed.value);
+  }
+
+  private async messages(r: MessagesRequest): Promise<[Record<string, string>, unknown]> {
+    if (r.stream === true)
+      throw new ApiError("invalid_request_error", "stream: streaming is not supported by the simulated model; send the request without `stream: true`");
+    this.stats.model(r.model);
+
+    const inputTokens = estimateInputTokens(r);
+    const admission = this.limiter.admit(r.model, inputTokens, r.max_tokens);
+    if (!admission.ok) {
+      throw new ApiError("rate_limit_error", admission.message, {
+        ...this.limiter.headers(r.model),
+        "retry-after": String(Math.max(1, Math.ceil(admission.retryAfterMs / 1000))),
+        // The SDK prefers this one; it keeps shrunken benchmark windows precise.
+        "retry-after-ms": String(Math.max(1, Math.ceil(admission.retryAfterMs))),
+      });
+    }
+
+    try {
+      const delay = this.opts.latencyMs + Math.floor(this.jitter.next() * this.opts.latencyJitterMs);
+      const failure = this.failures.next();
+      if (delay > 0) await sleep(delay, undefined, { signal: this.shutdown.signal });
+      if (failure < this.opts.failureRate) {
+        throw failure < this.opts.failureRate * OVERLOADED_SHARE
+          ? new ApiError("overloaded_error", "Overloaded")
+          : new ApiError("api_error", "Internal server error");
+      }
+
+      const route = selectPolicy(this.opts.policies, r);
+      let turn: SimTurn;
+      try {
+        turn = (route?.policy ?? genericPolicy)(r);
+      } catch (err) {
+        throw new ApiError("api_error", `the ${route?.name ?? "generic"} policy failed: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      const { turn: fitted, outputTokens } = fitToMaxTokens(turn, r.max_tokens);
+      admission.settle(outputTokens);
+      this.stats.usage(inputTokens, outputTokens);
+      for (const block of fitted.content) if (block.type === "tool_use") this.stats.toolUse(block.name);
+      const message = {
+        id: hexId("msg_"),
+        type: "message",
+        role: "assistant",
+        model: r.model,
+        content: fitted.content,
+        stop_reason: fitted.stop_reason,
+        stop_sequence: null,
+        usage: { input_tokens: inputTokens, output_tokens: outputTokens, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
+      };
+      return [this.limiter.headers(r.model), message];
+    } finally {
+      // No-op after a successful settle; otherwise nothing was produced.
+      admission.settle(0);
+    }
+  }
+
+  private async readJson(req: http.IncomingMessage): Promise<unknown> {
+    const max = this.opts.maxBodyBytes;
+    const tooLarge = () => new ApiError("request_too_large", `Request exceeds the maximum allowed number of bytes (${max}).`);
+    if (Number(req.headers["content-length"] ?? 0) > max) throw tooLarge();
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const chunk of req) {
+      const buf = chunk as Buffer;
+      size += buf.length;
+      if (size > max) throw tooLarge();
+      chunks.push(buf);
+    }
+    const text = Buffer.concat(chunks).toString("utf8");
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw new ApiError("invalid_request_error", `There was an error parsing the body of your request: ${err instanceof Error ? err.message : "not JSON"}`);
+    }
+  }
+
+  private control(method: string, path: string, res: http.ServerResponse): void {
+    if (method === "GET" && path === "/_sim/stats") return send(res, 200, this.stats.snapshot());
+    if (method === "POST" && path === "/_sim/reset") {
+      this.reset();
+      return send(res, 200, { reset: true });
+    }
+    send(res, 404, { type: "error", error: { type: "not_found_error", message: `Not found: ${method} ${path}` } });
+  }
+}
+
+function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (res.headersSent || res.destroyed) return;
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, "content-type": "application/json", "content-length": Buffer.byteLength(text) });
+  res.end(text);
+}

@@ -1,0 +1,387 @@
+/**
+ * `TaskStore` over a `pg.Pool`: one SQL code path for Postgres and PGlite.
+ *
+ * Fencing: every worker write is one statement whose WHERE demands the current
+ * `fence` and status `running`, so a paused zombie can never overwrite its
+ * successor. When such a write matches no row, a follow-up read only decides
+ * which error to raise. Writes are retry-safe: repeating a write that already
+ * committed (the connection died before the answer) with the same fence and the
+ * same content succeeds without doing anything twice.
+ */
+import type pg from "pg";
+import { CHECKPOINT_SCHEMA_VERSION, TASK_STATUSES, type NewStep, type NewTask, type StepRecord, type TaskRecord, type TaskStatus, type Usage } from "../domain";
+import { InternalError, StaleFenceError, TaskNotFoundError } from "../errors";
+import { sqlStateOf, toStoreError } from "./dbErrors";
+import { migrate } from "./migrate";
+import { createPool, type PoolOptions, type StoreKind } from "./pool";
+import { toDeadLetter, toStep, toTask, iso, num, type DeadLetterRow, type StepRow, type TaskRow } from "./rows";
+import type { ClaimResult, CreateTaskResult, DeadLetter, TaskOutcome, TaskStore } from "./types";
+
+/**
+ * The same step number written twice with different content under the current
+ * fence. The agent loop never does this, so it is a bug, not a race: not
+ * retryable, and `data.reason` is "duplicate_step" on the wire.
+ */
+export class DuplicateStepError extends InternalError {}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Postgres rejects a malformed uuid with an error; for look-ups that simply means "no such task". */
+const isUuid = (id: string): boolean => UUID.test(id);
+
+/** jsonb parameters: `pg` would send a JS array as a Postgres array and a string unquoted. */
+const json = (v: unknown): string => JSON.stringify(v === undefined ? null : v);
+
+const limitOf = (n: number): number => (Number.isFinite(n) ? Math.max(0, Math.floor(n)) : 0);
+
+const SQL = {
+  insertTask: `
+    INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version)
+    VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6)
+    RETURNING *`,
+  // Takes the key, or replaces one older than the 24 h window; a fresh key held by another task returns no row.
+  claimKey: `
+    INSERT INTO idempotency_keys (key, task_id) VALUES ($1, $2)
+    ON CONFLICT (key) DO UPDATE SET task_id = EXCLUDED.task_id, created_at = now()
+      WHERE idempotency_keys.created_at < now() - interval '24 hours'
+    RETURNING task_id`,
+  taskByKey: `SELECT t.* FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id WHERE k.key = $1`,
+  getTask: `SELECT * FROM tasks WHERE id = $1`,
+  listSteps: `
+    SELECT task_id, step, kind, schema_version, fence, data, created_at
+    FROM steps WHERE task_id = $1 ORDER BY step`,
+  claim: `
+    UPDATE tasks
+    SET fence = fence + 1, attempts = attempts + 1, status = 'running', lease_owner = $2,
+        started_at = COALESCE(started_at, now()), updated_at = now()
+    WHERE id = $1 AND status IN ('queued', 'running')
+    RETURNING *`,
+  appendStep: `
+    WITH task AS (
+      UPDATE tasks
+      SET steps = GREATEST(steps, $3),
+          input_tokens = input_tokens + $7::bigint,
+          output_tokens = output_tokens + $8::bigint,
+          cache_read_input_tokens = cache_read_input_tokens + $9::bigint,
+          cache_creation_input_tokens = cache_creation_input_tokens + $10::bigint,
+          cost_usd = cost_usd + $11::numeric,
+          updated_at = now()
+      WHERE id = $1 AND fence = $2 AND status = 'running'
+      RETURNING id
+    )
+    INSERT INTO steps (task_id, step, kind, schema_version, fence, data)
+    SELECT id, $3, $4, $5, $2, $6::jsonb FROM task
+    RETURNING step`,
+  sameStep: `SELECT fence, kind, data = $3::jsonb AS same_data FROM steps WHERE task_id = $1 AND step = $2`,
+  finish: `
+    WITH task AS (
+      UPDATE tasks
+      SET status = $3, result = $4::jsonb, error = $5::jsonb, finished_at = now(), updated_at = now(), lease_owner = NULL
+      WHERE id = $1 AND fence = $2 AND status = 'running'
+      RETURNING id, agent, status, error, attempts
+    ), letter AS (
+      INSERT INTO dead_letters (task_id, agent, error, attempts)
+      SELECT id, agent, error, attempts FROM task WHERE status = 'failed'
+      ON CONFLICT (task_id) DO UPDATE
+        SET agent = EXCLUDED.agent, error = EXCLUDED.error, attempts = EXCLUDED.attempts, created_at = now()
+    )
+    SELECT count(*)::int AS n FROM task`,
+  release: `
+    UPDATE tasks SET status = 'queued', lease_owner = NULL, wakeup_at = now(), updated_at = now()
+    WHERE id = $1 AND fence = $2 AND status = 'running'`,
+  fenceOf: `SELECT fence, status FROM tasks WHERE id = $1`,
+  touch: `UPDATE tasks SET wakeup_at = now() WHERE id = ANY($1::uuid[])`,
+  staleQueued: `
+    SELECT id FROM tasks
+    WHERE status = 'queued' AND wakeup_at < now() - $1::double precision * interval '1 millisecond'
+    ORDER BY wakeup_at, id LIMIT $2`,
+  running: `SELECT id, fence, updated_at FROM tasks WHERE status = 'running' ORDER BY updated_at LIMIT $1`,
+  countByStatus: `SELECT status, count(*)::int AS n FROM tasks GROUP BY status`,
+  deadLetters: `
+    SELECT task_id, agent, error, attempts, created_at FROM dead_letters
+    ORDER BY created_at DESC, task_id LIMIT $1`,
+  redrive: `
+    WITH task AS (
+      UPDATE tasks
+      SET status = 'queued', attempts = 0, error = NULL, result = NULL, finished_at = NULL,
+          lease_owner = NULL, wakeup_at = now(), updated_at = now()
+      WHERE id = $1 AND status = 'failed'
+      RETURNING id
+    ), letter AS (
+      DELETE FROM dead_letters WHERE task_id IN (SELECT id FROM task)
+    )
+    SELECT count(*)::int AS n FROM task`,
+} as const;
+
+export interface PgTaskStoreOptions {
+  /** The database's redacted address, named in `UnavailableError` messages. @default "database" */
+  target?: string;
+  /** Called once by `close()`; pass the pool's owner when the store should end it. @default nothing */
+  onClose?: () => Promise<void>;
+}
+
+export class PgTaskStore implements TaskStore {
+  private readonly target: string;
+  private readonly onClose: (() => Promise<void>) | undefined;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    opts: PgTaskStoreOptions = {},
+  ) {
+    this.target = opts.target ?? "database";
+    this.onClose = opts.onClose;
+  }
+
+  async migrate(): Promise<void> {
+    await migrate(this.pool, { target: this.target });
+  }
+
+  async createTask(task: NewTask, idempotencyKey?: string): Promise<CreateTaskResult> {
+    const values = [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version];
+    if (idempotencyKey === undefined) {
+      const { rows } = await this.query<TaskRow>("createTask", SQL.insertTask, values);
+      return { task: toTask(one(rows, "createTask")), created: true };
+    }
+    // The key is claimed first: a concurrent claimant of the same key waits on the
+    // row until this transaction ends, then finds it taken and reads the winner.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const outcome = await this.transaction("createTask", async (client) => {
+        const claimed = await client.query(SQL.claimKey, [idempotencyKey, task.id]);
+        if (claimed.rowCount === 1) {
+          const { rows } = await client.query<TaskRow>(SQL.insertTask, values);
+          return { task: toTask(one(rows, "createTask")), created: true };
+        }
+        const { rows } = await client.query<TaskRow>(SQL.taskByKey, [idempotencyKey]);
+        const winner = rows[0];
+        return winner === undefined ? undefined : { task: toTask(winner), created: false };
+      });
+      // Undefined only if the winning key vanished between our two statements (purged): claim again.
+      if (outcome !== undefined) return outcome;
+    }
+    throw new InternalError("idempotency key kept changing hands", { operation: "createTask" });
+  }
+
+  async getTask(id: string): Promise<TaskRecord | null> {
+    if (!isUuid(id)) return null;
+    const { rows } = await this.query<TaskRow>("getTask", SQL.getTask, [id]);
+    const row = rows[0];
+    return row === undefined ? null : toTask(row);
+  }
+
+  async listSteps(taskId: string): Promise<StepRecord[]> {
+    if (!isUuid(taskId)) return [];
+    const { rows } = await this.query<StepRow>("listSteps", SQL.listSteps, [taskId]);
+    return rows.map(toStep);
+  }
+
+  async claimTask(id: string, owner: string): Promise<ClaimResult | null> {
+    if (!isUuid(id)) return null;
+    const { rows } = await this.query<TaskRow>("claimTask", SQL.claim, [id, owner]);
+    const row = rows[0];
+    if (row === undefined) return null;
+    const task = toTask(row);
+    return { task, fence: task.fence };
+  }
+
+  /**
+   * Fenced like every worker write. The same step again with the same fence and
+   * content is a retry of a committed write and succeeds without adding usage
+   * twice; different content is a `DuplicateStepError`.
+   */
+  async appendStep(taskId: string, fence: number, step: NewStep, usageDelta?: Usage): Promise<void> {
+    const u = usageDelta;
+    const data = json(step.data);
+    const values = [
+      taskId,
+      fence,
+      step.step,
+      step.kind,
+      CHECKPOINT_SCHEMA_VERSION,
+      data,
+      u?.input_tokens ?? 0,
+      u?.output_tokens ?? 0,
+      u?.cache_read_input_tokens ?? 0,
+      u?.cache_creation_input_tokens ?? 0,
+      u?.cost_usd ?? 0,
+    ];
+    try {
+      const { rowCount } = await this.query("appendStep", SQL.appendStep, values, { raw: true });
+      if (rowCount === 1) return;
+    } catch (err) {
+      if (sqlStateOf(err) !== "23505") throw toStoreError(err, "appendStep", this.target);
+      const { rows } = await this.query<{ fence: string; kind: string; same_data: boolean }>("appendStep", SQL.sameStep, [taskId, step.step, data]);
+      const existing = rows[0];
+      if (existing && num(existing.fence) === fence && existing.kind === step.kind && existing.same_data) return;
+      throw new DuplicateStepError(`step ${step.step} of task ${taskId} is already checkpointed with different content`, {
+        reason: "duplicate_step",
+        taskId,
+        step: step.step,
+        fence,
+      });
+    }
+    await this.rejectFencedWrite("appendStep", taskId, fence, () => false);
+  }
+
+  /** Fenced. Repeating the same outcome with the same fence is a no-op (a retried commit). */
+  async finishTask(taskId: string, fence: number, outcome: TaskOutcome): Promise<void> {
+    const error = outcome.status === "failed" ? (outcome.error ?? { type: "internal_error", message: "task failed without an error" }) : (outcome.error ?? null);
+    const { rows } = await this.query<{ n: number }>("finishTask", SQL.finish, [taskId, fence, outcome.status, json(outcome.result ?? null), json(error)]);
+    if (rows[0]?.n === 1) return;
+    await this.rejectFencedWrite("finishTask", taskId, fence, (status) => status === outcome.status);
+  }
+
+  /** Fenced. Releasing twice with the same fence is a no-op. */
+  async releaseTask(taskId: string, fence: number): Promise<void> {
+    const { rowCount } = await this.query("releaseTask", SQL.release, [taskId, fence], { raw: true });
+    if (rowCount === 1) return;
+    await this.rejectFencedWrite("releaseTask", taskId, fence, (status) => status === "queued");
+  }
+
+  async touchWakeup(taskIds: readonly string[]): Promise<void> {
+    const ids = taskIds.filter(isUuid);
+    if (ids.length === 0) return;
+    await this.query("touchWakeup", SQL.touch, [ids]);
+  }
+
+  /** Oldest wake-up first. */
+  async listStaleQueued(olderThanMs: number, limit: number): Promise<string[]> {
+    const { rows } = await this.query<{ id: string }>("listStaleQueued", SQL.staleQueued, [Math.max(0, olderThanMs), limitOf(limit)]);
+    return rows.map((r) => r.id);
+  }
+
+  /** Least recently written first: the likeliest orphans. */
+  async listRunning(limit: number): Promise<Array<{ id: string; fence: number; updated_at: string }>> {
+    const { rows } = await this.query<{ id: string; fence: string; updated_at: Date | string }>("listRunning", SQL.running, [limitOf(limit)]);
+    return rows.map((r) => ({ id: r.id, fence: num(r.fence), updated_at: iso(r.updated_at) }));
+  }
+
+  async countByStatus(): Promise<Record<TaskStatus, number>> {
+    const { rows } = await this.query<{ status: string; n: number }>("countByStatus", SQL.countByStatus, []);
+    const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<TaskStatus, number>;
+    for (const r of rows) {
+      const status = TASK_STATUSES.find((s) => s === r.status);
+      if (status !== undefined) counts[status] = r.n;
+    }
+    return counts;
+  }
+
+  /** Most recent first. */
+  async listDeadLetters(limit: number): Promise<DeadLetter[]> {
+    const { rows } = await this.query<DeadLetterRow>("listDeadLetters", SQL.deadLetters, [limitOf(limit)]);
+    return rows.map(toDeadLetter);
+  }
+
+  /**
+   * Checkpoints are kept: the redriven task resumes after its last step rather
+   * than paying for them again. Publishing the wake-up is the caller's job; if
+   * that is lost, the reaper finds the task by its fresh `wakeup_at`.
+   */
+  async redrive(taskId: string): Promise<boolean> {
+    if (!isUuid(taskId)) return false;
+    const { rows } = await this.query<{ n: number }>("redrive", SQL.redrive, [taskId]);
+    return rows[0]?.n === 1;
+  }
+
+  close(): Promise<void> {
+    return (this.closing ??= this.onClose ? this.onClose() : Promise.resolve());
+  }
+
+  /**
+   * A fenced write matched no row: say why. `alreadyDone(status)` recognises the
+   * state the write itself would have produced, so a retried write is a no-op.
+   */
+  private async rejectFencedWrite(op: string, taskId: string, fence: number, alreadyDone: (status: string) => boolean): Promise<void> {
+    if (!isUuid(taskId)) throw new TaskNotFoundError(`task ${taskId} not found`, { taskId });
+    const { rows } = await this.query<{ fence: string; status: string }>(op, SQL.fenceOf, [taskId]);
+    const row = rows[0];
+    if (row === undefined) throw new TaskNotFoundError(`task ${taskId} not found`, { taskId });
+    const current = num(row.fence);
+    if (current !== fence) {
+      throw new StaleFenceError(`task ${taskId}: fencing token ${fence} is stale, the current one is ${current}`, { taskId, fence, current });
+    }
+    if (alreadyDone(row.status)) return;
+    // Same token but no longer running: this holder already finished or released the task.
+    throw new StaleFenceError(`task ${taskId} is ${row.status}, no longer running under token ${fence}`, {
+      taskId,
+      fence,
+      current,
+      status: row.status,
+    });
+  }
+
+  private async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
+    op: string,
+    text: string,
+    values: unknown[],
+    opts: { raw?: boolean } = {},
+  ): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(text, values);
+    } catch (err) {
+      // `raw`: the caller inspects the driver error itself (and maps it).
+      if (opts.raw) throw err;
+      throw toStoreError(err, op, this.target);
+    }
+  }
+
+  private async transaction<T>(op: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw toStoreError(err, op, this.target);
+    }
+    try {
+      await client.query("BEGIN");
+      const result = await fn(client);
+      await client.query("COMMIT");
+      client.release();
+      return result;
+    } catch (err) {
+      try {
+        await client.query("ROLLBACK");
+        client.release();
+      } catch (rollbackErr) {
+        // The connection is unusable; discarding it ends the transaction with it.
+        client.release(rollbackErr instanceof Error ? rollbackErr : true);
+      }
+      throw toStoreError(err, op, this.target);
+    }
+  }
+}
+
+function one<R>(rows: R[], op: string): R {
+  const row = rows[0];
+  if (row === undefined) throw new InternalError(`${op}: the database returned no row`, { operation: op });
+  return row;
+}
+
+export interface OpenStoreOptions extends PoolOptions {
+  /** Apply pending migrations before returning. @default true */
+  migrate?: boolean;
+}
+
+export interface OpenedStore {
+  store: PgTaskStore;
+  pool: pg.Pool;
+  kind: StoreKind;
+  /** The database's address without credentials. */
+  target: string;
+  /** Closes the store and its pool. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Opens the pool for `opts` (Postgres or PGlite), migrates, and hands back a ready store. */
+export async function openStore(opts: OpenStoreOptions): Promise<OpenedStore> {
+  const handle = await createPool(opts);
+  const store = new PgTaskStore(handle.pool, { target: handle.target, onClose: handle.close });
+  if (opts.migrate !== false) {
+    try {
+      await store.migrate();
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw err;
+    }
+  }
+  return { store, pool: handle.pool, kind: handle.kind, target: handle.target, close: () => store.close() };
+}

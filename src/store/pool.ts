@@ -1,0 +1,153 @@
+/**
+ * One `pg.Pool` for both back ends: Postgres when a `DATABASE_URL` is given,
+ * PGlite (embedded, in-process) otherwise, through PGlite's node-postgres
+ * adapter so the store runs the same SQL over the same driver either way.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import pg from "pg";
+import { ConfigError } from "../errors";
+import { connectError, redactDatabaseUrl } from "./dbErrors";
+
+export type StoreKind = "postgres" | "pglite";
+
+/** Where pool-level trouble goes; Moleculer's logger and `RedisLogger` fit. */
+export interface StoreLogger {
+  warn(msg: string): void;
+}
+
+export interface PoolOptions {
+  /** `postgres://…`; when set, Postgres is used and `dataDir` is ignored. */
+  databaseUrl?: string;
+  /** PGlite data folder (created if missing), or `memory://` to keep nothing on disk. */
+  dataDir?: string;
+  /** Postgres connections. PGlite is single-session, so its pool is always 1. @default 10 */
+  max?: number;
+  /** Server-side limit per statement (Postgres). @default 30000 */
+  statementTimeoutMs?: number;
+  /** Limit on opening a connection (Postgres). @default 5000 */
+  connectionTimeoutMs?: number;
+  /** @default one JSON line on stderr */
+  logger?: StoreLogger;
+}
+
+export interface PoolHandle {
+  pool: pg.Pool;
+  kind: StoreKind;
+  /** The database's address without credentials, for logs and error messages. */
+  target: string;
+  /** Ends the pool (and closes PGlite, flushing its data dir). Idempotent. */
+  close(): Promise<void>;
+}
+
+const stderrLogger: StoreLogger = {
+  warn(msg) {
+    process.stderr.write(`${JSON.stringify({ level: "warn", component: "store", msg })}\n`);
+  },
+};
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= fn());
+}
+
+/**
+ * Without this listener, an error on an idle client (Postgres restarted, network
+ * cut) is an unhandled 'error' event and kills the process. The pool already
+ * drops that client; the next query opens a fresh one or fails as Unavailable.
+ */
+function watchIdleErrors(pool: pg.Pool, logger: StoreLogger, target: string): void {
+  pool.on("error", (err) => {
+    logger.warn(`idle database connection to ${target} failed and was dropped from the pool: ${err.message}`);
+  });
+}
+
+/** Opens the pool and proves it answers; connection failures are `UnavailableError`s. */
+export async function createPool(opts: PoolOptions): Promise<PoolHandle> {
+  const logger = opts.logger ?? stderrLogger;
+  if (opts.databaseUrl !== undefined) return createPostgresPool(opts.databaseUrl, opts, logger);
+  if (opts.dataDir !== undefined) return createPglitePool(opts.dataDir, logger);
+  throw new ConfigError("DATABASE_URL", "set DATABASE_URL for Postgres, or give a PGlite data dir (CLAWFLEET_DATA_DIR)");
+}
+
+async function createPostgresPool(databaseUrl: string, opts: PoolOptions, logger: StoreLogger): Promise<PoolHandle> {
+  const target = redactDatabaseUrl(databaseUrl);
+  const pool = new pg.Pool({
+    connectionString: databaseUrl,
+    max: opts.max ?? 10,
+    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5_000,
+    statement_timeout: opts.statementTimeoutMs ?? 30_000,
+    // A worker that dies inside a transaction must not hold row locks until TCP notices.
+    idle_in_transaction_session_timeout: 60_000,
+    idleTimeoutMillis: 30_000,
+    keepAlive: true,
+    application_name: "clawfleet",
+  });
+  watchIdleErrors(pool, logger, target);
+  const close = once(() => pool.end());
+  try {
+    await pool.query("SELECT 1");
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw connectError(err, target);
+  }
+  return { pool, kind: "postgres", target, close };
+}
+
+async function createPglitePool(dataDir: string, logger: StoreLogger): Promise<PoolHandle> {
+  const inMemory = dataDir.startsWith("memory://");
+  const dir = inMemory ? dataDir : path.resolve(dataDir);
+  const target = inMemory ? "pglite memory://" : `pglite ${dir}`;
+  // Loaded lazily: distributed nodes never pay for the WebAssembly build.
+  const { PGlite } = await import("@electric-sql/pglite");
+  const { PglitePgConnection } = await import("@electric-sql/pglite/node-postgres");
+  let lite: InstanceType<typeof PGlite>;
+  try {
+    if (!inMemory) fs.mkdirSync(dir, { recursive: true });
+    lite = new PGlite(dir);
+    await lite.waitReady;
+  } catch (err) {
+    throw connectError(err, target);
+  }
+
+  /**
+   * The adapter's `createPgConfig` shares one connection object between every
+   * client the pool ever makes; once pg-pool discards a client (it does after
+   * any failed `pool.query`), that shared object is ended and the next client
+   * fails with "Connection terminated". A connection per client avoids that.
+   */
+  class PgliteClient extends pg.Client {
+    constructor() {
+      super({ connection: new PglitePgConnection({ pglite: lite }) } as pg.ClientConfig);
+    }
+  }
+
+  const pool = new pg.Pool({
+    Client: PgliteClient,
+    max: 1,
+    // Idle clients cost nothing here; recycling them would only run the reset below.
+    idleTimeoutMillis: 0,
+    /**
+     * All clients share PGlite's one backend session. A client discarded inside
+     * a transaction (`release(err)` without ROLLBACK) would, on Postgres, have
+     * its transaction aborted with the socket; here it stays open and would
+     * swallow every later write. So each new client starts from a clean session.
+     */
+    onConnect: async (client) => {
+      await client.query("ROLLBACK");
+      await client.query("DISCARD ALL");
+    },
+  });
+  watchIdleErrors(pool, logger, target);
+  const close = once(async () => {
+    await pool.end();
+    await lite.close();
+  });
+  try {
+    await pool.query("SELECT 1");
+  } catch (err) {
+    await close().catch(() => undefined);
+    throw connectError(err, target);
+  }
+  return { pool, kind: "pglite", target, close };
+}

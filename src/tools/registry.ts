@@ -1,0 +1,90 @@
+/**
+ * The tools an executor can run. Whatever goes wrong at the tool level (unknown
+ * tool, bad input from the model, the tool failing or timing out) comes back as
+ * an `ok: false` result for the model to read and react to. Only errors marked
+ * retryable (a back end that is down) are thrown, so the caller retries the step
+ * instead of telling the model something it cannot fix.
+ */
+import { z } from "zod";
+import { ConfigError, ToolNotFoundError, isRetryable, messageOf } from "../errors";
+import type { ToolSpec } from "../llm/types";
+import type { ToolCall, ToolDefinition, ToolResult, ToolRunner } from "./types";
+
+const DEFAULT_TIMEOUT_MS = 10_000;
+/** The Messages API's rule for tool names. */
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+export interface ToolIssue {
+  path: string;
+  message: string;
+}
+
+class ToolTimeout extends Error {}
+
+export class ToolRegistry implements ToolRunner {
+  private readonly tools = new Map<string, ToolDefinition>();
+
+  register<I, O>(def: ToolDefinition<I, O>): this {
+    if (!TOOL_NAME.test(def.name)) throw new ConfigError(`tool ${def.name}`, "tool names match ^[a-zA-Z0-9_-]{1,64}$");
+    if (this.tools.has(def.name)) throw new ConfigError(`tool ${def.name}`, "is registered twice");
+    this.tools.set(def.name, def);
+    return this;
+  }
+
+  has(name: string): boolean {
+    return this.tools.has(name);
+  }
+
+  names(): string[] {
+    return [...this.tools.keys()];
+  }
+
+  /** What the model is shown for the named tools, in the order asked. */
+  specs(names: readonly string[]): ToolSpec[] {
+    return names.map((name) => {
+      const def = this.tools.get(name);
+      if (!def) throw new ToolNotFoundError(`no tool named "${name}" is registered`, { tool: name, known: this.names() });
+      // The model writes the input, so it is shown the input side of any transform.
+      const input_schema = z.toJSONSchema(def.input, { io: "input" }) as Record<string, unknown>;
+      delete input_schema.$schema;
+      return { name: def.name, description: def.description, input_schema };
+    });
+  }
+
+  async run(call: ToolCall): Promise<ToolResult> {
+    const started = performance.now();
+    const result = (ok: boolean, output: unknown): ToolResult => ({ ok, output, duration_ms: Math.round(performance.now() - started) });
+
+    const def = this.tools.get(call.tool);
+    if (!def) return result(false, { error: `unknown tool "${call.tool}"; available: ${this.names().join(", ")}` });
+
+    const parsed = def.input.safeParse(call.input);
+    if (!parsed.success) {
+      const issues: ToolIssue[] = parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
+      return result(false, { error: "invalid input", issues });
+    }
+
+    const timeoutMs = def.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const abort = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        abort.abort(new ToolTimeout(`tool ${def.name} timed out after ${timeoutMs} ms`));
+        reject(abort.signal.reason);
+      }, timeoutMs);
+    });
+    const ctx = { taskId: call.taskId, step: call.step, agent: call.agent, idempotencyKey: call.idempotencyKey, signal: abort.signal };
+    // Through a promise, so a tool that throws before its first await is handled like one that rejects.
+    const running = Promise.resolve().then(() => def.run(parsed.data, ctx));
+    // A tool that ignores its signal may still settle after the timeout; nobody is listening then.
+    running.catch(() => undefined);
+    try {
+      return result(true, await Promise.race([running, timedOut]));
+    } catch (err) {
+      if (!(err instanceof ToolTimeout) && isRetryable(err)) throw err;
+      return result(false, { error: messageOf(err) });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
