@@ -26,7 +26,7 @@ export function checkpointService(res: Resources): ServiceSchema {
       claimTask: action("claimTask", Checkpoint.claimTask, (p) => db().claimTask(p.id, p.owner)),
       appendStep: action("appendStep", Checkpoint.appendStep, (p) => db().appendStep(p.taskId, p.fence, p.step, p.usageDelta)),
       finishTask: action("finishTask", Checkpoint.finishTask, (p) => db().finishTask(p.taskId, p.fence, p.outcome)),
-      releaseTask: action("releaseTask", Checkpoint.releaseTask, (p) => db().releaseTask(p.taskId, p.fence)),
+      releaseTask: action("releaseTask", Checkpoint.releaseTask, (p) => db().releaseTask(p.taskId, p.fence, { countAttempt: p.countAttempt })),
       touchWakeup: action("touchWakeup", Checkpoint.touchWakeup, (p) => db().touchWakeup(p.taskIds)),
       listStaleQueued: action("listStaleQueued", Checkpoint.listStaleQueued, (p) => db().listStaleQueued(p.olderThanMs, p.limit)),
       listRunning: action("listRunning", Checkpoint.listRunning, (p) => db().listRunning(p.limit)),

@@ -88,7 +88,7 @@ export const Checkpoint = {
       error: z.object({ type: z.string(), message: z.string() }).optional(),
     }),
   }),
-  releaseTask: z.object({ taskId, fence }),
+  releaseTask: z.object({ taskId, fence, countAttempt: z.boolean().default(true) }),
   touchWakeup: z.object({ taskIds: z.array(taskId).max(10_000) }),
   listStaleQueued: z.object({ olderThanMs: z.number().int().nonnegative(), limit: z.number().int().positive().max(10_000) }),
   listRunning: z.object({ limit: z.number().int().positive().max(10_000) }),

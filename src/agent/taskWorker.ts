@@ -100,7 +100,7 @@ export class TaskWorker {
       });
       if (outcome.kind === "interrupted") {
         if (outcome.reason instanceof LeaseLostError) return this.settle(taskId, "abandoned", outcome);
-        await store.releaseTask(taskId, fence);
+        await store.releaseTask(taskId, fence, { countAttempt: false });
         return this.settle(taskId, "released", outcome);
       }
       return this.settle(taskId, outcome.kind, outcome);
@@ -135,7 +135,7 @@ export class TaskWorker {
       // The attempt ends; the reaper re-publishes the wake-up after its delay, which is our backoff.
       logger.warn({ taskId, event: "task.retry", fence, err: messageOf(err) }, "attempt ended by a passing failure; task will be retried");
       try {
-        await store.releaseTask(taskId, fence);
+        await store.releaseTask(taskId, fence, { countAttempt: !this.stopping });
       } catch (releaseErr) {
         logger.warn({ taskId, event: "task.release_failed", err: messageOf(releaseErr) }, "could not release task; its lease will lapse");
       }

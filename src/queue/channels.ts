@@ -78,7 +78,14 @@ export function channelsMiddleware(opts: ChannelsOptions): Middleware {
 
   let adapter: unknown;
   if (opts.mode === "embedded") {
-    adapter = opts.adapter ?? memoryAdapter({ maxRetries, deadLettering, serializer: "JSON", ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}) });
+    adapter =
+      opts.adapter ??
+      memoryAdapter({
+        maxRetries,
+        deadLettering,
+        serializer: "JSON",
+        ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}),
+      });
   } else {
     checkInteger("minIdleTimeMs", opts.minIdleTimeMs, 1);
     checkInteger("claimIntervalMs", opts.claimIntervalMs, 1);

@@ -370,7 +370,9 @@ export class MemoryAdapter extends BaseAdapter {
     delivery.failures++;
     this.metricsIncrement(METRIC_ERRORS, chan);
     if (delivery.failures < sub.maxDeliveries) {
-      this.logger.warn(`Message ${delivery.envelope.id} of '${chan.name}' failed in group '${chan.group}' (${delivery.failures}/${sub.maxDeliveries}): ${messageOf(err)}`);
+      this.logger.warn(
+        `Message ${delivery.envelope.id} of '${chan.name}' failed in group '${chan.group}' (${delivery.failures}/${sub.maxDeliveries}): ${messageOf(err)}`,
+      );
       this.metricsIncrement(METRIC_RETRIES, chan);
       this.retryLater(topic, group, delivery);
       return;
@@ -384,7 +386,9 @@ export class MemoryAdapter extends BaseAdapter {
         [HEADER_ORIGINAL_GROUP]: chan.group,
       });
       this.metricsIncrement(METRIC_DEAD_LETTERING, chan);
-      this.logger.warn(`Moved message ${delivery.envelope.id} of '${chan.name}' to '${sub.deadLetterQueue}' after ${delivery.failures} deliveries: ${messageOf(err)}`);
+      this.logger.warn(
+        `Moved message ${delivery.envelope.id} of '${chan.name}' to '${sub.deadLetterQueue}' after ${delivery.failures} deliveries: ${messageOf(err)}`,
+      );
       this.schedule(dead);
       return;
     }

@@ -1,7 +1,7 @@
 /**
- * Loads a folder of Lua scripts into an ioredis connection, BullMQ style: each file
- * is named `<command>-<number of keys>.lua` and becomes a command run through
- * EVALSHA (ioredis falls back to EVAL after a Redis restart flushed the script cache).
+ * Loads a folder of Lua scripts into an ioredis connection: each file is named
+ * `<command>-<number of keys>.lua` and becomes a command run through EVALSHA
+ * (ioredis falls back to EVAL after a Redis restart flushed the script cache).
  *
  * Scripts are read from `src/` even in the compiled build, which ships them
  * alongside `dist/`: tsc does not copy non-TypeScript files, and one location means

@@ -90,7 +90,10 @@ export async function runSimCommand(argv: string[], io: SimCommandIo = {}): Prom
     out(SIM_USAGE);
     return;
   }
-  const sim = await startSimServer(opts);
+  const sim = await startSimServer(opts).catch((err: unknown) => {
+    if ((err as { code?: unknown }).code === "EADDRINUSE") throw new ConfigError("--port", `port ${opts.port ?? 0} is already in use`);
+    throw err;
+  });
   out(`simulated Anthropic model listening on ${sim.url}`);
   await new Promise<void>((resolve) => {
     const stop = () => {

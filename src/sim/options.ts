@@ -16,7 +16,7 @@ export const SimOptionsSchema = z
     port: z.number().int().min(0).max(65_535).default(0),
     /** Interface to bind. @default "127.0.0.1" */
     host: z.string().min(1).default("127.0.0.1"),
-    /** When set, `/v1/*` requests must carry it in `x-api-key` (401 otherwise). @default undefined (no check) */
+    /** When set, `/v1/*` requests must present it (`x-api-key` or `Authorization: Bearer`), else 401. @default undefined (no check) */
     apiKey: z.string().min(1).optional(),
     /** Fixed delay before each `/v1/messages` answer. @default 0 */
     latencyMs: nonNegativeInt.default(0),

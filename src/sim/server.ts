@@ -151,6 +151,8 @@ class Simulator {
       // The rest of an oversized upload is not worth reading.
       if (e.type === "request_too_large") headers = { ...headers, connection: "close" };
     }
+    // A client that hung up gets nothing, and is not counted as answered.
+    if (res.destroyed) return;
     this.stats.status(status);
     send(res, status, body, headers);
   }
@@ -159,7 +161,7 @@ class Simulator {
     const route = `${req.method ?? "GET"} ${path}`;
     const known = route === "POST /v1/messages" || route === "POST /v1/messages/count_tokens" || route === "GET /v1/models" || route.startsWith("GET /v1/models/");
     if (!known) throw new ApiError("not_found_error", `Not found: ${route}`);
-    if (this.opts.apiKey !== undefined && req.headers["x-api-key"] !== this.opts.apiKey) throw new ApiError("authentication_error", "invalid x-api-key");
+    if (this.opts.apiKey !== undefined && presentedKey(req) !== this.opts.apiKey) throw new ApiError("authentication_error", "invalid x-api-key");
 
     if (route === "GET /v1/models") {
       return [{}, { data: MODELS.map((m) => ({ type: "model", ...m })), has_more: false, first_id: MODELS[0]?.id ?? null, last_id: MODELS.at(-1)?.id ?? null }];
@@ -264,6 +266,14 @@ class Simulator {
     }
     send(res, 404, { type: "error", error: { type: "not_found_error", message: `Not found: ${method} ${path}` } });
   }
+}
+
+/** The API takes the key as `x-api-key` or as a bearer token; SDK 1.x sends the latter. */
+function presentedKey(req: http.IncomingMessage): string | undefined {
+  const header = req.headers["x-api-key"];
+  if (typeof header === "string") return header;
+  const bearer = /^Bearer (.+)$/i.exec(req.headers.authorization ?? "");
+  return bearer?.[1];
 }
 
 function send(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -86,7 +86,8 @@ const SQL = {
     )
     SELECT count(*)::int AS n FROM task`,
   release: `
-    UPDATE tasks SET status = 'queued', lease_owner = NULL, wakeup_at = now(), updated_at = now()
+    UPDATE tasks SET status = 'queued', lease_owner = NULL, wakeup_at = now(), updated_at = now(),
+      attempts = CASE WHEN $3::boolean THEN attempts ELSE GREATEST(attempts - 1, 0) END
     WHERE id = $1 AND fence = $2 AND status = 'running'`,
   fenceOf: `SELECT fence, status FROM tasks WHERE id = $1`,
   touch: `UPDATE tasks SET wakeup_at = now() WHERE id = ANY($1::uuid[])`,
@@ -231,8 +232,8 @@ export class PgTaskStore implements TaskStore {
   }
 
   /** Fenced. Releasing twice with the same fence is a no-op. */
-  async releaseTask(taskId: string, fence: number): Promise<void> {
-    const { rowCount } = await this.query("releaseTask", SQL.release, [taskId, fence], { raw: true });
+  async releaseTask(taskId: string, fence: number, opts: { countAttempt?: boolean } = {}): Promise<void> {
+    const { rowCount } = await this.query("releaseTask", SQL.release, [taskId, fence, opts.countAttempt ?? true], { raw: true });
     if (rowCount === 1) return;
     await this.rejectFencedWrite("releaseTask", taskId, fence, (status) => status === "queued");
   }

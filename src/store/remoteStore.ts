@@ -39,8 +39,8 @@ export class RemoteTaskStore implements TaskStore {
   finishTask(taskId: string, fence: number, outcome: TaskOutcome): Promise<void> {
     return this.c("finishTask", { taskId, fence, outcome });
   }
-  releaseTask(taskId: string, fence: number): Promise<void> {
-    return this.c("releaseTask", { taskId, fence });
+  releaseTask(taskId: string, fence: number, opts?: { countAttempt?: boolean }): Promise<void> {
+    return this.c("releaseTask", { taskId, fence, countAttempt: opts?.countAttempt ?? true });
   }
   touchWakeup(taskIds: readonly string[]): Promise<void> {
     return this.c("touchWakeup", { taskIds });

@@ -46,8 +46,12 @@ export interface TaskStore {
   appendStep(taskId: string, fence: number, step: NewStep, usageDelta?: Usage): Promise<void>;
   /** Terminal outcome. StaleFenceError if `fence` is not current. Failures also land in the dead-letter list. */
   finishTask(taskId: string, fence: number, outcome: TaskOutcome): Promise<void>;
-  /** Hands the task back (`queued`) after a graceful stop; fenced. */
-  releaseTask(taskId: string, fence: number): Promise<void>;
+  /**
+   * Hands the task back (`queued`); fenced. `countAttempt: false` (a graceful
+   * scale-down, not a failure) gives the attempt back so rolling deploys do not
+   * push a long task towards its attempt limit. @default countAttempt true
+   */
+  releaseTask(taskId: string, fence: number, opts?: { countAttempt?: boolean }): Promise<void>;
   /** Records that a wake-up was published now. */
   touchWakeup(taskIds: readonly string[]): Promise<void>;
   /** `queued` tasks whose last wake-up is older than `olderThanMs`. */

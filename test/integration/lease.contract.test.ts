@@ -216,6 +216,7 @@ describe.skipIf(!hasService("redis"))("leases (redis)", () => {
       name: "lease-test-down",
       logger: { info: (m) => void logged.push(m), warn: (m) => void logged.push(m) },
       maxRetriesPerRequest: 1,
+      maxReconnectDelayMs: 100,
     });
     try {
       const m = new RedisLeaseManager(down, { prefix });

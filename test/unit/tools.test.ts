@@ -142,7 +142,7 @@ describe("order-router data", () => {
       const o = findOrder(id) as Order;
       expect(o.items.length).toBeGreaterThanOrEqual(1);
       expect(o.items.length).toBeLessThanOrEqual(3);
-      for (const it of o.items) expect(it.quantity).toBeGreaterThanOrEqual(1), expect(it.quantity).toBeLessThanOrEqual(5);
+      for (const line of o.items) expect([1, 2, 3, 4, 5]).toContain(line.quantity);
       expect(warehousesIn(o.region).length).toBeGreaterThanOrEqual(3);
     }
   });

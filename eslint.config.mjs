@@ -1,0 +1,93 @@
+/**
+ * Lint for Clawfleet: ESLint 9 flat config with typescript-eslint's type-aware rules.
+ * Production code (src/, services/, mixins/, moleculer.config.ts) is held to stricter rules
+ * than tests and benchmarks: no `any`, no console, and only src/config.ts reads the environment.
+ */
+import js from "@eslint/js";
+import importX from "eslint-plugin-import-x";
+import { createNodeResolver } from "eslint-plugin-import-x";
+import globals from "globals";
+import tseslint from "typescript-eslint";
+
+const TS_FILES = ["src/**/*.ts", "services/**/*.ts", "mixins/**/*.ts", "test/**/*.ts", "bench/**/*.ts", "*.config.ts"];
+const PRODUCTION_FILES = ["src/**/*.ts", "services/**/*.ts", "mixins/**/*.ts", "moleculer.config.ts"];
+const TEST_FILES = ["test/**/*.ts", "bench/**/*.ts", "vitest.config.ts"];
+
+const ENV_MESSAGE = "Read settings through the typed Config from src/config.ts; nothing else reads the environment.";
+
+export default tseslint.config(
+  {
+    // Hidden folders hold local data and tool output (.clawfleet/, caches), never sources.
+    ignores: ["dist/", "coverage/", "node_modules/", ".clawfleet/", ".*/"],
+  },
+
+  js.configs.recommended,
+
+  {
+    plugins: { "import-x": importX },
+    settings: {
+      "import-x/resolver-next": [createNodeResolver({ extensions: [".ts", ".js", ".json"] })],
+    },
+  },
+
+  {
+    files: TS_FILES,
+    extends: [tseslint.configs.recommendedTypeChecked],
+    languageOptions: {
+      parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
+    },
+    rules: {
+      "@typescript-eslint/no-floating-promises": "error",
+      "@typescript-eslint/no-misused-promises": ["error", { checksVoidReturn: { attributes: false } }],
+      "@typescript-eslint/consistent-type-imports": ["error", { prefer: "type-imports", fixStyle: "separate-type-imports" }],
+      "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
+      "import-x/no-cycle": ["error", { maxDepth: 10, ignoreExternal: true }],
+    },
+  },
+
+  {
+    files: PRODUCTION_FILES,
+    rules: {
+      "@typescript-eslint/no-explicit-any": "error",
+      // The CLIs write to process.stdout / process.stderr directly; everything else logs through the broker's logger.
+      "no-console": "error",
+      "no-restricted-properties": ["error", { object: "process", property: "env", message: ENV_MESSAGE }],
+      "no-restricted-imports": [
+        "error",
+        {
+          paths: [
+            { name: "process", importNames: ["env"], message: ENV_MESSAGE },
+            { name: "node:process", importNames: ["env"], message: ENV_MESSAGE },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    files: ["src/config.ts"],
+    rules: { "no-restricted-properties": "off", "no-restricted-imports": "off" },
+  },
+
+  {
+    // Tests and benchmarks may use `any` (mocks, fixtures) and read the environment.
+    files: TEST_FILES,
+    rules: {
+      "@typescript-eslint/no-explicit-any": "off",
+      "@typescript-eslint/no-unsafe-assignment": "off",
+      "@typescript-eslint/no-unsafe-member-access": "off",
+      "@typescript-eslint/no-unsafe-call": "off",
+      "@typescript-eslint/no-unsafe-argument": "off",
+      "@typescript-eslint/no-unsafe-return": "off",
+    },
+  },
+
+  {
+    // Plain JavaScript: bin/ launcher (CommonJS) and this config (ESM); no type information.
+    files: ["**/*.js", "**/*.cjs"],
+    languageOptions: { sourceType: "commonjs", globals: globals.node },
+  },
+  {
+    files: ["**/*.mjs"],
+    languageOptions: { sourceType: "module", globals: globals.node },
+  },
+);
