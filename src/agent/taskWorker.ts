@@ -56,6 +56,11 @@ export class TaskWorker {
     if (!peek) return "ignored_unknown";
     if (TERMINAL_STATUSES.includes(peek.status)) return "ignored_terminal";
     if (!(await leases.acquire(taskId, this.opts.owner, this.opts.leaseTtlMs))) return "ignored_leased";
+    if (this.stopping) {
+      // stop() came while we read the task or took the lease; its abort could not reach us, so start nothing.
+      await this.releaseLease(taskId);
+      return "ignored_stopping";
+    }
 
     const controller = new AbortController();
     this.running.set(taskId, controller);
@@ -108,11 +113,16 @@ export class TaskWorker {
       return await this.onError(taskId, fence, err, controller.signal);
     } finally {
       clearInterval(heartbeat);
+      await this.releaseLease(taskId);
+      // Only now: drain() must not report the slot free while its lease is still held.
       this.running.delete(taskId);
-      await leases.release(taskId, this.opts.owner).catch((err: unknown) => {
-        this.deps.logger.warn({ taskId, event: "lease.release_failed", err: messageOf(err) }, "lease release failed; it will lapse");
-      });
     }
+  }
+
+  private async releaseLease(taskId: string): Promise<void> {
+    await this.deps.leases.release(taskId, this.opts.owner).catch((err: unknown) => {
+      this.deps.logger.warn({ taskId, event: "lease.release_failed", err: messageOf(err) }, "lease release failed; it will lapse");
+    });
   }
 
   private settle(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome): WakeUpOutcome {

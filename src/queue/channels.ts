@@ -13,7 +13,7 @@ import { ReplyError, type Redis } from "ioredis";
 import type { Middleware, ServiceBroker } from "moleculer";
 import { UnavailableError, messageOf } from "../errors";
 import { isRedisUnavailable } from "../redis/connection";
-import { MemoryAdapter, memoryAdapter, type QueueDepth } from "./memoryAdapter";
+import { type MemoryAdapter, memoryAdapter, type QueueDepth } from "./memoryAdapter";
 
 export type { QueueDepth } from "./memoryAdapter";
 

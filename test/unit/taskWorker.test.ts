@@ -1,0 +1,403 @@
+/**
+ * `TaskWorker`: one planner slot's handling of a wake-up, with real leases
+ * (`MemoryLeaseManager`, on a fake monotonic clock where expiry matters), a real
+ * store (PGlite in memory), a real tool registry and a scripted model.
+ */
+import { randomUUID } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
+import { TaskWorker, type WakeUpOutcome, type WorkerHooks, type WorkerOptions } from "../../src/agent/taskWorker";
+import type { StepRecord, TaskRecord } from "../../src/domain";
+import { ProviderRequestError, StaleFenceError, UnavailableError } from "../../src/errors";
+import { MemoryLeaseManager } from "../../src/lease/memory";
+import type { LeaseManager } from "../../src/lease/types";
+import { PriceTable } from "../../src/llm/pricing";
+import { ScriptedModel, text, toolUse, type ScriptedTurn } from "../../src/llm/scriptedModel";
+import type { LlmClient } from "../../src/llm/types";
+import { openStore, type OpenedStore, type PgTaskStore } from "../../src/store/pgTaskStore";
+import type { TaskStore } from "../../src/store/types";
+import { ToolRegistry } from "../../src/tools/registry";
+import type { ToolContext } from "../../src/tools/types";
+
+const FINAL = { order_id: "ORD-1005", routed: true, warehouse_id: "WH-MUC", reason: "nearest warehouse with full stock" };
+const finalTurn: ScriptedTurn = { content: [text(JSON.stringify(FINAL))] };
+const routeTurn: ScriptedTurn = { content: [toolUse("tu_route", "route_order", { order_id: "ORD-1005", warehouse_id: "WH-MUC" })] };
+
+const AGENT = parseAgentFile(
+  [
+    "---",
+    "name: order-router",
+    "tools: [route_order]",
+    "tiers:",
+    "  reason:",
+    "    model: claude-haiku-5-5",
+    "    max_tokens: 512",
+    "default_tier: reason",
+    "budgets:",
+    "  max_steps: 10",
+    "result: json",
+    "---",
+    "You route orders.",
+  ].join("\n"),
+  "inline:order-router.md",
+);
+
+/** `route_order`, whose body the test controls; every execution is recorded with its idempotency key. */
+function routeTool(body: (ctx: ToolContext, nth: number) => Promise<void> = async () => undefined) {
+  const keys: string[] = [];
+  const registry = new ToolRegistry().register({
+    name: "route_order",
+    description: "route an order",
+    sideEffect: true,
+    input: z.object({ order_id: z.string(), warehouse_id: z.string() }),
+    run: async (input, ctx) => {
+      keys.push(ctx.idempotencyKey);
+      await body(ctx, keys.length);
+      return { ...input, confirmation: `RT-${ctx.idempotencyKey}` };
+    },
+  });
+  return { registry, keys };
+}
+
+let opened: OpenedStore;
+let store: PgTaskStore;
+
+beforeAll(async () => {
+  opened = await openStore({ dataDir: "memory://" });
+  store = opened.store;
+});
+afterAll(async () => {
+  await opened.close();
+});
+
+const quiet = { info: () => undefined, warn: () => undefined };
+
+interface WorkerSetup {
+  llm: LlmClient;
+  registry: ToolRegistry;
+  leases: LeaseManager;
+  store?: TaskStore;
+  opts?: Partial<WorkerOptions>;
+  hooks?: WorkerHooks;
+}
+
+function worker(s: WorkerSetup): TaskWorker {
+  return new TaskWorker(
+    {
+      store: s.store ?? store,
+      leases: s.leases,
+      agents: new AgentCatalog([AGENT]),
+      llm: s.llm,
+      tools: s.registry,
+      toolSpecs: async (agent) => s.registry.specs(agent.tools),
+      prices: new PriceTable(),
+      logger: quiet,
+      retry: { baseDelayMs: 1, maxDelayMs: 5, maxProviderRetries: 1, maxRateLimitWaitMs: 1_000 },
+    },
+    { owner: "planner-a", leaseTtlMs: 5_000, leaseRenewMs: 60_000, maxAttempts: 3, defaultMaxSteps: 20, ...s.opts },
+    s.hooks,
+  );
+}
+
+async function newTask(): Promise<string> {
+  const id = randomUUID();
+  await store.createTask({ id, agent: "order-router", input: { order_id: "ORD-1005" }, priority: "normal", metadata: {}, prompt_version: "test" });
+  return id;
+}
+
+async function getTask(id: string): Promise<TaskRecord> {
+  const t = await store.getTask(id);
+  if (!t) throw new Error(`task ${id} vanished`);
+  return t;
+}
+
+const shape = (steps: StepRecord[]) => steps.map((s) => `${s.step}:${s.kind}@${s.fence}`);
+
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
+}
+
+async function deadLetterOf(id: string) {
+  return (await store.listDeadLetters(1000)).find((d) => d.task_id === id);
+}
+
+describe("task worker - settling an attempt", () => {
+  it("runs a wake-up to success, reports it through the hooks and frees the lease", async () => {
+    const id = await newTask();
+    const { registry, keys } = routeTool();
+    const model = new ScriptedModel([routeTurn, finalTurn]);
+    const leases = new MemoryLeaseManager();
+    const settled: Array<[string, WakeUpOutcome]> = [];
+    const started: Array<[string, number, number]> = [];
+    const w = worker({ llm: model, registry, leases, hooks: { onStarted: (...a) => started.push(a), onSettled: (t, o) => settled.push([t, o]) } });
+
+    expect(await w.handle(id)).toBe("succeeded");
+
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", result: FINAL, attempts: 1, steps: 3 });
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@1", "3:llm@1"]);
+    expect(keys).toEqual([`${id}:2`]);
+    expect(started).toEqual([[id, 1, 1]]);
+    expect(settled).toEqual([[id, "succeeded"]]);
+    expect(await leases.held([id])).toEqual([false]);
+    expect(w.activeTasks).toBe(0);
+  });
+
+  it("drops wake-ups for an unknown task, a finished task and a task another planner holds, without claiming them", async () => {
+    const { registry } = routeTool();
+    const model = new ScriptedModel([finalTurn]);
+    const leases = new MemoryLeaseManager();
+    const w = worker({ llm: model, registry, leases });
+
+    expect(await w.handle(randomUUID())).toBe("ignored_unknown");
+
+    const done = await newTask();
+    expect(await w.handle(done)).toBe("succeeded");
+    expect(await w.handle(done)).toBe("ignored_terminal");
+    expect((await getTask(done)).attempts).toBe(1);
+
+    const held = await newTask();
+    expect(await leases.acquire(held, "planner-b", 5_000)).toBe(true);
+    expect(await w.handle(held)).toBe("ignored_leased");
+    expect(await getTask(held)).toMatchObject({ status: "queued", attempts: 0, fence: 0 });
+    // The other planner's lease is untouched.
+    expect(await leases.release(held, "planner-b")).toBe(true);
+    expect(model.requests).toHaveLength(1);
+  });
+
+  it("fails the task and dead-letters it on a non-retryable ProviderRequestError", async () => {
+    const id = await newTask();
+    const { registry } = routeTool();
+    const model = new ScriptedModel([new ProviderRequestError("prompt is too long: 210000 tokens > 200000 maximum"), finalTurn]);
+    const leases = new MemoryLeaseManager();
+
+    expect(await worker({ llm: model, registry, leases }).handle(id)).toBe("failed");
+
+    expect(model.requests).toHaveLength(1);
+    const error = { type: "provider_request_error", message: "prompt is too long: 210000 tokens > 200000 maximum" };
+    expect(await getTask(id)).toMatchObject({ status: "failed", error });
+    expect((await deadLetterOf(id))?.error).toEqual(error);
+    expect(await leases.held([id])).toEqual([false]);
+  });
+
+  it("releases the task on a retryable infrastructure error, and dead-letters it as attempts_exhausted once maxAttempts are spent", async () => {
+    const id = await newTask();
+    const { registry, keys } = routeTool(async () => {
+      throw new UnavailableError("routing database unreachable");
+    });
+    const model = new ScriptedModel([routeTurn]);
+    const leases = new MemoryLeaseManager();
+    const w = worker({ llm: model, registry, leases, opts: { maxAttempts: 2 } });
+
+    expect(await w.handle(id)).toBe("released");
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 1, error: null });
+    expect(await leases.held([id])).toEqual([false]);
+
+    expect(await w.handle(id)).toBe("released");
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 2 });
+
+    // The wake-up after the last allowed attempt claims the task only to fail it.
+    expect(await w.handle(id)).toBe("failed");
+    const error = { type: "attempts_exhausted", message: "gave up after 2 attempts" };
+    expect(await getTask(id)).toMatchObject({ status: "failed", attempts: 3, error });
+    expect(await deadLetterOf(id)).toMatchObject({ error, attempts: 3 });
+    expect(await w.handle(id)).toBe("ignored_terminal");
+
+    // The model's turn was checkpointed by the first attempt and never asked again; the tool ran once per attempt, same key.
+    expect(model.requests).toHaveLength(1);
+    expect(keys).toEqual([`${id}:2`, `${id}:2`]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1"]);
+  });
+});
+
+describe("task worker - graceful stop", () => {
+  it("lets the running step finish and checkpoint, then releases the task and its lease; a successor resumes it", async () => {
+    const id = await newTask();
+    const other = await newTask();
+    const toolStarted = gate();
+    const slow = gate();
+    const { registry, keys } = routeTool(async (_ctx, nth) => {
+      if (nth > 1) return;
+      toolStarted.open();
+      await slow.wait;
+    });
+    const model = new ScriptedModel([routeTurn, finalTurn]);
+    const leases = new MemoryLeaseManager();
+    const w = worker({ llm: model, registry, leases });
+
+    const handling = w.handle(id);
+    await toolStarted.wait;
+    w.stop(new Error("SIGTERM"));
+    expect(await w.handle(other)).toBe("ignored_stopping");
+    expect(w.activeTasks).toBe(1);
+    slow.open();
+
+    expect(await handling).toBe("released");
+    expect(await w.drain(1_000)).toBe(true);
+    // A graceful release hands the attempt back: a shutdown is not the task's fault.
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 0, fence: 1, steps: 2 });
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@1"]);
+    expect(await leases.held([id])).toEqual([false]);
+    expect(model.requests).toHaveLength(1);
+    expect(await getTask(other)).toMatchObject({ status: "queued", attempts: 0 });
+
+    const successorModel = new ScriptedModel([finalTurn]);
+    expect(await worker({ llm: successorModel, registry, leases, opts: { owner: "planner-b" } }).handle(id)).toBe("succeeded");
+    expect(successorModel.requests.map((r) => r.step)).toEqual([3]);
+    expect(keys).toEqual([`${id}:2`]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@1", "3:llm@2"]);
+  });
+
+  it("does not start a task whose wake-up arrived just before stop()", async () => {
+    const id = await newTask();
+    const { registry } = routeTool();
+    const model = new ScriptedModel([routeTurn, finalTurn]);
+    const leases = new MemoryLeaseManager();
+    const w = worker({ llm: model, registry, leases });
+
+    // handle() is past its stopping check and waiting on the store when the stop arrives.
+    const handling = w.handle(id);
+    w.stop(new Error("SIGTERM"));
+
+    expect(await handling).toBe("ignored_stopping");
+    expect(await w.drain(1_000)).toBe(true);
+    expect(model.requests).toHaveLength(0);
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 0 });
+    expect(await leases.held([id])).toEqual([false]);
+  });
+
+  it("drain() resolves only once the stopped task's lease is released", async () => {
+    const id = await newTask();
+    const toolStarted = gate();
+    const slow = gate();
+    const { registry } = routeTool(async () => {
+      toolStarted.open();
+      await slow.wait;
+    });
+    const inner = new MemoryLeaseManager();
+    // A lease store that takes a while to answer, as Redis over a network does.
+    const leases: LeaseManager = {
+      acquire: (...a) => inner.acquire(...a),
+      renew: (...a) => inner.renew(...a),
+      held: (...a) => inner.held(...a),
+      close: () => inner.close(),
+      release: async (...a) => {
+        await new Promise((r) => setTimeout(r, 100));
+        return inner.release(...a);
+      },
+    };
+    const w = worker({ llm: new ScriptedModel([routeTurn]), registry, leases });
+
+    const handling = w.handle(id);
+    await toolStarted.wait;
+    w.stop(new Error("SIGTERM"));
+    slow.open();
+
+    expect(await w.drain(2_000)).toBe(true);
+    expect(await inner.held([id])).toEqual([false]);
+    expect(await handling).toBe("released");
+  });
+});
+
+describe("task worker - fencing", () => {
+  it("abandons a zombie whose tool call outlived its lease: its late checkpoint is refused and the successor's results stand", async () => {
+    const id = await newTask();
+    let now = 0;
+    const leases = new MemoryLeaseManager({ now: () => now });
+    const zombieInTool = gate();
+    const zombieResume = gate();
+    const { registry, keys } = routeTool(async (_ctx, nth) => {
+      if (nth > 1) return;
+      zombieInTool.open();
+      await zombieResume.wait;
+    });
+    const zombieModel = new ScriptedModel([routeTurn, finalTurn]);
+    const settled: WakeUpOutcome[] = [];
+    const zombie = worker({ llm: zombieModel, registry, leases, opts: { leaseTtlMs: 1_000 }, hooks: { onSettled: (_t, o) => settled.push(o) } });
+    const successorModel = new ScriptedModel([finalTurn]);
+    const successor = worker({ llm: successorModel, registry, leases, opts: { owner: "planner-b", leaseTtlMs: 1_000 } });
+
+    const zombieRun = zombie.handle(id);
+    await zombieInTool.wait;
+    now += 5_000; // the zombie is paused past its lease (GC pause, partition): the lease lapses
+    expect(await successor.handle(id)).toBe("succeeded");
+    zombieResume.open();
+
+    expect(await zombieRun).toBe("abandoned");
+    expect(settled).toEqual(["abandoned"]);
+    // Both executions of the side effect carried the same key, so a deduping tool routes once.
+    expect(keys).toEqual([`${id}:2`, `${id}:2`]);
+    expect(zombieModel.requests).toHaveLength(1);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@2", "3:llm@2"]);
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", result: FINAL, fence: 2, attempts: 2 });
+    expect(await deadLetterOf(id)).toBeUndefined();
+  });
+
+  it("abandons a zombie whose final write comes after a successor's claim: finishTask is refused with StaleFenceError", async () => {
+    const id = await newTask();
+    let now = 0;
+    const leases = new MemoryLeaseManager({ now: () => now });
+    const finishing = gate();
+    const proceed = gate();
+    const finishErrors: unknown[] = [];
+    // The real store, with the zombie's finishTask held back until the successor has taken over.
+    const zombieStore: TaskStore = Object.assign(Object.create(store) as TaskStore, {
+      finishTask: async (...args: Parameters<TaskStore["finishTask"]>) => {
+        finishing.open();
+        await proceed.wait;
+        return store.finishTask(...args).catch((err: unknown) => {
+          finishErrors.push(err);
+          throw err;
+        });
+      },
+    });
+    const { registry } = routeTool();
+    const zombieModel = new ScriptedModel([{ content: [text(JSON.stringify({ ...FINAL, warehouse_id: "WH-FRA" }))] }]);
+    const zombie = worker({ llm: zombieModel, registry, leases, store: zombieStore, opts: { leaseTtlMs: 1_000 } });
+    const successorModel = new ScriptedModel([finalTurn]);
+    const successor = worker({ llm: successorModel, registry, leases, opts: { owner: "planner-b", leaseTtlMs: 1_000 } });
+
+    const zombieRun = zombie.handle(id);
+    await finishing.wait;
+    now += 5_000;
+    expect(await successor.handle(id)).toBe("succeeded");
+    proceed.open();
+
+    expect(await zombieRun).toBe("abandoned");
+    expect(finishErrors).toHaveLength(1);
+    expect(finishErrors[0]).toBeInstanceOf(StaleFenceError);
+    // The successor finished from the zombie's checkpointed answer without asking the model again.
+    expect(successorModel.requests).toHaveLength(0);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1"]);
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", fence: 2, result: { ...FINAL, warehouse_id: "WH-FRA" } });
+  });
+
+  it("stops at the next step boundary and abandons the task without releasing it when the heartbeat finds the lease lost", async () => {
+    const id = await newTask();
+    let now = 0;
+    const leases = new MemoryLeaseManager({ now: () => now });
+    const inTool = gate();
+    const lost = gate();
+    const { registry } = routeTool(async () => {
+      inTool.open();
+      await lost.wait;
+    });
+    const model = new ScriptedModel([routeTurn, finalTurn]);
+    const w = worker({ llm: model, registry, leases, opts: { leaseTtlMs: 1_000, leaseRenewMs: 10 }, hooks: { onLeaseLost: () => lost.open() } });
+
+    const handling = w.handle(id);
+    await inTool.wait;
+    now += 5_000;
+    expect(await leases.acquire(id, "planner-b", 1_000)).toBe(true);
+
+    expect(await handling).toBe("abandoned");
+    // The step in flight was still ours to checkpoint (no successor had claimed); nothing after it ran.
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@1"]);
+    expect(model.requests).toHaveLength(1);
+    expect(await getTask(id)).toMatchObject({ status: "running", fence: 1 });
+    // The new holder's lease survives the zombie's compare-and-delete.
+    expect(await leases.release(id, "planner-b")).toBe(true);
+  });
+});
