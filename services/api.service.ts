@@ -139,8 +139,10 @@ export function apiService(res: Resources, registry: Registry): ServiceSchema {
       },
       live: {
         visibility: "published",
-        handler() {
-          return res.health.live();
+        handler(ctx: Context<unknown, RestMeta>) {
+          const live = res.health.live();
+          if (live.status !== "ok") ctx.meta.$statusCode = 503;
+          return live;
         },
       },
       ready: {

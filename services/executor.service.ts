@@ -2,7 +2,8 @@
  * `executor`: the tool registry. Tool failures and bad input from the model come
  * back as `ok: false` results; only infrastructure errors are thrown (retryable).
  */
-import type { Context, ServiceSchema } from "moleculer";
+import type { Context, LoggerInstance, ServiceSchema } from "moleculer";
+import { messageOf } from "../src/errors";
 import type { Resources } from "../src/runtime/resources";
 import { Executor, parseParams } from "../src/rpc";
 import { registerOrderRouterTools } from "../src/tools/orderRouter/tools";
@@ -15,7 +16,21 @@ export function executorService(res: Resources): ServiceSchema {
     name: "executor",
     actions: {
       run: {
-        handler: (ctx: Context) => registry.run(parseParams(Executor.run, ctx.params, "executor.run")),
+        // One `tool.executed` line per execution, with its idempotency key: operators (and the crash
+        // tests) can tell a re-execution of a step from its first run.
+        async handler(this: { logger: LoggerInstance }, ctx: Context) {
+          const call = parseParams(Executor.run, ctx.params, "executor.run");
+          const line = { event: "tool.executed", taskId: call.taskId, step: call.step, tool: call.tool, idempotencyKey: call.idempotencyKey };
+          try {
+            const result = await registry.run(call);
+            this.logger.info({ ...line, ok: result.ok, duration_ms: result.duration_ms }, "tool executed");
+            return result;
+          } catch (err) {
+            // An infrastructure failure (retryable): the tool may have run in part; the step is retried under the same key.
+            this.logger.warn({ ...line, ok: false, err: messageOf(err) }, "tool execution failed on its back end");
+            throw err;
+          }
+        },
       },
       specs: {
         handler: (ctx: Context) => {

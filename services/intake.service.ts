@@ -4,7 +4,8 @@
  * fails afterwards is logged and left to the reaper, which this role also runs.
  */
 import { randomUUID } from "node:crypto";
-import type { Context, ServiceSchema } from "moleculer";
+import type { Context, LoggerInstance, ServiceBroker, ServiceSchema } from "moleculer";
+import { sendToChannel } from "../src/queue/channels";
 import { IdempotencyKeySchema, SubmitTaskSchema, TASKS_READY_CHANNEL, type WakeUp } from "../src/domain";
 import { messageOf, ValidationError } from "../src/errors";
 import { Reaper } from "../src/queue/reaper";
@@ -14,6 +15,13 @@ import { RemoteTaskStore } from "../src/store/remoteStore";
 import { z } from "zod";
 
 const SubmitParams = z.object({ body: z.unknown(), idempotencyKey: z.string().optional() });
+
+interface IntakeThis {
+  broker: ServiceBroker;
+  logger: LoggerInstance;
+  store: RemoteTaskStore;
+  publish(w: WakeUp): Promise<void>;
+}
 
 export interface SubmitResult {
   id: string;
@@ -29,7 +37,7 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
     name: "intake",
     actions: {
       submit: {
-        async handler(this: { store: RemoteTaskStore; publish(w: WakeUp): Promise<void> }, ctx: Context): Promise<SubmitResult> {
+        async handler(this: { store: RemoteTaskStore; publishCommitted(w: WakeUp): Promise<void> }, ctx: Context): Promise<SubmitResult> {
           const p = parseParams(SubmitParams, ctx.params, "intake.submit");
           if (p.body === undefined || p.body === null || typeof p.body !== "object" || Array.isArray(p.body)) {
             throw new ValidationError("the request body must be a JSON object", { field: "body" });
@@ -48,7 +56,7 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
             },
             key,
           );
-          if (created) await this.publish({ taskId: task.id, reason: "submitted" });
+          if (created) await this.publishCommitted({ taskId: task.id, reason: "submitted" });
           return { id: task.id, status: task.status, created };
         },
       },
@@ -59,19 +67,30 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
         },
       },
       redrive: {
-        async handler(this: { store: RemoteTaskStore; publish(w: WakeUp): Promise<void> }, ctx: Context) {
+        async handler(this: { store: RemoteTaskStore; publishCommitted(w: WakeUp): Promise<void> }, ctx: Context) {
           const { taskId } = parseParams(z.object({ taskId: z.string() }), ctx.params, "intake.redrive");
           const ok = await this.store.redrive(taskId);
-          if (ok) await this.publish({ taskId, reason: "redrive" });
+          if (ok) await this.publishCommitted({ taskId, reason: "redrive" });
           return { taskId, redriven: ok };
         },
       },
     },
     methods: {
+      /**
+       * The publish that follows a commit. CLAWFLEET_FAULT_DROP_WAKEUPS skips it, as a crash between
+       * the commit and the publish would: the drill that proves the reaper finds such a task.
+       */
+      async publishCommitted(this: IntakeThis, wakeUp: WakeUp): Promise<void> {
+        if (config.faults.dropWakeups > 0 && Math.random() < config.faults.dropWakeups) {
+          this.logger.warn({ taskId: wakeUp.taskId, event: "wakeup.dropped_by_fault", reason: wakeUp.reason }, "wake-up dropped by fault injection; the reaper must find the task");
+          return;
+        }
+        await this.publish(wakeUp);
+      },
       /** Publishes a wake-up; a failure is logged, not thrown: the task is committed and the reaper re-publishes it. */
-      async publish(wakeUp: WakeUp): Promise<void> {
+      async publish(this: IntakeThis, wakeUp: WakeUp): Promise<void> {
         try {
-          await this.broker.sendToChannel(TASKS_READY_CHANNEL, wakeUp);
+          await sendToChannel(this.broker, TASKS_READY_CHANNEL, wakeUp);
         } catch (err) {
           this.logger.warn({ taskId: wakeUp.taskId, event: "wakeup.publish_failed", err: messageOf(err) }, "wake-up not published; the reaper will");
         }
@@ -87,7 +106,7 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
         {
           store: this.store as RemoteTaskStore,
           leases,
-          publish: (w) => this.publish(w) as Promise<void>,
+          publish: (w) => (this as unknown as IntakeThis).publish(w),
           waiting,
         },
         { queuedAfterMs: config.reaper.queuedAfterMs, unleasedSweeps: 2, batch: 500 },

@@ -79,7 +79,7 @@ export function plannerService(res: Resources): ServiceSchema {
             return specs;
           },
           prices: new PriceTable(),
-          logger: this.logger as unknown as { info(o: Record<string, unknown>, m: string): void; warn(o: Record<string, unknown>, m: string): void },
+          logger: this.logger,
           onStep: (e) => emit("task.step", { ...e }),
         },
         {

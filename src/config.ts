@@ -62,6 +62,27 @@ export interface Config {
   };
   /** SIGTERM grace period; fits Kubernetes' default 30 s. @default 25000 */
   readonly shutdownGraceMs: number;
+  readonly health: {
+    /**
+     * `/health/live` fails while the event loop was blocked longer than this at once within the last
+     * liveness window (10 s). @default 10000
+     */
+    readonly maxLoopBlockMs: number;
+    /**
+     * A planner with tasks in flight and no progress (no wake-up taken, step checkpointed or task settled)
+     * for this long is stalled, and `/health/ready` answers 503. Longer than any legitimate single step
+     * (a tool call times out at 120 s). @default 300000
+     */
+    readonly plannerStallMs: number;
+  };
+  /** Fault injection for drills and crash tests; every fault is off by default. */
+  readonly faults: {
+    /**
+     * Probability in [0, 1] that intake skips publishing a task's wake-up after committing it,
+     * as if the process died between the commit and the publish; the reaper must find the task. @default 0
+     */
+    readonly dropWakeups: number;
+  };
   /** Settings of the in-process simulated model (embedded mode without an API key). */
   readonly sim: {
     readonly latencyMs: number;
@@ -132,8 +153,11 @@ const EnvSchema = z.object({
   CLAWFLEET_REAPER_QUEUED_AFTER_MS: intFrom("CLAWFLEET_REAPER_QUEUED_AFTER_MS", 5000, 100),
   CLAWFLEET_MAX_ATTEMPTS: intFrom("CLAWFLEET_MAX_ATTEMPTS", 5, 1),
   CLAWFLEET_SHUTDOWN_GRACE_MS: intFrom("CLAWFLEET_SHUTDOWN_GRACE_MS", 25000, 0),
+  CLAWFLEET_LIVENESS_MAX_BLOCK_MS: intFrom("CLAWFLEET_LIVENESS_MAX_BLOCK_MS", 10000, 50),
+  CLAWFLEET_PLANNER_STALL_MS: intFrom("CLAWFLEET_PLANNER_STALL_MS", 300000, 100),
   CLAWFLEET_SIM_LATENCY_MS: intFrom("CLAWFLEET_SIM_LATENCY_MS", 0, 0),
   CLAWFLEET_SIM_FAILURE_RATE: numFrom("CLAWFLEET_SIM_FAILURE_RATE", 0, 0, 1),
+  CLAWFLEET_FAULT_DROP_WAKEUPS: numFrom("CLAWFLEET_FAULT_DROP_WAKEUPS", 0, 0, 1),
 });
 
 export function parseRoles(value: string | undefined): Role[] {
@@ -205,6 +229,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     reaper: { intervalMs: e.CLAWFLEET_REAPER_INTERVAL_MS, queuedAfterMs: e.CLAWFLEET_REAPER_QUEUED_AFTER_MS },
     retries: { maxAttempts: e.CLAWFLEET_MAX_ATTEMPTS },
     shutdownGraceMs: e.CLAWFLEET_SHUTDOWN_GRACE_MS,
+    health: { maxLoopBlockMs: e.CLAWFLEET_LIVENESS_MAX_BLOCK_MS, plannerStallMs: e.CLAWFLEET_PLANNER_STALL_MS },
+    faults: { dropWakeups: e.CLAWFLEET_FAULT_DROP_WAKEUPS },
     sim: { latencyMs: e.CLAWFLEET_SIM_LATENCY_MS, failureRate: e.CLAWFLEET_SIM_FAILURE_RATE },
   };
 }

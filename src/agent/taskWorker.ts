@@ -104,7 +104,10 @@ export class TaskWorker {
         signal: controller.signal,
       });
       if (outcome.kind === "interrupted") {
-        if (outcome.reason instanceof LeaseLostError) return this.settle(taskId, "abandoned", outcome);
+        if (outcome.reason instanceof LeaseLostError) {
+          this.deps.logger.warn({ taskId, event: "task.abandoned", fence, err: outcome.reason.message }, "lease lost; abandoning the task to its new holder");
+          return this.settle(taskId, "abandoned", outcome);
+        }
         await store.releaseTask(taskId, fence, { countAttempt: false });
         return this.settle(taskId, "released", outcome);
       }

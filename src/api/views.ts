@@ -100,7 +100,8 @@ export function httpError(err: unknown): { status: number; body: ReturnType<type
   const status = httpStatusOf(e);
   const headers: Record<string, string> = {};
   if (status === 429 || status === 503) {
-    const ra = Number((e as ClawfleetError).data?.retryAfter ?? 5);
+    const data = (e as ClawfleetError).data as { retryAfter?: unknown } | undefined;
+    const ra = Number(data?.retryAfter ?? 5);
     headers["Retry-After"] = String(Math.max(1, Math.ceil(ra)));
   }
   return { status, body: errorBody(e), headers };

@@ -74,7 +74,7 @@ export class AnthropicGateway {
             model: req.model,
             max_tokens: req.maxTokens,
             system: req.system,
-            messages: req.messages as Anthropic.MessageParam[],
+            messages: req.messages,
             ...(req.tools.length > 0 ? { tools: req.tools as Anthropic.Tool[] } : {}),
             metadata: { user_id: req.taskId },
           })
@@ -131,9 +131,15 @@ function toBlock(b: Anthropic.ContentBlock): ContentBlock {
 
 export function mapProviderError(err: unknown): Error {
   if (err instanceof Anthropic.APIError) {
-    const status = err.status;
-    const rl = readRateLimitHeaders(err.headers);
-    const details = { status, requestId: err.requestID ?? undefined };
+    const apiErr: { status: number | undefined; headers: Headers | undefined; requestID?: string | null | undefined; message: string } = err as {
+      status: number | undefined;
+      headers: Headers | undefined;
+      requestID?: string | null;
+      message: string;
+    };
+    const status = apiErr.status;
+    const rl = readRateLimitHeaders(apiErr.headers);
+    const details = { status, requestId: apiErr.requestID ?? undefined };
     if (status === 429) {
       return new RateLimitedError("the provider's rate limit is exhausted", { ...details, retryAfter: rl.retryAfterS ?? 1, source: "provider" });
     }

@@ -14,6 +14,7 @@ import type { Middleware, ServiceBroker } from "moleculer";
 import { UnavailableError, messageOf } from "../errors";
 import { isRedisUnavailable } from "../redis/connection";
 import { type MemoryAdapter, memoryAdapter, type QueueDepth } from "./memoryAdapter";
+import { RedisStreamsAdapter } from "./redisStreamsAdapter";
 
 export type { QueueDepth } from "./memoryAdapter";
 
@@ -89,26 +90,24 @@ export function channelsMiddleware(opts: ChannelsOptions): Middleware {
   } else {
     checkInteger("minIdleTimeMs", opts.minIdleTimeMs, 1);
     checkInteger("claimIntervalMs", opts.claimIntervalMs, 1);
-    adapter = {
-      type: "Redis",
-      options: {
-        prefix: opts.namespace,
-        serializer: "JSON",
-        maxRetries,
-        deadLettering,
-        redis: {
-          url: opts.redisUrl,
-          consumerOptions: {
-            // A group created after messages were published reads them all: the wake-ups
-            // of tasks submitted before the first planner started are not skipped.
-            startID: "0",
-            minIdleTime: opts.minIdleTimeMs ?? DEFAULT_MIN_IDLE_TIME_MS,
-            claimInterval: opts.claimIntervalMs ?? DEFAULT_CLAIM_INTERVAL_MS,
-            readTimeoutInterval: 0,
-          },
+    // The library's Redis adapter, hardened for a Redis that restarts empty (see redisStreamsAdapter.ts).
+    adapter = new RedisStreamsAdapter({
+      prefix: opts.namespace,
+      serializer: "JSON",
+      maxRetries,
+      deadLettering,
+      redis: {
+        url: opts.redisUrl,
+        consumerOptions: {
+          // A group created after messages were published reads them all: the wake-ups
+          // of tasks submitted before the first planner started are not skipped.
+          startID: "0",
+          minIdleTime: opts.minIdleTimeMs ?? DEFAULT_MIN_IDLE_TIME_MS,
+          claimInterval: opts.claimIntervalMs ?? DEFAULT_CLAIM_INTERVAL_MS,
+          readTimeoutInterval: 0,
         },
       },
-    };
+    });
   }
   // The library types `adapter` as a name or config and its return value as a
   // plain object; both are wider in fact, and both are checked here instead.
@@ -158,7 +157,8 @@ export async function queueStats(redis: Redis, namespace: string, channel: strin
     const pending = Number(info.get("pending") ?? 0);
     const lag = info.get("lag");
     if (typeof lag === "number") return { waiting: lag, inFlight: pending };
-    const lastId = String(info.get("last-delivered-id") ?? "0-0");
+    const last = info.get("last-delivered-id");
+    const lastId = typeof last === "string" ? last : "0-0";
     const unread = await redis.xrange(key, `(${lastId}`, "+", "COUNT", LAG_FALLBACK_LIMIT);
     return { waiting: unread.length, inFlight: pending };
   } catch (err) {

@@ -69,7 +69,7 @@ export class RedisScripts {
   static load(redis: Redis, dir: string): RedisScripts {
     const scripts = readScripts(dir);
     let onConnection = defined.get(redis);
-    if (!onConnection) defined.set(redis, (onConnection = new Map()));
+    if (!onConnection) defined.set(redis, (onConnection = new Map<string, string>()));
     for (const s of scripts) {
       const existing = onConnection.get(s.name);
       if (existing === s.lua) continue;

@@ -1,17 +1,47 @@
 /**
- * Readiness of this process: each role registers a check when it has started,
- * and `/health/ready` is 200 only when every expected role reports ready.
+ * Health of this process.
+ *
+ * - Readiness: each role registers a check when it has started, and
+ *   `/health/ready` is 200 only when every expected role reports ready; 503 with
+ *   each check's reason otherwise.
+ * - Liveness: the process answers and its event loop has not been blocked longer
+ *   than `maxLoopBlockMs` at once within the last window (see `eventLoop.ts`).
  */
+import { LoopMonitor, type LoopState } from "./eventLoop";
+
 export interface CheckResult {
   ok: boolean;
+  reason?: string;
+}
+
+export interface HealthOptions {
+  /** Liveness fails after a single event-loop block longer than this. @default 10000 */
+  maxLoopBlockMs?: number;
+  /** How long a block counts against liveness. @default 10000 */
+  loopWindowMs?: number;
+}
+
+export interface LiveReport {
+  status: "ok" | "failing";
+  uptime_s: number;
+  event_loop: { max_delay_ms: number; threshold_ms: number; window_ms: number };
   reason?: string;
 }
 
 export class Health {
   private readonly checks = new Map<string, () => CheckResult>();
   private readonly started = Date.now();
+  private readonly loop: LoopMonitor;
 
-  constructor(private readonly expected: readonly string[]) {}
+  constructor(
+    private readonly expected: readonly string[],
+    opts: HealthOptions = {},
+  ) {
+    this.loop = new LoopMonitor({
+      maxBlockMs: opts.maxLoopBlockMs ?? 10_000,
+      ...(opts.loopWindowMs !== undefined ? { windowMs: opts.loopWindowMs } : {}),
+    });
+  }
 
   register(name: string, check: () => CheckResult = () => ({ ok: true })): void {
     this.checks.set(name, check);
@@ -21,8 +51,17 @@ export class Health {
     this.checks.delete(name);
   }
 
-  live(): { status: "ok"; uptime_s: number } {
-    return { status: "ok", uptime_s: Math.round((Date.now() - this.started) / 1000) };
+  live(): LiveReport {
+    const loop: LoopState = this.loop.state();
+    const report: LiveReport = {
+      status: loop.ok ? "ok" : "failing",
+      uptime_s: Math.round((Date.now() - this.started) / 1000),
+      event_loop: { max_delay_ms: loop.maxDelayMs, threshold_ms: loop.thresholdMs, window_ms: loop.windowMs },
+    };
+    if (!loop.ok) {
+      report.reason = `event loop blocked for ${loop.maxDelayMs} ms within the last ${Math.round(loop.windowMs / 1000)} s (limit ${loop.thresholdMs} ms)`;
+    }
+    return report;
   }
 
   ready(): { ready: boolean; checks: Record<string, CheckResult> } {
@@ -40,5 +79,10 @@ export class Health {
       }
     }
     return { ready: Object.values(checks).every((c) => c.ok), checks };
+  }
+
+  /** Stops the event-loop monitor. */
+  close(): void {
+    this.loop.close();
   }
 }

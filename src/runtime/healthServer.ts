@@ -14,7 +14,10 @@ export function startHealthServer(port: number, health: Health, registry: Regist
     };
     const url = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET") return send(404, JSON.stringify({ error: { type: "not_found", message: "no such route" } }));
-    if (url === "/health/live") return send(200, JSON.stringify(health.live()));
+    if (url === "/health/live") {
+      const live = health.live();
+      return send(live.status === "ok" ? 200 : 503, JSON.stringify(live));
+    }
     if (url === "/health/ready") {
       const r = health.ready();
       return send(r.ready ? 200 : 503, JSON.stringify({ status: r.ready ? "ready" : "not_ready", checks: r.checks }));

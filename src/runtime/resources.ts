@@ -35,7 +35,7 @@ export class Resources {
     private readonly logger: RedisLogger,
   ) {
     this.agents = AgentCatalog.load(config.promptsDir);
-    this.health = new Health(config.services);
+    this.health = new Health(config.services, { maxLoopBlockMs: config.health.maxLoopBlockMs });
   }
 
   get embedded(): boolean {
@@ -81,6 +81,7 @@ export class Resources {
   }
 
   async close(): Promise<void> {
+    this.health.close();
     const closers = this.closers.splice(0);
     for (const close of closers) {
       try {

@@ -80,7 +80,7 @@ export function parseSimArgs(argv: string[]): SimOptions | "help" {
     apiKey: values["api-key"],
   };
   // Absent flags take the documented defaults rather than an explicit undefined.
-  return Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as SimOptions;
+  return Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
 }
 
 export async function runSimCommand(argv: string[], io: SimCommandIo = {}): Promise<void> {

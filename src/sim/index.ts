@@ -2,6 +2,7 @@
 export { startSimServer, DEFAULT_POLICIES, type SimServer } from "./server";
 export { SimOptionsSchema, type SimOptions, type ResolvedSimOptions } from "./options";
 export type { SimStats } from "./stats";
+export { RequestLog, turnOf, DEFAULT_REQUEST_LOG_LIMIT, type SimRequestRecord } from "./requestLog";
 export {
   offersTools,
   pastToolCalls,

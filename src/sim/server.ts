@@ -16,6 +16,7 @@ import { orderRouterRoute } from "./policies/orderRouter";
 import { SimRateLimiter } from "./ratelimit";
 import { DrawSequence } from "./random";
 import { CountTokensRequestSchema, MessagesRequestSchema, parseRequest, type MessagesRequest } from "./request";
+import { RequestLog, type SimRequestRecord } from "./requestLog";
 import { StatsCounter, type SimStats } from "./stats";
 import { estimateInputTokens } from "./tokens";
 
@@ -27,7 +28,9 @@ export interface SimServer {
   url: string;
   port: number;
   stats(): SimStats;
-  /** Zeroes the counters, refills the rate-limit buckets and restarts the seeded sequences. */
+  /** The `/v1/messages` requests received, oldest first (also `GET /_sim/requests`). */
+  requests(): SimRequestRecord[];
+  /** Zeroes the counters and the request log, refills the rate-limit buckets and restarts the seeded sequences. */
   reset(): void;
   close(): Promise<void>;
 }
@@ -96,6 +99,7 @@ export async function startSimServer(opts: SimOptions = {}): Promise<SimServer> 
     url: `http://${options.host.includes(":") ? `[${options.host}]` : options.host}:${port}`,
     port,
     stats: () => sim.stats.snapshot(),
+    requests: () => sim.requests.snapshot(),
     reset: () => sim.reset(),
     close: () =>
       (closing ??= new Promise<void>((resolve, reject) => {
@@ -108,6 +112,7 @@ export async function startSimServer(opts: SimOptions = {}): Promise<SimServer> 
 
 class Simulator {
   readonly stats = new StatsCounter();
+  readonly requests = new RequestLog();
   readonly shutdown = new AbortController();
   private readonly limiter: SimRateLimiter;
   private readonly jitter: DrawSequence;
@@ -126,6 +131,7 @@ class Simulator {
 
   reset(): void {
     this.stats.reset();
+    this.requests.reset();
     this.limiter.reset();
     this.jitter.reset();
     this.failures.reset();
@@ -188,6 +194,7 @@ class Simulator {
     if (r.stream === true)
       throw new ApiError("invalid_request_error", "stream: streaming is not supported by the simulated model; send the request without `stream: true`");
     this.stats.model(r.model);
+    this.requests.record(r);
 
     const inputTokens = estimateInputTokens(r);
     const admission = this.limiter.admit(r.model, inputTokens, r.max_tokens);
@@ -260,6 +267,7 @@ class Simulator {
 
   private control(method: string, path: string, res: http.ServerResponse): void {
     if (method === "GET" && path === "/_sim/stats") return send(res, 200, this.stats.snapshot());
+    if (method === "GET" && path === "/_sim/requests") return send(res, 200, this.requests.snapshot());
     if (method === "POST" && path === "/_sim/reset") {
       this.reset();
       return send(res, 200, { reset: true });

@@ -1,7 +1,7 @@
 /** Counters the simulator keeps for tests and benchmarks (`GET /_sim/stats`). */
 
 export interface SimStats {
-  /** Requests to the API paths (`/v1/...`), whatever their outcome. */
+  /** Requests to anything but `/_sim/*`, whatever their outcome. */
   requests: number;
   /** `/v1/messages` requests that passed validation, by model. */
   by_model: Record<string, number>;

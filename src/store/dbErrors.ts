@@ -50,7 +50,7 @@ const CONNECTION_MESSAGES = [
 
 function codeOf(err: unknown): string | undefined {
   if (typeof err !== "object" || err === null || !("code" in err)) return undefined;
-  const code = (err as { code: unknown }).code;
+  const code = (err).code;
   return typeof code === "string" ? code : undefined;
 }
 

@@ -375,7 +375,7 @@ export interface OpenedStore {
 /** Opens the pool for `opts` (Postgres or PGlite), migrates, and hands back a ready store. */
 export async function openStore(opts: OpenStoreOptions): Promise<OpenedStore> {
   const handle = await createPool(opts);
-  const store = new PgTaskStore(handle.pool, { target: handle.target, onClose: handle.close });
+  const store = new PgTaskStore(handle.pool, { target: handle.target, onClose: () => handle.close() });
   if (opts.migrate !== false) {
     try {
       await store.migrate();

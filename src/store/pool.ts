@@ -94,13 +94,31 @@ async function createPostgresPool(databaseUrl: string, opts: PoolOptions, logger
   return { pool, kind: "postgres", target, close };
 }
 
+/**
+ * PGlite is an optional dependency, loaded only here: distributed nodes never pay
+ * for its WebAssembly build, and the role images (`npm ci --omit=optional`) do not
+ * ship it at all. A node without it that is asked for embedded storage says what
+ * to do instead of failing with a bare module-resolution error.
+ */
+async function loadPglite() {
+  try {
+    const { PGlite } = await import("@electric-sql/pglite");
+    const { PglitePgConnection } = await import("@electric-sql/pglite/node-postgres");
+    return { PGlite, PglitePgConnection };
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    if ((code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") && String((err as Error).message).includes("@electric-sql/pglite")) {
+      throw new ConfigError("DATABASE_URL", "embedded mode needs @electric-sql/pglite; install optional dependencies or set DATABASE_URL");
+    }
+    throw err;
+  }
+}
+
 async function createPglitePool(dataDir: string, logger: StoreLogger): Promise<PoolHandle> {
   const inMemory = dataDir.startsWith("memory://");
   const dir = inMemory ? dataDir : path.resolve(dataDir);
   const target = inMemory ? "pglite memory://" : `pglite ${dir}`;
-  // Loaded lazily: distributed nodes never pay for the WebAssembly build.
-  const { PGlite } = await import("@electric-sql/pglite");
-  const { PglitePgConnection } = await import("@electric-sql/pglite/node-postgres");
+  const { PGlite, PglitePgConnection } = await loadPglite();
   let lite: InstanceType<typeof PGlite>;
   try {
     if (!inMemory) fs.mkdirSync(dir, { recursive: true });
@@ -133,7 +151,9 @@ async function createPglitePool(dataDir: string, logger: StoreLogger): Promise<P
      * its transaction aborted with the socket; here it stays open and would
      * swallow every later write. So each new client starts from a clean session.
      */
-    onConnect: async (client) => {
+    // pg-pool awaits the promise onConnect returns before handing the client out; its typings say void.
+    // eslint-disable-next-line @typescript-eslint/no-misused-promises
+    onConnect: async (client: pg.ClientBase): Promise<void> => {
       await client.query("ROLLBACK");
       await client.query("DISCARD ALL");
     },

@@ -31,15 +31,16 @@ export class Metrics {
       labelNames: ["kind"],
       registers: [this.registry],
     });
-    const self = this;
+    const source = () => this.source;
     new Gauge({
       name: "clawfleet_tasks",
       help: "Tasks in the store by status (cluster-wide; exported by the metrics role).",
       labelNames: ["status"],
       registers: [this.registry],
       async collect() {
-        if (!self.source) return;
-        const counts = await self.source.countByStatus().catch(() => undefined);
+        const src = source();
+        if (!src) return;
+        const counts = await src.countByStatus().catch(() => undefined);
         if (!counts) return;
         for (const s of TASK_STATUSES) this.set({ status: s }, counts[s] ?? 0);
       },
@@ -50,8 +51,9 @@ export class Metrics {
       labelNames: ["state"],
       registers: [this.registry],
       async collect() {
-        if (!self.source) return;
-        const d = await self.source.queueDepth().catch(() => undefined);
+        const src = source();
+        if (!src) return;
+        const d = await src.queueDepth().catch(() => undefined);
         if (!d) return;
         this.set({ state: "waiting" }, d.waiting);
         this.set({ state: "in_flight" }, d.inFlight);

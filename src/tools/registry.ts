@@ -21,6 +21,7 @@ export interface ToolIssue {
 
 class ToolTimeout extends Error {}
 
+
 export class ToolRegistry implements ToolRunner {
   private readonly tools = new Map<string, ToolDefinition>();
 
@@ -69,8 +70,9 @@ export class ToolRegistry implements ToolRunner {
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        abort.abort(new ToolTimeout(`tool ${def.name} timed out after ${timeoutMs} ms`));
-        reject(abort.signal.reason);
+        const timeout = new ToolTimeout(`tool ${def.name} timed out after ${timeoutMs} ms`);
+        abort.abort(timeout);
+        reject(timeout);
       }, timeoutMs);
     });
     const ctx = { taskId: call.taskId, step: call.step, agent: call.agent, idempotencyKey: call.idempotencyKey, signal: abort.signal };

@@ -46,7 +46,7 @@ const BASE_ENV_KEYS = ["PATH", "HOME", "LANG", "TMPDIR", "NODE_OPTIONS"];
 export async function startNodeProcess(opts: StartOptions): Promise<NodeProcess> {
   const port = opts.env.PORT !== undefined ? Number(opts.env.PORT) : await freePort();
   const env: Record<string, string> = {};
-  for (const k of BASE_ENV_KEYS) if (process.env[k] !== undefined) env[k] = process.env[k] as string;
+  for (const k of BASE_ENV_KEYS) if (process.env[k] !== undefined) env[k] = process.env[k];
   Object.assign(env, { LOG_LEVEL: "info", CLAWFLEET_LOG_FORMAT: "json" }, opts.env, { PORT: String(port) });
   const proc = spawn(process.execPath, [BIN, "start"], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";

@@ -1,6 +1,6 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { runSimCommand, parseSimArgs, startSimServer, type SimServer } from "../../src/sim";
+import { runSimCommand, parseSimArgs, RequestLog, startSimServer, type SimRequestRecord, type SimServer } from "../../src/sim";
 import { ConfigError } from "../../src/errors";
 import { OrderRoutes, type Queryable } from "../../src/tools/orderRouter/backend";
 import { expectedRouting, findOrder, orderIds, warehousesIn, type Order } from "../../src/tools/orderRouter/data";
@@ -376,5 +376,55 @@ describe("simulated model - command line", () => {
     stop.abort();
     await running;
     await expect(fetch(`${url}/_sim/stats`)).rejects.toThrow();
+  });
+});
+
+describe("simulated model - request log", () => {
+  it("requests - /_sim/requests lists each call's task, model and loop step, oldest first; bounded; /_sim/reset clears it", async () => {
+    const sim = await startSimServer({});
+    try {
+      const c = client(sim);
+      const before = Date.now();
+      await c.messages.create(request({ metadata: { user_id: "task-a" } }));
+      // Step 4 of task-a: one model turn that asked for two tools, and both tool results.
+      const use = (id: string): Anthropic.ToolUseBlockParam => ({ type: "tool_use", id, name: "lookup_order", input: { order_id: "ORD-1042" } });
+      const result = (id: string): Anthropic.ToolResultBlockParam => ({ type: "tool_result", tool_use_id: id, content: "{}" });
+      await c.messages.create(
+        request({
+          metadata: { user_id: "task-a" },
+          tools: TOOLS,
+          messages: [
+            { role: "user", content: "route ORD-1042" },
+            { role: "assistant", content: [{ type: "text", text: "Looking it up." }, use("toolu_1"), use("toolu_2")] },
+            { role: "user", content: [result("toolu_1"), result("toolu_2")] },
+          ],
+        }),
+      );
+      await c.messages.create(request({ model: "claude-haiku-4-5" }));
+      await c.messages.create(request({ max_tokens: 0 })).catch(() => undefined); // invalid: not a model call
+      const after = Date.now();
+
+      const log = (await (await fetch(`${sim.url}/_sim/requests`)).json()) as SimRequestRecord[];
+      expect(log).toEqual(sim.requests());
+      expect(log.map(({ user_id, model, turn }) => ({ user_id, model, turn }))).toEqual([
+        { user_id: "task-a", model: "claude-sonnet-4-6", turn: 1 },
+        { user_id: "task-a", model: "claude-sonnet-4-6", turn: 4 },
+        { user_id: null, model: "claude-haiku-4-5", turn: 1 },
+      ]);
+      for (const r of log) expect(r.at).toBeGreaterThanOrEqual(before);
+      for (const r of log) expect(r.at).toBeLessThanOrEqual(after);
+      expect(log.map((r) => r.at)).toEqual([...log.map((r) => r.at)].sort((a, b) => a - b));
+
+      expect((await fetch(`${sim.url}/_sim/reset`, { method: "POST" })).status).toBe(200);
+      expect(await (await fetch(`${sim.url}/_sim/requests`)).json()).toEqual([]);
+    } finally {
+      await sim.close();
+    }
+
+    const bounded = new RequestLog(3);
+    for (let turn = 1; turn <= 5; turn++) {
+      bounded.record({ model: "m", max_tokens: 1, messages: [{ role: "user", content: "x" }], metadata: { user_id: `t${turn}` } }, turn);
+    }
+    expect(bounded.snapshot().map((r) => r.user_id)).toEqual(["t3", "t4", "t5"]);
   });
 });

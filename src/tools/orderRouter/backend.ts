@@ -40,7 +40,7 @@ const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EP
 const CONNECTION_MESSAGE = /connection terminated|connection (?:is )?closed|timeout exceeded when trying to connect|client has encountered a connection error|cannot use a pool after calling end|pglite is closed/i;
 
 export function isConnectionError(err: unknown): boolean {
-  const code = typeof err === "object" && err !== null && "code" in err ? String((err as { code: unknown }).code) : "";
+  const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "";
   return CONNECTION_CODES.has(code) || code.startsWith("08") || CONNECTION_MESSAGE.test(messageOf(err));
 }
 

@@ -1,0 +1,93 @@
+/**
+ * From configured limits ("N per window") to bucket shapes, and from a model and
+ * tier to the bucket scope that pays for the call.
+ *
+ * Requests are paced: the bucket holds one request and refills so that every
+ * 1/60 of the window (the provider's "60 RPM may be enforced as 1 per second")
+ * stays within the limit, which implies the whole window does too. Token buckets
+ * have the provider's own shape (capacity = the window's limit): reservations are
+ * upper bounds (`max_tokens`) that settle much lower, and a one-request capacity
+ * would let only one call be in flight.
+ */
+import { z } from "zod";
+
+const perWindow = z.number().int().positive();
+
+export const LimitSpecSchema = z
+  .object({
+    /** Requests per window. */
+    rpm: perWindow.optional(),
+    /** Input tokens per window (uncached input plus cache writes, as the provider counts). */
+    itpm: perWindow.optional(),
+    /** Output tokens per window; reserved from `max_tokens`, settled to actual usage. */
+    otpm: perWindow.optional(),
+  })
+  .strict();
+export type LimitSpec = z.infer<typeof LimitSpecSchema>;
+
+/**
+ * `CLAWFLEET_RATE_LIMITS`: per model, optionally split per agent tier. A tier entry
+ * is a partition with its own buckets (the operator keeps partitions within the
+ * model's limit); tiers without an entry share the model's buckets.
+ */
+export const RateLimitTableSchema = z.record(
+  z.string().min(1),
+  LimitSpecSchema.extend({ tiers: z.record(z.string().min(1), LimitSpecSchema).optional() }).strict(),
+);
+export type RateLimitTable = z.infer<typeof RateLimitTableSchema>;
+
+/** `capacity` 0 means "no limit": the bucket admits anything. */
+export interface BucketSpec {
+  capacity: number;
+  refillPerMs: number;
+}
+
+/** Requests, input tokens, output tokens: the order of every triple in this module. */
+export type Triple<T> = readonly [T, T, T];
+
+export const UNLIMITED: BucketSpec = { capacity: 0, refillPerMs: 0 };
+
+/** The short window the pacing holds, as a fraction of the limit's window. */
+export const SHORT_WINDOW_DIVISOR = 60;
+
+/**
+ * One request of burst, refilled at (limit − 60)/window: any window of 1/60 holds
+ * at most 1 + (limit/60 − 1) = limit/60 requests. Below 120 per window the short
+ * window cannot hold a request anyway; half the limit is the floor then.
+ */
+export function requestBucket(limit: number, windowMs: number): BucketSpec {
+  const perWindow = Math.max(limit - SHORT_WINDOW_DIVISOR, limit / 2);
+  return { capacity: 1, refillPerMs: perWindow / windowMs };
+}
+
+export function tokenBucket(limit: number, windowMs: number): BucketSpec {
+  return { capacity: limit, refillPerMs: limit / windowMs };
+}
+
+export function bucketSpecs(limits: LimitSpec | undefined, windowMs: number): Triple<BucketSpec> {
+  return [
+    limits?.rpm === undefined ? UNLIMITED : requestBucket(limits.rpm, windowMs),
+    limits?.itpm === undefined ? UNLIMITED : tokenBucket(limits.itpm, windowMs),
+    limits?.otpm === undefined ? UNLIMITED : tokenBucket(limits.otpm, windowMs),
+  ];
+}
+
+export interface Scope {
+  /** Names the buckets: `model` or `model/tier` for a partitioned tier. */
+  key: string;
+  limits: LimitSpec | undefined;
+}
+
+export function resolveScope(table: RateLimitTable, model: string, tier: string): Scope {
+  const entry = table[model];
+  const partition = entry?.tiers?.[tier];
+  if (partition) return { key: `${model}/${tier}`, limits: partition };
+  if (!entry) return { key: model, limits: undefined };
+  const { rpm, itpm, otpm } = entry;
+  return { key: model, limits: { rpm, itpm, otpm } };
+}
+
+/** The largest amount a limit admits in one window; a single call needing more can never be served. */
+export function limitOf(limits: LimitSpec | undefined, i: 0 | 1 | 2): number | undefined {
+  return i === 0 ? limits?.rpm : i === 1 ? limits?.itpm : limits?.otpm;
+}

@@ -1,0 +1,62 @@
+/**
+ * Cluster-wide buckets in Redis: one hash per scope, updated only by the Lua
+ * scripts in src/ratelimit/lua/ (read, refill, check and debit in one atomic
+ * step, on Redis' clock).
+ */
+import type { Redis } from "ioredis";
+import { UnavailableError, messageOf } from "../errors";
+import { isRedisUnavailable } from "../redis/connection";
+import { RedisScripts, luaDir } from "../redis/scripts";
+import type { Buckets, ReserveOutcome } from "./buckets";
+import { NO_REMAINING } from "./buckets";
+import type { BucketSpec, Triple } from "./limits";
+
+export interface RedisBucketsOptions {
+  /** Namespaces the keys: `${prefix}:ratelimit:${scope}`. Usually the Moleculer namespace. */
+  prefix: string;
+}
+
+const specArgs = (specs: Triple<BucketSpec>) => [...specs.map((s) => s.capacity), ...specs.map((s) => s.refillPerMs)];
+
+export class RedisBuckets implements Buckets {
+  private readonly scripts: RedisScripts;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly opts: RedisBucketsOptions,
+  ) {
+    if (opts.prefix === "") throw new RangeError("RedisBuckets needs a non-empty key prefix");
+    this.scripts = RedisScripts.load(redis, luaDir("ratelimit", "lua"));
+  }
+
+  /** The Redis key of a scope's buckets; exposed for tests and operators' tooling. */
+  key(scope: string): string {
+    return `${this.opts.prefix}:ratelimit:${scope}`;
+  }
+
+  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number): Promise<ReserveOutcome> {
+    const reply = await this.call("reserve", this.scripts.run("reserveRate", [this.key(scope)], [horizonMs, ...specArgs(specs), ...need]));
+    const [admitted, wait, now] = reply as [number, string, string];
+    return { admitted: admitted === 1, waitMs: Number(wait), nowMs: Number(now) };
+  }
+
+  async settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining: Triple<number | undefined> = NO_REMAINING): Promise<void> {
+    await this.call("settle", this.scripts.run("settleRate", [this.key(scope)], [...specArgs(specs), ...delta, ...remaining.map((r) => r ?? -1)]));
+  }
+
+  async penalize(scope: string, specs: Triple<BucketSpec>, delayMs: number): Promise<void> {
+    await this.call("penalize", this.scripts.run("penalizeRate", [this.key(scope)], [delayMs, ...specArgs(specs)]));
+  }
+
+  /** The connection is shared (leases, queue statistics); whoever opened it closes it. */
+  async close(): Promise<void> {}
+
+  private async call<T>(operation: string, pending: Promise<T>): Promise<T> {
+    try {
+      return await pending;
+    } catch (err) {
+      if (!isRedisUnavailable(err)) throw err;
+      throw new UnavailableError(`Redis unavailable for rate-limit ${operation}: ${messageOf(err)}`, { dependency: "redis", operation });
+    }
+  }
+}

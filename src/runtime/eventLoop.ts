@@ -1,0 +1,69 @@
+/**
+ * Event-loop blocking, for `/health/live`. A wedged loop cannot answer a probe at
+ * all (the probe times out, which also fails it); this catches the loop that
+ * still answers between long blocks (a synchronous spin, a runaway JSON.parse,
+ * GC thrash), which a plain "process up" check would call healthy.
+ *
+ * `perf_hooks.monitorEventLoopDelay` records how late its timer fires; a block of
+ * N ms shows up as a delay of about N ms. The histogram is read and reset every
+ * `sampleMs`; liveness looks at the worst delay of the samples inside `windowMs`
+ * plus the one being collected. The window is one Kubernetes probe period, so a
+ * single long block fails about one probe (kubelet's failureThreshold decides
+ * whether that restarts the pod) while a loop that keeps blocking fails them all.
+ */
+import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
+
+export interface LoopMonitorOptions {
+  /** Liveness fails when a single block was longer than this. */
+  maxBlockMs: number;
+  /** How long a block is remembered. @default 10000 (one probe period) */
+  windowMs?: number;
+  /** How often the histogram is read and reset. @default 1000 */
+  sampleMs?: number;
+}
+
+export interface LoopState {
+  ok: boolean;
+  /** Longest delay seen within the window, in ms. */
+  maxDelayMs: number;
+  thresholdMs: number;
+  windowMs: number;
+}
+
+export class LoopMonitor {
+  private readonly histogram: IntervalHistogram;
+  private readonly samples: Array<{ at: number; maxMs: number }> = [];
+  private readonly timer: NodeJS.Timeout;
+  readonly windowMs: number;
+
+  constructor(private readonly opts: LoopMonitorOptions) {
+    this.windowMs = opts.windowMs ?? 10_000;
+    // 20 ms resolution: fine enough for thresholds in seconds, cheap (one timer).
+    this.histogram = monitorEventLoopDelay({ resolution: 20 });
+    this.histogram.enable();
+    this.timer = setInterval(() => this.sample(), opts.sampleMs ?? 1000);
+    this.timer.unref();
+  }
+
+  private sample(now = Date.now()): void {
+    this.samples.push({ at: now, maxMs: this.currentMaxMs() });
+    this.histogram.reset();
+    while (this.samples.length > 0 && (this.samples[0]?.at ?? now) < now - this.windowMs) this.samples.shift();
+  }
+
+  private currentMaxMs(): number {
+    // The histogram reports nanoseconds; an empty one reports a huge max, hence the count check.
+    return this.histogram.count > 0 ? this.histogram.max / 1e6 : 0;
+  }
+
+  state(now = Date.now()): LoopState {
+    let max = this.currentMaxMs();
+    for (const s of this.samples) if (s.at >= now - this.windowMs && s.maxMs > max) max = s.maxMs;
+    return { ok: max <= this.opts.maxBlockMs, maxDelayMs: Math.round(max), thresholdMs: this.opts.maxBlockMs, windowMs: this.windowMs };
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.histogram.disable();
+  }
+}
