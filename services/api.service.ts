@@ -110,9 +110,13 @@ export function apiService(res: Resources, registry: Registry): ServiceSchema {
         visibility: "published",
         async handler(ctx: Context<RestParams, RestMeta>) {
           const id = taskId(ctx.params);
-          const task = await ctx.call<TaskRecord | null, { id: string }>("checkpoint.getTask", { id });
+          const [task, steps] = await Promise.all([
+            ctx.call<TaskRecord | null, { id: string }>("checkpoint.getTask", { id }),
+            // For usage.by_model; a task has tens of steps, one indexed read.
+            ctx.call<StepRecord[], { taskId: string }>("checkpoint.listSteps", { taskId: id }),
+          ]);
           if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
-          return taskView(task);
+          return taskView(task, steps);
         },
       },
       getSteps: {

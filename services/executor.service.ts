@@ -9,8 +9,10 @@ import { Executor, parseParams } from "../src/rpc";
 import { registerOrderRouterTools } from "../src/tools/orderRouter/tools";
 import { OrderRoutes } from "../src/tools/orderRouter/backend";
 import { ToolRegistry } from "../src/tools/registry";
+import type { Metrics } from "../src/telemetry/metrics";
+import { observeToolCall } from "../src/telemetry/toolTelemetry";
 
-export function executorService(res: Resources): ServiceSchema {
+export function executorService(res: Resources, metrics: Metrics): ServiceSchema {
   const registry = new ToolRegistry();
   return {
     name: "executor",
@@ -22,7 +24,8 @@ export function executorService(res: Resources): ServiceSchema {
           const call = parseParams(Executor.run, ctx.params, "executor.run");
           const line = { event: "tool.executed", taskId: call.taskId, step: call.step, tool: call.tool, idempotencyKey: call.idempotencyKey };
           try {
-            const result = await registry.run(call);
+            // The `execute_tool` span and the tool series, recorded here where the tool runs.
+            const result = await observeToolCall(metrics, call, () => registry.run(call));
             this.logger.info({ ...line, ok: result.ok, duration_ms: result.duration_ms }, "tool executed");
             return result;
           } catch (err) {

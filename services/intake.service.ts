@@ -5,13 +5,14 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Context, LoggerInstance, ServiceBroker, ServiceSchema } from "moleculer";
-import { sendToChannel } from "../src/queue/channels";
+import { sendToChannel, TASKS_READY_MAXLEN } from "../src/queue/channels";
 import { IdempotencyKeySchema, SubmitTaskSchema, TASKS_READY_CHANNEL, type WakeUp } from "../src/domain";
 import { messageOf, ValidationError } from "../src/errors";
 import { Reaper } from "../src/queue/reaper";
 import type { Resources } from "../src/runtime/resources";
 import { parseParams } from "../src/rpc";
 import { RemoteTaskStore } from "../src/store/remoteStore";
+import { traceparentOf } from "../src/telemetry/spans";
 import { z } from "zod";
 
 const SubmitParams = z.object({ body: z.unknown(), idempotencyKey: z.string().optional() });
@@ -27,6 +28,8 @@ export interface SubmitResult {
   id: string;
   status: string;
   created: boolean;
+  /** For the submitting request's span. */
+  prompt_version: string;
 }
 
 export function intakeService(res: Resources, waiting: () => Promise<number | undefined>): ServiceSchema {
@@ -45,6 +48,8 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
           const body = parseParams(SubmitTaskSchema, p.body, "invalid task");
           const key = p.idempotencyKey === undefined ? undefined : parseParams(IdempotencyKeySchema, p.idempotencyKey, "Idempotency-Key header");
           const agent = res.agents.get(body.agent);
+          // The submitting request's span, the task's trace root: stored with the task, every attempt joins its trace.
+          const traceContext = traceparentOf();
           const { task, created } = await this.store.createTask(
             {
               id: randomUUID(),
@@ -53,11 +58,13 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
               priority: body.priority ?? "normal",
               metadata: body.metadata ?? {},
               prompt_version: agent.promptVersion,
+              ...(traceContext !== undefined ? { trace_context: traceContext } : {}),
             },
             key,
           );
-          if (created) await this.publishCommitted({ taskId: task.id, reason: "submitted" });
-          return { id: task.id, status: task.status, created };
+          const traceparent = task.trace_context ?? undefined;
+          if (created) await this.publishCommitted({ taskId: task.id, reason: "submitted", ...(traceparent !== undefined ? { traceparent } : {}) });
+          return { id: task.id, status: task.status, created, prompt_version: task.prompt_version };
         },
       },
       deadLetters: {
@@ -90,7 +97,7 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
       /** Publishes a wake-up; a failure is logged, not thrown: the task is committed and the reaper re-publishes it. */
       async publish(this: IntakeThis, wakeUp: WakeUp): Promise<void> {
         try {
-          await sendToChannel(this.broker, TASKS_READY_CHANNEL, wakeUp);
+          await sendToChannel(this.broker, TASKS_READY_CHANNEL, wakeUp, { xaddMaxLen: TASKS_READY_MAXLEN });
         } catch (err) {
           this.logger.warn({ taskId: wakeUp.taskId, event: "wakeup.publish_failed", err: messageOf(err) }, "wake-up not published; the reaper will");
         }

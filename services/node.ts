@@ -10,10 +10,12 @@ import { brokerOptions } from "../moleculer.config";
 import type { Config, Role } from "../src/config";
 import { TASKS_READY_CHANNEL, PLANNERS_GROUP } from "../src/domain";
 import { channelsMiddleware, queueStats } from "../src/queue/channels";
+import { consumerLagSeconds } from "../src/queue/consumerLag";
 import { memoryAdapter, type MemoryAdapter } from "../src/queue/memoryAdapter";
 import { startHealthServer } from "../src/runtime/healthServer";
 import { Resources } from "../src/runtime/resources";
 import { Metrics } from "../src/telemetry/metrics";
+import { traceContextMiddleware } from "../src/telemetry/moleculerTracing";
 import { apiService } from "./api.service";
 import { checkpointService } from "./checkpoint.service";
 import { executorService } from "./executor.service";
@@ -40,13 +42,14 @@ export async function startNode(config: Config): Promise<ClawfleetNode> {
     config.mode === "embedded"
       ? channelsMiddleware({ mode: "embedded", adapter: (adapter = memoryAdapter({ serializer: "JSON", deadLettering: { enabled: true, queueName: "tasks.dead" } })) })
       : channelsMiddleware({ mode: "distributed", redisUrl: config.redisUrl ?? "", namespace: config.namespace });
-  const broker = new ServiceBroker({ ...brokerOptions(config, [channels]), skipProcessEventRegistration: true });
+  // Trace context rides in ctx.meta across nodes (Moleculer's own tracing stays off).
+  const broker = new ServiceBroker({ ...brokerOptions(config, [channels, traceContextMiddleware()]), skipProcessEventRegistration: true });
   const logger = broker.getLogger("clawfleet");
   const resources = new Resources(config, {
     info: (m) => logger.info(m),
     warn: (m) => logger.warn(m),
   });
-  const metrics = new Metrics({ node: broker.nodeID });
+  const metrics = new Metrics({ node: broker.nodeID }, { enabled: config.metricsEnabled });
 
   const queueDepth = async () => {
     if (adapter) {
@@ -56,13 +59,17 @@ export async function startNode(config: Config): Promise<ClawfleetNode> {
     return queueStats(resources.redis(), config.namespace, TASKS_READY_CHANNEL, PLANNERS_GROUP);
   };
   const waiting = async () => (await queueDepth().catch(() => undefined))?.waiting;
+  // The in-process queue keeps no timestamps; its lag is not measured (the gauge stays 0).
+  const queueLag = adapter
+    ? undefined
+    : () => consumerLagSeconds(resources.redis(), config.namespace, TASKS_READY_CHANNEL, PLANNERS_GROUP);
 
   const factories: Record<Role, () => ServiceSchema> = {
     checkpoint: () => checkpointService(resources),
-    executor: () => executorService(resources),
-    "rate-gateway": () => rateGatewayService(resources),
-    metrics: () => metricsService(resources, metrics, queueDepth),
-    planner: () => plannerService(resources),
+    executor: () => executorService(resources, metrics),
+    "rate-gateway": () => rateGatewayService(resources, metrics),
+    metrics: () => metricsService(resources, metrics, queueDepth, queueLag),
+    planner: () => plannerService(resources, metrics),
     intake: () => intakeService(resources, waiting),
     api: () => apiService(resources, metrics.registry),
   };

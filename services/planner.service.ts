@@ -11,7 +11,10 @@ import { messageOf } from "../src/errors";
 import { PriceTable } from "../src/llm/pricing";
 import type { CompleteResponse, ToolSpec } from "../src/llm/types";
 import type { Resources } from "../src/runtime/resources";
+import { consumerId, subscriptionState } from "../src/runtime/subscription";
+import { ConsumeWatchdog } from "../src/runtime/watchdog";
 import { RemoteTaskStore } from "../src/store/remoteStore";
+import type { Metrics } from "../src/telemetry/metrics";
 import type { ToolResult } from "../src/tools/types";
 
 export class ShutdownSignal extends Error {
@@ -21,10 +24,10 @@ export class ShutdownSignal extends Error {
   }
 }
 
-export function plannerService(res: Resources): ServiceSchema {
+export function plannerService(res: Resources, metrics: Metrics): ServiceSchema {
   const { config } = res;
   let worker: TaskWorker | undefined;
-  let lastConsumeAt = Date.now();
+  let watchdog: ConsumeWatchdog | undefined;
   return {
     name: "planner",
     channels: {
@@ -36,20 +39,25 @@ export function plannerService(res: Resources): ServiceSchema {
         maxRetries: 3,
         deadLettering: { enabled: true, queueName: "tasks.dead" },
         async handler(this: { logger: Context["broker"]["logger"] }, payload: unknown) {
-          lastConsumeAt = Date.now();
-          const parsed = WakeUpSchema.safeParse(payload);
-          if (!parsed.success) {
-            this.logger.warn({ event: "wakeup.invalid", payload }, "dropping a malformed wake-up");
-            return;
+          watchdog?.begin();
+          try {
+            const parsed = WakeUpSchema.safeParse(payload);
+            if (!parsed.success) {
+              this.logger.warn({ event: "wakeup.invalid", payload }, "dropping a malformed wake-up");
+              return;
+            }
+            if (!worker) throw new Error("planner is not started");
+            await worker.handle(parsed.data.taskId, parsed.data.traceparent);
+          } finally {
+            watchdog?.end();
           }
-          if (!worker) throw new Error("planner is not started");
-          await worker.handle(parsed.data.taskId);
         },
       },
     },
     methods: {
       /** Stops taking work, lets running tasks reach a step boundary, releases them. */
       async drain(timeoutMs: number): Promise<boolean> {
+        watchdog?.drain();
         if (!worker) return true;
         worker.stop(new ShutdownSignal());
         return worker.drain(timeoutMs);
@@ -78,9 +86,15 @@ export function plannerService(res: Resources): ServiceSchema {
             }
             return specs;
           },
-          prices: new PriceTable(),
+          prices: new PriceTable(config.prices),
           logger: this.logger,
-          onStep: (e) => emit("task.step", { ...e }),
+          // Task and step series are recorded here, in the planner that runs the task; events carry the same labels.
+          metrics,
+          onStep: (e) => {
+            watchdog?.progress();
+            metrics.stepCheckpointed({ agent: e.agent ?? "unknown", prompt_version: e.prompt_version ?? "unknown" }, e.kind);
+            emit("task.step", { ...e });
+          },
         },
         {
           owner: broker.nodeID,
@@ -90,23 +104,35 @@ export function plannerService(res: Resources): ServiceSchema {
           defaultMaxSteps: config.planner.defaultMaxSteps,
         },
         {
-          onStarted: (taskId, attempt, resumedAtStep) => emit("task.started", { taskId, attempt, resumedAtStep, nodeID: broker.nodeID }),
-          onSettled: (taskId, outcome, detail) => {
-            if (outcome === "succeeded") emit("task.succeeded", { taskId });
-            else if (outcome === "failed") emit("task.failed", { taskId, error: detail?.kind === "failed" ? detail.error : undefined });
-            else emit("task.released", { taskId, outcome });
+          onStarted: (taskId, attempt, resumedAtStep, labels) => emit("task.started", { taskId, ...labels, attempt, resumedAtStep, nodeID: broker.nodeID }),
+          onSettled: (taskId, outcome, detail, labels) => {
+            if (outcome === "succeeded") emit("task.succeeded", { taskId, ...labels });
+            else if (outcome === "failed") emit("task.failed", { taskId, ...labels, error: detail?.kind === "failed" ? detail.error : undefined });
+            else emit("task.released", { taskId, ...labels, outcome });
           },
-          onLeaseLost: (taskId) => emit("task.lease_lost", { taskId, nodeID: broker.nodeID }),
+          onLeaseLost: (taskId, labels) => emit("task.lease_lost", { taskId, ...labels, nodeID: broker.nodeID }),
         },
       );
     },
     started() {
-      lastConsumeAt = Date.now();
-      res.health.register("planner", () => ({ ok: worker !== undefined }));
-      void lastConsumeAt;
+      const broker = this.broker;
+      const adapter = () => (broker as unknown as { channelAdapter?: unknown }).channelAdapter;
+      const id = consumerId(adapter(), broker.nodeID, "planner", TASKS_READY_CHANNEL);
+      watchdog = new ConsumeWatchdog({
+        stallAfterMs: config.health.plannerStallMs,
+        subscription: () => subscriptionState(adapter(), id),
+        onStall: (i) => this.logger.warn({ event: "planner.stalled", ...i }, "planner stalled: tasks in flight and no progress"),
+        onRecover: (i) => this.logger.info({ event: "planner.recovered", ...i }, "planner making progress again"),
+      });
+      watchdog.start();
+      const wd = watchdog;
+      res.health.register("planner", () => (worker ? wd.check() : { ok: false, reason: "task worker not created" }));
+      metrics.attachLeaseSource(() => worker?.activeTasks ?? 0);
     },
     async stopped() {
       res.health.unregister("planner");
+      watchdog?.stop();
+      metrics.attachLeaseSource(undefined);
       if (worker) {
         worker.stop(new ShutdownSignal());
         await worker.drain(config.shutdownGraceMs);

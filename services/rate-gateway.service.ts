@@ -4,20 +4,27 @@
  * process, or the one ANTHROPIC_BASE_URL points at) and says so in a banner.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import { AnthropicGateway } from "../src/llm/anthropicGateway";
+import { AnthropicGateway, type ProviderResponse } from "../src/llm/anthropicGateway";
+import { createRateLimiter, type RateLimiter } from "../src/ratelimit";
 import type { Resources } from "../src/runtime/resources";
 import { Gateway, parseParams } from "../src/rpc";
 import { startSimServer, type SimServer } from "../src/sim";
 import { messageOf } from "../src/errors";
 import type { CompleteResponse } from "../src/llm/types";
+import { PriceTable } from "../src/llm/pricing";
+import { LlmTelemetry } from "../src/telemetry/llmTelemetry";
+import type { Metrics } from "../src/telemetry/metrics";
 
 /** The provider counts as reachable this long after its last successful answer. */
 const PROVIDER_FRESH_MS = 60_000;
 const PING_INTERVAL_MS = 15_000;
 
-export function rateGatewayService(res: Resources): ServiceSchema {
+export function rateGatewayService(res: Resources, metrics: Metrics): ServiceSchema {
   const { config } = res;
+  // The `chat` span, rate-limit waits and the LLM series, recorded here where the provider is called.
+  const telemetry = new LlmTelemetry(metrics, new PriceTable(config.prices));
   let gateway: AnthropicGateway | undefined;
+  let limiter: RateLimiter | undefined;
   let sim: SimServer | undefined;
   let lastProviderOk = 0;
   let lastProviderError = "no connectivity check yet";
@@ -29,9 +36,19 @@ export function rateGatewayService(res: Resources): ServiceSchema {
     actions: {
       complete: {
         async handler(ctx: Context): Promise<CompleteResponse> {
-          if (!gateway) throw new Error("rate-gateway is not started");
+          if (!gateway || !limiter) throw new Error("rate-gateway is not started");
           const req = parseParams(Gateway.complete, ctx.params, "rate-gateway.complete");
-          const r = await gateway.complete(req);
+          // Invariant 5: reserve (waiting by priority, or RateLimitedError with retryAfter), call, settle to usage.
+          const [g, l] = [gateway, limiter];
+          const permit = await telemetry.admission(req, () => l.acquire(req));
+          let r: ProviderResponse;
+          try {
+            r = await telemetry.call(req, () => g.complete(req));
+          } catch (err) {
+            await permit.failed(err);
+            throw err;
+          }
+          await permit.settle(r.usage, r.rateLimit);
           lastProviderOk = Date.now();
           const { rateLimit: _rl, ...response } = r;
           return response;
@@ -55,7 +72,9 @@ export function rateGatewayService(res: Resources): ServiceSchema {
           `\n${"=".repeat(72)}\n  ANTHROPIC_API_KEY is not set: serving from Clawfleet's SIMULATED model at ${baseURL}\n  Answers are scripted per agent; no real LLM is called. Set ANTHROPIC_API_KEY for the real one.\n${"=".repeat(72)}`,
         );
       }
-      gateway = new AnthropicGateway({ apiKey, baseURL });
+      // No retries inside the gateway: each provider request must pass the buckets; the planner retries.
+      gateway = new AnthropicGateway({ apiKey, baseURL, maxRetries: 0 });
+      limiter = createRateLimiter(config, () => res.redis(), this.logger as unknown as { warn(o: Record<string, unknown>, m: string): void });
       const g = gateway;
       const ping = () =>
         g.ping(pingModel).then(

@@ -6,7 +6,9 @@
 import path from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors";
+import { DEFAULT_PRICES, PricesSchema, type ModelPrice } from "./llm/pricing";
 import { projectRoot } from "./paths";
+import { RateLimitTableSchema, type RateLimitTable } from "./ratelimit/limits";
 
 export const ROLES = ["api", "intake", "planner", "executor", "rate-gateway", "checkpoint", "metrics"] as const;
 export type Role = (typeof ROLES)[number];
@@ -33,7 +35,10 @@ export interface Config {
   readonly logLevel: LogLevel;
   /** `json` (one object per line, the production format) or `pretty`. @default json */
   readonly logFormat: "json" | "pretty";
+  /** OTLP/HTTP base address: traces are exported (as `<endpoint>/v1/traces`) only when it is set. */
   readonly otlpEndpoint: string | undefined;
+  /** Clawfleet's own Prometheus series; `off` (CLAWFLEET_METRICS) only to measure their overhead. @default true */
+  readonly metricsEnabled: boolean;
   /** Moleculer namespace; also prefixes queue streams and Redis keys. @default clawfleet */
   readonly namespace: string;
   readonly nodeId: string | undefined;
@@ -83,6 +88,20 @@ export interface Config {
      */
     readonly dropWakeups: number;
   };
+  /** The rate gateway's buckets (invariant 5). */
+  readonly rateLimits: {
+    /**
+     * Limits per model, optionally partitioned per agent tier. A model without an entry takes the limits the
+     * provider reports in its `anthropic-ratelimit-*-limit` headers; those also tighten configured ones. @default {}
+     */
+    readonly limits: RateLimitTable;
+    /** Length of a limit's "minute"; benchmarks shrink it. @default 60000 */
+    readonly windowMs: number;
+    /** Longest a call waits in the gateway's priority queue before a retryable `rate_limited` with `retryAfter`. @default 2000 */
+    readonly maxWaitMs: number;
+  };
+  /** USD per million tokens, per model: the built-in table with `CLAWFLEET_PRICES` entries over it. */
+  readonly prices: Readonly<Record<string, ModelPrice>>;
   /** Settings of the in-process simulated model (embedded mode without an API key). */
   readonly sim: {
     readonly latencyMs: number;
@@ -128,6 +147,29 @@ const urlWith = (name: string, protocols: readonly string[]) =>
     message: `${name} must start with ${protocols.join(" or ")}`,
   });
 
+/** A JSON value checked by `schema`; unset or empty is `def`. */
+const jsonFrom = <S extends z.ZodType>(name: string, schema: S, def: z.output<S>) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx): z.output<S> => {
+      if (v === undefined || v.trim() === "") return def;
+      let raw: unknown;
+      try {
+        raw = JSON.parse(v);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: `${name} is not valid JSON: ${(err as Error).message}` });
+        return z.NEVER;
+      }
+      const parsed = schema.safeParse(raw);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        ctx.addIssue({ code: "custom", message: `${name}: ${issue?.path.join(".") || "(root)"}: ${issue?.message ?? "invalid"}` });
+        return z.NEVER;
+      }
+      return parsed.data;
+    });
+
 const EnvSchema = z.object({
   PORT: intFrom("PORT", 3000, 0),
   TRANSPORTER: urlWith("TRANSPORTER", ["nats://", "redis://", "tcp://"]),
@@ -139,7 +181,8 @@ const EnvSchema = z.object({
   ANTHROPIC_BASE_URL: urlWith("ANTHROPIC_BASE_URL", ["http://", "https://"]),
   LOG_LEVEL: z.enum(LOG_LEVELS).optional(),
   CLAWFLEET_LOG_FORMAT: z.enum(["json", "pretty"]).optional(),
-  OTEL_EXPORTER_OTLP_ENDPOINT: optionalString,
+  OTEL_EXPORTER_OTLP_ENDPOINT: urlWith("OTEL_EXPORTER_OTLP_ENDPOINT", ["http://", "https://"]),
+  CLAWFLEET_METRICS: z.enum(["on", "off"]).optional(),
   CLAWFLEET_NAMESPACE: optionalString.refine((v) => v === undefined || /^[A-Za-z0-9_-]{1,64}$/.test(v), {
     message: "CLAWFLEET_NAMESPACE may hold only letters, digits, '_' and '-' (at most 64)",
   }),
@@ -157,6 +200,10 @@ const EnvSchema = z.object({
   CLAWFLEET_PLANNER_STALL_MS: intFrom("CLAWFLEET_PLANNER_STALL_MS", 300000, 100),
   CLAWFLEET_SIM_LATENCY_MS: intFrom("CLAWFLEET_SIM_LATENCY_MS", 0, 0),
   CLAWFLEET_SIM_FAILURE_RATE: numFrom("CLAWFLEET_SIM_FAILURE_RATE", 0, 0, 1),
+  CLAWFLEET_RATE_LIMITS: jsonFrom("CLAWFLEET_RATE_LIMITS", RateLimitTableSchema, {}),
+  CLAWFLEET_RATE_LIMIT_WINDOW_MS: intFrom("CLAWFLEET_RATE_LIMIT_WINDOW_MS", 60_000, 1),
+  CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS: intFrom("CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS", 2000, 0),
+  CLAWFLEET_PRICES: jsonFrom("CLAWFLEET_PRICES", PricesSchema, {}),
   CLAWFLEET_FAULT_DROP_WAKEUPS: numFrom("CLAWFLEET_FAULT_DROP_WAKEUPS", 0, 0, 1),
 });
 
@@ -221,6 +268,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     logLevel: e.LOG_LEVEL ?? "info",
     logFormat: e.CLAWFLEET_LOG_FORMAT ?? "json",
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+    metricsEnabled: e.CLAWFLEET_METRICS !== "off",
     namespace: e.CLAWFLEET_NAMESPACE ?? "clawfleet",
     nodeId: e.CLAWFLEET_NODE_ID,
     promptsDir: e.CLAWFLEET_PROMPTS_DIR === undefined ? path.join(projectRoot(), "prompts") : path.resolve(cwd, e.CLAWFLEET_PROMPTS_DIR),
@@ -232,5 +280,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     health: { maxLoopBlockMs: e.CLAWFLEET_LIVENESS_MAX_BLOCK_MS, plannerStallMs: e.CLAWFLEET_PLANNER_STALL_MS },
     faults: { dropWakeups: e.CLAWFLEET_FAULT_DROP_WAKEUPS },
     sim: { latencyMs: e.CLAWFLEET_SIM_LATENCY_MS, failureRate: e.CLAWFLEET_SIM_FAILURE_RATE },
+    rateLimits: {
+      limits: e.CLAWFLEET_RATE_LIMITS,
+      windowMs: e.CLAWFLEET_RATE_LIMIT_WINDOW_MS,
+      maxWaitMs: e.CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS,
+    },
+    prices: { ...DEFAULT_PRICES, ...e.CLAWFLEET_PRICES },
   };
 }

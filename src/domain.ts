@@ -67,6 +67,8 @@ export interface TaskRecord {
   finished_at: string | null;
   /** When the last wake-up for this task was published. */
   wakeup_at: string;
+  /** W3C `traceparent` of the span that submitted the task: every attempt's span joins this trace. */
+  trace_context: string | null;
 }
 
 /** Anthropic content blocks as Clawfleet stores and replays them. */
@@ -112,6 +114,8 @@ export interface NewTask {
   priority: Priority;
   metadata: Record<string, unknown>;
   prompt_version: string;
+  /** W3C `traceparent` of the submitting span; absent when tracing is off. */
+  trace_context?: string;
 }
 
 /** The wake-up message on channel `tasks.ready`. Postgres holds the truth; this only says "look at task X". */

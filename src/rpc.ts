@@ -72,6 +72,7 @@ export const Checkpoint = {
       priority: z.enum(PRIORITIES),
       metadata: z.record(z.string(), z.unknown()),
       prompt_version: z.string(),
+      trace_context: z.string().max(512).optional(),
     }),
     idempotencyKey: z.string().optional(),
   }),
@@ -101,6 +102,7 @@ export const Executor = {
   run: z.object({
     taskId,
     agent: z.string(),
+    promptVersion: z.string().optional(),
     step: z.number().int().positive(),
     tool: z.string(),
     toolUseId: z.string(),

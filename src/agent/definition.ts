@@ -30,6 +30,18 @@ const FrontMatterSchema = z
       .default({}),
     /** `json`: the final answer is parsed as a JSON object into the task's result. */
     result: z.enum(["text", "json"]).default("text"),
+    /**
+     * Tiered routing: step 1 classifies the task on `classify_tier`; a task labelled `simple_label` finishes
+     * on that (cheap) tier, any other escalates to `default_tier`. `instruction` says what "simple" means.
+     */
+    router: z
+      .object({
+        classify_tier: z.string(),
+        simple_label: z.string().regex(/^[a-z][a-z0-9_-]*$/).default("simple"),
+        instruction: z.string().default(""),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -44,6 +56,8 @@ export interface AgentDefinition {
   maxSteps: number | undefined;
   maxTokens: number | undefined;
   resultFormat: "text" | "json";
+  /** Tiered routing (see `router` in the front matter); absent: every step runs on `defaultTier`. */
+  router?: { classifyTier: string; simpleLabel: string; instruction: string } | undefined;
   systemPrompt: string;
   /** sha256 of the file, first 12 hex digits. */
   promptVersion: string;
@@ -65,6 +79,8 @@ export function parseAgentFile(text: string, source: string): AgentDefinition {
   }
   const d = fm.data;
   if (!(d.default_tier in d.tiers)) throw new ConfigError(source, `default_tier "${d.default_tier}" is not among the tiers`);
+  if (d.router && !(d.router.classify_tier in d.tiers))
+    throw new ConfigError(source, `router.classify_tier "${d.router.classify_tier}" is not among the tiers`);
   return {
     name: d.name,
     description: d.description,
@@ -74,6 +90,7 @@ export function parseAgentFile(text: string, source: string): AgentDefinition {
     maxSteps: d.budgets.max_steps,
     maxTokens: d.budgets.max_tokens,
     resultFormat: d.result,
+    router: d.router && { classifyTier: d.router.classify_tier, simpleLabel: d.router.simple_label, instruction: d.router.instruction.trim() },
     systemPrompt: (m[2] ?? "").trim(),
     promptVersion: createHash("sha256").update(text).digest("hex").slice(0, 12),
   };

@@ -4,8 +4,10 @@
  * backpressure waits for the `retryAfter` the gateway named; provider errors back
  * off exponentially with jitter. Anything else ends the attempt.
  */
+import { SpanKind } from "@opentelemetry/api";
 import { isRetryable, RateLimitedError } from "../errors";
 import type { CompleteRequest, CompleteResponse, LlmClient } from "../llm/types";
+import { Attr, inSpan } from "../telemetry/spans";
 
 export interface RetryPolicy {
   /** Provider errors retried before the attempt gives up. @default 4 */
@@ -16,6 +18,8 @@ export interface RetryPolicy {
   maxDelayMs: number;
   /** Longest total wait on rate-limit backpressure before the attempt gives up. @default 300000 */
   maxRateLimitWaitMs: number;
+  /** Told each backpressure wait once it is over (the planner's rate-limit wait metric). */
+  onRateLimitWait?(seconds: number, req: CompleteRequest): void;
 }
 
 const DEFAULTS: RetryPolicy = { maxProviderRetries: 4, baseDelayMs: 500, maxDelayMs: 8000, maxRateLimitWaitMs: 300_000 };
@@ -52,7 +56,9 @@ export async function callModelWithRetry(
         const wait = Math.max(50, Math.min(p.maxDelayMs * 4, retryAfterS * 1000));
         if (waitedMs + wait > p.maxRateLimitWaitMs) throw err;
         waitedMs += wait;
-        await sleep(wait, signal);
+        const waitStarted = performance.now();
+        await rateLimitWait(req, err, wait, signal);
+        p.onRateLimitWait?.((performance.now() - waitStarted) / 1000, req);
         if (signal.aborted) throw signal.reason;
         continue;
       }
@@ -63,4 +69,26 @@ export async function callModelWithRetry(
       if (signal.aborted) throw signal.reason;
     }
   }
+}
+
+/** The backoff after a refusal, as a `rate_limit.wait` span of the task's trace. */
+function rateLimitWait(req: CompleteRequest, err: RateLimitedError, waitMs: number, signal: AbortSignal): Promise<void> {
+  const source = (err.data as { source?: unknown } | undefined)?.source;
+  return inSpan(
+    "rate_limit.wait",
+    {
+      kind: SpanKind.INTERNAL,
+      attributes: {
+        [Attr.RATE_LIMIT_STAGE]: "planner_backoff",
+        [Attr.RATE_LIMIT_SOURCE]: typeof source === "string" ? source : "gateway",
+        [Attr.REQUEST_MODEL]: req.model,
+        [Attr.TASK_ID]: req.taskId,
+        [Attr.STEP]: req.step,
+        [Attr.PROMPT_VERSION]: req.promptVersion,
+        "clawfleet.rate_limit.wait_ms": waitMs,
+      },
+    },
+    undefined,
+    () => sleep(waitMs, signal),
+  );
 }

@@ -61,12 +61,13 @@ export function upgradeStep(step: StepRecord): StepRecord {
   return step;
 }
 
-export function replay(input: unknown, stored: readonly StepRecord[]): ReplayState {
+/** `firstStep`: where the agent's conversation starts (2 after a tiered agent's classification step). */
+export function replay(input: unknown, stored: readonly StepRecord[], firstStep = 1): ReplayState {
   const messages: MessageParam[] = [initialUserMessage(input)];
   const byStep = new Map<number, StepRecord>();
   for (const s of stored) byStep.set(s.step, upgradeStep(s));
 
-  let step = 1;
+  let step = firstStep;
   let llmSteps = 0;
   let toolSteps = 0;
   let lastLlm: ReplayState["lastLlm"] = null;

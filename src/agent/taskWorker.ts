@@ -5,11 +5,12 @@
  * another planner holds is dropped harmlessly.
  */
 import type { AgentCatalog } from "./definition";
-import { runLoop, type LoopDeps, type RunOutcome } from "./runLoop";
+import { runLoop, type LoopDeps, type LoopProgress, type RunOutcome } from "./runLoop";
 import { TERMINAL_STATUSES } from "../domain";
 import { isRetryable, LeaseLostError, messageOf, StaleFenceError } from "../errors";
 import type { LeaseManager } from "../lease/types";
 import type { TaskStore } from "../store/types";
+import type { Metrics, TaskLabels } from "../telemetry/metrics";
 
 export interface WorkerOptions {
   owner: string;
@@ -29,10 +30,20 @@ export type WakeUpOutcome =
   | "released"
   | "abandoned";
 
+/** Hooks get the task's labels (agent, prompt_version) too, for events and metrics. */
 export interface WorkerHooks {
-  onStarted?(taskId: string, attempt: number, resumedAtStep: number): void;
-  onSettled?(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome): void;
-  onLeaseLost?(taskId: string): void;
+  onStarted?(taskId: string, attempt: number, resumedAtStep: number, labels: TaskLabels): void;
+  onSettled?(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome, labels?: TaskLabels): void;
+  onLeaseLost?(taskId: string, labels: TaskLabels): void;
+}
+
+export type WorkerMetrics = Pick<Metrics, "taskFinished" | "attemptSettled" | "taskRetried" | "leaseLost" | "taskResumed" | "duplicateToolCall" | "rateLimitWait">;
+
+/** What one attempt's settlement is measured with. */
+interface AttemptInfo {
+  labels: TaskLabels;
+  createdAt: string;
+  progress: LoopProgress;
 }
 
 export class TaskWorker {
@@ -40,7 +51,7 @@ export class TaskWorker {
   private stopping = false;
 
   constructor(
-    private readonly deps: LoopDeps & { store: TaskStore; leases: LeaseManager; agents: AgentCatalog },
+    private readonly deps: LoopDeps & { store: TaskStore; leases: LeaseManager; agents: AgentCatalog; metrics?: WorkerMetrics },
     private readonly opts: WorkerOptions,
     private readonly hooks: WorkerHooks = {},
   ) {}
@@ -49,12 +60,18 @@ export class TaskWorker {
     return this.running.size;
   }
 
-  async handle(taskId: string): Promise<WakeUpOutcome> {
+  /** `traceparent`: the wake-up's trace context, used when the task row holds none. */
+  async handle(taskId: string, traceparent?: string): Promise<WakeUpOutcome> {
     if (this.stopping) return "ignored_stopping";
     const { store, leases } = this.deps;
     const peek = await store.getTask(taskId);
     if (!peek) return "ignored_unknown";
     if (TERMINAL_STATUSES.includes(peek.status)) return "ignored_terminal";
+    const info: AttemptInfo = {
+      labels: { agent: peek.agent, prompt_version: peek.prompt_version },
+      createdAt: peek.created_at,
+      progress: { steps: peek.steps, toolCalls: 0 },
+    };
     if (!(await leases.acquire(taskId, this.opts.owner, this.opts.leaseTtlMs))) return "ignored_leased";
     if (this.stopping) {
       // stop() came while we read the task or took the lease; its abort could not reach us, so start nothing.
@@ -69,7 +86,8 @@ export class TaskWorker {
       leases.renew(taskId, this.opts.owner, this.opts.leaseTtlMs).then(
         (held) => {
           if (!held && !controller.signal.aborted) {
-            this.hooks.onLeaseLost?.(taskId);
+            this.deps.metrics?.leaseLost(info.labels);
+            this.hooks.onLeaseLost?.(taskId, info.labels);
             controller.abort(new LeaseLostError(`lease on task ${taskId} lost`, { taskId }));
           }
         },
@@ -87,33 +105,32 @@ export class TaskWorker {
       fence = claim.fence;
       const { task } = claim;
       if (task.attempts > this.opts.maxAttempts) {
-        await store.finishTask(taskId, fence, {
-          status: "failed",
-          error: { type: "attempts_exhausted", message: `gave up after ${this.opts.maxAttempts} attempts` },
-        });
-        this.hooks.onSettled?.(taskId, "failed");
-        return "failed";
+        const error = { type: "attempts_exhausted", message: `gave up after ${this.opts.maxAttempts} attempts` };
+        await store.finishTask(taskId, fence, { status: "failed", error });
+        return this.settle(taskId, "failed", { kind: "failed", error }, info);
       }
       const agent = this.deps.agents.get(task.agent);
-      this.hooks.onStarted?.(taskId, task.attempts, task.steps + 1);
+      this.hooks.onStarted?.(taskId, task.attempts, task.steps + 1, info.labels);
       const outcome = await runLoop(this.deps, {
         task,
         fence,
         agent,
         defaultMaxSteps: this.opts.defaultMaxSteps,
         signal: controller.signal,
+        ...(traceparent !== undefined ? { traceparent } : {}),
+        progress: info.progress,
       });
       if (outcome.kind === "interrupted") {
         if (outcome.reason instanceof LeaseLostError) {
           this.deps.logger.warn({ taskId, event: "task.abandoned", fence, err: outcome.reason.message }, "lease lost; abandoning the task to its new holder");
-          return this.settle(taskId, "abandoned", outcome);
+          return this.settle(taskId, "abandoned", outcome, info);
         }
         await store.releaseTask(taskId, fence, { countAttempt: false });
-        return this.settle(taskId, "released", outcome);
+        return this.settle(taskId, "released", outcome, info);
       }
-      return this.settle(taskId, outcome.kind, outcome);
+      return this.settle(taskId, outcome.kind, outcome, info);
     } catch (err) {
-      return await this.onError(taskId, fence, err, controller.signal);
+      return await this.onError(taskId, fence, err, controller.signal, info);
     } finally {
       clearInterval(heartbeat);
       await this.releaseLease(taskId);
@@ -128,16 +145,31 @@ export class TaskWorker {
     });
   }
 
-  private settle(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome): WakeUpOutcome {
-    this.hooks.onSettled?.(taskId, outcome, detail);
+  /** `info`: the attempt that settles (absent when none started); its metrics are recorded here, in the planner. */
+  private settle(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome, info?: AttemptInfo): WakeUpOutcome {
+    if (info) this.record(outcome, detail, info);
+    this.hooks.onSettled?.(taskId, outcome, detail, info?.labels);
     return outcome;
   }
 
-  private async onError(taskId: string, fence: number | undefined, err: unknown, signal: AbortSignal): Promise<WakeUpOutcome> {
+  private record(outcome: WakeUpOutcome, detail: RunOutcome | undefined, info: AttemptInfo): void {
+    const metrics = this.deps.metrics;
+    if (!metrics) return;
+    if (outcome === "succeeded" || outcome === "failed" || outcome === "released" || outcome === "abandoned") metrics.attemptSettled(info.labels, outcome);
+    if (outcome !== "succeeded" && outcome !== "failed") return;
+    metrics.taskFinished(info.labels, outcome, {
+      ...(detail?.kind === "failed" ? { errorType: detail.error.type } : {}),
+      durationS: (Date.now() - Date.parse(info.createdAt)) / 1000,
+      steps: info.progress.steps,
+      toolCalls: info.progress.toolCalls,
+    });
+  }
+
+  private async onError(taskId: string, fence: number | undefined, err: unknown, signal: AbortSignal, info: AttemptInfo): Promise<WakeUpOutcome> {
     const { store, logger } = this.deps;
     if (err instanceof StaleFenceError || err instanceof LeaseLostError || signal.reason instanceof LeaseLostError) {
       logger.warn({ taskId, event: "task.abandoned", fence, err: messageOf(err) }, "a newer lease holder owns this task; abandoning it");
-      return this.settle(taskId, "abandoned");
+      return this.settle(taskId, "abandoned", undefined, info);
     }
     if (fence === undefined) {
       // Nothing was claimed (the store is unreachable): the task is untouched and the reaper re-publishes it.
@@ -147,20 +179,19 @@ export class TaskWorker {
     if (isRetryable(err) || this.stopping) {
       // The attempt ends; the reaper re-publishes the wake-up after its delay, which is our backoff.
       logger.warn({ taskId, event: "task.retry", fence, err: messageOf(err) }, "attempt ended by a passing failure; task will be retried");
+      if (!this.stopping) this.deps.metrics?.taskRetried(info.labels);
       try {
         await store.releaseTask(taskId, fence, { countAttempt: !this.stopping });
       } catch (releaseErr) {
         logger.warn({ taskId, event: "task.release_failed", err: messageOf(releaseErr) }, "could not release task; its lease will lapse");
       }
-      return this.settle(taskId, "released");
+      return this.settle(taskId, "released", undefined, info);
     }
     const type = (err as { errorType?: unknown }).errorType;
     logger.warn({ taskId, event: "task.failed", fence, err: messageOf(err) }, "task failed");
-    await store.finishTask(taskId, fence, {
-      status: "failed",
-      error: { type: typeof type === "string" ? type : "internal_error", message: messageOf(err) },
-    });
-    return this.settle(taskId, "failed");
+    const error = { type: typeof type === "string" ? type : "internal_error", message: messageOf(err) };
+    await store.finishTask(taskId, fence, { status: "failed", error });
+    return this.settle(taskId, "failed", { kind: "failed", error }, info);
   }
 
   /** Stops taking work and asks running tasks to stop at their next step boundary. */

@@ -10,7 +10,31 @@ import {
   UnavailableError,
 } from "../errors";
 
-export function taskView(t: TaskRecord) {
+export interface ModelUsage {
+  calls: number;
+  input_tokens: number;
+  output_tokens: number;
+  cache_read_input_tokens: number;
+  cost_usd: number;
+}
+
+/** Per-model usage from the LLM checkpoints: what a tiered agent spent on each tier's model. */
+export function usageByModel(steps: readonly StepRecord[]): Record<string, ModelUsage> {
+  const out: Record<string, ModelUsage> = {};
+  for (const s of steps) {
+    if (s.kind !== "llm") continue;
+    const m = (out[s.data.model] ??= { calls: 0, input_tokens: 0, output_tokens: 0, cache_read_input_tokens: 0, cost_usd: 0 });
+    m.calls += 1;
+    m.input_tokens += s.data.usage.input_tokens;
+    m.output_tokens += s.data.usage.output_tokens;
+    m.cache_read_input_tokens += s.data.usage.cache_read_input_tokens;
+    m.cost_usd = Math.round((m.cost_usd + s.data.usage.cost_usd) * 1e8) / 1e8;
+  }
+  return out;
+}
+
+/** `steps`, when given, adds `usage.by_model`. */
+export function taskView(t: TaskRecord, steps?: readonly StepRecord[]) {
   return {
     id: t.id,
     agent: t.agent,
@@ -27,6 +51,7 @@ export function taskView(t: TaskRecord) {
       output_tokens: t.usage.output_tokens,
       cache_read_input_tokens: t.usage.cache_read_input_tokens,
       cost_usd: t.usage.cost_usd,
+      ...(steps ? { by_model: usageByModel(steps) } : {}),
     },
     prompt_version: t.prompt_version,
     created_at: t.created_at,

@@ -24,9 +24,14 @@ export interface GatewayOptions {
 
 export interface RateLimitHeaders {
   retryAfterS: number | undefined;
+  /** `retry-after-ms`, when sent: sub-second precision for the rate limiter's penalty. */
+  retryAfterMs: number | undefined;
   requestsRemaining: number | undefined;
   inputTokensRemaining: number | undefined;
   outputTokensRemaining: number | undefined;
+  requestsLimit: number | undefined;
+  inputTokensLimit: number | undefined;
+  outputTokensLimit: number | undefined;
 }
 
 export interface ProviderResponse extends CompleteResponse {
@@ -43,9 +48,13 @@ function num(h: Headers | undefined, name: string): number | undefined {
 export function readRateLimitHeaders(h: Headers | undefined): RateLimitHeaders {
   return {
     retryAfterS: num(h, "retry-after"),
+    retryAfterMs: num(h, "retry-after-ms"),
     requestsRemaining: num(h, "anthropic-ratelimit-requests-remaining"),
     inputTokensRemaining: num(h, "anthropic-ratelimit-input-tokens-remaining"),
     outputTokensRemaining: num(h, "anthropic-ratelimit-output-tokens-remaining"),
+    requestsLimit: num(h, "anthropic-ratelimit-requests-limit"),
+    inputTokensLimit: num(h, "anthropic-ratelimit-input-tokens-limit"),
+    outputTokensLimit: num(h, "anthropic-ratelimit-output-tokens-limit"),
   };
 }
 
@@ -141,7 +150,12 @@ export function mapProviderError(err: unknown): Error {
     const rl = readRateLimitHeaders(apiErr.headers);
     const details = { status, requestId: apiErr.requestID ?? undefined };
     if (status === 429) {
-      return new RateLimitedError("the provider's rate limit is exhausted", { ...details, retryAfter: rl.retryAfterS ?? 1, source: "provider" });
+      return new RateLimitedError("the provider's rate limit is exhausted", {
+        ...details,
+        retryAfter: rl.retryAfterMs !== undefined ? rl.retryAfterMs / 1000 : (rl.retryAfterS ?? 1),
+        ...(rl.retryAfterMs !== undefined ? { retryAfterMs: rl.retryAfterMs } : {}),
+        source: "provider",
+      });
     }
     if (status === undefined || status >= 500 || status === 408 || status === 409) {
       return new ProviderError(`provider error ${status ?? "(connection)"}: ${err.message}`, details);

@@ -3,6 +3,7 @@
  * cost a tenth of fresh input on Anthropic's list). Unknown models cost 0 and are
  * reported by `knownModel` so a misconfigured tier is visible rather than free.
  */
+import { z } from "zod";
 import type { LlmUsage } from "./types";
 
 export interface ModelPrice {
@@ -20,6 +21,32 @@ export const DEFAULT_PRICES: Readonly<Record<string, ModelPrice>> = {
   "claude-sonnet-4-5": { input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 },
   "claude-opus-4-5": { input: 5, output: 25, cacheRead: 0.5, cacheWrite: 6.25 },
 };
+
+/**
+ * `CLAWFLEET_PRICES`: entries over the built-in table, USD per million tokens,
+ * e.g. `{"claude-sonnet-5-5": {"input": 3, "output": 15, "cache_read": 0.3}}`.
+ * Cache reads default to a tenth of input, cache writes to 1.25 times input.
+ */
+export const PricesSchema = z
+  .record(
+    z.string().min(1),
+    z
+      .object({
+        input: z.number().nonnegative(),
+        output: z.number().nonnegative(),
+        cache_read: z.number().nonnegative().optional(),
+        cache_write: z.number().nonnegative().optional(),
+      })
+      .strict(),
+  )
+  .transform((table) =>
+    Object.fromEntries(
+      Object.entries(table).map(([model, p]): [string, ModelPrice] => [
+        model,
+        { input: p.input, output: p.output, cacheRead: p.cache_read ?? p.input / 10, cacheWrite: p.cache_write ?? p.input * 1.25 },
+      ]),
+    ),
+  );
 
 export class PriceTable {
   constructor(private readonly prices: Readonly<Record<string, ModelPrice>> = DEFAULT_PRICES) {}

@@ -44,6 +44,8 @@ export interface CompleteResponse {
   stop_reason: string | null;
   usage: LlmUsage;
   duration_ms: number;
+  /** The gateway's `chat` span (W3C traceparent): the parent of the tool calls this turn asks for. */
+  traceparent?: string;
 }
 
 /** What the agent loop calls for a model turn: the rate-gateway over the broker, or a scripted model in tests. */

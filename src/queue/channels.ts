@@ -117,7 +117,17 @@ export function channelsMiddleware(opts: ChannelsOptions): Middleware {
 
 export interface SendOptions {
   headers?: Record<string, string>;
+  /**
+   * Caps a Redis stream's length (`"~N"`: approximate, cheap). Acknowledged wake-ups are never
+   * read again, so the cap only bounds memory; if a backlog ever exceeded it, the trimmed
+   * wake-ups' tasks are still `queued` in Postgres and the reaper re-publishes them.
+   * The in-process adapter ignores it.
+   */
+  xaddMaxLen?: string;
 }
+
+/** Length cap of the tasks.ready stream: ~100,000 entries, about 10 MB of Redis. */
+export const TASKS_READY_MAXLEN = "~100000";
 
 type SendToChannel = (channel: string, payload: unknown, opts?: SendOptions) => Promise<void>;
 

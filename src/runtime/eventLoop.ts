@@ -7,7 +7,10 @@
  * `perf_hooks.monitorEventLoopDelay` records how late its timer fires; a block of
  * N ms shows up as a delay of about N ms. The histogram is read and reset every
  * `sampleMs`; liveness looks at the worst delay of the samples inside `windowMs`
- * plus the one being collected. The window is one Kubernetes probe period, so a
+ * plus the one being collected. A reset drops the histogram's next tick (it only
+ * re-arms), so a block that ends just before a sample could go unrecorded: the
+ * sampling timer's own lateness, which the same block causes, covers that gap.
+ * The window is one Kubernetes probe period, so a
  * single long block fails about one probe (kubelet's failureThreshold decides
  * whether that restarts the pod) while a loop that keeps blocking fails them all.
  */
@@ -18,7 +21,10 @@ export interface LoopMonitorOptions {
   maxBlockMs: number;
   /** How long a block is remembered. @default 10000 (one probe period) */
   windowMs?: number;
-  /** How often the histogram is read and reset. @default 1000 */
+  /**
+   * How often the histogram is read and reset. The lateness backstop under-reads a block by at
+   * most this much, hence a tenth of the limit. @default min(1000, max(50, maxBlockMs / 10))
+   */
   sampleMs?: number;
 }
 
@@ -34,21 +40,30 @@ export class LoopMonitor {
   private readonly histogram: IntervalHistogram;
   private readonly samples: Array<{ at: number; maxMs: number }> = [];
   private readonly timer: NodeJS.Timeout;
+  private readonly sampleMs: number;
+  private lastSampleAt = Date.now();
   readonly windowMs: number;
 
   constructor(private readonly opts: LoopMonitorOptions) {
     this.windowMs = opts.windowMs ?? 10_000;
+    this.sampleMs = opts.sampleMs ?? Math.min(1000, Math.max(50, Math.floor(opts.maxBlockMs / 10)));
     // 20 ms resolution: fine enough for thresholds in seconds, cheap (one timer).
     this.histogram = monitorEventLoopDelay({ resolution: 20 });
     this.histogram.enable();
-    this.timer = setInterval(() => this.sample(), opts.sampleMs ?? 1000);
+    this.timer = setInterval(() => this.sample(), this.sampleMs);
     this.timer.unref();
   }
 
   private sample(now = Date.now()): void {
-    this.samples.push({ at: now, maxMs: this.currentMaxMs() });
+    this.samples.push({ at: now, maxMs: Math.max(this.currentMaxMs(), this.lateness(now)) });
+    this.lastSampleAt = now;
     this.histogram.reset();
     while (this.samples.length > 0 && (this.samples[0]?.at ?? now) < now - this.windowMs) this.samples.shift();
+  }
+
+  /** How late the sampling timer is (or was, when it fired): a block delays it as much as any timer. */
+  private lateness(now: number): number {
+    return Math.max(0, now - this.lastSampleAt - this.sampleMs);
   }
 
   private currentMaxMs(): number {
@@ -57,7 +72,7 @@ export class LoopMonitor {
   }
 
   state(now = Date.now()): LoopState {
-    let max = this.currentMaxMs();
+    let max = Math.max(this.currentMaxMs(), this.lateness(now));
     for (const s of this.samples) if (s.at >= now - this.windowMs && s.maxMs > max) max = s.maxMs;
     return { ok: max <= this.opts.maxBlockMs, maxDelayMs: Math.round(max), thresholdMs: this.opts.maxBlockMs, windowMs: this.windowMs };
   }

@@ -17,6 +17,6 @@ export {
   type SimStopReason,
   type SimTurn,
 } from "./policy";
-export { orderRouterPolicy, orderRouterRoute } from "./policies/orderRouter";
+export { orderRouterPolicy, orderRouterRoute, orderRouterClassifyPolicy, orderRouterClassifyRoute, isSimpleOrder } from "./policies/orderRouter";
 export { genericPolicy, genericRoute } from "./policies/generic";
 export { runSimCommand, parseSimArgs, SIM_USAGE, type SimCommandIo } from "./cli";

@@ -21,6 +21,8 @@ export interface SimRequestRecord {
    * blocks in the request (each earlier model turn and each earlier tool result is one step).
    */
   turn: number;
+  /** Whether the rate limits admitted it (false: answered 429); set once admission is decided. */
+  admitted?: boolean;
 }
 
 /** Entries kept by default: a few hours of a busy load test. */
@@ -45,15 +47,17 @@ export class RequestLog {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`request log limit must be a positive integer, got ${limit}`);
   }
 
-  record(r: MessagesRequest, at = Date.now()): void {
+  /** Returns the entry, so the caller can note how admission went. */
+  record(r: MessagesRequest, at = Date.now()): SimRequestRecord {
     const userId = r.metadata?.user_id;
     const entry: SimRequestRecord = { at, user_id: typeof userId === "string" ? userId : null, model: r.model, turn: turnOf(r) };
     if (this.entries.length < this.limit) {
       this.entries.push(entry);
-      return;
+      return entry;
     }
     this.entries[this.start] = entry;
     this.start = (this.start + 1) % this.limit;
+    return entry;
   }
 
   /** Oldest first. */

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { resolveSimOptions, type ResolvedSimOptions, type SimOptions } from "./options";
 import { fitToMaxTokens, selectPolicy, type PolicyRoute, type SimTurn } from "./policy";
 import { genericPolicy, genericRoute } from "./policies/generic";
-import { orderRouterRoute } from "./policies/orderRouter";
+import { orderRouterClassifyRoute, orderRouterRoute } from "./policies/orderRouter";
 import { SimRateLimiter } from "./ratelimit";
 import { DrawSequence } from "./random";
 import { CountTokensRequestSchema, MessagesRequestSchema, parseRequest, type MessagesRequest } from "./request";
@@ -21,7 +21,7 @@ import { StatsCounter, type SimStats } from "./stats";
 import { estimateInputTokens } from "./tokens";
 
 /** Built-in agents, most specific first; the generic policy answers everything else. */
-export const DEFAULT_POLICIES: readonly PolicyRoute[] = [orderRouterRoute, genericRoute];
+export const DEFAULT_POLICIES: readonly PolicyRoute[] = [orderRouterRoute, orderRouterClassifyRoute, genericRoute];
 
 export interface SimServer {
   /** Base URL for the SDK's `baseURL`, e.g. `http://127.0.0.1:41234`. */
@@ -194,10 +194,11 @@ class Simulator {
     if (r.stream === true)
       throw new ApiError("invalid_request_error", "stream: streaming is not supported by the simulated model; send the request without `stream: true`");
     this.stats.model(r.model);
-    this.requests.record(r);
+    const logged = this.requests.record(r);
 
     const inputTokens = estimateInputTokens(r);
     const admission = this.limiter.admit(r.model, inputTokens, r.max_tokens);
+    logged.admitted = admission.ok;
     if (!admission.ok) {
       throw new ApiError("rate_limit_error", admission.message, {
         ...this.limiter.headers(r.model),

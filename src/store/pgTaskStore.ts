@@ -35,8 +35,8 @@ const limitOf = (n: number): number => (Number.isFinite(n) ? Math.max(0, Math.fl
 
 const SQL = {
   insertTask: `
-    INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version)
-    VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6)
+    INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version, trace_context)
+    VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7)
     RETURNING *`,
   // Takes the key, or replaces one older than the 24 h window; a fresh key held by another task returns no row.
   claimKey: `
@@ -138,7 +138,7 @@ export class PgTaskStore implements TaskStore {
   }
 
   async createTask(task: NewTask, idempotencyKey?: string): Promise<CreateTaskResult> {
-    const values = [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version];
+    const values = [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version, task.trace_context ?? null];
     if (idempotencyKey === undefined) {
       const { rows } = await this.query<TaskRow>("createTask", SQL.insertTask, values);
       return { task: toTask(one(rows, "createTask")), created: true };

@@ -43,6 +43,7 @@ export interface TaskRow {
   finished_at: Date | string | null;
   updated_at: Date | string;
   wakeup_at: Date | string;
+  trace_context: string | null;
 }
 
 export interface StepRow {
@@ -139,6 +140,7 @@ export function toTask(row: TaskRow): TaskRecord {
     started_at: isoOrNull(row.started_at),
     finished_at: isoOrNull(row.finished_at),
     wakeup_at: iso(row.wakeup_at),
+    trace_context: row.trace_context ?? null,
   };
 }
 

@@ -25,6 +25,8 @@ export interface ToolDefinition<I = unknown, O = unknown> {
 export interface ToolCall {
   taskId: string;
   agent: string;
+  /** The agent's prompt version, for the executor's metrics and spans. */
+  promptVersion?: string;
   step: number;
   tool: string;
   toolUseId: string;

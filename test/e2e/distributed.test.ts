@@ -91,17 +91,20 @@ describe.skipIf(!ready)("distributed mode - one OS process per role", () => {
     for (const n of nodes.filter((x) => x.name.startsWith("planner"))) if (n.output().includes('"tool.choice"')) workers.add(n.name);
     expect(workers.size).toBe(2);
 
-    const { steps } = await getJson<{ steps: Array<{ step: number; kind: string; tool?: string; model?: string }> }>(
+    const { steps } = await getJson<{ steps: Array<{ step: number; kind: string; tool?: string; model?: string; tier?: string }> }>(
       `${base}/v1/tasks/${routed[0]}/steps`,
     );
     expect(steps.map((s) => s.step)).toEqual(steps.map((_, i) => i + 1));
-    expect(steps.map((s) => (s.kind === "llm" ? "llm" : s.tool))).toEqual([
+    // Step 1 is the tiered router's classification; the agent's own loop starts at step 2.
+    expect(steps[0]).toMatchObject({ kind: "llm", tier: "classify" });
+    const loop = steps.slice(1);
+    expect(loop.map((s) => (s.kind === "llm" ? "llm" : s.tool))).toEqual([
       "llm",
       "lookup_order",
       "llm",
       "list_warehouses",
       "llm",
-      ...steps.slice(5).map((s) => (s.kind === "llm" ? "llm" : s.tool)),
+      ...loop.slice(5).map((s) => (s.kind === "llm" ? "llm" : s.tool)),
     ]);
     expect(steps.filter((s) => s.tool === "route_order")).toHaveLength(1);
     expect(steps.at(-1)?.kind).toBe("llm");

@@ -67,10 +67,12 @@ describe("embedded mode - clawfleet start", () => {
 
     // Steps of a routed task: LLM and tool steps alternate as the model asked, numbered without gaps.
     const first = routedIds[0] as string;
-    const { steps } = await getJson<{ steps: Array<{ step: number; kind: string; tool?: string }> }>(`${base}/v1/tasks/${first}/steps`);
+    const { steps } = await getJson<{ steps: Array<{ step: number; kind: string; tool?: string; tier?: string }> }>(`${base}/v1/tasks/${first}/steps`);
     expect(steps.map((s) => s.step)).toEqual(steps.map((_, i) => i + 1));
-    expect(steps[0]?.kind).toBe("llm");
-    expect(steps[1]).toMatchObject({ kind: "tool", tool: "lookup_order" });
+    // Step 1 is the tiered router's classification; the agent's own loop starts at step 2.
+    expect(steps[0]).toMatchObject({ kind: "llm", tier: "classify" });
+    expect(steps[1]?.kind).toBe("llm");
+    expect(steps[2]).toMatchObject({ kind: "tool", tool: "lookup_order" });
     expect(steps.filter((s) => s.tool === "route_order")).toHaveLength(1);
     expect(steps.at(-1)?.kind).toBe("llm");
 

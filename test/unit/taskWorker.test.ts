@@ -132,7 +132,7 @@ describe("task worker - settling an attempt", () => {
     const leases = new MemoryLeaseManager();
     const settled: Array<[string, WakeUpOutcome]> = [];
     const started: Array<[string, number, number]> = [];
-    const w = worker({ llm: model, registry, leases, hooks: { onStarted: (...a) => started.push(a), onSettled: (t, o) => settled.push([t, o]) } });
+    const w = worker({ llm: model, registry, leases, hooks: { onStarted: (t, a, r) => started.push([t, a, r]), onSettled: (t, o) => settled.push([t, o]) } });
 
     expect(await w.handle(id)).toBe("succeeded");
 

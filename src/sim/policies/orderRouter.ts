@@ -19,6 +19,7 @@ import {
   type PolicyRoute,
   type SimTurn,
 } from "../policy";
+import { checkStock, findOrder, warehousesIn } from "../../tools/orderRouter/data";
 
 const ORDER_ID = /ORD-\d+/;
 /** Warehouses checked per turn, nearest first. */
@@ -213,4 +214,34 @@ export const orderRouterRoute: PolicyRoute = {
   name: "order-router",
   matches: (req) => offersTools(req, ["lookup_order", "route_order"]),
   policy: orderRouterPolicy,
+};
+
+/**
+ * The classification step of the tiered order-router: a request without tools
+ * whose system prompt asks for `{"complexity": …}`. The simulated model "knows"
+ * the seeded world, so the label is deterministic: an order of one item that the
+ * nearest warehouse of its region can fill is simple, and so is an order that
+ * does not exist (nothing to reason about); any other order is complex.
+ */
+export function isSimpleOrder(orderId: string): boolean {
+  const order = findOrder(orderId);
+  if (!order) return true;
+  const nearest = warehousesIn(order.region)[0];
+  return order.items.length === 1 && nearest !== undefined && checkStock(nearest.warehouse_id, order.items).can_fill;
+}
+
+const systemText = (req: PolicyRequest): string =>
+  req.system === undefined ? "" : typeof req.system === "string" ? req.system : req.system.map((b) => b.text).join("\n");
+
+export function orderRouterClassifyPolicy(req: PolicyRequest): SimTurn {
+  // The label the prompt offers first is the "simple" one.
+  const simple = /"complexity":\s*"([^"]+)"/.exec(systemText(req))?.[1] ?? "simple";
+  const orderId = ORDER_ID.exec(firstUserText(req.messages))?.[0];
+  return textTurn(JSON.stringify({ complexity: orderId === undefined || isSimpleOrder(orderId) ? simple : "complex" }));
+}
+
+export const orderRouterClassifyRoute: PolicyRoute = {
+  name: "order-router-classify",
+  matches: (req) => (req.tools ?? []).length === 0 && /"complexity"/.test(systemText(req)) && /order/i.test(systemText(req)),
+  policy: orderRouterClassifyPolicy,
 };

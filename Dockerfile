@@ -1,0 +1,108 @@
+# syntax=docker/dockerfile:1.7
+#
+# Clawfleet: one Dockerfile for every role. A shared base (Node, production dependencies,
+# compiled code, prompts, SQL migrations, Lua scripts) and thin role stages on top:
+#
+#   docker buildx build --target planner \
+#     --build-arg NODE_VERSION="$(cat .nvmrc)" \
+#     --build-arg NODE_DIGEST="$(docker buildx imagetools inspect "node:$(cat .nvmrc)-bookworm-slim" --format '{{json .Manifest.Digest}}' | tr -d '"')" \
+#     -t clawfleet:planner .
+#
+# Targets: planner, executor, rate-gateway, api (api+intake), checkpoint, metrics; builder (full
+# dependencies and dist/, where CI runs the tests inside the image).
+#
+# The base image is pinned by digest, not only by tag: a tag such as 22.23.3-bookworm-slim is
+# re-pushed with every Debian security rebuild, so the same Dockerfile would silently produce a
+# different image on another day. The digest is what staging tested and what production runs;
+# bumping it is a reviewed change (the release workflow resolves it and records it). Both ARGs are
+# required and have no default: without them the FROM reference is invalid and the build fails.
+# NODE_VERSION must equal .nvmrc (checked below), the version the test suites run under.
+ARG NODE_VERSION
+ARG NODE_DIGEST
+
+# ---------------------------------------------------------------------------------------------
+# builder: every dependency (dev included), compiled with tsc.
+FROM node:${NODE_VERSION}-bookworm-slim@${NODE_DIGEST} AS builder
+ARG NODE_VERSION
+WORKDIR /app
+COPY .nvmrc package.json package-lock.json ./
+# The image's Node is the one .nvmrc names, and the ARG says so too: a mismatch fails the build.
+RUN test -n "$NODE_VERSION" \
+ && test "$(node -v)" = "v$NODE_VERSION" \
+ && test "$(cat .nvmrc)" = "$NODE_VERSION" \
+ || { echo "Node $(node -v) in the image, NODE_VERSION=$NODE_VERSION, .nvmrc=$(cat .nvmrc): they must agree" >&2; exit 1; }
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json moleculer.config.ts ./
+COPY bin ./bin
+COPY prompts ./prompts
+COPY services ./services
+COPY src ./src
+# Compiled code reads non-TypeScript files at run time from <root>/src (tsc copies none of them):
+# collect every .sql and .lua under src/ with its path, for the runtime stages.
+RUN npx tsc -p tsconfig.build.json \
+ && mkdir -p /runtime-assets \
+ && find src \( -name '*.sql' -o -name '*.lua' \) -exec cp --parents {} /runtime-assets/ \;
+
+# ---------------------------------------------------------------------------------------------
+# prod-deps: production dependencies only; optional ones (PGlite, embedded mode only) left out.
+FROM node:${NODE_VERSION}-bookworm-slim@${NODE_DIGEST} AS prod-deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
+
+# ---------------------------------------------------------------------------------------------
+# base: what every role runs. No compiler, no npm (nor its cache), no package manager at all:
+# nothing can be installed at start-up. Files are root-owned and read-only to the runtime user,
+# so the root filesystem can be mounted read-only; /tmp is the only place written to.
+FROM node:${NODE_VERSION}-bookworm-slim@${NODE_DIGEST} AS base
+ARG NODE_VERSION
+RUN test "$(node -v)" = "v$NODE_VERSION" \
+ && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
+           /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
+           /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* /root/.npm /tmp/*
+ENV NODE_ENV=production \
+    HOME=/tmp \
+    PORT=3000 \
+    CLAWFLEET_LOG_FORMAT=json
+WORKDIR /app
+COPY package.json ./
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=builder /app/dist ./dist
+COPY --from=builder /runtime-assets/src ./src
+COPY bin ./bin
+COPY prompts ./prompts
+# A numeric user, so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
+USER 10001:10001
+EXPOSE 3000
+# Slim images have no curl: Node asks /health/live itself.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "require('http').get({host:'127.0.0.1',port:process.env.PORT||3000,path:'/health/live',timeout:2500},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1)).on('timeout',()=>process.exit(1))"]
+ENTRYPOINT ["node", "bin/clawfleet.js"]
+CMD ["start"]
+
+# ---------------------------------------------------------------------------------------------
+# Role images: the base plus a default SERVICES and labels. No file layers of their own, so all
+# six share every layer and a node pulling a second role downloads nothing.
+FROM base AS planner
+ENV SERVICES=planner
+LABEL org.opencontainers.image.title="clawfleet-planner" io.clawfleet.role="planner"
+
+FROM base AS executor
+ENV SERVICES=executor
+LABEL org.opencontainers.image.title="clawfleet-executor" io.clawfleet.role="executor"
+
+FROM base AS rate-gateway
+ENV SERVICES=rate-gateway
+LABEL org.opencontainers.image.title="clawfleet-rate-gateway" io.clawfleet.role="rate-gateway"
+
+FROM base AS api
+ENV SERVICES=api,intake
+LABEL org.opencontainers.image.title="clawfleet-api" io.clawfleet.role="api"
+
+FROM base AS checkpoint
+ENV SERVICES=checkpoint
+LABEL org.opencontainers.image.title="clawfleet-checkpoint" io.clawfleet.role="checkpoint"
+
+FROM base AS metrics
+ENV SERVICES=metrics
+LABEL org.opencontainers.image.title="clawfleet-metrics" io.clawfleet.role="metrics"

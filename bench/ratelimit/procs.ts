@@ -1,0 +1,137 @@
+/**
+ * Processes for the rate-limit benchmark: Clawfleet nodes and simulated models,
+ * each in its own OS process, run from the TypeScript sources (so the figures
+ * are for this tree, whatever `dist/` holds).
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+
+export const ROOT = path.resolve(__dirname, "..", "..");
+const BASE_ENV_KEYS = ["PATH", "HOME", "LANG", "TMPDIR"];
+
+export interface Proc {
+  name: string;
+  port: number;
+  proc: ChildProcess;
+  output(): string;
+  exited: Promise<number | null>;
+  stop(signal?: NodeJS.Signals): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
+    });
+  });
+}
+
+function launch(name: string, port: number, args: string[], env: Record<string, string>): Proc {
+  const base: Record<string, string> = {};
+  for (const k of BASE_ENV_KEYS) if (process.env[k] !== undefined) base[k] = process.env[k] as string;
+  const proc = spawn(process.execPath, ["--require", "tsx/cjs", ...args], { env: { ...base, ...env }, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  const append = (b: Buffer) => {
+    out += b.toString();
+    if (out.length > 2_000_000) out = out.slice(-1_000_000);
+  };
+  proc.stdout?.on("data", append);
+  proc.stderr?.on("data", append);
+  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  return {
+    name,
+    port,
+    proc,
+    output: () => out,
+    exited,
+    async stop(signal = "SIGTERM") {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+      const t = setTimeout(() => proc.kill("SIGKILL"), 20_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}
+
+async function waitHttp(p: Proc, url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let gone = false;
+  void p.exited.then(() => (gone = true));
+  for (;;) {
+    if (gone) throw new Error(`${p.name} exited during start-up:\n${p.output().slice(-3000)}`);
+    try {
+      if ((await fetch(url)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${p.name} not up after ${timeoutMs} ms:\n${p.output().slice(-3000)}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+}
+
+/** One Clawfleet node (`clawfleet start`) with the given roles, waited on until ready. */
+export async function startNode(name: string, env: Record<string, string>): Promise<Proc> {
+  const port = await freePort();
+  const p = launch(name, port, ["-e", "require('./src/cli.ts').run(['start'])"], {
+    LOG_LEVEL: "warn",
+    CLAWFLEET_LOG_FORMAT: "json",
+    ...env,
+    PORT: String(port),
+  });
+  await waitHttp(p, `http://127.0.0.1:${port}/health/ready`, 90_000);
+  return p;
+}
+
+export interface SimOpts {
+  rpm: number;
+  itpm: number;
+  otpm: number;
+  windowMs: number;
+  latencyMs: number;
+  latencyJitterMs: number;
+}
+
+/** A `clawfleet sim` of its own: one per contender, same limits. */
+export async function startSim(name: string, o: SimOpts): Promise<Proc & { url: string }> {
+  const port = await freePort();
+  const args = [
+    "-e",
+    `require('./src/cli.ts').run(${JSON.stringify([
+      "sim",
+      "--port",
+      String(port),
+      "--rpm",
+      String(o.rpm),
+      "--itpm",
+      String(o.itpm),
+      "--otpm",
+      String(o.otpm),
+      "--limit-window-ms",
+      String(o.windowMs),
+      "--latency-ms",
+      String(o.latencyMs),
+      "--latency-jitter-ms",
+      String(o.latencyJitterMs),
+    ])})`,
+  ];
+  const p = launch(name, port, args, {});
+  const url = `http://127.0.0.1:${port}`;
+  await waitHttp(p, `${url}/_sim/stats`, 60_000);
+  return { ...p, url };
+}
+
+export interface SimLogEntry {
+  at: number;
+  model: string;
+  admitted?: boolean;
+  user_id: string | null;
+  turn: number;
+}
+
+export async function simLog(url: string): Promise<SimLogEntry[]> {
+  return (await (await fetch(`${url}/_sim/requests`)).json()) as SimLogEntry[];
+}

@@ -1,0 +1,167 @@
+/**
+ * crash - kill -9 under load (invariants 1–3). One role per OS process: two
+ * planners, two executors, the rate gateway (against a separate `clawfleet sim`
+ * process, so every model call is counted at the model), api+intake+metrics and
+ * checkpoint, on the real NATS, Redis and Postgres. While a stream of
+ * order-router tasks runs, a random planner or executor is killed with SIGKILL
+ * every ~1.5 s and restarted at once (as a new pod would be).
+ *
+ * Afterwards: every accepted task succeeded with the decision the seeded data
+ * implies; `order_routes` holds exactly one row per routed task and none for the
+ * others; and no checkpointed step was made again: no model request for (task,
+ * step) reached the sim after that step's LLM checkpoint was written, and no
+ * `tool.executed` line for a tool checkpoint's idempotency key was logged after
+ * it, across every process incarnation, killed ones included.
+ */
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { orderIds } from "../../src/tools/orderRouter/data";
+import {
+  cleanRedis,
+  Cluster,
+  outcomeProblems,
+  readCheckpoints,
+  reexecutedSteps,
+  simRequests,
+  sleep,
+  startSim,
+  startStandardCluster,
+  stopProc,
+  submit,
+  toolRuns,
+  waitHttp,
+  waitTerminal,
+  type Proc,
+} from "../helpers/crash";
+import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+
+const TASKS = 70;
+const SUBMIT_EVERY_MS = 700;
+const KILLS = 32;
+const KILL_EVERY_MS = 1500;
+const VICTIMS = ["planner-1", "planner-2", "executor-1", "executor-2"] as const;
+const ready = hasService("postgres") && hasService("redis") && hasService("nats");
+
+describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", () => {
+  const namespace = uniqueId("crashkill");
+  let db: TestDatabase;
+  let client: pg.Client;
+  let sim: Proc & { url: string };
+  let cluster: Cluster;
+  let base: string;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    sim = await startSim({ latencyMs: 150 });
+    cluster = new Cluster({
+      namespace,
+      databaseUrl: db.url,
+      redisUrl: REDIS_TEST_URL,
+      natsUrl: NATS_TEST_URL,
+      simUrl: sim.url,
+      env: {
+        // Short leases and a brisk reaper keep 30+ recoveries inside the CI budget; bench/recovery.ts measures the defaults.
+        CLAWFLEET_LEASE_TTL_MS: "2000",
+        CLAWFLEET_REAPER_INTERVAL_MS: "500",
+        CLAWFLEET_REAPER_QUEUED_AFTER_MS: "2000",
+        // A kill costs each task it interrupts an attempt, and this drill kills far more often than any real
+        // fleet crashes: the limit itself is proven in crash.poison.test.ts.
+        CLAWFLEET_MAX_ATTEMPTS: "100",
+        CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
+      },
+    });
+    base = await startStandardCluster(cluster, { planners: 2, executors: 2 });
+    client = new pg.Client({ connectionString: db.url });
+    await client.connect();
+  }, 180_000);
+
+  afterAll(async () => {
+    await client?.end().catch(() => undefined);
+    await cluster?.stopAll();
+    if (sim) await stopProc(sim);
+    await db?.drop();
+    await cleanRedis(REDIS_TEST_URL, namespace);
+  }, 120_000);
+
+  it("kill - 30+ kill -9s mid-flight: every task succeeds as decided, one routing effect each, no checkpointed step made again", async () => {
+    const started = Date.now();
+    const orders = orderIds().slice(300, 300 + TASKS);
+    const submitted = new Map<string, string>();
+    let submitError: unknown;
+    const submitting = (async () => {
+      for (const order of orders) {
+        submitted.set(await submit(base, { order_id: order }), order);
+        await sleep(SUBMIT_EVERY_MS);
+      }
+    })().catch((err: unknown) => {
+      submitError = err;
+    });
+
+    // A node counts as a victim once it is ready: killing one that is still starting proves nothing.
+    const readyNodes = new Set(VICTIMS.map((n) => cluster.get(n).nodeId));
+    let kills = 0;
+    let killsInFlight = 0;
+    let leaseHolderKills = 0;
+    while (kills < KILLS) {
+      await sleep(KILL_EVERY_MS);
+      if (submitError) throw submitError;
+      const candidates = VICTIMS.filter((n) => readyNodes.has(cluster.get(n).nodeId));
+      const name = candidates[Math.floor(Math.random() * candidates.length)];
+      if (!name) continue;
+      const victim = cluster.get(name);
+      const { rows } = await client.query<{ running: number; held: number }>(
+        "SELECT count(*) FILTER (WHERE status = 'running')::int AS running, count(*) FILTER (WHERE status = 'running' AND lease_owner = $1)::int AS held FROM tasks",
+        [victim.nodeId],
+      );
+      await cluster.kill(name);
+      kills++;
+      if ((rows[0]?.running ?? 0) > 0) killsInFlight++;
+      if ((rows[0]?.held ?? 0) > 0) leaseHolderKills++;
+      const next = await cluster.start(name, undefined, {}, false);
+      void waitHttp(next, `http://127.0.0.1:${next.port}/health/ready`, 180_000).then(
+        () => readyNodes.add(next.nodeId),
+        () => undefined,
+      );
+    }
+    const killPhaseMs = Date.now() - started;
+    await submitting;
+    if (submitError) throw submitError;
+    expect(submitted.size).toBe(TASKS);
+
+    const ids = [...submitted.keys()];
+    const tasks = await waitTerminal(client, ids, 240_000);
+    const elapsed = Date.now() - started;
+    // Let every live process flush its last log lines.
+    await sleep(500);
+
+    const problems = await outcomeProblems(client, submitted, tasks);
+    const checkpoints = await readCheckpoints(client, ids);
+    const requests = (await simRequests(sim.url)).filter((r) => r.user_id !== null && submitted.has(r.user_id));
+    const runs = toolRuns(cluster).filter((r) => submitted.has(r.key.slice(0, 36)));
+    const redone = reexecutedSteps(checkpoints, requests, runs);
+
+    const llmCheckpoints = checkpoints.filter((c) => c.kind === "llm");
+    const toolCheckpoints = checkpoints.filter((c) => c.kind === "tool");
+    const retried = [...tasks.values()].filter((t) => t.attempts > 1).length;
+    process.stdout.write(
+      `crash.kill: ${kills} kills (${killsInFlight} with tasks running, ${leaseHolderKills} of a lease holder) in ${killPhaseMs} ms; ` +
+        `${TASKS} tasks final after ${elapsed} ms; ${retried} needed more than one attempt; ` +
+        `${requests.length} model requests for ${llmCheckpoints.length} LLM checkpoints, ${runs.length} tool executions for ${toolCheckpoints.length} tool checkpoints; ` +
+        `${cluster.incarnations.length} process incarnations\n`,
+    );
+    if (problems.length > 0 || redone.length > 0) {
+      process.stdout.write(`${cluster.tails(15)}\n`);
+      cluster.dump(namespace, { "problems.json": JSON.stringify({ problems, redone }, null, 2) });
+    }
+
+    expect(problems).toEqual([]);
+    expect(redone).toEqual([]);
+    expect(kills).toBeGreaterThanOrEqual(30);
+    expect(killsInFlight).toBeGreaterThanOrEqual(30);
+    // The proof is only as good as its evidence: every checkpoint was seen being made.
+    const requested = new Set(requests.map((r) => `${r.user_id}:${r.turn}`));
+    expect(llmCheckpoints.filter((c) => !requested.has(`${c.task_id}:${c.step}`))).toEqual([]);
+    const executed = new Set(runs.map((r) => r.key));
+    expect(toolCheckpoints.filter((c) => !executed.has(c.idempotency_key ?? ""))).toEqual([]);
+  }, 420_000);
+});

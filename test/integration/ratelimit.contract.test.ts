@@ -1,0 +1,226 @@
+/**
+ * ratelimit contract - the bucket semantics every `Buckets` implementation must
+ * have: in-process `MemoryBuckets` (embedded mode) and `RedisBuckets` (the Lua
+ * scripts on the real Redis). The cluster-wide case runs reservers in two child
+ * OS processes and this one against the same Redis scope at once.
+ */
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { Redis } from "ioredis";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { MemoryBuckets, type Buckets } from "../../src/ratelimit/buckets";
+import { bucketSpecs, requestBucket, tokenBucket, UNLIMITED, type BucketSpec, type Triple } from "../../src/ratelimit/limits";
+import { RedisBuckets } from "../../src/ratelimit/redisBuckets";
+import { ROOT } from "../helpers/cluster";
+import { hasService, REDIS_TEST_URL, uniqueId } from "../helpers/services";
+
+interface Subject {
+  buckets: Buckets;
+  /** Where other OS processes can reach the same buckets (Redis only). */
+  shared?: { redisUrl: string; prefix: string };
+  cleanup(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Most starts in any window [t, t + len) (t at a start). */
+function peak(starts: readonly number[], len: number): number {
+  const s = [...starts].sort((a, b) => a - b);
+  let best = 0;
+  let j = 0;
+  for (let i = 0; i < s.length; i++) {
+    while ((s[j] as number) < (s[i] as number) - len + 1e-9) j++;
+    best = Math.max(best, i - j + 1);
+  }
+  return best;
+}
+
+async function hammer(buckets: Buckets, scope: string, specs: Triple<BucketSpec>, need: Triple<number>, durationMs: number, concurrency: number, horizonMs: number): Promise<number[]> {
+  const starts: number[] = [];
+  const end = Date.now() + durationMs;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (Date.now() < end) {
+        const out = await buckets.reserve(scope, specs, need, horizonMs);
+        if (out.admitted) starts.push(out.nowMs + out.waitMs);
+        else await sleep(Math.max(0, out.waitMs - horizonMs));
+      }
+    }),
+  );
+  return starts;
+}
+
+function childReserver(args: Record<string, unknown>): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    const script = path.join(ROOT, "test", "helpers", "ratelimitReserver.ts");
+    const proc = spawn(process.execPath, ["--require", "tsx/cjs", script, JSON.stringify(args)], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    proc.stdout.on("data", (b: Buffer) => (out += b.toString()));
+    proc.stderr.on("data", (b: Buffer) => (err += b.toString()));
+    proc.once("exit", (code) => {
+      if (code !== 0) return reject(new Error(`reserver exited ${code}: ${err}`));
+      resolve((JSON.parse(out.trim().split("\n").at(-1) ?? "{}") as { starts: number[] }).starts);
+    });
+  });
+}
+
+const subjects: Array<[string, boolean, () => Promise<Subject>]> = [
+  ["memory", true, async () => ({ buckets: new MemoryBuckets(), cleanup: async () => {} })],
+  [
+    "redis",
+    hasService("redis"),
+    async () => {
+      const prefix = uniqueId("rltest");
+      const redis = new Redis(REDIS_TEST_URL);
+      return {
+        buckets: new RedisBuckets(redis, { prefix }),
+        shared: { redisUrl: REDIS_TEST_URL, prefix },
+        async cleanup() {
+          const keys = await redis.keys(`${prefix}:*`);
+          if (keys.length > 0) await redis.del(...keys);
+          await redis.quit();
+        },
+      };
+    },
+  ],
+];
+
+describe.each(subjects)("ratelimit contract - %s buckets", (name, available, make) => {
+  let subject: Subject;
+  let b: Buckets;
+  let scope: string;
+  beforeAll(async () => {
+    if (!available) return;
+    subject = await make();
+    b = subject.buckets;
+  });
+  afterAll(async () => {
+    if (available) await subject.cleanup();
+  });
+  afterEach(() => {
+    scope = "";
+  });
+  const fresh = () => (scope = uniqueId("scope"));
+
+  it.skipIf(!available)("reserve - a fresh scope is full: the first call goes at once and the request bucket then paces at its refill rate", async () => {
+    fresh();
+    const specs = bucketSpecs({ rpm: 600 }, 60_000); // one request of burst, refilled at 540 per minute
+    const first = await b.reserve(scope, specs, [1, 0, 0], 0);
+    expect(first).toMatchObject({ admitted: true, waitMs: 0 });
+    const second = await b.reserve(scope, specs, [1, 0, 0], 0);
+    expect(second.admitted).toBe(false);
+    expect(second.waitMs).toBeGreaterThan(60_000 / 540 - 20);
+    expect(second.waitMs).toBeLessThanOrEqual(60_000 / 540 + 0.01);
+  });
+
+  it.skipIf(!available)("reserve - all or nothing: a call refused for output tokens charges no request and no input", async () => {
+    fresh();
+    const specs: Triple<BucketSpec> = [tokenBucket(10, 60_000), tokenBucket(1000, 60_000), tokenBucket(100, 60_000)];
+    expect((await b.reserve(scope, specs, [1, 10, 100], 0)).admitted).toBe(true);
+    const refused = await b.reserve(scope, specs, [1, 10, 50], 0);
+    expect(refused.admitted).toBe(false);
+    expect(refused.waitMs).toBeGreaterThan(29_000); // 50 output tokens at 100/min
+    // Nothing was charged by the refusal: 9 requests and 990 input tokens are still there.
+    expect((await b.reserve(scope, specs, [9, 990, 0], 0)).admitted).toBe(true);
+    expect((await b.reserve(scope, specs, [1, 0, 0], 0)).admitted).toBe(false);
+  });
+
+  it.skipIf(!available)("reserve - a wait within the horizon is booked: admitted now, the levels in debt, the caller told when to start", async () => {
+    fresh();
+    const specs: Triple<BucketSpec> = [requestBucket(6000, 60_000), UNLIMITED, UNLIMITED]; // 99 per s
+    const spacing = 1000 / 99;
+    await b.reserve(scope, specs, [1, 0, 0], 0);
+    const booked = [];
+    for (let i = 0; i < 5; i++) booked.push(await b.reserve(scope, specs, [1, 0, 0], 100));
+    expect(booked.every((o) => o.admitted)).toBe(true);
+    const starts = booked.map((o) => o.nowMs + o.waitMs);
+    for (let i = 1; i < starts.length; i++) expect((starts[i] as number) - (starts[i - 1] as number)).toBeCloseTo(spacing, 1);
+  });
+
+  it.skipIf(!available)("reserve - a call larger than a bucket's capacity goes from a full bucket and leaves it in debt", async () => {
+    fresh();
+    const specs: Triple<BucketSpec> = [UNLIMITED, { capacity: 100, refillPerMs: 1 }, UNLIMITED];
+    expect((await b.reserve(scope, specs, [1, 250, 0], 0)).admitted).toBe(true);
+    const next = await b.reserve(scope, specs, [1, 10, 0], 0);
+    expect(next.admitted).toBe(false);
+    expect(next.waitMs).toBeGreaterThan(150);
+    expect(next.waitMs).toBeLessThanOrEqual(160.5);
+  });
+
+  it.skipIf(!available)("settle - unused output is refunded, extra input charged; the provider's remaining only ever lowers a level", async () => {
+    fresh();
+    const specs: Triple<BucketSpec> = [UNLIMITED, tokenBucket(1000, 600_000), tokenBucket(1000, 600_000)];
+    expect((await b.reserve(scope, specs, [1, 100, 1000], 0)).admitted).toBe(true);
+    expect((await b.reserve(scope, specs, [1, 0, 1], 0)).admitted).toBe(false);
+    await b.settle(scope, specs, [0, 200, -900]); // used 300 input, 100 output
+    expect((await b.reserve(scope, specs, [1, 0, 890], 0)).admitted).toBe(true);
+    expect((await b.reserve(scope, specs, [1, 701, 0], 0)).admitted).toBe(false);
+    // A remaining above the local level changes nothing; one below it lowers it.
+    await b.settle(scope, specs, [0, 0, 0], [undefined, 5000, undefined]);
+    expect((await b.reserve(scope, specs, [1, 690, 0], 0)).admitted).toBe(true);
+    await b.settle(scope, specs, [0, 0, 0], [undefined, 0, undefined]);
+    expect((await b.reserve(scope, specs, [1, 5, 0], 0)).admitted).toBe(false);
+  });
+
+  it.skipIf(!available)("penalize - a provider 429 admits nothing until its delay, even in an unlimited scope, then the buckets refill from empty", async () => {
+    fresh();
+    const limited = bucketSpecs({ rpm: 600, itpm: 1_000_000 }, 60_000); // a request per 111 ms
+    await b.penalize(scope, limited, 150);
+    const during = await b.reserve(scope, limited, [1, 10, 0], 0);
+    // The delay, then one request's refill from empty.
+    expect(during.admitted).toBe(false);
+    expect(during.waitMs).toBeGreaterThan(150 + 111 - 15);
+    expect(during.waitMs).toBeLessThan(150 + 111.2);
+    // A shorter penalty does not cut a longer one short.
+    await b.penalize(scope, limited, 10);
+    expect((await b.reserve(scope, limited, [1, 10, 0], 0)).waitMs).toBeGreaterThan(230);
+    await sleep(170);
+    // Refilled from empty, not full: ~20 ms of refill is a fifth of a request.
+    const after = await b.reserve(scope, limited, [1, 10, 0], 0);
+    expect(after.admitted).toBe(false);
+    expect(after.waitMs).toBeGreaterThan(50);
+    expect(after.waitMs).toBeLessThan(111.2);
+
+    const open = uniqueId("scope");
+    await b.penalize(open, [UNLIMITED, UNLIMITED, UNLIMITED], 100);
+    expect((await b.reserve(open, [UNLIMITED, UNLIMITED, UNLIMITED], [1, 1e9, 1e9], 0)).admitted).toBe(false);
+    await sleep(110);
+    expect((await b.reserve(open, [UNLIMITED, UNLIMITED, UNLIMITED], [1, 1e9, 1e9], 0)).admitted).toBe(true);
+  });
+
+  it.skipIf(!available)("window - concurrent reservers never exceed the limit in any window of the limit's length, nor of 1/60 of it", async () => {
+    fresh();
+    const windowMs = 1200;
+    const rpm = 1200; // 20 per 20 ms short window
+    const specs = bucketSpecs({ rpm }, windowMs);
+    const horizonMs = 5;
+    const durationMs = 1600;
+    let starts: number[];
+    if (subject.shared) {
+      const args = {
+        ...subject.shared,
+        scope,
+        specs,
+        need: [1, 0, 0],
+        horizonMs,
+        startAt: Date.now() + 2500,
+        durationMs,
+        concurrency: 3,
+      };
+      const children = [childReserver(args), childReserver(args)];
+      await sleep(args.startAt - Date.now());
+      const mine = await hammer(b, scope, specs, [1, 0, 0], durationMs, 3, horizonMs);
+      const theirs = await Promise.all(children);
+      expect(theirs.every((s) => s.length > 0), "both child processes got admissions").toBe(true);
+      starts = [...mine, ...theirs.flat()];
+    } else {
+      starts = await hammer(b, scope, specs, [1, 0, 0], durationMs, 6, horizonMs);
+    }
+    expect(peak(starts, windowMs)).toBeLessThanOrEqual(rpm);
+    expect(peak(starts, windowMs / 60)).toBeLessThanOrEqual(rpm / 60);
+    // And the limit is used, not just respected: ≥ 90% of the refill over the run.
+    expect(starts.length).toBeGreaterThanOrEqual(0.9 * ((rpm - 60) / windowMs) * durationMs);
+    void name;
+  }, 20_000);
+});

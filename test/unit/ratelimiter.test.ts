@@ -1,0 +1,152 @@
+/**
+ * ratelimiter - the gateway's reserve/settle cycle and its backpressure, on
+ * in-process buckets, and end to end through the official SDK against the
+ * simulated provider's own limits.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Priority } from "../../src/domain";
+import { ProviderRequestError, RateLimitedError } from "../../src/errors";
+import { AnthropicGateway, type ProviderResponse } from "../../src/llm/anthropicGateway";
+import type { CompleteRequest } from "../../src/llm/types";
+import { MemoryBuckets, RateLimiter, type LimitedCall, type RateLimitTable } from "../../src/ratelimit";
+import { startSimServer, type SimServer } from "../../src/sim";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function call(over: Partial<LimitedCall> = {}): LimitedCall {
+  return {
+    model: "claude-sonnet-5-5",
+    tier: "reason",
+    priority: "normal",
+    maxTokens: 100,
+    system: "You are a test.",
+    messages: [{ role: "user", content: "hello" }],
+    tools: [],
+    ...over,
+  };
+}
+
+function limiter(limits: RateLimitTable, opts: { windowMs?: number; maxWaitMs?: number; random?: () => number } = {}): RateLimiter {
+  return new RateLimiter(new MemoryBuckets(), {
+    limits,
+    windowMs: opts.windowMs ?? 1000,
+    maxWaitMs: opts.maxWaitMs ?? 2000,
+    horizonMs: 5,
+    ...(opts.random ? { random: opts.random } : {}),
+  });
+}
+
+const usage = (input: number, output: number) => ({ input_tokens: input, output_tokens: output, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
+
+describe("ratelimiter - backpressure", () => {
+  it("backpressure - waiters are admitted high before normal before low, first come first served within a priority", async () => {
+    // 140 requests/s after the burst of one: a waiter every ~7 ms.
+    const rl = limiter({ "claude-sonnet-5-5": { rpm: 200 } });
+    const order: string[] = [];
+    const go = (name: string, priority: Priority) => rl.acquire(call({ priority })).then(() => order.push(name));
+    const all = [go("first", "normal"), go("low1", "low"), go("normal1", "normal"), go("high1", "high"), go("low2", "low"), go("normal2", "normal"), go("high2", "high")];
+    await Promise.all(all);
+    expect(order).toEqual(["first", "high1", "high2", "normal1", "normal2", "low1", "low2"]);
+  });
+
+  it("backpressure - past the maximum wait a caller gets a retryable RateLimitedError whose retryAfter grows with its place in the queue", async () => {
+    // One request every 1000/60 ≈ 16.7 ms; a caller waits at most 20 ms.
+    const rl = limiter({ "claude-sonnet-5-5": { rpm: 120 } }, { maxWaitMs: 20, random: () => 0 });
+    const outcomes = await Promise.allSettled(Array.from({ length: 6 }, () => rl.acquire(call())));
+    expect(outcomes.slice(0, 2).map((o) => o.status)).toEqual(["fulfilled", "fulfilled"]);
+    const refused = outcomes.slice(2).map((o) => (o.status === "rejected" ? (o.reason as unknown) : undefined));
+    for (const err of refused) {
+      expect(err).toBeInstanceOf(RateLimitedError);
+      expect((err as RateLimitedError).retryable).toBe(true);
+    }
+    const after = refused.map((e) => (e as RateLimitedError).data?.retryAfter as number);
+    // Staggered: each later caller is told to come back about one request interval later.
+    for (let i = 1; i < after.length; i++) expect((after[i] as number) - (after[i - 1] as number)).toBeCloseTo(1 / 60, 2);
+    expect(after[0]).toBeGreaterThan(0.02);
+  });
+
+  it("no thundering herd - when a provider 429's penalty ends, waiters start one by one at the refill pace", async () => {
+    const rl = limiter({ "claude-sonnet-5-5": { rpm: 200 } }); // one per 1000/140 ≈ 7.1 ms
+    const p = await rl.acquire(call());
+    await p.failed(new RateLimitedError("429", { retryAfter: 0.05, retryAfterMs: 50, source: "provider" }));
+    const t0 = Date.now();
+    const starts: number[] = [];
+    await Promise.all(Array.from({ length: 6 }, () => rl.acquire(call()).then(() => starts.push(Date.now() - t0))));
+    expect(starts[0]).toBeGreaterThanOrEqual(50);
+    for (let i = 1; i < starts.length; i++) expect((starts[i] as number) - (starts[i - 1] as number)).toBeGreaterThanOrEqual(4);
+  });
+
+  it("a call needing more than a whole window's limit is refused for good, not retried", async () => {
+    const rl = limiter({ "claude-sonnet-5-5": { otpm: 1000 } });
+    await expect(rl.acquire(call({ maxTokens: 4000 }))).rejects.toBeInstanceOf(ProviderRequestError);
+  });
+});
+
+describe("ratelimiter - reserve, then settle", () => {
+  it("settle - output is reserved from max_tokens and refunded to actual usage", async () => {
+    const rl = limiter({ "claude-sonnet-5-5": { otpm: 1000 } }, { windowMs: 600_000, maxWaitMs: 10 });
+    const first = await rl.acquire(call({ maxTokens: 600 }));
+    expect(first.reserved[2]).toBe(600);
+    await expect(rl.acquire(call({ maxTokens: 600 }))).rejects.toBeInstanceOf(RateLimitedError);
+    await first.settle(usage(10, 50)); // 550 unused output tokens come back
+    const second = await rl.acquire(call({ maxTokens: 600 }));
+    await second.settle(usage(10, 600));
+    await expect(rl.acquire(call({ maxTokens: 400 }))).rejects.toBeInstanceOf(RateLimitedError);
+  });
+
+  it("headers - an unconfigured model takes the limits the provider reports, and a remaining of 0 empties the bucket", async () => {
+    const rl = limiter({}, { windowMs: 60_000, maxWaitMs: 10 });
+    const p = await rl.acquire(call());
+    await p.settle(usage(10, 5), { requestsLimit: 600, requestsRemaining: 500, inputTokensLimit: 100_000, inputTokensRemaining: 0 });
+    // Input tokens now limited at 100k/min and the provider says none remain.
+    await expect(rl.acquire(call())).rejects.toBeInstanceOf(RateLimitedError);
+  });
+
+  it("estimator - the input estimate learns the ratio of actual to estimated tokens per model", async () => {
+    const rl = limiter({});
+    const p = await rl.acquire(call());
+    const raw = p.reserved[1];
+    await p.settle(usage(raw * 2, 5));
+    expect(rl.estimator.ratio("claude-sonnet-5-5")).toBeCloseTo(2, 5);
+    expect(rl.estimator.ratio("claude-haiku-5-5")).toBe(1);
+    const q = await rl.acquire(call());
+    expect(q.reserved[1]).toBe(raw * 2);
+  });
+});
+
+describe("ratelimiter - against the simulated provider", () => {
+  let sim: SimServer;
+  const windowMs = 3000;
+  const rpm = 300; // 5 per 50 ms short window
+  beforeAll(async () => {
+    sim = await startSimServer({ requestsPerMinute: rpm, inputTokensPerMinute: 2_000_000, outputTokensPerMinute: 400_000, limitWindowMs: windowMs, latencyMs: 5 });
+  });
+  afterAll(async () => {
+    await sim.close();
+  });
+
+  it("end to end - 80 concurrent calls through the limiter meet no 429 and stay within the limit in every window", async () => {
+    const rl = limiter({ "claude-sonnet-5-5": { rpm, itpm: 2_000_000, otpm: 400_000 } }, { windowMs, maxWaitMs: 60_000 });
+    const gw = new AnthropicGateway({ apiKey: "k", baseURL: sim.url, maxRetries: 0 });
+    const starts: number[] = [];
+    await Promise.all(
+      Array.from({ length: 80 }, async (_, i) => {
+        const req: CompleteRequest = { ...call({ maxTokens: 200 }), taskId: `t${i}`, agent: "x", promptVersion: "v", step: 1 };
+        const permit = await rl.acquire(req);
+        starts.push(performance.now());
+        let r: ProviderResponse;
+        try {
+          r = await gw.complete(req);
+        } catch (err) {
+          await permit.failed(err);
+          throw err;
+        }
+        await permit.settle(r.usage, r.rateLimit);
+      }),
+    );
+    expect(sim.stats().responses_by_status).toEqual({ "200": 80 });
+    starts.sort((a, b) => a - b);
+    const short = windowMs / 60;
+    for (let i = 0; i + 5 < starts.length; i++) expect((starts[i + 5] as number) - (starts[i] as number)).toBeGreaterThanOrEqual(short - 2);
+  }, 20_000);
+});
