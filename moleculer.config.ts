@@ -8,6 +8,7 @@ import os from "node:os";
 import type { Config } from "./src/config";
 import { ClawfleetRegenerator, isInfrastructureFailure } from "./src/errors";
 import { pinoOptions } from "./src/logging";
+import { transportRecoveryMiddleware } from "./src/runtime/transportRecovery";
 
 export function brokerOptions(config: Config, middlewares: Middleware[] = []): BrokerOptions {
   return {
@@ -37,7 +38,8 @@ export function brokerOptions(config: Config, middlewares: Middleware[] = []): B
     heartbeatInterval: 5,
     heartbeatTimeout: 15,
     tracking: { enabled: true, shutdownTimeout: config.shutdownGraceMs },
-    middlewares,
+    // With requestTimeout 0, a call whose message NATS lost would wait forever: see transportRecovery.ts.
+    middlewares: [...middlewares, transportRecoveryMiddleware()],
     metrics: { enabled: false },
     tracing: { enabled: false },
   };

@@ -11,6 +11,7 @@ import { TaskIdSchema, type StepRecord, type TaskRecord } from "../src/domain";
 import { messageOf, TaskNotFoundError } from "../src/errors";
 import type { Resources } from "../src/runtime/resources";
 import type { Registry } from "prom-client";
+import { traceSubmission } from "../src/telemetry/submission";
 import type { SubmitResult } from "./intake.service";
 
 interface RestMeta {
@@ -18,6 +19,8 @@ interface RestMeta {
   $responseHeaders?: Record<string, string>;
   $responseType?: string;
   idempotencyKey?: string;
+  /** The request's W3C `traceparent` header: the parent of the task's root span. */
+  httpTraceparent?: string;
 }
 
 type RestParams = { body?: unknown; params?: Record<string, string>; query?: Record<string, string> };
@@ -70,6 +73,8 @@ export function apiService(res: Resources, registry: Registry): ServiceSchema {
           onBeforeCall(ctx: Context<unknown, RestMeta>, _route: unknown, req: IncomingMessage) {
             const key = req.headers["idempotency-key"];
             if (typeof key === "string") ctx.meta.idempotencyKey = key;
+            const traceparent = req.headers.traceparent;
+            if (typeof traceparent === "string") ctx.meta.httpTraceparent = traceparent;
             const type = req.headers["content-type"] ?? "";
             const length = Number(req.headers["content-length"] ?? 0);
             if (req.method === "POST" && length > 0 && !/^application\/(.+\+)?json\b/i.test(type)) {
@@ -97,10 +102,13 @@ export function apiService(res: Resources, registry: Registry): ServiceSchema {
       submitTask: {
         visibility: "published",
         async handler(ctx: Context<RestParams, RestMeta>) {
-          const r = await ctx.call<SubmitResult, Record<string, unknown>>("intake.submit", {
-            body: ctx.params.body,
-            ...(ctx.meta.idempotencyKey !== undefined ? { idempotencyKey: ctx.meta.idempotencyKey } : {}),
-          });
+          // The task's trace starts here (see src/telemetry/submission.ts).
+          const r = await traceSubmission(ctx.meta.httpTraceparent, ctx.params.body, () =>
+            ctx.call<SubmitResult, Record<string, unknown>>("intake.submit", {
+              body: ctx.params.body,
+              ...(ctx.meta.idempotencyKey !== undefined ? { idempotencyKey: ctx.meta.idempotencyKey } : {}),
+            }),
+          );
           ctx.meta.$statusCode = 202;
           ctx.meta.$responseHeaders = { Location: `/v1/tasks/${r.id}` };
           return { id: r.id, status: r.status };

@@ -109,9 +109,12 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
     async started() {
       const leases = res.leases();
       const owner = `${this.broker.nodeID}:reaper`;
+      // The reaper's calls carry a deadline: a lost message (a NATS restart) must cost a sweep, never stop the reaper for good.
+      const sweepCallTimeout = Math.max(10_000, config.reaper.intervalMs * 10);
+      const reaperStore = new RemoteTaskStore((action, params) => this.broker.call(action, params, { timeout: sweepCallTimeout }));
       const reaper = new Reaper(
         {
-          store: this.store as RemoteTaskStore,
+          store: reaperStore,
           leases,
           publish: (w) => (this as unknown as IntakeThis).publish(w),
           waiting,

@@ -9,6 +9,7 @@ import type { AgentDefinition } from "../src/agent/definition";
 import { PLANNERS_GROUP, TASKS_READY_CHANNEL, WakeUpSchema } from "../src/domain";
 import { messageOf } from "../src/errors";
 import { PriceTable } from "../src/llm/pricing";
+import { sendToChannel, TASKS_READY_MAXLEN } from "../src/queue/channels";
 import type { CompleteResponse, ToolSpec } from "../src/llm/types";
 import type { Resources } from "../src/runtime/resources";
 import { consumerId, subscriptionState } from "../src/runtime/subscription";
@@ -109,6 +110,13 @@ export function plannerService(res: Resources, metrics: Metrics): ServiceSchema 
             if (outcome === "succeeded") emit("task.succeeded", { taskId, ...labels });
             else if (outcome === "failed") emit("task.failed", { taskId, ...labels, error: detail?.kind === "failed" ? detail.error : undefined });
             else emit("task.released", { taskId, ...labels, outcome });
+            // A graceful release (shutdown) hands the task on at once. Left to the reaper, it would wait for
+            // the queue to drain first, then queue behind everything else.
+            if (outcome === "released" && detail?.kind === "interrupted") {
+              sendToChannel(broker, TASKS_READY_CHANNEL, { taskId, reason: "released" }, { xaddMaxLen: TASKS_READY_MAXLEN }).catch((err: unknown) =>
+                this.logger.warn({ taskId, event: "wakeup.publish_failed", err: messageOf(err) }, "released task's wake-up not published; the reaper will"),
+              );
+            }
           },
           onLeaseLost: (taskId, labels) => emit("task.lease_lost", { taskId, ...labels, nodeID: broker.nodeID }),
         },

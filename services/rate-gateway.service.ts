@@ -48,7 +48,8 @@ export function rateGatewayService(res: Resources, metrics: Metrics): ServiceSch
             await permit.failed(err);
             throw err;
           }
-          await permit.settle(r.usage, r.rateLimit);
+          // Off the response path: a settle only corrects the buckets, and it logs rather than throws.
+          void permit.settle(r.usage, r.rateLimit);
           lastProviderOk = Date.now();
           const { rateLimit: _rl, ...response } = r;
           return response;

@@ -3,9 +3,11 @@
  *   clawfleet start          run the roles named by SERVICES (default: all, embedded)
  *   clawfleet sim --port N   run the simulated Anthropic-compatible model
  */
+import os from "node:os";
 import { ConfigError, messageOf } from "./errors";
 import { loadConfig } from "./config";
 import { runSimCommand } from "./sim/cli";
+import { startTracing } from "./telemetry/tracing";
 import { startNode } from "../services/node";
 
 const USAGE = `usage: clawfleet <command>
@@ -17,8 +19,17 @@ commands:
 
 async function start(): Promise<void> {
   const config = loadConfig();
-  const node = await startNode(config);
+  // Before the broker and any service exist, so every span of this process has a provider to go to.
+  const tracing = startTracing(config, config.nodeId ?? `${os.hostname()}-${process.pid}`);
+  let node: Awaited<ReturnType<typeof startNode>>;
+  try {
+    node = await startNode(config);
+  } catch (err) {
+    await tracing.shutdown();
+    throw err;
+  }
   const logger = node.broker.getLogger("cli");
+  tracing.useLogger(logger);
   if (config.mode === "embedded") {
     const base = `http://localhost:${node.port}`;
     process.stdout.write(
@@ -46,13 +57,17 @@ async function start(): Promise<void> {
       process.exit(1);
     }, config.shutdownGraceMs + 5000);
     hardStop.unref();
-    node.stop(`received ${signal}`).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error({ event: "node.stop_failed", err: messageOf(err) }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    node
+      .stop(`received ${signal}`)
+      // After the node: the spans of its last steps are flushed too.
+      .then(() => tracing.shutdown())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          logger.error({ event: "node.stop_failed", err: messageOf(err) }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);

@@ -2,7 +2,12 @@
  * Log settings shared by Moleculer's logger and Clawfleet's own lines: pino JSON,
  * one line per event, and a redaction list so secrets never reach a log line,
  * even inside an error object.
+ *
+ * Every line carries `time`, `nodeID` (the worker), an `event` type (`log` for
+ * lines that name none, such as Moleculer's own) and, inside a traced operation,
+ * `trace_id` and `span_id`, so a line leads to its trace and back.
  */
+import { isSpanContextValid, trace } from "@opentelemetry/api";
 import type { LogLevel } from "./config";
 
 /** Paths pino blanks out wherever they occur (top level and one or two levels down). */
@@ -29,7 +34,15 @@ export function pinoOptions(level: LogLevel): Record<string, unknown> {
     timestamp: () => `,"time":"${new Date().toISOString()}"`,
     formatters: { level: (label: string) => ({ level: label }) },
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    // The line's own fields win over these.
+    mixin: logContext,
   };
+}
+
+/** Default event type and the active trace of a log line. */
+export function logContext(): Record<string, string> {
+  const sc = trace.getActiveSpan()?.spanContext();
+  return sc !== undefined && isSpanContextValid(sc) ? { event: "log", trace_id: sc.traceId, span_id: sc.spanId } : { event: "log" };
 }
 
 /** Replaces any occurrence of the given secrets in a string. A last line of defence for free-text messages. */

@@ -99,15 +99,16 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
       redis.disconnect();
     }
   };
+  const track = (p: Proc) => nodes.push(p);
   try {
-    nodes.push(await startNode("checkpoint", env("checkpoint")));
+    // The checkpoint role migrates the database: first, so the others find the schema.
+    await startNode("checkpoint", env("checkpoint"), track);
     const rest = await Promise.all([
-      startNode("rate-gateway", env("rate-gateway")),
-      startNode("executor", env("executor")),
-      ...Array.from({ length: o.planners }, (_, i) => startNode(`planner-${i + 1}`, env("planner"))),
-      startNode("api", env("api,intake,metrics")),
+      startNode("rate-gateway", env("rate-gateway"), track),
+      startNode("executor", env("executor"), track),
+      ...Array.from({ length: o.planners }, (_, i) => startNode(`planner-${i + 1}`, env("planner"), track)),
+      startNode("api", env("api,intake,metrics"), track),
     ]);
-    nodes.push(...rest);
     const api = rest.at(-1) as Proc;
     return { base: `http://127.0.0.1:${api.port}`, db: dbUrl.toString(), namespace, nodes, stop };
   } catch (err) {

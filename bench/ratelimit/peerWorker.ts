@@ -30,7 +30,7 @@ export interface PeerWorkerArgs {
 async function main(): Promise<void> {
   const args = JSON.parse(process.argv[2] ?? "{}") as PeerWorkerArgs;
   const client = new Anthropic({ apiKey: "peer", baseURL: args.simUrl, maxRetries: args.maxRetries, timeout: 600_000 });
-  let create = (p: Anthropic.MessageCreateParamsNonStreaming) => client.messages.create(p);
+  let create = (p: Anthropic.MessageCreateParamsNonStreaming): Promise<Anthropic.Message> => client.messages.create(p);
   const closers: Array<() => Promise<void>> = [];
 
   if (args.mode === "bullmq") {

@@ -73,8 +73,12 @@ async function waitHttp(p: Proc, url: string, timeoutMs: number): Promise<void> 
   }
 }
 
-/** One Clawfleet node (`clawfleet start`) with the given roles, waited on until ready. */
-export async function startNode(name: string, env: Record<string, string>): Promise<Proc> {
+/**
+ * One Clawfleet node (`clawfleet start`) with the given roles, waited on until
+ * ready. `started` gets the process at once, so a caller can stop it even when
+ * another node's start-up fails first.
+ */
+export async function startNode(name: string, env: Record<string, string>, started?: (p: Proc) => void): Promise<Proc> {
   const port = await freePort();
   const p = launch(name, port, ["-e", "require('./src/cli.ts').run(['start'])"], {
     LOG_LEVEL: "warn",
@@ -82,7 +86,13 @@ export async function startNode(name: string, env: Record<string, string>): Prom
     ...env,
     PORT: String(port),
   });
-  await waitHttp(p, `http://127.0.0.1:${port}/health/ready`, 90_000);
+  started?.(p);
+  try {
+    await waitHttp(p, `http://127.0.0.1:${port}/health/ready`, 90_000);
+  } catch (err) {
+    await p.stop("SIGKILL");
+    throw err;
+  }
   return p;
 }
 

@@ -94,7 +94,7 @@ function baseImageMb(): { mb: number; source: string } {
   }
 }
 
-const mb = (b: number) => (b / 1e6).toFixed(1);
+const mb = (b: number) => (b / 1e6).toFixed(b < 1e6 ? 2 : 1);
 
 function main(): void {
   if (!values["no-build"]) execFileSync("npm", ["run", "build", "--silent"], { cwd: ROOT, stdio: "inherit" });

@@ -26,7 +26,11 @@ export interface RateLimiterOptions {
   windowMs: number;
   /** Longest a call waits for capacity before it gets `RateLimitedError`. @default 2000 */
   maxWaitMs: number;
-  /** How far ahead a call's slot may be booked. @default 50 */
+  /**
+   * How far ahead a call's slot may be booked. Long enough to outlast timer lateness and a Redis round
+   * trip (so a late wake-up loses no capacity), short enough that a stalled event loop cannot release
+   * many booked calls at once. @default 10
+   */
   horizonMs?: number;
   logger?: { warn(obj: Record<string, unknown>, msg: string): void };
   random?: () => number;
@@ -97,7 +101,7 @@ export class RateLimiter {
     if (!q) {
       q = new ScopeWaitQueue(scope, this.buckets, {
         maxWaitMs: this.opts.maxWaitMs,
-        horizonMs: this.opts.horizonMs ?? 50,
+        horizonMs: this.opts.horizonMs ?? 10,
         ...(this.opts.random ? { random: this.opts.random } : {}),
       });
       this.queues.set(scope, q);

@@ -19,8 +19,16 @@ export interface SimRequestRecord {
   /**
    * The agent loop's step number of this call: 1 + assistant messages + tool_result
    * blocks in the request (each earlier model turn and each earlier tool result is one step).
+   * For a tiered agent, whose conversation starts at step 2 after its classification,
+   * the step is `turn + 1`.
    */
   turn: number;
+  /**
+   * Tools offered with the request. Tells apart a call that is not part of the agent's
+   * conversation (a tiered agent's classification, step 1, offers none) from the
+   * conversation's first turn, which has the same `turn`.
+   */
+  tools: number;
   /** Whether the rate limits admitted it (false: answered 429); set once admission is decided. */
   admitted?: boolean;
 }
@@ -50,7 +58,7 @@ export class RequestLog {
   /** Returns the entry, so the caller can note how admission went. */
   record(r: MessagesRequest, at = Date.now()): SimRequestRecord {
     const userId = r.metadata?.user_id;
-    const entry: SimRequestRecord = { at, user_id: typeof userId === "string" ? userId : null, model: r.model, turn: turnOf(r) };
+    const entry: SimRequestRecord = { at, user_id: typeof userId === "string" ? userId : null, model: r.model, turn: turnOf(r), tools: r.tools?.length ?? 0 };
     if (this.entries.length < this.limit) {
       this.entries.push(entry);
       return entry;

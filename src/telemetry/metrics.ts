@@ -99,6 +99,9 @@ export class Metrics {
     this.registry.setDefaultLabels(defaultLabels);
     collectDefaultMetrics({ register: this.registry, prefix: "clawfleet_process_" });
     const registers = [this.registry];
+    // prom-client names these gauges `…_total`, a suffix Prometheus keeps for counters (promtool check metrics
+    // rejects them); `clawfleet_process_nodejs_active_resources{type}` tells the same.
+    for (const name of ["active_handles_total", "active_requests_total", "active_resources_total"]) this.registry.removeSingleMetric(`clawfleet_process_nodejs_${name}`);
     const T: TL[] = ["agent", "prompt_version"];
 
     // --- tasks (planner) -------------------------------------------------------------------

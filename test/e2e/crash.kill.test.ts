@@ -17,6 +17,7 @@ import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { orderIds } from "../../src/tools/orderRouter/data";
 import {
+  classifiedTasks,
   cleanRedis,
   Cluster,
   outcomeProblems,
@@ -26,6 +27,7 @@ import {
   sleep,
   startSim,
   startStandardCluster,
+  stepOfRequest,
   stopProc,
   submit,
   toolRuns,
@@ -159,7 +161,8 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
     expect(kills).toBeGreaterThanOrEqual(30);
     expect(killsInFlight).toBeGreaterThanOrEqual(30);
     // The proof is only as good as its evidence: every checkpoint was seen being made.
-    const requested = new Set(requests.map((r) => `${r.user_id}:${r.turn}`));
+    const classified = classifiedTasks(checkpoints);
+    const requested = new Set(requests.map((r) => `${r.user_id}:${stepOfRequest(r, classified.has(r.user_id ?? ""))}`));
     expect(llmCheckpoints.filter((c) => !requested.has(`${c.task_id}:${c.step}`))).toEqual([]);
     const executed = new Set(runs.map((r) => r.key));
     expect(toolCheckpoints.filter((c) => !executed.has(c.idempotency_key ?? ""))).toEqual([]);

@@ -10,6 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import pg from "pg";
+import { AgentCatalog } from "../../src/agent/definition";
 import { expectedRouting } from "../../src/tools/orderRouter/data";
 import { freePort, ROOT, tempDir } from "./cluster";
 
@@ -131,6 +132,7 @@ export interface SimRequest {
   user_id: string | null;
   model: string;
   turn: number;
+  tools: number;
 }
 
 export async function simRequests(simUrl: string): Promise<SimRequest[]> {
@@ -349,15 +351,55 @@ export interface Checkpoint {
   /** created_at in epoch ms (fractional: Postgres keeps microseconds). */
   at: number;
   idempotency_key: string | null;
+  /** LLM steps: the tier it ran on, and whether it asked for tools. */
+  tier: string | null;
+  tool_use: boolean;
 }
 
 export async function readCheckpoints(db: pg.Client | pg.Pool, ids: readonly string[]): Promise<Checkpoint[]> {
-  const { rows } = await db.query<{ task_id: string; step: number; kind: "llm" | "tool"; fence: string; at: number; key: string | null }>(
-    `SELECT task_id, step, kind, fence, (extract(epoch FROM created_at) * 1000)::float8 AS at, data->>'idempotency_key' AS key
+  const { rows } = await db.query<{
+    task_id: string;
+    step: number;
+    kind: "llm" | "tool";
+    fence: string;
+    at: number;
+    key: string | null;
+    tier: string | null;
+    tool_use: boolean;
+  }>(
+    `SELECT task_id, step, kind, fence, (extract(epoch FROM created_at) * 1000)::float8 AS at, data->>'idempotency_key' AS key,
+            data->>'tier' AS tier, coalesce(data->'content' @> '[{"type": "tool_use"}]'::jsonb, false) AS tool_use
      FROM steps WHERE task_id = ANY($1::uuid[]) ORDER BY task_id, step`,
     [ids],
   );
-  return rows.map((r) => ({ task_id: r.task_id, step: r.step, kind: r.kind, fence: Number(r.fence), at: Number(r.at), idempotency_key: r.key }));
+  return rows.map((r) => ({
+    task_id: r.task_id,
+    step: r.step,
+    kind: r.kind,
+    fence: Number(r.fence),
+    at: Number(r.at),
+    idempotency_key: r.key,
+    tier: r.tier,
+    tool_use: r.tool_use,
+  }));
+}
+
+/** The order router's classification tier, as its definition in prompts/ says (undefined: no tiered routing). */
+const CLASSIFY_TIER = AgentCatalog.load(path.join(ROOT, "prompts")).get("order-router").router?.classifyTier;
+
+/**
+ * The loop step a model request was for. The sim numbers a request by its
+ * conversation (`turn`); a tiered task's conversation starts at step 2, after
+ * its classification (step 1, a request offering no tools).
+ */
+export function stepOfRequest(r: SimRequest, classified: boolean): number {
+  if (!classified) return r.turn;
+  return r.tools === 0 && r.turn === 1 ? 1 : r.turn + 1;
+}
+
+/** Tasks whose step 1 is a classification (mirrors src/agent/tierRouting.ts). */
+export function classifiedTasks(checkpoints: readonly Checkpoint[]): Set<string> {
+  return new Set(checkpoints.filter((c) => c.step === 1 && c.kind === "llm" && c.tier === CLASSIFY_TIER && !c.tool_use).map((c) => c.task_id));
 }
 
 export interface Violation {
@@ -389,11 +431,13 @@ export function reexecutedSteps(
     if (c.kind === "llm") llmAt.set(`${c.task_id}:${c.step}`, c.at);
     else if (c.idempotency_key) toolAt.set(c.idempotency_key, c);
   }
+  const classified = classifiedTasks(checkpoints);
   const out: Violation[] = [];
   for (const r of requests) {
     if (r.user_id === null) continue;
-    const at = llmAt.get(`${r.user_id}:${r.turn}`);
-    if (at !== undefined && r.at > at) out.push({ task_id: r.user_id, step: r.turn, kind: "llm", checkpointAt: at, redoneAt: r.at });
+    const step = stepOfRequest(r, classified.has(r.user_id));
+    const at = llmAt.get(`${r.user_id}:${step}`);
+    if (at !== undefined && r.at > at) out.push({ task_id: r.user_id, step, kind: "llm", checkpointAt: at, redoneAt: r.at });
   }
   for (const t of toolRuns) {
     const c = toolAt.get(t.key);

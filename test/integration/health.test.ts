@@ -100,7 +100,7 @@ describe.skipIf(!ready)("health - readiness and liveness of distributed nodes", 
         CLAWFLEET_NODE_ID: `${namespace}-all`,
         ANTHROPIC_BASE_URL: providerUrl,
         CLAWFLEET_PLANNER_STALL_MS: "1500",
-        CLAWFLEET_LIVENESS_MAX_BLOCK_MS: "250",
+        CLAWFLEET_LIVENESS_MAX_BLOCK_MS: "1000",
         CLAWFLEET_SHUTDOWN_GRACE_MS: "2000",
       }),
     );
@@ -171,16 +171,17 @@ describe.skipIf(!ready)("health - readiness and liveness of distributed nodes", 
     expect((await getJson(`http://127.0.0.1:${gateway.port}/health/live`)).status).toBe(200);
   });
 
-  it("fails /health/live after the event loop was blocked longer than the limit", async () => {
+  it("fails /health/live after the event loop was blocked longer than the limit", { timeout: 40_000 }, async () => {
+    // Start-up work on a busy machine may have blocked the loop within the window; wait it out.
+    await waitFor("live", async () => (await getJson(`${base}/health/live`)).status === 200, 15_000);
     const before = await getJson(`${base}/health/live`);
-    expect(before.status).toBe(200);
     expect(before.body.status).toBe("ok");
-    busyWait(800);
+    busyWait(2000);
     const after = await getJson(`${base}/health/live`);
     expect(after.status).toBe(503);
     expect(after.body.status).toBe("failing");
-    expect(after.body.reason).toMatch(/^event loop blocked for \d+ ms within the last 10 s \(limit 250 ms\)$/);
-    expect(after.body.event_loop.max_delay_ms).toBeGreaterThanOrEqual(500);
+    expect(after.body.reason).toMatch(/^event loop blocked for \d+ ms within the last 10 s \(limit 1000 ms\)$/);
+    expect(after.body.event_loop.max_delay_ms).toBeGreaterThanOrEqual(1500);
   });
 
   it("answers 503 naming a role that stopped", async () => {

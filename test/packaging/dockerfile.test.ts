@@ -6,6 +6,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { DockerfileParser, type Instruction } from "dockerfile-ast";
+import { validate } from "dockerfile-utils";
 import { describe, expect, it } from "vitest";
 import { parseRoles } from "../../src/config";
 
@@ -40,6 +41,11 @@ const copyFlag = (i: Instruction, flag: string) =>
   (i as unknown as { getFlags(): Array<{ getName(): string; getValue(): string | null }> }).getFlags().find((f) => f.getName() === flag)?.getValue();
 
 describe("packaging - Dockerfile", () => {
+  it("has no errors or warnings from dockerfile-utils' validator (syntax, flags, instructions)", () => {
+    const problems = validate(read("Dockerfile")).map((d) => `line ${d.range.start.line + 1}: ${typeof d.message === "string" ? d.message : d.message.value}`);
+    expect(problems).toEqual([]);
+  });
+
   it("pins every external base image by digest through required NODE_VERSION / NODE_DIGEST build args", () => {
     const stageNames = new Set(stages.map((s) => s.name));
     const external = stages.filter((s) => !stageNames.has(s.image));
@@ -121,6 +127,13 @@ describe("packaging - Dockerfile", () => {
     const collect = of(stage("builder"), "RUN").map(text).join("\n");
     expect(collect).toContain("-name '*.sql'");
     expect(collect).toContain("-name '*.lua'");
+  });
+
+  it("ships every non-TypeScript file under src/ (the image collects only .sql and .lua)", () => {
+    const others = fs
+      .readdirSync(path.join(ROOT, "src"), { recursive: true, encoding: "utf8" })
+      .filter((f) => fs.statSync(path.join(ROOT, "src", f)).isFile() && !/\.(ts|sql|lua)$/.test(f));
+    expect(others, "files compiled code may read at run time but the image would not ship: extend the builder's find").toEqual([]);
   });
 
   it("gives each role a target that is the shared base plus ENV and LABEL only", () => {

@@ -406,10 +406,10 @@ describe("simulated model - request log", () => {
 
       const log = (await (await fetch(`${sim.url}/_sim/requests`)).json()) as SimRequestRecord[];
       expect(log).toEqual(sim.requests());
-      expect(log.map(({ user_id, model, turn }) => ({ user_id, model, turn }))).toEqual([
-        { user_id: "task-a", model: "claude-sonnet-4-6", turn: 1 },
-        { user_id: "task-a", model: "claude-sonnet-4-6", turn: 4 },
-        { user_id: null, model: "claude-haiku-4-5", turn: 1 },
+      expect(log.map(({ user_id, model, turn, tools }) => ({ user_id, model, turn, tools }))).toEqual([
+        { user_id: "task-a", model: "claude-sonnet-4-6", turn: 1, tools: 0 },
+        { user_id: "task-a", model: "claude-sonnet-4-6", turn: 4, tools: TOOLS.length },
+        { user_id: null, model: "claude-haiku-4-5", turn: 1, tools: 0 },
       ]);
       for (const r of log) expect(r.at).toBeGreaterThanOrEqual(before);
       for (const r of log) expect(r.at).toBeLessThanOrEqual(after);

@@ -25,6 +25,8 @@ const ORDER_ID = /ORD-\d+/;
 /** Warehouses checked per turn, nearest first. */
 const CHECK_BATCH = 3;
 const READ_ATTEMPTS = 2;
+/** Test directive in a system prompt: look the order up twice, the same call both times (duplicate-call detection). */
+const DOUBLE_CHECK_DIRECTIVE = "[sim: double-check-lookup]";
 
 interface FinalAnswer {
   order_id: string | null;
@@ -138,6 +140,8 @@ export function orderRouterPolicy(req: PolicyRequest): SimTurn {
   }
   const order = parseOrder(lookup.result?.text ?? "");
   if (!order) return unrouted(notFound ? `order ${orderId} not found` : `lookup_order returned no usable order for ${orderId}`);
+  if (lookups.length === 1 && systemText(req).includes(DOUBLE_CHECK_DIRECTIVE))
+    return toolTurn(req, `Double-checking order ${orderId} before routing it.`, [{ name: "lookup_order", input: { order_id: orderId } }]);
 
   // 2. The candidate warehouses, nearest first.
   const listings = callsOf("list_warehouses");

@@ -1,0 +1,60 @@
+/** What the benchmark reports, computed the same way for every contender from the sim's request log. */
+import type { ContenderRun } from "./clawfleet";
+import type { SimLogEntry } from "./procs";
+
+/** Most of `times` in any window [t, t + len). */
+export function peakInWindow(times: readonly number[], len: number): number {
+  const s = [...times].sort((a, b) => a - b);
+  let best = 0;
+  let j = 0;
+  for (let i = 0; i < s.length; i++) {
+    while ((s[j] as number) <= (s[i] as number) - len) j++;
+    best = Math.max(best, i - j + 1);
+  }
+  return best;
+}
+
+export function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+}
+
+export interface Row {
+  contender: string;
+  tasks: number;
+  completed: number;
+  calls: number;
+  utilisation: number;
+  peakWindow: number;
+  peakShort: number;
+  provider429: number;
+  steady429: number;
+  p50: number;
+  p99: number;
+  wallMs: number;
+}
+
+export function summarize(contender: string, log: readonly SimLogEntry[], run: ContenderRun, rpm: number, windowMs: number): Row {
+  const admitted = log.filter((e) => e.admitted !== false).map((e) => e.at);
+  const refused = log.filter((e) => e.admitted === false).map((e) => e.at);
+  const first = Math.min(...admitted);
+  const last = Math.max(...admitted);
+  const span = Math.max(1, last - first);
+  // Steady state: after the first window of the burst.
+  const steadyFrom = first + windowMs;
+  return {
+    contender,
+    tasks: run.tasks.length,
+    completed: run.tasks.filter((t) => t.ok).length,
+    calls: admitted.length,
+    utilisation: (admitted.length - 1) / ((rpm * span) / windowMs),
+    peakWindow: peakInWindow(admitted, windowMs) / rpm,
+    peakShort: peakInWindow(admitted, windowMs / 60) / (rpm / 60),
+    provider429: refused.length,
+    steady429: refused.filter((t) => t >= steadyFrom).length,
+    p50: percentile(run.tasks.map((t) => t.latencyMs), 50),
+    p99: percentile(run.tasks.map((t) => t.latencyMs), 99),
+    wallMs: run.wallMs,
+  };
+}

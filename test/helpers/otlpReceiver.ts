@@ -1,0 +1,103 @@
+/**
+ * A local OTLP/HTTP trace receiver for tests and benchmarks: accepts
+ * `POST /v1/traces` with JSON bodies (the protocol Clawfleet exports), keeps
+ * every span flattened with its resource's service name.
+ */
+import http from "node:http";
+import zlib from "node:zlib";
+
+export interface ReceivedSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId: string | undefined;
+  name: string;
+  /** OTLP SpanKind: 1 internal, 2 server, 3 client. */
+  kind: number;
+  attributes: Record<string, unknown>;
+  /** OTLP status code: 0 unset, 1 ok, 2 error. */
+  statusCode: number;
+  service: string;
+  startNs: bigint;
+  endNs: bigint;
+}
+
+export interface OtlpReceiver {
+  url: string;
+  spans: ReceivedSpan[];
+  /** Requests that were not valid OTLP JSON. */
+  rejected: number;
+  close(): Promise<void>;
+}
+
+type AnyValue = { stringValue?: string; intValue?: string | number; doubleValue?: number; boolValue?: boolean; arrayValue?: { values?: AnyValue[] } };
+
+function valueOf(v: AnyValue | undefined): unknown {
+  if (!v) return undefined;
+  if (v.stringValue !== undefined) return v.stringValue;
+  if (v.intValue !== undefined) return Number(v.intValue);
+  if (v.doubleValue !== undefined) return v.doubleValue;
+  if (v.boolValue !== undefined) return v.boolValue;
+  if (v.arrayValue !== undefined) return (v.arrayValue.values ?? []).map(valueOf);
+  return undefined;
+}
+
+function attributesOf(list: Array<{ key: string; value: AnyValue }> | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const a of list ?? []) out[a.key] = valueOf(a.value);
+  return out;
+}
+
+export function flatten(body: unknown): ReceivedSpan[] {
+  const out: ReceivedSpan[] = [];
+  const resourceSpans = (body as { resourceSpans?: unknown[] }).resourceSpans ?? [];
+  for (const rs of resourceSpans as Array<{ resource?: { attributes?: Array<{ key: string; value: AnyValue }> }; scopeSpans?: Array<{ spans?: unknown[] }> }>) {
+    const service = String(attributesOf(rs.resource?.attributes)["service.name"] ?? "");
+    for (const ss of rs.scopeSpans ?? []) {
+      for (const s of (ss.spans ?? []) as Array<Record<string, unknown>>) {
+        const parent = typeof s.parentSpanId === "string" && s.parentSpanId !== "" ? s.parentSpanId : undefined;
+        out.push({
+          traceId: String(s.traceId),
+          spanId: String(s.spanId),
+          parentSpanId: parent,
+          name: String(s.name),
+          kind: Number(s.kind ?? 0),
+          attributes: attributesOf(s.attributes as Array<{ key: string; value: AnyValue }>),
+          statusCode: Number((s.status as { code?: number } | undefined)?.code ?? 0),
+          service,
+          startNs: BigInt(String(s.startTimeUnixNano ?? 0)),
+          endNs: BigInt(String(s.endTimeUnixNano ?? 0)),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+export async function startOtlpReceiver(opts: { keep?: boolean } = {}): Promise<OtlpReceiver> {
+  const spans: ReceivedSpan[] = [];
+  const receiver: OtlpReceiver = { url: "", spans, rejected: 0, close: async () => undefined };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      let raw = Buffer.concat(chunks);
+      try {
+        if (req.headers["content-encoding"] === "gzip") raw = zlib.gunzipSync(raw);
+        if (req.method !== "POST" || req.url !== "/v1/traces" || !String(req.headers["content-type"]).includes("json")) throw new Error("not OTLP JSON");
+        const got = flatten(JSON.parse(raw.toString("utf8")));
+        if (opts.keep !== false) spans.push(...got);
+        res.writeHead(200, { "Content-Type": "application/json" });
+        res.end("{}");
+      } catch {
+        receiver.rejected++;
+        res.writeHead(400, { "Content-Type": "application/json" });
+        res.end('{"error":"bad request"}');
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const addr = server.address();
+  receiver.url = `http://127.0.0.1:${typeof addr === "object" && addr ? addr.port : 0}`;
+  receiver.close = () => new Promise<void>((resolve) => server.close(() => resolve()));
+  return receiver;
+}
