@@ -75,7 +75,7 @@ export function rateGatewayService(res: Resources, metrics: Metrics): ServiceSch
       }
       // No retries inside the gateway: each provider request must pass the buckets; the planner retries.
       gateway = new AnthropicGateway({ apiKey, baseURL, maxRetries: 0 });
-      limiter = createRateLimiter(config, () => res.redis(), this.logger as unknown as { warn(o: Record<string, unknown>, m: string): void });
+      limiter = createRateLimiter(config, () => res.redis(), this.logger);
       const g = gateway;
       const ping = () =>
         g.ping(pingModel).then(

@@ -45,7 +45,8 @@ async function main(): Promise<void> {
     });
     closers.push(() => worker.close(), () => events.close(), () => queue.close());
     create = async (p) => {
-      const job = await queue.add("messages.create", p, { removeOnComplete: true, removeOnFail: true });
+      // Kept until the run ends (the benchmark deletes the queue's keys): removal races waitUntilFinished.
+      const job = await queue.add("messages.create", p);
       return (await job.waitUntilFinished(events)) as Anthropic.Message;
     };
   }

@@ -32,7 +32,10 @@ export async function freePort(): Promise<number> {
 
 function launch(name: string, port: number, args: string[], env: Record<string, string>): Proc {
   const base: Record<string, string> = {};
-  for (const k of BASE_ENV_KEYS) if (process.env[k] !== undefined) base[k] = process.env[k] as string;
+  for (const k of BASE_ENV_KEYS) {
+    const v = process.env[k];
+    if (v !== undefined) base[k] = v;
+  }
   const proc = spawn(process.execPath, ["--require", "tsx/cjs", ...args], { env: { ...base, ...env }, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const append = (b: Buffer) => {

@@ -88,13 +88,13 @@ export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome
   const { task, agent } = run;
   const labels = { agent: agent.name, prompt_version: agent.promptVersion };
   const progress = run.progress ?? { steps: 0, toolCalls: 0 };
-  const { onStep, metrics } = deps;
+  const metrics = deps.metrics;
   const traced: LoopDeps = {
     ...deps,
     onStep: (e) => {
       progress.steps++;
       if (e.kind === "tool") progress.toolCalls++;
-      onStep?.({ ...e, ...labels });
+      deps.onStep?.({ ...e, ...labels });
     },
     retry: {
       ...deps.retry,

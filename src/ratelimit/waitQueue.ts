@@ -93,7 +93,7 @@ export class ScopeWaitQueue {
       }
       if (out.admitted) {
         this.remove(head);
-        if (out.waitMs >= 1) setTimeout(head.resolve, out.waitMs);
+        if (out.waitMs >= 1) setTimeout(() => head.resolve(), out.waitMs);
         else head.resolve();
         continue;
       }

@@ -24,14 +24,14 @@ export function traceContextMiddleware(): Middleware {
       return function injectTraceparent(this: unknown, ctx: Context) {
         const traceparent = traceparentOf();
         if (traceparent !== undefined) (ctx.meta as Record<string, unknown>)[TRACEPARENT_META] = traceparent;
-        return next.call(this, ctx);
+        return next.call(this, ctx) as unknown;
       };
     },
     localAction(next: ActionHandler) {
       return function extractTraceparent(this: unknown, ctx: Context) {
         const traceparent = (ctx.meta as Record<string, unknown> | undefined)?.[TRACEPARENT_META];
-        if (ctx.nodeID === localNodeId || typeof traceparent !== "string") return next.call(this, ctx);
-        return context.with(contextFromTraceparent(traceparent, ROOT_CONTEXT), () => next.call(this, ctx));
+        if (ctx.nodeID === localNodeId || typeof traceparent !== "string") return next.call(this, ctx) as unknown;
+        return context.with(contextFromTraceparent(traceparent, ROOT_CONTEXT), () => next.call(this, ctx) as unknown);
       };
     },
   };

@@ -24,6 +24,8 @@ export interface ReceivedSpan {
 export interface OtlpReceiver {
   url: string;
   spans: ReceivedSpan[];
+  /** The request bodies as received (JSON text), for grepping. */
+  bodies: string[];
   /** Requests that were not valid OTLP JSON. */
   rejected: number;
   close(): Promise<void>;
@@ -47,11 +49,17 @@ function attributesOf(list: Array<{ key: string; value: AnyValue }> | undefined)
   return out;
 }
 
+/** OTLP JSON carries 64-bit times as strings (or numbers). */
+function nanos(v: unknown): bigint {
+  return typeof v === "string" || typeof v === "number" ? BigInt(v) : 0n;
+}
+
 export function flatten(body: unknown): ReceivedSpan[] {
   const out: ReceivedSpan[] = [];
   const resourceSpans = (body as { resourceSpans?: unknown[] }).resourceSpans ?? [];
   for (const rs of resourceSpans as Array<{ resource?: { attributes?: Array<{ key: string; value: AnyValue }> }; scopeSpans?: Array<{ spans?: unknown[] }> }>) {
-    const service = String(attributesOf(rs.resource?.attributes)["service.name"] ?? "");
+    const serviceName = attributesOf(rs.resource?.attributes)["service.name"];
+    const service = typeof serviceName === "string" ? serviceName : "";
     for (const ss of rs.scopeSpans ?? []) {
       for (const s of (ss.spans ?? []) as Array<Record<string, unknown>>) {
         const parent = typeof s.parentSpanId === "string" && s.parentSpanId !== "" ? s.parentSpanId : undefined;
@@ -64,8 +72,8 @@ export function flatten(body: unknown): ReceivedSpan[] {
           attributes: attributesOf(s.attributes as Array<{ key: string; value: AnyValue }>),
           statusCode: Number((s.status as { code?: number } | undefined)?.code ?? 0),
           service,
-          startNs: BigInt(String(s.startTimeUnixNano ?? 0)),
-          endNs: BigInt(String(s.endTimeUnixNano ?? 0)),
+          startNs: nanos(s.startTimeUnixNano),
+          endNs: nanos(s.endTimeUnixNano),
         });
       }
     }
@@ -75,7 +83,8 @@ export function flatten(body: unknown): ReceivedSpan[] {
 
 export async function startOtlpReceiver(opts: { keep?: boolean } = {}): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
-  const receiver: OtlpReceiver = { url: "", spans, rejected: 0, close: async () => undefined };
+  const bodies: string[] = [];
+  const receiver: OtlpReceiver = { url: "", spans, bodies, rejected: 0, close: async () => undefined };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -84,8 +93,12 @@ export async function startOtlpReceiver(opts: { keep?: boolean } = {}): Promise<
       try {
         if (req.headers["content-encoding"] === "gzip") raw = zlib.gunzipSync(raw);
         if (req.method !== "POST" || req.url !== "/v1/traces" || !String(req.headers["content-type"]).includes("json")) throw new Error("not OTLP JSON");
-        const got = flatten(JSON.parse(raw.toString("utf8")));
-        if (opts.keep !== false) spans.push(...got);
+        const text = raw.toString("utf8");
+        const got = flatten(JSON.parse(text));
+        if (opts.keep !== false) {
+          spans.push(...got);
+          bodies.push(text);
+        }
         res.writeHead(200, { "Content-Type": "application/json" });
         res.end("{}");
       } catch {
