@@ -10,7 +10,8 @@
  * its lease holder (and start a replacement process, as a Deployment would),
  * and measure the time from the kill to that task's next checkpoint written
  * under a newer fencing token, i.e. by another planner (steps.created_at in
- * Postgres; same machine clock as the kill).
+ * Postgres; same machine clock as the kill), or to its finish under that token
+ * when the checkpoints already held the final answer.
  *
  * Afterwards: routing effects beyond one per routed task, checkpointed steps
  * made again (a model request for a step after its checkpoint, a tool run with
@@ -118,9 +119,10 @@ async function main(): Promise<void> {
     const samples: Sample[] = [];
     const started = Date.now();
     while (samples.length < KILLS) {
-      // A running task, a step or more into its run, whose holder is a live, ready planner.
+      // A running task, a step or more into its run, whose holder is a live, ready planner. Tasks that
+      // already lost attempts to earlier kills are spared: CLAWFLEET_MAX_ATTEMPTS (5) would dead-letter them.
       const { rows } = await db.query<{ id: string; lease_owner: string; fence: string }>(
-        "SELECT id, lease_owner, fence FROM tasks WHERE status = 'running' AND steps >= 1 AND lease_owner IS NOT NULL ORDER BY random()",
+        "SELECT id, lease_owner, fence FROM tasks WHERE status = 'running' AND steps >= 1 AND lease_owner IS NOT NULL AND attempts <= 2 ORDER BY attempts, random()",
       );
       const target = rows.find((r) => ready.has(r.lease_owner) && c.byNodeId(r.lease_owner));
       if (!target) {
@@ -142,8 +144,12 @@ async function main(): Promise<void> {
       let recovered: number | undefined;
       let finished = false;
       while (recovered === undefined && Date.now() < deadline) {
+        // The successor's first durable progress: a checkpoint, or the finish itself when the checkpoints
+        // already held the final answer (the holder died between its last checkpoint and finishing).
         const r = await db.query<{ at: number | null; status: string; fence: string }>(
-          `SELECT (SELECT (extract(epoch FROM min(created_at)) * 1000)::float8 FROM steps WHERE task_id = $1 AND fence > $2) AS at, status, fence
+          `SELECT (extract(epoch FROM least(
+                    (SELECT min(created_at) FROM steps WHERE task_id = $1 AND fence > $2),
+                    CASE WHEN fence > $2 THEN finished_at END)) * 1000)::float8 AS at, status, fence
            FROM tasks WHERE id = $1`,
           [target.id, fence],
         );

@@ -24,6 +24,8 @@ export interface Arrival {
 export interface TaskOutcome {
   ok: boolean;
   latencyMs: number;
+  /** epoch ms */
+  doneAt: number;
 }
 
 export interface ContenderRun {
@@ -143,7 +145,7 @@ export async function runBurst(cluster: Cluster, arrivals: readonly Arrival[], t
     const { rows } = await db.query<{ status: string; created: number; finished: number }>(
       "SELECT status, extract(epoch FROM created_at) * 1000 AS created, extract(epoch FROM finished_at) * 1000 AS finished FROM tasks",
     );
-    const tasks = rows.map((r) => ({ ok: r.status === "succeeded", latencyMs: Number(r.finished) - Number(r.created) }));
+    const tasks = rows.map((r) => ({ ok: r.status === "succeeded", latencyMs: Number(r.finished) - Number(r.created), doneAt: Number(r.finished) }));
     const lastDone = Math.max(...rows.map((r) => Number(r.finished)));
     return { tasks, wallMs: lastDone - startedAt, startedAt };
   } finally {

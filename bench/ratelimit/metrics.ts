@@ -35,12 +35,19 @@ export interface Row {
   wallMs: number;
 }
 
-export function summarize(contender: string, log: readonly SimLogEntry[], run: ContenderRun, rpm: number, windowMs: number): Row {
+/**
+ * Utilisation is measured while every slot had a task (from the first call
+ * until fewer unfinished tasks remained than `concurrency`): in the tail no
+ * limiter can fill the limit, whoever runs it.
+ */
+export function summarize(contender: string, log: readonly SimLogEntry[], run: ContenderRun, rpm: number, windowMs: number, concurrency: number): Row {
   const admitted = log.filter((e) => e.admitted !== false).map((e) => e.at);
   const refused = log.filter((e) => e.admitted === false).map((e) => e.at);
   const first = Math.min(...admitted);
-  const last = Math.max(...admitted);
-  const span = Math.max(1, last - first);
+  const doneTimes = run.tasks.map((t) => t.doneAt).sort((a, b) => a - b);
+  const backlogEnd = doneTimes[Math.max(0, doneTimes.length - concurrency)] ?? Math.max(...admitted);
+  const inBacklog = admitted.filter((t) => t <= backlogEnd);
+  const span = Math.max(1, Math.max(...inBacklog) - first);
   // Steady state: after the first window of the burst.
   const steadyFrom = first + windowMs;
   return {
@@ -48,7 +55,7 @@ export function summarize(contender: string, log: readonly SimLogEntry[], run: C
     tasks: run.tasks.length,
     completed: run.tasks.filter((t) => t.ok).length,
     calls: admitted.length,
-    utilisation: (admitted.length - 1) / ((rpm * span) / windowMs),
+    utilisation: (inBacklog.length - 1) / ((rpm * span) / windowMs),
     peakWindow: peakInWindow(admitted, windowMs) / rpm,
     peakShort: peakInWindow(admitted, windowMs / 60) / (rpm / 60),
     provider429: refused.length,

@@ -55,7 +55,7 @@ export async function runPeer(o: PeerOptions, arrivals: readonly Arrival[]): Pro
   }
   const results = all.flat();
   return {
-    tasks: results.map((r) => ({ ok: r.ok, latencyMs: r.done - r.at })),
+    tasks: results.map((r) => ({ ok: r.ok, latencyMs: r.done - r.at, doneAt: r.done })),
     wallMs: Math.max(...results.map((r) => r.done)) - startedAt,
     startedAt,
     errors: results.flatMap((r) => (r.error ? [r.error] : [])),

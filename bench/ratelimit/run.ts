@@ -1,7 +1,7 @@
 /**
  * The rate-limit gateway and the tiered router, measured:
  *
- *   npx tsx bench/ratelimit/run.ts [--window-ms 40000] [--rpm 1500] [--tasks 600] [--burst-x 8]
+ *   npx tsx bench/ratelimit/run.ts [--window-ms 100000] [--rpm 1800] [--tasks 450] [--burst-x 8]
  *
  * 1. A burst of order-router tasks at `burst-x` times the sustainable task rate,
  *    against a time-scaled provider limit (`rpm` requests per `window-ms`), run
@@ -27,13 +27,13 @@ import { simLog, startSim, type SimOpts } from "./procs";
 
 const { values } = parseArgs({
   options: {
-    "window-ms": { type: "string", default: "40000" },
-    rpm: { type: "string", default: "1500" },
-    tasks: { type: "string", default: "600" },
+    "window-ms": { type: "string", default: "100000" },
+    rpm: { type: "string", default: "1800" },
+    tasks: { type: "string", default: "450" },
     "burst-x": { type: "string", default: "8" },
     "calls-per-task": { type: "string", default: "5" },
     "overhead-calls": { type: "string", default: "2000" },
-    "cost-tasks": { type: "string", default: "200" },
+    "cost-tasks": { type: "string", default: "120" },
     only: { type: "string" },
   },
 });
@@ -74,7 +74,7 @@ async function clawfleet(arrivals: Arrival[]): Promise<Row> {
     try {
       log(`Clawfleet: ${arrivals.length} tasks`);
       const run = await runBurst(cluster, arrivals, 20 * windowMs);
-      return summarize("Clawfleet (gateway + Redis buckets)", await simLog(s.url), run, rpm, windowMs);
+      return summarize("Clawfleet (gateway + Redis buckets)", await simLog(s.url), run, rpm, windowMs, PLANNERS * SLOTS);
     } finally {
       await cluster.stop();
     }
@@ -93,7 +93,7 @@ async function peer(mode: "sdk" | "bullmq", arrivals: Arrival[]): Promise<Row> {
     );
     if (run.errors.length > 0) log(`peer ${mode}: ${run.errors.length} tasks failed, e.g. ${run.errors[0]}`);
     const name = mode === "sdk" ? `peer A: SDK retries (maxRetries ${PEER_RETRIES})` : `peer B: BullMQ limiter {max: ${rpm}, duration: ${windowMs}}`;
-    return summarize(name, await simLog(s.url), run, rpm, windowMs);
+    return summarize(name, await simLog(s.url), run, rpm, windowMs, PLANNERS * SLOTS);
   } finally {
     await s.stop();
   }

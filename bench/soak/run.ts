@@ -363,6 +363,13 @@ async function main(): Promise<void> {
         st.map((s) => s.finished),
         ys,
       );
+      // The second half alone: a heap that grows to its working size and stops shows a slope after
+      // warm-up but none here; a leak shows in both.
+      const late = st.filter((s) => s.finished >= submitted / 2);
+      const perTaskLate = slope(
+        late.map((s) => s.finished),
+        late.map((s) => s.rss_mb[role] ?? 0),
+      );
       return {
         role,
         start_mb: all[0] ?? 0,
@@ -371,6 +378,7 @@ async function main(): Promise<void> {
         steady_first_mb: ys[0] ?? Number.NaN,
         steady_last_mb: ys[ys.length - 1] ?? Number.NaN,
         trend_mb_per_10k_tasks: Math.round(perTask * 10_000 * 10) / 10,
+        second_half_trend_mb_per_10k_tasks: Math.round(perTaskLate * 10_000 * 10) / 10,
       };
     });
     const result = {
@@ -402,11 +410,11 @@ async function main(): Promise<void> {
       `${result.machine}; ${TASKS} tasks at ${RATE}/s; ${result.submitted} accepted, ${rejected} rejected; ` +
         `final: ${JSON.stringify(result.by_status)}; submitted in ${result.submit_s} s, all finished in ${result.elapsed_s} s.`,
       "",
-      `| role | RSS at start (MB) | max (MB) | steady-state max (MB) | steady first → last (MB) | trend after ${WARMUP} tasks (MB per 10,000 tasks) |`,
-      "|---|---:|---:|---:|---:|---:|",
+      `| role | RSS at start (MB) | max (MB) | steady-state max (MB) | steady first → last (MB) | trend after ${WARMUP} tasks (MB per 10,000 tasks) | trend over the second half |`,
+      "|---|---:|---:|---:|---:|---:|---:|",
     );
     for (const s of summary) {
-      md.push(`| ${s.role} | ${s.start_mb.toFixed(0)} | ${s.max_mb.toFixed(0)} | ${s.steady_max_mb.toFixed(0)} | ${s.steady_first_mb.toFixed(0)} → ${s.steady_last_mb.toFixed(0)} | ${s.trend_mb_per_10k_tasks.toFixed(1)} |`);
+      md.push(`| ${s.role} | ${s.start_mb.toFixed(0)} | ${s.max_mb.toFixed(0)} | ${s.steady_max_mb.toFixed(0)} | ${s.steady_first_mb.toFixed(0)} → ${s.steady_last_mb.toFixed(0)} | ${s.trend_mb_per_10k_tasks.toFixed(1)} | ${s.second_half_trend_mb_per_10k_tasks.toFixed(1)} |`);
     }
     md.push("", "RSS over time (MB):", "", `| t (s) | finished | ${roles.join(" | ")} |`, `|---:|---:|${roles.map(() => "---:").join("|")}|`);
     const every = Math.max(1, Math.round(samples.length / 16));

@@ -72,7 +72,11 @@ export class TaskWorker {
       createdAt: peek.created_at,
       progress: { steps: peek.steps, toolCalls: 0 },
     };
-    if (!(await leases.acquire(taskId, this.opts.owner, this.opts.leaseTtlMs))) return "ignored_leased";
+    const ttl = this.opts.leaseTtlMs;
+    // Until when the lease is surely ours, on this process's monotonic clock: TTL after the last
+    // acquire or renew that succeeded was *sent* (Redis counts the TTL from a later moment).
+    let leaseSureUntil = performance.now() + ttl;
+    if (!(await leases.acquire(taskId, this.opts.owner, ttl))) return "ignored_leased";
     if (this.stopping) {
       // stop() came while we read the task or took the lease; its abort could not reach us, so start nothing.
       await this.releaseLease(taskId);
@@ -83,8 +87,10 @@ export class TaskWorker {
     this.running.set(taskId, controller);
     let fence: number | undefined;
     const heartbeat = setInterval(() => {
-      leases.renew(taskId, this.opts.owner, this.opts.leaseTtlMs).then(
+      const sent = performance.now();
+      leases.renew(taskId, this.opts.owner, ttl).then(
         (held) => {
+          if (held) leaseSureUntil = Math.max(leaseSureUntil, sent + ttl);
           if (!held && !controller.signal.aborted) {
             this.deps.metrics?.leaseLost(info.labels);
             this.hooks.onLeaseLost?.(taskId, info.labels);
@@ -92,12 +98,39 @@ export class TaskWorker {
           }
         },
         (err: unknown) => {
-          // Redis unreachable: keep working; if the lease really lapses a successor's fence stops our writes.
+          // Redis unreachable: keep working while the lease is surely ours (see leaseSureUntil); the fence guards writes.
           this.deps.logger.warn({ taskId, event: "lease.renew_failed", err: messageOf(err) }, "lease renewal failed");
         },
       );
     }, this.opts.leaseRenewMs);
     heartbeat.unref();
+    /**
+     * Fencing refuses a zombie's writes, but not its calls. A process paused past its lease (SIGSTOP,
+     * a VM freeze, a GC storm) resumes where it was, possibly about to call the model or run a tool
+     * that its successor has already made and checkpointed, before its overdue heartbeat can tell it
+     * the lease is gone. So no call starts once the lease may have lapsed: the attempt is abandoned.
+     */
+    const leaseCheck = () => {
+      if (performance.now() < leaseSureUntil) return;
+      const lost = new LeaseLostError(`lease on task ${taskId} not renewed for ${ttl} ms; it may have lapsed`, { taskId });
+      if (!controller.signal.aborted) controller.abort(lost);
+      throw lost;
+    };
+    const loopDeps = {
+      ...this.deps,
+      llm: {
+        complete: (req: Parameters<LoopDeps["llm"]["complete"]>[0]) => {
+          leaseCheck();
+          return this.deps.llm.complete(req);
+        },
+      },
+      tools: {
+        run: (call: Parameters<LoopDeps["tools"]["run"]>[0]) => {
+          leaseCheck();
+          return this.deps.tools.run(call);
+        },
+      },
+    };
 
     try {
       const claim = await store.claimTask(taskId, this.opts.owner);
@@ -111,7 +144,7 @@ export class TaskWorker {
       }
       const agent = this.deps.agents.get(task.agent);
       this.hooks.onStarted?.(taskId, task.attempts, task.steps + 1, info.labels);
-      const outcome = await runLoop(this.deps, {
+      const outcome = await runLoop(loopDeps, {
         task,
         fence,
         agent,

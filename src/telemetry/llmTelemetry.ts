@@ -11,8 +11,8 @@ import type { CompleteRequest, CompleteResponse } from "../llm/types";
 import type { LlmLabels, Metrics } from "./metrics";
 import { Attr, errorTypeOf, inSpan, markFailed, PROVIDER_NAME, tracer, traceparentOf } from "./spans";
 
-/** Waits shorter than this are admissions, not waits: no span for them (the histogram still counts them). */
-const MIN_WAIT_SPAN_MS = 1;
+/** Waits shorter than this are admissions (a bucket round trip), not waits: no span for them (the histogram still counts them). */
+const MIN_WAIT_SPAN_MS = 5;
 
 function labelsOf(req: CompleteRequest): LlmLabels {
   return { agent: req.agent, prompt_version: req.promptVersion, model: req.model };

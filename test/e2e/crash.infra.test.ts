@@ -82,14 +82,14 @@ describe.skipIf(!ready)("crash - Redis, NATS and Postgres restarts under load", 
     const started = Date.now();
     const orders = orderIds().slice(500, 500 + TASKS);
     const submitted = new Map<string, string>();
-    let submitError: unknown;
+    let submitError: Error | undefined;
     const submitting = (async () => {
       for (const order of orders) {
         submitted.set(await submit(base, { order_id: order }, 120_000), order);
         await sleep(600);
       }
     })().catch((err: unknown) => {
-      submitError = err;
+      submitError = err instanceof Error ? err : new Error(String(err));
     });
 
     const succeeded = async () => {

@@ -89,14 +89,14 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
     const started = Date.now();
     const orders = orderIds().slice(300, 300 + TASKS);
     const submitted = new Map<string, string>();
-    let submitError: unknown;
+    let submitError: Error | undefined;
     const submitting = (async () => {
       for (const order of orders) {
         submitted.set(await submit(base, { order_id: order }), order);
         await sleep(SUBMIT_EVERY_MS);
       }
     })().catch((err: unknown) => {
-      submitError = err;
+      submitError = err instanceof Error ? err : new Error(String(err));
     });
 
     // A node counts as a victim once it is ready: killing one that is still starting proves nothing.

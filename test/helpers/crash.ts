@@ -9,7 +9,7 @@
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
-import pg from "pg";
+import type pg from "pg";
 import { AgentCatalog } from "../../src/agent/definition";
 import { expectedRouting } from "../../src/tools/orderRouter/data";
 import { freePort, ROOT, tempDir } from "./cluster";
@@ -58,7 +58,10 @@ export interface Proc {
 
 function spawnProc(name: string, nodeId: string, port: number, args: string[], env: Record<string, string>): Proc {
   const full: Record<string, string> = {};
-  for (const k of BASE_ENV_KEYS) if (process.env[k] !== undefined) full[k] = process.env[k] as string;
+  for (const k of BASE_ENV_KEYS) {
+    const v = process.env[k];
+    if (v !== undefined) full[k] = v;
+  }
   Object.assign(full, env);
   const child = spawn(process.execPath, cliArgs(args), { env: full, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const chunks: string[] = [];

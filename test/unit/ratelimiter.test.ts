@@ -4,8 +4,9 @@
  * simulated provider's own limits.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config";
 import type { Priority } from "../../src/domain";
-import { ProviderRequestError, RateLimitedError } from "../../src/errors";
+import { ConfigError, ProviderRequestError, RateLimitedError } from "../../src/errors";
 import { AnthropicGateway, type ProviderResponse } from "../../src/llm/anthropicGateway";
 import type { CompleteRequest } from "../../src/llm/types";
 import { MemoryBuckets, RateLimiter, type LimitedCall, type RateLimitTable } from "../../src/ratelimit";
@@ -148,4 +149,32 @@ describe("ratelimiter - against the simulated provider", () => {
     starts.sort((a, b) => a - b);
     expect((starts.at(-1) as number) - (starts[0] as number)).toBeGreaterThanOrEqual(79 * 12.5 - 10);
   }, 20_000);
+});
+
+describe("ratelimiter - configuration", () => {
+  it("config - CLAWFLEET_RATE_LIMITS and CLAWFLEET_PRICES are validated JSON with documented defaults", () => {
+    const d = loadConfig({});
+    expect(d.rateLimits).toEqual({ limits: {}, windowMs: 60_000, maxWaitMs: 2000 });
+    expect(d.prices["claude-sonnet-5-5"]).toEqual({ input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 });
+
+    const c = loadConfig({
+      CLAWFLEET_RATE_LIMITS: '{"claude-sonnet-5-5": {"rpm": 1000, "itpm": 400000, "otpm": 80000, "tiers": {"classify": {"rpm": 100}}}}',
+      CLAWFLEET_RATE_LIMIT_WINDOW_MS: "6000",
+      CLAWFLEET_PRICES: '{"claude-haiku-5-5": {"input": 0.8, "output": 4}}',
+    });
+    expect(c.rateLimits.limits["claude-sonnet-5-5"]?.tiers?.classify).toEqual({ rpm: 100 });
+    expect(c.rateLimits.windowMs).toBe(6000);
+    expect(c.prices["claude-haiku-5-5"]).toEqual({ input: 0.8, output: 4, cacheRead: 0.08, cacheWrite: 1 });
+    expect(c.prices["claude-sonnet-5-5"]?.input).toBe(3);
+
+    for (const [variable, value] of [
+      ["CLAWFLEET_RATE_LIMITS", "{not json"],
+      ["CLAWFLEET_RATE_LIMITS", '{"m": {"rpm": -5}}'],
+      ["CLAWFLEET_RATE_LIMITS", '{"m": {"rpn": 5}}'],
+      ["CLAWFLEET_PRICES", '{"m": {"input": "cheap"}}'],
+      ["CLAWFLEET_RATE_LIMIT_WINDOW_MS", "0"],
+    ]) {
+      expect(() => loadConfig({ [variable as string]: value }), `${variable}=${value}`).toThrow(ConfigError);
+    }
+  });
 });
