@@ -4,17 +4,21 @@
  * rate-gateway, executor, planner ×2, api+intake+metrics) over the real NATS,
  * Redis and Postgres, the in-process simulated model at 5 ms.
  *
- *   on:  OTEL_EXPORTER_OTLP_ENDPOINT set (spans exported as OTLP/HTTP JSON to a
- *        receiver in this process, which parses and drops them), metrics on;
- *   off: no endpoint (the OpenTelemetry SDK is not started), CLAWFLEET_METRICS=off
- *        (none of Clawfleet's own series are recorded).
+ *   on:      OTEL_EXPORTER_OTLP_ENDPOINT set (spans exported as OTLP/HTTP JSON to a
+ *            receiver in this process, which parses and drops them), metrics on;
+ *   off:     no endpoint (the OpenTelemetry SDK is not started), CLAWFLEET_METRICS=off
+ *            (none of Clawfleet's own series are recorded);
+ *   metrics: (with --modes off,metrics,on) metrics on, tracing off: splits the two.
  *
- * Each round starts a fresh cluster per mode (off, on alternating), runs a warm-up
- * batch, then --batches batches of --tasks tasks submitted at once, timing each
- * batch from the first submit to the last task reaching a final state, and summing
- * the CPU seconds every process spent on it (from /proc). Reports medians per mode.
+ * One cluster per mode runs side by side (each idle while another works); after a
+ * warm-up batch, rounds × batches rounds each run one batch of --tasks tasks
+ * (submitted at once) per mode in turn, so every round compares the modes under the
+ * same background load. A batch is timed from the first submit to the last task
+ * reaching a final state, and the CPU seconds every process of the cluster spent on
+ * it are summed (from /proc). Reports medians per mode and the median of the
+ * per-round ratios against "off".
  *
- *   npx tsx bench/observability.ts [--rounds 2] [--batches 3] [--tasks 50] [--json out.json]
+ *   npx tsx bench/observability.ts [--rounds 3] [--batches 3] [--tasks 50] [--modes off,on] [--json out.json]
  *
  * Needs PostgreSQL, Redis and NATS on 127.0.0.1 (as the tests). Traffic stays on
  * 127.0.0.1; every loop is bounded in count and time.
@@ -32,7 +36,8 @@ import { startOtlpReceiver } from "../test/helpers/otlpReceiver";
 
 const { values: args } = parseArgs({
   options: {
-    rounds: { type: "string", default: "2" },
+    rounds: { type: "string", default: "3" },
+    modes: { type: "string", default: "off,on" },
     batches: { type: "string", default: "3" },
     tasks: { type: "string", default: "50" },
     json: { type: "string" },
@@ -46,7 +51,12 @@ const REDIS_URL = process.env.CLAWFLEET_TEST_REDIS_URL ?? "redis://127.0.0.1:637
 const NATS_URL = process.env.CLAWFLEET_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 const TICK_S = 1 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim() || 100);
 
-type Mode = "off" | "on";
+const MODES = ["off", "metrics", "on"] as const;
+type Mode = (typeof MODES)[number];
+const SELECTED = (args.modes ?? "off,on").split(",").map((m) => {
+  if (!(MODES as readonly string[]).includes(m)) throw new Error(`unknown mode ${m}; modes: ${MODES.join(", ")}`);
+  return m as Mode;
+});
 
 interface Batch {
   mode: Mode;
@@ -88,7 +98,14 @@ async function waitAll(db: pg.Client, ids: readonly string[], timeoutMs: number)
   }
 }
 
-async function runMode(mode: Mode, round: number, otlpUrl: string): Promise<Batch[]> {
+interface Cluster {
+  mode: Mode;
+  /** Runs `n` tasks submitted at once; wall time and the CPU seconds all its processes spent. */
+  batch(n: number): Promise<{ wallMs: number; cpuS: number; failed: number }>;
+  close(): Promise<void>;
+}
+
+async function startCluster(mode: Mode, otlpUrl: string): Promise<Cluster> {
   const id = `bobs${randomUUID().replace(/-/g, "").slice(0, 12)}`;
   const dbName = `clawfleet_bench_${id}`;
   const admin = new pg.Client({ connectionString: PG_ADMIN });
@@ -105,11 +122,23 @@ async function runMode(mode: Mode, round: number, otlpUrl: string): Promise<Batc
     SERVICES: services,
     CLAWFLEET_SIM_LATENCY_MS: "5",
     LOG_LEVEL: "info",
-    ...(mode === "on" ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl } : { CLAWFLEET_METRICS: "off" }),
+    ...(mode === "on" ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl } : {}),
+    ...(mode === "off" ? { CLAWFLEET_METRICS: "off" } : {}),
   });
   const nodes: NodeProcess[] = [];
-  const batches: Batch[] = [];
   const db = new pg.Client({ connectionString: dbUrl.toString() });
+  const close = async () => {
+    await db.end().catch(() => undefined);
+    await stopAll(nodes);
+    const drop = new pg.Client({ connectionString: PG_ADMIN });
+    await drop.connect();
+    await drop.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+    await drop.end();
+    const redis = new Redis(REDIS_URL);
+    const keys = await redis.keys(`${id}*`);
+    if (keys.length > 0) await redis.del(...keys);
+    redis.disconnect();
+  };
   try {
     nodes.push(await startNodeProcess({ name: "checkpoint", env: env("checkpoint") }));
     nodes.push(
@@ -121,11 +150,18 @@ async function runMode(mode: Mode, round: number, otlpUrl: string): Promise<Batc
         startNodeProcess({ name: "api", env: env("api,intake,metrics") }),
       ])),
     );
-    const base = `http://127.0.0.1:${nodes.at(-1)?.port}`;
     await db.connect();
-    const orders = orderIds();
-    let next = 0;
-    const batch = async (n: number) => {
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  const base = `http://127.0.0.1:${nodes.at(-1)?.port}`;
+  const orders = orderIds();
+  let next = 0;
+  return {
+    mode,
+    close,
+    async batch(n) {
       const picked = Array.from({ length: n }, () => orders[next++ % orders.length] as string);
       const cpu0 = clusterCpu(nodes);
       const t0 = performance.now();
@@ -136,26 +172,8 @@ async function runMode(mode: Mode, round: number, otlpUrl: string): Promise<Batc
         120_000,
       );
       return { wallMs: performance.now() - t0, cpuS: clusterCpu(nodes) - cpu0, failed };
-    };
-    await batch(10); // warm-up: JIT, connection pools, consumer groups
-    for (let b = 0; b < BATCHES; b++) {
-      const r = await batch(TASKS);
-      batches.push({ mode, round, ...r });
-      process.stdout.write(`  ${mode} round ${round} batch ${b + 1}: ${Math.round(r.wallMs)} ms, ${r.cpuS.toFixed(2)} CPU s${r.failed ? `, ${r.failed} failed` : ""}\n`);
-    }
-  } finally {
-    await db.end().catch(() => undefined);
-    await stopAll(nodes);
-    const drop = new pg.Client({ connectionString: PG_ADMIN });
-    await drop.connect();
-    await drop.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await drop.end();
-    const redis = new Redis(REDIS_URL);
-    const keys = await redis.keys(`${id}*`);
-    if (keys.length > 0) await redis.del(...keys);
-    redis.disconnect();
-  }
-  return batches;
+    },
+  };
 }
 
 const median = (xs: number[]) => {
@@ -168,32 +186,55 @@ async function main(): Promise<void> {
   // The receiver parses every export (as a collector would) and keeps nothing.
   const rx = await startOtlpReceiver({ keep: false });
   const all: Batch[] = [];
-  process.stdout.write(`observability overhead: ${ROUNDS} rounds × ${BATCHES} batches × ${TASKS} tasks per mode, ${os.cpus().length} cores, node ${process.version}\n`);
+  process.stdout.write(`observability overhead: ${ROUNDS * BATCHES} interleaved batches of ${TASKS} tasks per mode (${SELECTED.join(", ")}), ${os.cpus().length} cores, node ${process.version}\n`);
+  // One cluster per mode, side by side (idle while another runs), batches interleaved mode by mode:
+  // each round compares the modes under the same background load of a shared machine.
+  const clusters: Cluster[] = [];
   try {
-    for (let round = 1; round <= ROUNDS; round++) {
-      for (const mode of ["off", "on"] as const) all.push(...(await runMode(mode, round, rx.url)));
+    for (const mode of SELECTED) clusters.push(await startCluster(mode, rx.url));
+    for (const c of clusters) await c.batch(10); // warm-up: JIT, connection pools, consumer groups
+    for (let round = 1; round <= ROUNDS * BATCHES; round++) {
+      for (const c of clusters) {
+        const r = await c.batch(TASKS);
+        all.push({ mode: c.mode, round, ...r });
+        process.stdout.write(`  round ${round} ${c.mode}: ${Math.round(r.wallMs)} ms, ${r.cpuS.toFixed(2)} CPU s${r.failed ? `, ${r.failed} failed` : ""}\n`);
+      }
     }
   } finally {
+    for (const c of clusters) await c.close();
     await rx.close();
   }
   const of = (mode: Mode) => all.filter((b) => b.mode === mode);
-  const summary = (["off", "on"] as const).map((mode) => ({
+  const summary = SELECTED.map((mode) => ({
     mode,
     batches: of(mode).length,
     wallMsMedian: Math.round(median(of(mode).map((b) => b.wallMs))),
     cpuSMedian: Number(median(of(mode).map((b) => b.cpuS)).toFixed(2)),
     failed: of(mode).reduce((s, b) => s + b.failed, 0),
   }));
-  const [off, on] = summary as [(typeof summary)[0], (typeof summary)[0]];
-  const pct = (a: number, b: number) => `${(((b - a) / a) * 100).toFixed(1)}%`;
+  const label: Record<Mode, string> = {
+    off: "off (no tracing, CLAWFLEET_METRICS=off)",
+    metrics: "metrics only (no tracing)",
+    on: "on (OTLP traces + metrics)",
+  };
+  const off = summary.find((s) => s.mode === "off");
+  // Paired: each round's batch of a mode against the same round's "off" batch, then the median ratio.
+  const paired = (mode: Mode, key: "wallMs" | "cpuS") =>
+    median(of(mode).flatMap((b) => {
+      const base = all.find((x) => x.mode === "off" && x.round === b.round);
+      return base ? [b[key] / base[key]] : [];
+    }));
+  const pctRatio = (r: number) => `${r >= 1 ? "+" : ""}${((r - 1) * 100).toFixed(1)}%`;
+  const pct = (a: number, b: number) => `${b >= a ? "+" : ""}${(((b - a) / a) * 100).toFixed(1)}%`;
   process.stdout.write(
     [
       "",
-      `| mode | ${TASKS}-task batch, wall (median) | CPU seconds, all processes (median) | failed |`,
-      "|---|---|---|---|",
-      `| off (no tracing, CLAWFLEET_METRICS=off) | ${off.wallMsMedian} ms | ${off.cpuSMedian} s | ${off.failed} |`,
-      `| on (OTLP traces + metrics) | ${on.wallMsMedian} ms | ${on.cpuSMedian} s | ${on.failed} |`,
-      `| overhead | ${pct(off.wallMsMedian, on.wallMsMedian)} | ${pct(off.cpuSMedian, on.cpuSMedian)} | |`,
+      `| mode | ${TASKS}-task batch, wall (median) | CPU seconds, all processes (median) | vs off, paired by round (wall / CPU, median) | failed |`,
+      "|---|---|---|---|---|",
+      ...summary.map(
+        (s) =>
+          `| ${label[s.mode]} | ${s.wallMsMedian} ms | ${s.cpuSMedian} s | ${off && s.mode !== "off" ? `${pctRatio(paired(s.mode, "wallMs"))} / ${pctRatio(paired(s.mode, "cpuS"))}` : ""} | ${s.failed} |`,
+      ),
       "",
     ].join("\n"),
   );

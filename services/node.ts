@@ -78,6 +78,8 @@ export async function startNode(config: Config): Promise<ClawfleetNode> {
   let healthServer: http.Server | undefined;
   try {
     await broker.start();
+    // Start-up (module loading, PGlite's WebAssembly, migrations) may hold the event loop; liveness judges what follows.
+    resources.health.markStarted();
     if (!config.services.includes("api")) healthServer = await startHealthServer(config.port, resources.health, metrics.registry);
   } catch (err) {
     await broker.stop().catch(() => undefined);

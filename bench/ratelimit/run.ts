@@ -1,7 +1,7 @@
 /**
  * The rate-limit gateway and the tiered router, measured:
  *
- *   npx tsx bench/ratelimit/run.ts [--window-ms 100000] [--rpm 1800] [--tasks 450] [--burst-x 8]
+ *   npx tsx bench/ratelimit/run.ts [--window-ms 100000] [--rpm 1800] [--tasks 600] [--burst-x 8]
  *
  * 1. A burst of order-router tasks at `burst-x` times the sustainable task rate,
  *    against a time-scaled provider limit (`rpm` requests per `window-ms`), run
@@ -29,7 +29,7 @@ const { values } = parseArgs({
   options: {
     "window-ms": { type: "string", default: "100000" },
     rpm: { type: "string", default: "1800" },
-    tasks: { type: "string", default: "450" },
+    tasks: { type: "string", default: "600" },
     "burst-x": { type: "string", default: "8" },
     "calls-per-task": { type: "string", default: "5" },
     "overhead-calls": { type: "string", default: "2000" },
@@ -44,7 +44,7 @@ const nTasks = Number(values.tasks);
 const burstX = Number(values["burst-x"]);
 const callsPerTask = Number(values["calls-per-task"]);
 const PLANNERS = 4;
-const SLOTS = 8;
+const SLOTS = 16;
 const PEER_RETRIES = 10;
 
 // Tokens are generous: requests are the binding limit, the one the peaks are measured on.

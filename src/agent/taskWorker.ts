@@ -18,6 +18,8 @@ export interface WorkerOptions {
   leaseRenewMs: number;
   maxAttempts: number;
   defaultMaxSteps: number;
+  /** Monotonic clock (ms) the lease deadline is kept on; tests pass their fake one. @default performance.now */
+  now?: () => number;
 }
 
 export type WakeUpOutcome =
@@ -73,9 +75,10 @@ export class TaskWorker {
       progress: { steps: peek.steps, toolCalls: 0 },
     };
     const ttl = this.opts.leaseTtlMs;
+    const now = this.opts.now ?? (() => performance.now());
     // Until when the lease is surely ours, on this process's monotonic clock: TTL after the last
     // acquire or renew that succeeded was *sent* (Redis counts the TTL from a later moment).
-    let leaseSureUntil = performance.now() + ttl;
+    let leaseSureUntil = now() + ttl;
     if (!(await leases.acquire(taskId, this.opts.owner, ttl))) return "ignored_leased";
     if (this.stopping) {
       // stop() came while we read the task or took the lease; its abort could not reach us, so start nothing.
@@ -87,7 +90,7 @@ export class TaskWorker {
     this.running.set(taskId, controller);
     let fence: number | undefined;
     const heartbeat = setInterval(() => {
-      const sent = performance.now();
+      const sent = now();
       leases.renew(taskId, this.opts.owner, ttl).then(
         (held) => {
           if (held) leaseSureUntil = Math.max(leaseSureUntil, sent + ttl);
@@ -111,7 +114,7 @@ export class TaskWorker {
      * the lease is gone. So no call starts once the lease may have lapsed: the attempt is abandoned.
      */
     const leaseCheck = () => {
-      if (performance.now() < leaseSureUntil) return;
+      if (now() < leaseSureUntil) return;
       const lost = new LeaseLostError(`lease on task ${taskId} not renewed for ${ttl} ms; it may have lapsed`, { taskId });
       if (!controller.signal.aborted) controller.abort(lost);
       throw lost;

@@ -77,6 +77,13 @@ export class LoopMonitor {
     return { ok: max <= this.opts.maxBlockMs, maxDelayMs: Math.round(max), thresholdMs: this.opts.maxBlockMs, windowMs: this.windowMs };
   }
 
+  /** Forgets every delay seen so far (start-up work is not a wedged loop). */
+  reset(): void {
+    this.samples.length = 0;
+    this.histogram.reset();
+    this.lastSampleAt = Date.now();
+  }
+
   close(): void {
     clearInterval(this.timer);
     this.histogram.disable();

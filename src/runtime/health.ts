@@ -4,8 +4,11 @@
  * - Readiness: each role registers a check when it has started, and
  *   `/health/ready` is 200 only when every expected role reports ready; 503 with
  *   each check's reason otherwise.
- * - Liveness: the process answers and its event loop has not been blocked longer
- *   than `maxLoopBlockMs` at once within the last window (see `eventLoop.ts`).
+ * - Liveness: the process answers and, once it has started, its event loop has not
+ *   been blocked longer than `maxLoopBlockMs` at once within the last window (see
+ *   `eventLoop.ts`). Start-up work (module loading, PGlite's WebAssembly, migrations)
+ *   can hold the loop for seconds on a small machine; it is judged by the startup
+ *   probe's deadline, not as a wedged loop, so `markStarted()` clears what came before.
  */
 import { LoopMonitor, type LoopState } from "./eventLoop";
 
@@ -23,6 +26,8 @@ export interface HealthOptions {
 
 export interface LiveReport {
   status: "ok" | "failing";
+  /** True until the node has started; blocks before that do not count. */
+  starting: boolean;
   uptime_s: number;
   event_loop: { max_delay_ms: number; threshold_ms: number; window_ms: number };
   reason?: string;
@@ -32,6 +37,7 @@ export class Health {
   private readonly checks = new Map<string, () => CheckResult>();
   private readonly started = Date.now();
   private readonly loop: LoopMonitor;
+  private startedUp = false;
 
   constructor(
     private readonly expected: readonly string[],
@@ -51,14 +57,22 @@ export class Health {
     this.checks.delete(name);
   }
 
+  /** The node has started: from now on a blocked event loop fails liveness. */
+  markStarted(): void {
+    this.loop.reset();
+    this.startedUp = true;
+  }
+
   live(): LiveReport {
     const loop: LoopState = this.loop.state();
+    const failing = this.startedUp && !loop.ok;
     const report: LiveReport = {
-      status: loop.ok ? "ok" : "failing",
+      status: failing ? "failing" : "ok",
+      starting: !this.startedUp,
       uptime_s: Math.round((Date.now() - this.started) / 1000),
       event_loop: { max_delay_ms: loop.maxDelayMs, threshold_ms: loop.thresholdMs, window_ms: loop.windowMs },
     };
-    if (!loop.ok) {
+    if (failing) {
       report.reason = `event loop blocked for ${loop.maxDelayMs} ms within the last ${Math.round(loop.windowMs / 1000)} s (limit ${loop.thresholdMs} ms)`;
     }
     return report;

@@ -127,9 +127,23 @@ describe("health - event-loop liveness", () => {
     }
   });
 
+  it("does not count blocks before the node has started", async () => {
+    const h = new Health(["planner"], { maxLoopBlockMs: 100, loopWindowMs: 5_000 });
+    try {
+      busyWait(300);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(h.live()).toMatchObject({ status: "ok", starting: true });
+      h.markStarted();
+      expect(h.live()).toMatchObject({ status: "ok", starting: false });
+    } finally {
+      h.close();
+    }
+  });
+
   it("reports the block in /health/live's body", async () => {
     const h = new Health(["planner"], { maxLoopBlockMs: 100, loopWindowMs: 5_000 });
     try {
+      h.markStarted();
       expect(h.live().status).toBe("ok");
       busyWait(300);
       await new Promise((r) => setTimeout(r, 30));

@@ -95,7 +95,8 @@ function worker(s: WorkerSetup): TaskWorker {
       logger: quiet,
       retry: { baseDelayMs: 1, maxDelayMs: 5, maxProviderRetries: 1, maxRateLimitWaitMs: 1_000 },
     },
-    { owner: "planner-a", leaseTtlMs: 5_000, leaseRenewMs: 60_000, maxAttempts: 3, defaultMaxSteps: 20, ...s.opts },
+    // A frozen lease-deadline clock unless a test passes its own: these tests move lease time by hand.
+    { owner: "planner-a", leaseTtlMs: 5_000, leaseRenewMs: 60_000, maxAttempts: 3, defaultMaxSteps: 20, now: () => 0, ...s.opts },
     s.hooks,
   );
 }
@@ -399,5 +400,37 @@ describe("task worker - fencing", () => {
     expect(await getTask(id)).toMatchObject({ status: "running", fence: 1 });
     // The new holder's lease survives the zombie's compare-and-delete.
     expect(await leases.release(id, "planner-b")).toBe(true);
+  });
+});
+
+describe("task worker - paused past the lease", () => {
+  it("zombie - a worker that resumes after its lease may have lapsed starts no further model or tool call and abandons the task", async () => {
+    const id = await newTask();
+    let now = 0;
+    const leases = new MemoryLeaseManager({ now: () => now });
+    const paused = gate();
+    const resume = gate();
+    // The model's first answer (a route_order call) is checkpointed; the process then freezes before running the tool.
+    const model: LlmClient = {
+      complete: async (req) => {
+        const r = await new ScriptedModel([routeTurn]).complete(req);
+        paused.open();
+        await resume.wait;
+        return r;
+      },
+    };
+    const { registry, keys } = routeTool();
+    const w = worker({ llm: model, registry, leases, opts: { leaseTtlMs: 1_000, leaseRenewMs: 300, now: () => now } });
+
+    const handling = w.handle(id);
+    await paused.wait;
+    now += 5_000; // frozen for five lease TTLs; its heartbeat has not run since
+    resume.open();
+
+    expect(await handling).toBe("abandoned");
+    // The model step was checkpointed (nobody else held the task), but the tool it asked for never ran.
+    expect(keys).toEqual([]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1"]);
+    expect(await getTask(id)).toMatchObject({ status: "running", fence: 1 });
   });
 });
