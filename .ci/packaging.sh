@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# Packaging checks: the Dockerfile, both compose files and the Kubernetes overlays
-# (test/packaging/*.test.ts), with the tools they need. docker-compose comes from Debian's
-# package; kubectl (with its built-in kustomize) is on the machine. Outside CI a tool that cannot
-# be had is skipped with a loud banner by the suites; with CI=true its absence fails the run.
+# Tools the packaging suites (test/packaging/*.test.ts, run by `npm test`) need: docker-compose from
+# Debian's package; kubectl (with its built-in kustomize) is on the machine. Outside CI a tool that
+# cannot be had is skipped with a loud banner by the suites; with CI=true its absence fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -8,7 +8,7 @@
  *            receiver in this process, which parses and drops them), metrics on;
  *   off:     no endpoint (the OpenTelemetry SDK is not started), CLAWFLEET_METRICS=off
  *            (none of Clawfleet's own series are recorded);
- *   metrics: (with --modes off,metrics,on) metrics on, tracing off: splits the two.
+ *   metrics: metrics on, tracing off: splits the two.
  *
  * One cluster per mode runs side by side (each idle while another works); after a
  * warm-up batch, rounds × batches rounds each run one batch of --tasks tasks
@@ -18,7 +18,7 @@
  * it are summed (from /proc). Reports medians per mode and the median of the
  * per-round ratios against "off".
  *
- *   npx tsx bench/observability.ts [--rounds 3] [--batches 3] [--tasks 50] [--modes off,on] [--json out.json]
+ *   npx tsx bench/observability.ts [--rounds 4] [--batches 2] [--tasks 50] [--modes off,metrics,on] [--json out.json]
  *
  * Needs PostgreSQL, Redis and NATS on 127.0.0.1 (as the tests). Traffic stays on
  * 127.0.0.1; every loop is bounded in count and time.
@@ -36,9 +36,9 @@ import { startOtlpReceiver } from "../test/helpers/otlpReceiver";
 
 const { values: args } = parseArgs({
   options: {
-    rounds: { type: "string", default: "3" },
-    modes: { type: "string", default: "off,on" },
-    batches: { type: "string", default: "3" },
+    rounds: { type: "string", default: "4" },
+    modes: { type: "string", default: "off,metrics,on" },
+    batches: { type: "string", default: "2" },
     tasks: { type: "string", default: "50" },
     json: { type: "string" },
   },
@@ -53,7 +53,7 @@ const TICK_S = 1 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8
 
 const MODES = ["off", "metrics", "on"] as const;
 type Mode = (typeof MODES)[number];
-const SELECTED = (args.modes ?? "off,on").split(",").map((m) => {
+const SELECTED = (args.modes ?? "off,metrics,on").split(",").map((m) => {
   if (!(MODES as readonly string[]).includes(m)) throw new Error(`unknown mode ${m}; modes: ${MODES.join(", ")}`);
   return m as Mode;
 });
@@ -225,7 +225,6 @@ async function main(): Promise<void> {
       return base ? [b[key] / base[key]] : [];
     }));
   const pctRatio = (r: number) => `${r >= 1 ? "+" : ""}${((r - 1) * 100).toFixed(1)}%`;
-  const pct = (a: number, b: number) => `${b >= a ? "+" : ""}${(((b - a) / a) * 100).toFixed(1)}%`;
   process.stdout.write(
     [
       "",

@@ -37,9 +37,12 @@ import {
 } from "../helpers/crash";
 import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
 
-const TASKS = 70;
+// Tasks keep coming while the kills go on (at least MIN_TASKS, at most MAX_TASKS), so every kill finds work in flight
+// however slowly a loaded machine restarts the victims.
+const MIN_TASKS = 60;
+const MAX_TASKS = 150;
 const SUBMIT_EVERY_MS = 700;
-const KILLS = 32;
+const KILLS = 31;
 const KILL_EVERY_MS = 1500;
 const VICTIMS = ["planner-1", "planner-2", "executor-1", "executor-2"] as const;
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
@@ -87,21 +90,24 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
 
   it("kill - 30+ kill -9s mid-flight: every task succeeds as decided, one routing effect each, no checkpointed step made again", async () => {
     const started = Date.now();
-    const orders = orderIds().slice(300, 300 + TASKS);
+    const orders = orderIds().slice(300, 300 + MAX_TASKS);
     const submitted = new Map<string, string>();
     let submitError: Error | undefined;
+    let kills = 0;
+    let submitDone = false;
     const submitting = (async () => {
       for (const order of orders) {
+        if (kills >= KILLS && submitted.size >= MIN_TASKS) break;
         submitted.set(await submit(base, { order_id: order }), order);
         await sleep(SUBMIT_EVERY_MS);
       }
+      submitDone = true;
     })().catch((err: unknown) => {
       submitError = err instanceof Error ? err : new Error(String(err));
     });
 
     // A node counts as a victim once it is ready: killing one that is still starting proves nothing.
     const readyNodes = new Set(VICTIMS.map((n) => cluster.get(n).nodeId));
-    let kills = 0;
     let killsInFlight = 0;
     let leaseHolderKills = 0;
     while (kills < KILLS) {
@@ -116,9 +122,9 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
         [victim.nodeId],
       );
       const running = rows[0]?.running ?? 0;
-      // Kills only count while tasks are in flight: with none running, wait for the stream (or stop once it is done).
+      // A kill only counts while tasks are in flight: with none running, wait for the stream.
       if (running === 0) {
-        if (submitted.size === TASKS) break;
+        if (submitDone) break; // the stream ran out first: the kill count assertion below says so
         continue;
       }
       await cluster.kill(name);
@@ -134,7 +140,7 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
     const killPhaseMs = Date.now() - started;
     await submitting;
     if (submitError) throw submitError;
-    expect(submitted.size).toBe(TASKS);
+    expect(submitted.size).toBeGreaterThanOrEqual(MIN_TASKS);
 
     const ids = [...submitted.keys()];
     const tasks = await waitTerminal(client, ids, 240_000);
@@ -153,7 +159,7 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
     const retried = [...tasks.values()].filter((t) => t.attempts > 1).length;
     process.stdout.write(
       `crash.kill: ${kills} kills (${killsInFlight} with tasks running, ${leaseHolderKills} of a lease holder) in ${killPhaseMs} ms; ` +
-        `${TASKS} tasks final after ${elapsed} ms; ${retried} needed more than one attempt; ` +
+        `${ids.length} tasks final after ${elapsed} ms; ${retried} needed more than one attempt; ` +
         `${requests.length} model requests for ${llmCheckpoints.length} LLM checkpoints, ${runs.length} tool executions for ${toolCheckpoints.length} tool checkpoints; ` +
         `${cluster.incarnations.length} process incarnations\n`,
     );

@@ -114,7 +114,14 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
       const { steps } = await getJson<{ steps: StepJson[] }>(`${base}/v1/tasks/${id}/steps`);
       const llmSteps = steps.filter((s) => s.kind === "llm");
       const toolSteps = steps.filter((s) => s.kind === "tool");
-      const spans = await spansWhen(id, (ss) => ss.length >= 2 + steps.length);
+      // Every process exports on its own schedule: wait for the whole tree.
+      const spans = await spansWhen(
+        id,
+        (ss) =>
+          ss.filter((s) => s.name.startsWith("invoke_agent")).length === 2 &&
+          ss.filter((s) => s.name.startsWith("chat ")).length === llmSteps.length &&
+          ss.filter((s) => s.name.startsWith("execute_tool ")).length === toolSteps.length,
+      );
       const where = `task ${id}: ${spans.map((s) => s.name).join(", ")}`;
 
       // One trace for the task, crossing api, planner, gateway and executor processes.
@@ -212,12 +219,21 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
     expect(task?.status).toBe("succeeded");
     expect(task?.attempts).toBe(2);
 
-    const spans = await spansWhen(id, (ss) => ss.some((s) => s.attributes["clawfleet.attempt"] === 2 && s.name.startsWith("invoke_agent")));
+    const { steps } = await getJson<{ steps: StepJson[] }>(`${base}/v1/tasks/${id}/steps`);
+    const llmSteps = steps.filter((s) => s.kind === "llm").map((s) => s.step);
+    const isResumed = (s: ReceivedSpan) => s.kind === INTERNAL && s.name === "invoke_agent order-router" && s.attributes["clawfleet.attempt"] === 2;
+    // Every process exports on its own schedule: wait for the resumed attempt and all of its LLM calls.
+    const spans = await spansWhen(id, (ss) => {
+      const attempt = ss.find(isResumed);
+      if (!attempt) return false;
+      const from = Number(attempt.attributes["clawfleet.resumed_at_step"]);
+      return ss.filter((s) => s.name.startsWith("chat ") && s.parentSpanId === attempt.spanId).length === llmSteps.filter((s) => s >= from).length;
+    });
     const where = spans.map((s) => `${s.service} ${s.name} step=${String(s.attributes["clawfleet.step"])}`).join("\n");
     // Before and after the kill: one trace id.
     expect(new Set(spans.map((s) => s.traceId)).size, where).toBe(1);
     const root = spans.find((s) => s.kind === SERVER) as ReceivedSpan;
-    const resumed = spans.find((s) => s.kind === INTERNAL && s.name === "invoke_agent order-router" && s.attributes["clawfleet.attempt"] === 2) as ReceivedSpan;
+    const resumed = spans.find(isResumed) as ReceivedSpan;
     expect(resumed, where).toBeDefined();
     expect(resumed.parentSpanId).toBe(root.spanId);
     const resumedAt = Number(resumed.attributes["clawfleet.resumed_at_step"]);
@@ -226,8 +242,6 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
     // The killed attempt's own span never ended, but its LLM calls (made by the gateway) did: they sit in
     // the same trace under the first attempt's span id (one more, for the step in flight at the kill, may
     // have finished after it); every LLM step from the resume on is a call under the second attempt.
-    const { steps } = await getJson<{ steps: StepJson[] }>(`${base}/v1/tasks/${id}/steps`);
-    const llmSteps = steps.filter((s) => s.kind === "llm").map((s) => s.step);
     const chats = spans.filter((s) => s.name.startsWith("chat "));
     const stepOf = (c: ReceivedSpan) => Number(c.attributes["clawfleet.step"]);
     const second = chats.filter((c) => c.parentSpanId === resumed.spanId);
