@@ -51,12 +51,21 @@ export const UNLIMITED: BucketSpec = { capacity: 0, refillPerMs: 0 };
 export const SHORT_WINDOW_DIVISOR = 60;
 
 /**
- * One request of burst, refilled at (limit − 60)/window: any window of 1/60 holds
- * at most 1 + (limit/60 − 1) = limit/60 requests. Below 120 per window the short
- * window cannot hold a request anyway; half the limit is the floor then.
+ * Half a request of slack per short window: it absorbs delivery jitter of half a
+ * pacing interval between the bucket's clock and the provider's.
+ */
+export const SHORT_WINDOW_SLACK = 0.5;
+
+/**
+ * One request of burst, refilled at n − ½ per 1/60 of the window, n = ⌊limit/60⌋:
+ * a window of 1/60 then holds at most ⌊1 + n − ½⌋ = n ≤ limit/60 requests, and the
+ * whole window at most 1 + 60·(n − ½) ≤ limit. (At 1800 per window that is 98.3%
+ * of the limit.) Below 90 per window the short window cannot hold a request
+ * anyway; half the limit is the floor then.
  */
 export function requestBucket(limit: number, windowMs: number): BucketSpec {
-  const perWindow = Math.max(limit - SHORT_WINDOW_DIVISOR, limit / 2);
+  const perShort = Math.floor(limit / SHORT_WINDOW_DIVISOR) - SHORT_WINDOW_SLACK;
+  const perWindow = Math.max(perShort * SHORT_WINDOW_DIVISOR, limit / 2);
   return { capacity: 1, refillPerMs: perWindow / windowMs };
 }
 

@@ -64,7 +64,7 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
       SERVICES: services,
       // Slow enough for a kill to land mid-task; a lease that lapses fast for the resume.
       CLAWFLEET_SIM_LATENCY_MS: "150",
-      CLAWFLEET_LEASE_TTL_MS: "1500",
+      CLAWFLEET_LEASE_TTL_MS: "2500",
       CLAWFLEET_REAPER_INTERVAL_MS: "300",
       OTEL_EXPORTER_OTLP_ENDPOINT: rx.url,
       OTEL_BSP_SCHEDULE_DELAY: "100",
@@ -111,6 +111,8 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
 
     for (const [i, id] of ids.entries()) {
       const task = done.get(id) as TaskJson;
+      // One attempt each (a lease lost to a stalled machine would make two: that shape is the next test's).
+      expect(task.attempts, `task ${id}`).toBe(1);
       const { steps } = await getJson<{ steps: StepJson[] }>(`${base}/v1/tasks/${id}/steps`);
       const llmSteps = steps.filter((s) => s.kind === "llm");
       const toolSteps = steps.filter((s) => s.kind === "tool");

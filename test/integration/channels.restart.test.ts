@@ -7,7 +7,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { ServiceBroker } from "moleculer";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, it } from "vitest";
 import { channelsMiddleware, sendToChannel } from "../../src/queue/channels";
 import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../../src/domain";
 import { redisServer, type Server } from "../helpers/crash";

@@ -9,7 +9,7 @@ import type { Priority } from "../../src/domain";
 import { ConfigError, ProviderRequestError, RateLimitedError } from "../../src/errors";
 import { AnthropicGateway, type ProviderResponse } from "../../src/llm/anthropicGateway";
 import type { CompleteRequest } from "../../src/llm/types";
-import { MemoryBuckets, RateLimiter, type LimitedCall, type RateLimitTable } from "../../src/ratelimit";
+import { MemoryBuckets, RateLimiter, requestBucket, type LimitedCall, type RateLimitTable } from "../../src/ratelimit";
 import { startSimServer, type SimServer } from "../../src/sim";
 
 function call(over: Partial<LimitedCall> = {}): LimitedCall {
@@ -39,7 +39,7 @@ const usage = (input: number, output: number) => ({ input_tokens: input, output_
 
 describe("ratelimiter - backpressure", () => {
   it("backpressure - waiters are admitted high before normal before low, first come first served within a priority", async () => {
-    // 140 requests/s after the burst of one: a waiter every ~7 ms.
+    // 170 requests/s after the burst of one: a waiter every ~6 ms.
     const rl = limiter({ "claude-sonnet-5-5": { rpm: 200 } });
     const order: string[] = [];
     const go = (name: string, priority: Priority) => rl.acquire(call({ priority })).then(() => order.push(name));
@@ -49,7 +49,8 @@ describe("ratelimiter - backpressure", () => {
   });
 
   it("backpressure - past the maximum wait a caller gets a retryable RateLimitedError whose retryAfter grows with its place in the queue", async () => {
-    // One request every 1000/60 ≈ 16.7 ms; a caller waits at most 20 ms.
+    // One request every 1000/90 ≈ 11.1 ms; a caller waits at most 20 ms.
+    const interval = 1 / requestBucket(120, 1000).refillPerMs;
     const rl = limiter({ "claude-sonnet-5-5": { rpm: 120 } }, { maxWaitMs: 20, random: () => 0 });
     const outcomes = await Promise.allSettled(Array.from({ length: 6 }, () => rl.acquire(call())));
     expect(outcomes.slice(0, 2).map((o) => o.status)).toEqual(["fulfilled", "fulfilled"]);
@@ -60,12 +61,13 @@ describe("ratelimiter - backpressure", () => {
     }
     const after = refused.map((e) => (e as RateLimitedError).data?.retryAfter as number);
     // Staggered: each later caller is told to come back about one request interval later.
-    for (let i = 1; i < after.length; i++) expect((after[i] as number) - (after[i - 1] as number)).toBeCloseTo(1 / 60, 2);
-    expect(after[0]).toBeGreaterThan(0.02);
+    for (let i = 1; i < after.length; i++) expect((after[i] as number) - (after[i - 1] as number)).toBeCloseTo(interval / 1000, 2);
+    expect(after[0]).toBeGreaterThan(0.015);
   });
 
   it("no thundering herd - when a provider 429's penalty ends, waiters start one by one at the refill pace", async () => {
-    const rl = limiter({ "claude-sonnet-5-5": { rpm: 200 } }); // one per 1000/140 ≈ 7.1 ms
+    const rl = limiter({ "claude-sonnet-5-5": { rpm: 200 } }); // one per 1000/170 ≈ 5.9 ms
+    const interval = 1 / requestBucket(200, 1000).refillPerMs;
     const p = await rl.acquire(call());
     await p.failed(new RateLimitedError("429", { retryAfter: 0.05, retryAfterMs: 50, source: "provider" }));
     const t0 = Date.now();
@@ -73,7 +75,7 @@ describe("ratelimiter - backpressure", () => {
     await Promise.all(Array.from({ length: 6 }, () => rl.acquire(call()).then(() => starts.push(Date.now() - t0))));
     expect(starts[0]).toBeGreaterThanOrEqual(50);
     // One by one: six waiters take at least five refill intervals, however late their timers fire.
-    expect((starts[5] as number) - (starts[0] as number)).toBeGreaterThanOrEqual(5 * (1000 / 140) - 2);
+    expect((starts[5] as number) - (starts[0] as number)).toBeGreaterThanOrEqual(5 * interval - 2);
   });
 
   it("a call needing more than a whole window's limit is refused for good, not retried", async () => {
@@ -145,9 +147,10 @@ describe("ratelimiter - against the simulated provider", () => {
       }),
     );
     expect(sim.stats().responses_by_status).toEqual({ "200": 80 });
-    // Paced at (300 − 60) per 3 s: 80 calls cannot start in less than 79 intervals of 12.5 ms.
+    // Paced: 80 calls cannot start in less than 79 refill intervals (270 per 3 s: 11.1 ms).
+    const interval = 1 / requestBucket(rpm, windowMs).refillPerMs;
     starts.sort((a, b) => a - b);
-    expect((starts.at(-1) as number) - (starts[0] as number)).toBeGreaterThanOrEqual(79 * 12.5 - 10);
+    expect((starts.at(-1) as number) - (starts[0] as number)).toBeGreaterThanOrEqual(79 * interval - 10);
   }, 20_000);
 });
 
