@@ -24,15 +24,14 @@
  * 127.0.0.1; every loop is bounded in count and time.
  */
 import { execFileSync } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
-import { Redis } from "ioredis";
 import pg from "pg";
 import { orderIds } from "../src/tools/orderRouter/data";
-import { startNodeProcess, stopAll, submitTask, type NodeProcess } from "../test/helpers/cluster";
+import { startRoleProcesses, stopAll, submitTask, type NodeProcess } from "../test/helpers/cluster";
 import { startOtlpReceiver } from "../test/helpers/otlpReceiver";
+import { createScratch } from "../test/helpers/scratch";
 
 const { values: args } = parseArgs({
   options: {
@@ -46,9 +45,6 @@ const { values: args } = parseArgs({
 const ROUNDS = Number(args.rounds);
 const BATCHES = Number(args.batches);
 const TASKS = Number(args.tasks);
-const PG_ADMIN = process.env.CLAWFLEET_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.CLAWFLEET_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const NATS_URL = process.env.CLAWFLEET_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 const TICK_S = 1 / Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim() || 100);
 
 const MODES = ["off", "metrics", "on"] as const;
@@ -106,56 +102,29 @@ interface Cluster {
 }
 
 async function startCluster(mode: Mode, otlpUrl: string): Promise<Cluster> {
-  const id = `bobs${randomUUID().replace(/-/g, "").slice(0, 12)}`;
-  const dbName = `clawfleet_bench_${id}`;
-  const admin = new pg.Client({ connectionString: PG_ADMIN });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  await admin.end();
-  const dbUrl = new URL(PG_ADMIN);
-  dbUrl.pathname = `/${dbName}`;
+  const scratch = await createScratch("bobs", "clawfleet_bench_");
   const env = (services: string) => ({
-    TRANSPORTER: NATS_URL,
-    REDIS_URL,
-    DATABASE_URL: dbUrl.toString(),
-    CLAWFLEET_NAMESPACE: id,
-    SERVICES: services,
+    ...scratch.env(services),
     CLAWFLEET_SIM_LATENCY_MS: "5",
     LOG_LEVEL: "info",
     ...(mode === "on" ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl } : {}),
     ...(mode === "off" ? { CLAWFLEET_METRICS: "off" } : {}),
   });
   const nodes: NodeProcess[] = [];
-  const db = new pg.Client({ connectionString: dbUrl.toString() });
+  const db = new pg.Client({ connectionString: scratch.db.url });
   const close = async () => {
     await db.end().catch(() => undefined);
     await stopAll(nodes);
-    const drop = new pg.Client({ connectionString: PG_ADMIN });
-    await drop.connect();
-    await drop.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
-    await drop.end();
-    const redis = new Redis(REDIS_URL);
-    const keys = await redis.keys(`${id}*`);
-    if (keys.length > 0) await redis.del(...keys);
-    redis.disconnect();
+    await scratch.remove();
   };
+  let base: string;
   try {
-    nodes.push(await startNodeProcess({ name: "checkpoint", env: env("checkpoint") }));
-    nodes.push(
-      ...(await Promise.all([
-        startNodeProcess({ name: "rate-gateway", env: env("rate-gateway") }),
-        startNodeProcess({ name: "executor", env: env("executor") }),
-        startNodeProcess({ name: "planner-1", env: env("planner") }),
-        startNodeProcess({ name: "planner-2", env: env("planner") }),
-        startNodeProcess({ name: "api", env: env("api,intake,metrics") }),
-      ])),
-    );
+    base = await startRoleProcesses(nodes, env);
     await db.connect();
   } catch (err) {
     await close();
     throw err;
   }
-  const base = `http://127.0.0.1:${nodes.at(-1)?.port}`;
   const orders = orderIds();
   let next = 0;
   return {

@@ -22,30 +22,24 @@
  *
  * Isolation: a fresh database and namespace, removed afterwards.
  */
-import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { orderIds } from "../src/tools/orderRouter/data";
 import {
-  cleanRedis,
   Cluster,
-  outcomeProblems,
+  drillEvidence,
   percentile,
-  readCheckpoints,
-  reexecutedSteps,
   RUN_FROM_SOURCE,
-  simRequests,
   simStats,
   sleep,
   startSim,
   startStandardCluster,
   stopProc,
   submit,
-  toolRuns,
-  waitHttp,
   waitTerminal,
   type Proc,
 } from "../test/helpers/crash";
+import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../test/helpers/scratch";
 
 const { values: args } = parseArgs({
   options: {
@@ -62,9 +56,6 @@ const IN_FLIGHT = Number(args["in-flight"]);
 if (![KILLS, PLANNERS, LATENCY_MS, IN_FLIGHT].every((n) => Number.isInteger(n) && n >= 0) || PLANNERS < 2) {
   throw new Error("--kills, --latency-ms and --in-flight take non-negative integers, --planners at least 2");
 }
-const PG_ADMIN = process.env.CLAWFLEET_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.CLAWFLEET_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const NATS_URL = process.env.CLAWFLEET_TEST_NATS_URL ?? "nats://127.0.0.1:4222";
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 
@@ -75,14 +66,9 @@ interface Sample {
 }
 
 async function main(): Promise<void> {
-  const id = randomUUID().replace(/-/g, "").slice(0, 12);
-  const namespace = `benchrecovery${id}`;
-  const dbName = `clawfleet_bench_${id}`;
-  const admin = new pg.Client({ connectionString: PG_ADMIN });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${dbName}`);
-  await admin.end();
-  const dbUrl = Object.assign(new URL(PG_ADMIN), { pathname: `/${dbName}` }).toString();
+  const scratch = await createScratch("benchrecovery", "clawfleet_bench_");
+  const { namespace } = scratch;
+  const dbUrl = scratch.db.url;
 
   let sim: (Proc & { url: string }) | undefined;
   let cluster: Cluster | undefined;
@@ -92,7 +78,7 @@ async function main(): Promise<void> {
   try {
     sim = await startSim({ latencyMs: LATENCY_MS });
     // Default lease and reaper settings: only the cluster's shape is chosen here.
-    cluster = new Cluster({ namespace, databaseUrl: dbUrl, redisUrl: REDIS_URL, natsUrl: NATS_URL, simUrl: sim.url, env: { CLAWFLEET_SHUTDOWN_GRACE_MS: "5000" } });
+    cluster = new Cluster({ namespace, databaseUrl: dbUrl, redisUrl: REDIS_TEST_URL, natsUrl: NATS_TEST_URL, simUrl: sim.url, env: { CLAWFLEET_SHUTDOWN_GRACE_MS: "5000" } });
     const c = cluster;
     log(`starting the cluster (${PLANNERS} planners, 2 executors; ${RUN_FROM_SOURCE ? "sources via tsx" : "dist/"})`);
     const base = await startStandardCluster(c, { planners: PLANNERS, executors: 2 });
@@ -132,13 +118,7 @@ async function main(): Promise<void> {
       const victim = c.byNodeId(target.lease_owner) as Proc;
       const fence = Number(target.fence);
       const killedAt = Date.now();
-      victim.signal("SIGKILL");
-      await victim.exited;
-      const replacement = await c.start(victim.name, undefined, {}, false);
-      void waitHttp(replacement, `http://127.0.0.1:${replacement.port}/health/ready`, 180_000).then(
-        () => ready.add(replacement.nodeId),
-        () => undefined,
-      );
+      await c.killAndReplace(victim.name, (nodeId) => ready.add(nodeId));
 
       const deadline = Date.now() + 120_000;
       let recovered: number | undefined;
@@ -177,13 +157,10 @@ async function main(): Promise<void> {
     const tasks = await waitTerminal(db, ids, 300_000);
     await sleep(500);
 
-    const problems = await outcomeProblems(db, submitted, tasks);
+    const { problems, checkpoints, requests, redone } = await drillEvidence(db, sim.url, c, submitted, tasks);
     const { rows: dupRows } = await db.query<{ n: number }>(
       "SELECT coalesce(sum(n - 1), 0)::int AS n FROM (SELECT count(*) AS n FROM order_routes GROUP BY task_id) x",
     );
-    const checkpoints = await readCheckpoints(db, ids);
-    const requests = (await simRequests(sim.url)).filter((r) => r.user_id !== null && submitted.has(r.user_id));
-    const redone = reexecutedSteps(checkpoints, requests, toolRuns(c));
     const billed = await simStats(sim.url);
     const { rows: kept } = await db.query<{ t: string }>("SELECT coalesce(sum(input_tokens + output_tokens), 0) AS t FROM tasks WHERE id = ANY($1::uuid[])", [ids]);
     const billedTokens = billed.input_tokens + billed.output_tokens;
@@ -220,10 +197,7 @@ async function main(): Promise<void> {
     await cluster?.stopAll();
     if (sim) await stopProc(sim);
     await db.end().catch(() => undefined);
-    const a = new pg.Client({ connectionString: PG_ADMIN });
-    await a.connect();
-    await a.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`).finally(() => a.end());
-    await cleanRedis(REDIS_URL, namespace);
+    await scratch.remove();
   }
 }
 

@@ -29,7 +29,6 @@ export interface Row {
   peakWindow: number;
   peakShort: number;
   provider429: number;
-  steady429: number;
   p50: number;
   p99: number;
   wallMs: number;
@@ -48,8 +47,8 @@ export function summarize(contender: string, log: readonly SimLogEntry[], run: C
   const backlogEnd = doneTimes[Math.max(0, doneTimes.length - concurrency)] ?? Math.max(...admitted);
   const inBacklog = admitted.filter((t) => t <= backlogEnd);
   const span = Math.max(1, Math.max(...inBacklog) - first);
-  // Steady state: after the first window of the burst.
-  const steadyFrom = first + windowMs;
+  // Latency of the tasks that completed (a failed task's time says little).
+  const okLatency = run.tasks.filter((t) => t.ok).map((t) => t.latencyMs);
   return {
     contender,
     tasks: run.tasks.length,
@@ -59,9 +58,8 @@ export function summarize(contender: string, log: readonly SimLogEntry[], run: C
     peakWindow: peakInWindow(admitted, windowMs) / rpm,
     peakShort: peakInWindow(admitted, windowMs / 60) / (rpm / 60),
     provider429: refused.length,
-    steady429: refused.filter((t) => t >= steadyFrom).length,
-    p50: percentile(run.tasks.map((t) => t.latencyMs), 50),
-    p99: percentile(run.tasks.map((t) => t.latencyMs), 99),
+    p50: percentile(okLatency, 50),
+    p99: percentile(okLatency, 99),
     wallMs: run.wallMs,
   };
 }

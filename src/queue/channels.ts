@@ -9,12 +9,11 @@
  * lease within seconds. The queue's own redelivery is therefore a backstop.
  */
 import { Middleware as ChannelsMiddleware } from "@moleculer/channels";
-import { ReplyError, type Redis } from "ioredis";
+import type { Redis } from "ioredis";
 import type { Middleware, ServiceBroker } from "moleculer";
-import { UnavailableError, messageOf } from "../errors";
-import { isRedisUnavailable } from "../redis/connection";
 import { type MemoryAdapter, memoryAdapter, type QueueDepth } from "./memoryAdapter";
 import { RedisStreamsAdapter } from "./redisStreamsAdapter";
+import { readStreamGroup } from "./streamGroup";
 
 export type { QueueDepth } from "./memoryAdapter";
 
@@ -153,16 +152,7 @@ const LAG_FALLBACK_LIMIT = 10_000;
  * (`startID: "0"`), so its backlog is the stream's length.
  */
 export async function queueStats(redis: Redis, namespace: string, channel: string, group: string): Promise<QueueDepth> {
-  const key = namespace !== "" ? `${namespace}.${channel}` : channel;
-  try {
-    let groups: unknown;
-    try {
-      groups = await redis.xinfo("GROUPS", key);
-    } catch (err) {
-      if (err instanceof ReplyError && /no such key/i.test(messageOf(err))) return { waiting: 0, inFlight: 0 };
-      throw err;
-    }
-    const info = Array.isArray(groups) ? groups.map(fields).find((g) => g.get("name") === group) : undefined;
+  return readStreamGroup(redis, namespace, channel, group, "queue statistics", { waiting: 0, inFlight: 0 }, async (key, info) => {
     if (!info) return { waiting: await redis.xlen(key), inFlight: 0 };
     const pending = Number(info.get("pending") ?? 0);
     const lag = info.get("lag");
@@ -171,16 +161,5 @@ export async function queueStats(redis: Redis, namespace: string, channel: strin
     const lastId = typeof last === "string" ? last : "0-0";
     const unread = await redis.xrange(key, `(${lastId}`, "+", "COUNT", LAG_FALLBACK_LIMIT);
     return { waiting: unread.length, inFlight: pending };
-  } catch (err) {
-    if (!isRedisUnavailable(err)) throw err;
-    throw new UnavailableError(`Redis unavailable for queue statistics: ${messageOf(err)}`, { dependency: "redis", channel });
-  }
-}
-
-/** A flat RESP2 map reply (`[field, value, field, value, …]`) as a Map. */
-function fields(reply: unknown): Map<string, unknown> {
-  const map = new Map<string, unknown>();
-  if (!Array.isArray(reply)) return map;
-  for (let i = 0; i + 1 < reply.length; i += 2) map.set(String(reply[i]), reply[i + 1]);
-  return map;
+  });
 }

@@ -138,6 +138,7 @@ class Simulator {
   }
 
   async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const arrivedAt = Date.now();
     res.setHeader("request-id", hexId("req_"));
     const path = new URL(req.url ?? "/", "http://sim").pathname;
     if (path.startsWith("/_sim/")) return this.control(req.method ?? "GET", path, res);
@@ -147,7 +148,7 @@ class Simulator {
     let headers: Record<string, string> = {};
     let body: unknown;
     try {
-      [headers, body] = await this.api(req, path);
+      [headers, body] = await this.api(req, path, arrivedAt);
       status = 200;
     } catch (err) {
       const e = err instanceof ApiError ? err : new ApiError("api_error", "Internal server error");
@@ -163,7 +164,7 @@ class Simulator {
     send(res, status, body, headers);
   }
 
-  private async api(req: http.IncomingMessage, path: string): Promise<[Record<string, string>, unknown]> {
+  private async api(req: http.IncomingMessage, path: string, arrivedAt: number): Promise<[Record<string, string>, unknown]> {
     const route = `${req.method ?? "GET"} ${path}`;
     const known = route === "POST /v1/messages" || route === "POST /v1/messages/count_tokens" || route === "GET /v1/models" || route.startsWith("GET /v1/models/");
     if (!known) throw new ApiError("not_found_error", `Not found: ${route}`);
@@ -187,14 +188,15 @@ class Simulator {
     }
     const parsed = parseRequest(MessagesRequestSchema, raw);
     if (!parsed.ok) throw new ApiError("invalid_request_error", parsed.message);
-    return this.messages(parsed.value);
+    return this.messages(parsed.value, arrivedAt);
   }
 
-  private async messages(r: MessagesRequest): Promise<[Record<string, string>, unknown]> {
+  private async messages(r: MessagesRequest, arrivedAt: number): Promise<[Record<string, string>, unknown]> {
     if (r.stream === true)
       throw new ApiError("invalid_request_error", "stream: streaming is not supported by the simulated model; send the request without `stream: true`");
     this.stats.model(r.model);
-    const logged = this.requests.record(r);
+    // Logged at arrival, before the body was read and validated: when the provider got it.
+    const logged = this.requests.record(r, arrivedAt);
 
     const inputTokens = estimateInputTokens(r);
     const admission = this.limiter.admit(r.model, inputTokens, r.max_tokens);

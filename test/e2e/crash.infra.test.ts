@@ -7,78 +7,34 @@
  * seconds and started again. Tasks pause, then every accepted one completes with
  * the right decision and exactly one routing effect per routed task.
  */
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { orderIds } from "../../src/tools/orderRouter/data";
-import {
-  Cluster,
-  natsServer,
-  outcomeProblems,
-  postgresServer,
-  readCheckpoints,
-  readTasks,
-  redisServer,
-  reexecutedSteps,
-  simRequests,
-  sleep,
-  startSim,
-  startStandardCluster,
-  stopProc,
-  submit,
-  toolRuns,
-  waitTerminal,
-  type Proc,
-  type Server,
-} from "../helpers/crash";
-import { hasService, uniqueId } from "../helpers/services";
+import { drillEvidence, readTasks, sleep, submit, waitTerminal } from "../helpers/crash";
+import { useCrashDrill } from "../helpers/crashDrill";
+import { hasService } from "../helpers/services";
 
 const TASKS = 45;
 const DOWN_MS = 3000;
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
 describe.skipIf(!ready)("crash - Redis, NATS and Postgres restarts under load", () => {
-  const namespace = uniqueId("crashinfra");
-  let redis: Server;
-  let nats: Server;
-  let postgres: Server;
-  let sim: Proc & { url: string };
-  let cluster: Cluster;
-  let base: string;
-  let pool: pg.Pool;
-
-  beforeAll(async () => {
-    [redis, nats, postgres] = await Promise.all([redisServer(), natsServer(), postgresServer()]);
-    await Promise.all([redis.start(), nats.start(), postgres.start()]);
-    sim = await startSim({ latencyMs: 150 });
-    cluster = new Cluster({
-      namespace,
-      databaseUrl: postgres.url,
-      redisUrl: redis.url,
-      natsUrl: nats.url,
-      simUrl: sim.url,
-      env: {
-        CLAWFLEET_LEASE_TTL_MS: "2000",
-        CLAWFLEET_REAPER_INTERVAL_MS: "500",
-        CLAWFLEET_REAPER_QUEUED_AFTER_MS: "2000",
-        // Each outage may end the attempt of every task in flight; three outages must not dead-letter them.
-        CLAWFLEET_MAX_ATTEMPTS: "20",
-        CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
-      },
-    });
-    base = await startStandardCluster(cluster, { planners: 2, executors: 1 });
-    // The test's own reads tolerate the Postgres restart: a pool reconnects, a client would not.
-    pool = new pg.Pool({ connectionString: postgres.url, max: 2, connectionTimeoutMillis: 2000 });
-    pool.on("error", () => undefined);
-  }, 180_000);
-
-  afterAll(async () => {
-    await pool?.end().catch(() => undefined);
-    await cluster?.stopAll();
-    if (sim) await stopProc(sim);
-    await Promise.all([redis?.destroy(), nats?.destroy(), postgres?.destroy()]);
-  }, 120_000);
+  const drill = useCrashDrill({
+    name: "crashinfra",
+    throwawayServers: true,
+    latencyMs: 150,
+    env: {
+      CLAWFLEET_LEASE_TTL_MS: "2000",
+      CLAWFLEET_REAPER_INTERVAL_MS: "500",
+      CLAWFLEET_REAPER_QUEUED_AFTER_MS: "2000",
+      // Each outage may end the attempt of every task in flight; three outages must not dead-letter them.
+      CLAWFLEET_MAX_ATTEMPTS: "20",
+      CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
+    },
+    layout: { planners: 2, executors: 1 },
+  });
 
   it("infra - Redis (empty after restart), then NATS, then Postgres restart mid-run: every accepted task completes, one routing effect each", async () => {
+    const { namespace, sim, cluster, base, client: pool, servers } = drill;
     const started = Date.now();
     const orders = orderIds().slice(500, 500 + TASKS);
     const submitted = new Map<string, string>();
@@ -114,9 +70,9 @@ describe.skipIf(!ready)("crash - Redis, NATS and Postgres restarts under load", 
     const timeline: string[] = [];
     await progress("start-up", 3);
     for (const [name, server] of [
-      ["redis", redis],
-      ["nats", nats],
-      ["postgres", postgres],
+      ["redis", servers.redis],
+      ["nats", servers.nats],
+      ["postgres", servers.postgres],
     ] as const) {
       const down = Date.now();
       await server.crash();
@@ -134,15 +90,9 @@ describe.skipIf(!ready)("crash - Redis, NATS and Postgres restarts under load", 
     const elapsed = Date.now() - started;
     await sleep(500);
 
-    const problems = await outcomeProblems(pool, submitted, tasks);
-    const checkpoints = await readCheckpoints(pool, ids);
-    const requests = (await simRequests(sim.url)).filter((r) => r.user_id !== null && submitted.has(r.user_id));
-    const redone = reexecutedSteps(checkpoints, requests, toolRuns(cluster));
+    const { problems, redone } = await drillEvidence(pool, sim.url, cluster, submitted, tasks);
     process.stdout.write(`crash.infra: ${TASKS} tasks final after ${elapsed} ms; ${timeline.join("; ")}\n`);
-    if (problems.length > 0 || redone.length > 0) {
-      process.stdout.write(`${cluster.tails(25)}\n`);
-      cluster.dump(namespace, { "problems.json": JSON.stringify({ problems, redone, timeline }, null, 2) });
-    }
+    if (problems.length > 0 || redone.length > 0) cluster.postMortem(namespace, 25, { problems, redone, timeline });
 
     expect(tasks.size).toBe(TASKS);
     expect(problems).toEqual([]);

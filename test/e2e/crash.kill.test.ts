@@ -13,29 +13,11 @@
  * `tool.executed` line for a tool checkpoint's idempotency key was logged after
  * it, across every process incarnation, killed ones included.
  */
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { orderIds } from "../../src/tools/orderRouter/data";
-import {
-  classifiedTasks,
-  cleanRedis,
-  Cluster,
-  outcomeProblems,
-  readCheckpoints,
-  reexecutedSteps,
-  simRequests,
-  sleep,
-  startSim,
-  startStandardCluster,
-  stepOfRequest,
-  stopProc,
-  submit,
-  toolRuns,
-  waitHttp,
-  waitTerminal,
-  type Proc,
-} from "../helpers/crash";
-import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { classifiedTasks, drillEvidence, sleep, stepOfRequest, submit, waitTerminal } from "../helpers/crash";
+import { useCrashDrill } from "../helpers/crashDrill";
+import { hasService } from "../helpers/services";
 
 // Tasks keep coming while the kills go on (at least MIN_TASKS, at most MAX_TASKS), so every kill finds work in flight
 // however slowly a loaded machine restarts the victims.
@@ -48,47 +30,24 @@ const VICTIMS = ["planner-1", "planner-2", "executor-1", "executor-2"] as const;
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
 describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", () => {
-  const namespace = uniqueId("crashkill");
-  let db: TestDatabase;
-  let client: pg.Client;
-  let sim: Proc & { url: string };
-  let cluster: Cluster;
-  let base: string;
-
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    sim = await startSim({ latencyMs: 150 });
-    cluster = new Cluster({
-      namespace,
-      databaseUrl: db.url,
-      redisUrl: REDIS_TEST_URL,
-      natsUrl: NATS_TEST_URL,
-      simUrl: sim.url,
-      env: {
-        // Short leases and a brisk reaper keep 30+ recoveries inside the CI budget; bench/recovery.ts measures the defaults.
-        CLAWFLEET_LEASE_TTL_MS: "2000",
-        CLAWFLEET_REAPER_INTERVAL_MS: "500",
-        CLAWFLEET_REAPER_QUEUED_AFTER_MS: "2000",
-        // A kill costs each task it interrupts an attempt, and this drill kills far more often than any real
-        // fleet crashes: the limit itself is proven in crash.poison.test.ts.
-        CLAWFLEET_MAX_ATTEMPTS: "100",
-        CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
-      },
-    });
-    base = await startStandardCluster(cluster, { planners: 2, executors: 2 });
-    client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-  }, 180_000);
-
-  afterAll(async () => {
-    await client?.end().catch(() => undefined);
-    await cluster?.stopAll();
-    if (sim) await stopProc(sim);
-    await db?.drop();
-    await cleanRedis(REDIS_TEST_URL, namespace);
-  }, 120_000);
+  const drill = useCrashDrill({
+    name: "crashkill",
+    latencyMs: 150,
+    env: {
+      // Short leases and a brisk reaper keep 30+ recoveries inside the CI budget; bench/recovery.ts measures the defaults.
+      CLAWFLEET_LEASE_TTL_MS: "2000",
+      CLAWFLEET_REAPER_INTERVAL_MS: "500",
+      CLAWFLEET_REAPER_QUEUED_AFTER_MS: "2000",
+      // A kill costs each task it interrupts an attempt, and this drill kills far more often than any real
+      // fleet crashes: the limit itself is proven in crash.poison.test.ts.
+      CLAWFLEET_MAX_ATTEMPTS: "100",
+      CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
+    },
+    layout: { planners: 2, executors: 2 },
+  });
 
   it("kill - 30+ kill -9s mid-flight: every task succeeds as decided, one routing effect each, no checkpointed step made again", async () => {
+    const { namespace, sim, cluster, base, client } = drill;
     const started = Date.now();
     const orders = orderIds().slice(300, 300 + MAX_TASKS);
     const submitted = new Map<string, string>();
@@ -127,15 +86,10 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
         if (submitDone) break; // the stream ran out first: the kill count assertion below says so
         continue;
       }
-      await cluster.kill(name);
+      await cluster.killAndReplace(name, (nodeId) => readyNodes.add(nodeId));
       kills++;
       killsInFlight++;
       if ((rows[0]?.held ?? 0) > 0) leaseHolderKills++;
-      const next = await cluster.start(name, undefined, {}, false);
-      void waitHttp(next, `http://127.0.0.1:${next.port}/health/ready`, 180_000).then(
-        () => readyNodes.add(next.nodeId),
-        () => undefined,
-      );
     }
     const killPhaseMs = Date.now() - started;
     await submitting;
@@ -148,11 +102,7 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
     // Let every live process flush its last log lines.
     await sleep(500);
 
-    const problems = await outcomeProblems(client, submitted, tasks);
-    const checkpoints = await readCheckpoints(client, ids);
-    const requests = (await simRequests(sim.url)).filter((r) => r.user_id !== null && submitted.has(r.user_id));
-    const runs = toolRuns(cluster).filter((r) => submitted.has(r.key.slice(0, 36)));
-    const redone = reexecutedSteps(checkpoints, requests, runs);
+    const { problems, checkpoints, requests, runs, redone } = await drillEvidence(client, sim.url, cluster, submitted, tasks);
 
     const llmCheckpoints = checkpoints.filter((c) => c.kind === "llm");
     const toolCheckpoints = checkpoints.filter((c) => c.kind === "tool");
@@ -163,10 +113,7 @@ describe.skipIf(!ready)("crash - kill -9 of planners and executors under load", 
         `${requests.length} model requests for ${llmCheckpoints.length} LLM checkpoints, ${runs.length} tool executions for ${toolCheckpoints.length} tool checkpoints; ` +
         `${cluster.incarnations.length} process incarnations\n`,
     );
-    if (problems.length > 0 || redone.length > 0) {
-      process.stdout.write(`${cluster.tails(15)}\n`);
-      cluster.dump(namespace, { "problems.json": JSON.stringify({ problems, redone }, null, 2) });
-    }
+    if (problems.length > 0 || redone.length > 0) cluster.postMortem(namespace, 15, { problems, redone });
 
     expect(problems).toEqual([]);
     expect(redone).toEqual([]);

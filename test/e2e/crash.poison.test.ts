@@ -7,68 +7,30 @@
  * puts it back in the queue: it resumes from its checkpoints (its first model
  * step is never paid for twice) and succeeds.
  */
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import {
-  cleanRedis,
-  Cluster,
-  outcomeProblems,
-  readCheckpoints,
-  reexecutedSteps,
-  simRequests,
-  sleep,
-  startSim,
-  startStandardCluster,
-  stopProc,
-  submit,
-  toolRuns,
-  waitTerminal,
-  type Proc,
-} from "../helpers/crash";
-import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { outcomeProblems, readCheckpoints, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal } from "../helpers/crash";
+import { useCrashDrill } from "../helpers/crashDrill";
+import { hasService } from "../helpers/services";
 
 const MAX_ATTEMPTS = 3;
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
 describe.skipIf(!ready)("crash - poison task: dead-lettered after its attempts, redriven", () => {
-  const namespace = uniqueId("crashpoison");
-  let db: TestDatabase;
-  let client: pg.Client;
-  let sim: Proc & { url: string };
-  let cluster: Cluster;
-  let base: string;
-
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    sim = await startSim({ latencyMs: 50 });
-    cluster = new Cluster({
-      namespace,
-      databaseUrl: db.url,
-      redisUrl: REDIS_TEST_URL,
-      natsUrl: NATS_TEST_URL,
-      simUrl: sim.url,
-      env: {
-        CLAWFLEET_MAX_ATTEMPTS: String(MAX_ATTEMPTS),
-        CLAWFLEET_REAPER_INTERVAL_MS: "300",
-        CLAWFLEET_REAPER_QUEUED_AFTER_MS: "1000",
-        CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
-      },
-    });
-    base = await startStandardCluster(cluster, { planners: 1, executors: 0 });
-    client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-  }, 180_000);
-
-  afterAll(async () => {
-    await client?.end().catch(() => undefined);
-    await cluster?.stopAll();
-    if (sim) await stopProc(sim);
-    await db?.drop();
-    await cleanRedis(REDIS_TEST_URL, namespace);
-  }, 120_000);
+  const drill = useCrashDrill({
+    name: "crashpoison",
+    latencyMs: 50,
+    env: {
+      CLAWFLEET_MAX_ATTEMPTS: String(MAX_ATTEMPTS),
+      CLAWFLEET_REAPER_INTERVAL_MS: "300",
+      CLAWFLEET_REAPER_QUEUED_AFTER_MS: "1000",
+      CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
+    },
+    layout: { planners: 1, executors: 0 },
+  });
 
   it("poison - fails after CLAWFLEET_MAX_ATTEMPTS retryable failures, is dead-lettered, and a redrive resumes it to success", async () => {
+    const { sim, cluster, base, client } = drill;
     const order = orderIds().find((o) => expectedRouting(o).routed && o > "ORD-1900") as string;
     const taskId = await submit(base, { order_id: order });
 

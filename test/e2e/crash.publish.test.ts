@@ -5,11 +5,11 @@
  * reaper finds them `queued` with an old wake-up and publishes new ones: every
  * task runs, within about the reaper's settings of its submission.
  */
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { orderIds } from "../../src/tools/orderRouter/data";
-import { cleanRedis, Cluster, outcomeProblems, startSim, startStandardCluster, stopProc, submit, waitTerminal, type Proc } from "../helpers/crash";
-import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { outcomeProblems, submit, waitTerminal } from "../helpers/crash";
+import { useCrashDrill } from "../helpers/crashDrill";
+import { hasService } from "../helpers/services";
 
 // No more tasks than planner slots (2 × 4): a task's start then measures the reaper, not a wait for a free slot.
 const TASKS = 8;
@@ -18,43 +18,20 @@ const REAPER_INTERVAL_MS = 500;
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
 describe.skipIf(!ready)("crash - every wake-up lost between commit and publish", () => {
-  const namespace = uniqueId("crashpub");
-  let db: TestDatabase;
-  let client: pg.Client;
-  let sim: Proc & { url: string };
-  let cluster: Cluster;
-  let base: string;
-
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    sim = await startSim({ latencyMs: 100 });
-    cluster = new Cluster({
-      namespace,
-      databaseUrl: db.url,
-      redisUrl: REDIS_TEST_URL,
-      natsUrl: NATS_TEST_URL,
-      simUrl: sim.url,
-      env: {
-        CLAWFLEET_PLANNER_SLOTS: "4",
-        CLAWFLEET_REAPER_INTERVAL_MS: String(REAPER_INTERVAL_MS),
-        CLAWFLEET_REAPER_QUEUED_AFTER_MS: String(QUEUED_AFTER_MS),
-        CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
-      },
-    });
-    base = await startStandardCluster(cluster, { planners: 2, executors: 1, apiEnv: { CLAWFLEET_FAULT_DROP_WAKEUPS: "1" } });
-    client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-  }, 180_000);
-
-  afterAll(async () => {
-    await client?.end().catch(() => undefined);
-    await cluster?.stopAll();
-    if (sim) await stopProc(sim);
-    await db?.drop();
-    await cleanRedis(REDIS_TEST_URL, namespace);
-  }, 120_000);
+  const drill = useCrashDrill({
+    name: "crashpub",
+    latencyMs: 100,
+    env: {
+      CLAWFLEET_PLANNER_SLOTS: "4",
+      CLAWFLEET_REAPER_INTERVAL_MS: String(REAPER_INTERVAL_MS),
+      CLAWFLEET_REAPER_QUEUED_AFTER_MS: String(QUEUED_AFTER_MS),
+      CLAWFLEET_SHUTDOWN_GRACE_MS: "5000",
+    },
+    layout: { planners: 2, executors: 1, apiEnv: { CLAWFLEET_FAULT_DROP_WAKEUPS: "1" } },
+  });
 
   it("publish - with every wake-up dropped after the commit, the reaper runs all tasks, each within about its settings", async () => {
+    const { cluster, base, client } = drill;
     const orders = orderIds().slice(700, 700 + TASKS);
     const submitted = new Map<string, string>();
     for (const order of orders) submitted.set(await submit(base, { order_id: order }), order);

@@ -5,63 +5,25 @@
  * period. The other planner resumes the task from its checkpoints, redoing no
  * checkpointed step, and finishes it with the right decision.
  */
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import {
-  cleanRedis,
-  Cluster,
-  outcomeProblems,
-  readCheckpoints,
-  reexecutedSteps,
-  simRequests,
-  sleep,
-  startSim,
-  startStandardCluster,
-  stopProc,
-  submit,
-  toolRuns,
-  waitTerminal,
-  type Proc,
-} from "../helpers/crash";
-import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { outcomeProblems, readCheckpoints, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal, type Proc } from "../helpers/crash";
+import { useCrashDrill } from "../helpers/crashDrill";
+import { hasService } from "../helpers/services";
 
 const GRACE_MS = 15_000;
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
 describe.skipIf(!ready)("crash - SIGTERM to a planner mid-task", () => {
-  const namespace = uniqueId("crashterm");
-  let db: TestDatabase;
-  let client: pg.Client;
-  let sim: Proc & { url: string };
-  let cluster: Cluster;
-  let base: string;
-
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    sim = await startSim({ latencyMs: 400 });
-    cluster = new Cluster({
-      namespace,
-      databaseUrl: db.url,
-      redisUrl: REDIS_TEST_URL,
-      natsUrl: NATS_TEST_URL,
-      simUrl: sim.url,
-      env: { CLAWFLEET_SHUTDOWN_GRACE_MS: String(GRACE_MS), CLAWFLEET_REAPER_INTERVAL_MS: "500" },
-    });
-    base = await startStandardCluster(cluster, { planners: 2, executors: 1 });
-    client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-  }, 180_000);
-
-  afterAll(async () => {
-    await client?.end().catch(() => undefined);
-    await cluster?.stopAll();
-    if (sim) await stopProc(sim);
-    await db?.drop();
-    await cleanRedis(REDIS_TEST_URL, namespace);
-  }, 120_000);
+  const drill = useCrashDrill({
+    name: "crashterm",
+    latencyMs: 400,
+    env: { CLAWFLEET_SHUTDOWN_GRACE_MS: String(GRACE_MS), CLAWFLEET_REAPER_INTERVAL_MS: "500" },
+    layout: { planners: 2, executors: 1 },
+  });
 
   it("sigterm - the holder exits 0 within the grace period, releases the task uncounted, another planner resumes it from the checkpoint", async () => {
+    const { sim, cluster, base, client } = drill;
     const order = orderIds().find((o) => expectedRouting(o).routed && o > "ORD-1800") as string;
     const taskId = await submit(base, { order_id: order });
 

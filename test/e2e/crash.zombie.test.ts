@@ -8,64 +8,25 @@
  * model or tool call. The task's final state and later steps are the successor's,
  * and the order is routed exactly once.
  */
-import pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import {
-  cleanRedis,
-  Cluster,
-  outcomeProblems,
-  readCheckpoints,
-  readTasks,
-  reexecutedSteps,
-  simRequests,
-  sleep,
-  startSim,
-  startStandardCluster,
-  stopProc,
-  submit,
-  toolRuns,
-  waitTerminal,
-  type Proc,
-} from "../helpers/crash";
-import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { outcomeProblems, readCheckpoints, readTasks, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal } from "../helpers/crash";
+import { useCrashDrill } from "../helpers/crashDrill";
+import { hasService } from "../helpers/services";
 
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 const LEASE_TTL_MS = 2000;
 
 describe.skipIf(!ready)("crash - a zombie planner paused past its lease", () => {
-  const namespace = uniqueId("crashzombie");
-  let db: TestDatabase;
-  let client: pg.Client;
-  let sim: Proc & { url: string };
-  let cluster: Cluster;
-  let base: string;
-
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    sim = await startSim({ latencyMs: 800 });
-    cluster = new Cluster({
-      namespace,
-      databaseUrl: db.url,
-      redisUrl: REDIS_TEST_URL,
-      natsUrl: NATS_TEST_URL,
-      simUrl: sim.url,
-      env: { CLAWFLEET_LEASE_TTL_MS: String(LEASE_TTL_MS), CLAWFLEET_REAPER_INTERVAL_MS: "500", CLAWFLEET_SHUTDOWN_GRACE_MS: "5000" },
-    });
-    base = await startStandardCluster(cluster, { planners: 2, executors: 1 });
-    client = new pg.Client({ connectionString: db.url });
-    await client.connect();
-  }, 180_000);
-
-  afterAll(async () => {
-    await client?.end().catch(() => undefined);
-    await cluster?.stopAll();
-    if (sim) await stopProc(sim);
-    await db?.drop();
-    await cleanRedis(REDIS_TEST_URL, namespace);
-  }, 120_000);
+  const drill = useCrashDrill({
+    name: "crashzombie",
+    latencyMs: 800,
+    env: { CLAWFLEET_LEASE_TTL_MS: String(LEASE_TTL_MS), CLAWFLEET_REAPER_INTERVAL_MS: "500", CLAWFLEET_SHUTDOWN_GRACE_MS: "5000" },
+    layout: { planners: 2, executors: 1 },
+  });
 
   it("zombie - SIGSTOP mid-call past the lease, successor finishes, SIGCONT: late write fenced off, task abandoned, one routing effect", async () => {
+    const { sim, cluster, base, client } = drill;
     const order = orderIds().find((o) => expectedRouting(o).routed) as string;
     const taskId = await submit(base, { order_id: order });
 

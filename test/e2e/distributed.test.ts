@@ -4,55 +4,28 @@
  * checkpoint. 50 tasks submitted over HTTP all succeed, each routing effect is
  * recorded exactly once, and /steps shows the LLM and tool steps in order.
  */
-import { Redis } from "ioredis";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import { getJson, startNodeProcess, stopAll, submitTask, waitForTasks, type NodeProcess } from "../helpers/cluster";
-import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { getJson, startRoleProcesses, stopAll, submitTask, waitForTasks, type NodeProcess } from "../helpers/cluster";
+import { createScratch, hasService, type Scratch } from "../helpers/services";
 
 const TASKS = 50;
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
 describe.skipIf(!ready)("distributed mode - one OS process per role", () => {
-  const namespace = uniqueId("e2edist");
-  let db: TestDatabase;
+  let scratch: Scratch;
   const nodes: NodeProcess[] = [];
   let base: string;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    const env = (services: string) => ({
-      TRANSPORTER: NATS_TEST_URL,
-      REDIS_URL: REDIS_TEST_URL,
-      DATABASE_URL: db.url,
-      CLAWFLEET_NAMESPACE: namespace,
-      SERVICES: services,
-      CLAWFLEET_SIM_LATENCY_MS: "5",
-    });
-    // The checkpoint role migrates the database; start it first so the others find the schema.
-    nodes.push(await startNodeProcess({ name: "checkpoint", env: env("checkpoint") }));
-    const rest = await Promise.all([
-      startNodeProcess({ name: "rate-gateway", env: env("rate-gateway") }),
-      startNodeProcess({ name: "executor", env: env("executor") }),
-      startNodeProcess({ name: "planner-1", env: env("planner") }),
-      startNodeProcess({ name: "planner-2", env: env("planner") }),
-      startNodeProcess({ name: "api", env: env("api,intake,metrics") }),
-    ]);
-    nodes.push(...rest);
-    base = `http://127.0.0.1:${rest[4]?.port}`;
+    scratch = await createScratch("e2edist");
+    base = await startRoleProcesses(nodes, (services) => ({ ...scratch.env(services), CLAWFLEET_SIM_LATENCY_MS: "5" }));
   }, 120_000);
 
   afterAll(async () => {
     await stopAll(nodes);
-    if (db) await db.drop();
-    const redis = new Redis(REDIS_TEST_URL);
-    try {
-      const keys = await redis.keys(`${namespace}*`);
-      if (keys.length > 0) await redis.del(...keys);
-    } finally {
-      redis.disconnect();
-    }
+    await scratch?.remove();
   }, 60_000);
 
   it("runs 50 tasks across the processes, each decided right and routed exactly once", async () => {
@@ -75,7 +48,7 @@ describe.skipIf(!ready)("distributed mode - one OS process per role", () => {
       if (want.routed) routed.push(ids[i] as string);
     });
 
-    const client = new pg.Client({ connectionString: db.url });
+    const client = new pg.Client({ connectionString: scratch.db.url });
     await client.connect();
     try {
       const { rows } = await client.query<{ task_id: string; n: number }>("SELECT task_id, count(*)::int AS n FROM order_routes GROUP BY task_id");

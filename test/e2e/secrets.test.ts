@@ -7,12 +7,11 @@
  * dead-letter list, /metrics, or the exported spans.
  */
 import { randomUUID } from "node:crypto";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimServer, type SimServer } from "../../src/sim";
 import { getJson, startNodeProcess, stopAll, submitTask, waitForTasks, type NodeProcess } from "../helpers/cluster";
 import { startOtlpReceiver, type OtlpReceiver } from "../helpers/otlpReceiver";
-import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { createScratch, hasService, NATS_TEST_URL, REDIS_TEST_URL, type Scratch } from "../helpers/services";
 
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
@@ -33,25 +32,24 @@ describe.skipIf(!ready)("secrets - never in any output of a running cluster", ()
     "REDIS_URL password": `redisSECRET${suffix}`,
     "TRANSPORTER password": `natsSECRET${suffix}`,
   };
-  const namespace = uniqueId("e2esecret");
-  let db: TestDatabase;
+  let scratch: Scratch;
   let sim: SimServer;
   let rx: OtlpReceiver;
   const nodes: NodeProcess[] = [];
   let base: string;
 
   beforeAll(async () => {
-    db = await createTestDatabase();
+    scratch = await createScratch("e2esecret");
     // A provider that knows another key: every call with ours is a 401 naming no key.
     sim = await startSimServer({ apiKey: `the-only-key-the-sim-accepts-${suffix.slice(0, 8)}` });
     rx = await startOtlpReceiver();
     const env = (services: string) => ({
       TRANSPORTER: withCredentials(NATS_TEST_URL, "clawfleet", SECRETS["TRANSPORTER password"]),
       REDIS_URL: withCredentials(REDIS_TEST_URL, "", SECRETS["REDIS_URL password"]),
-      DATABASE_URL: withCredentials(db.url, "postgres", SECRETS["DATABASE_URL password"]),
+      DATABASE_URL: withCredentials(scratch.db.url, "postgres", SECRETS["DATABASE_URL password"]),
       ANTHROPIC_API_KEY: API_KEY,
       ANTHROPIC_BASE_URL: sim.url,
-      CLAWFLEET_NAMESPACE: namespace,
+      CLAWFLEET_NAMESPACE: scratch.namespace,
       SERVICES: services,
       LOG_LEVEL: "debug",
       OTEL_EXPORTER_OTLP_ENDPOINT: rx.url,
@@ -67,14 +65,7 @@ describe.skipIf(!ready)("secrets - never in any output of a running cluster", ()
     await stopAll(nodes);
     await sim?.close();
     await rx?.close();
-    if (db) await db.drop();
-    const redis = new Redis(REDIS_TEST_URL);
-    try {
-      const keys = await redis.keys(`${namespace}*`);
-      if (keys.length > 0) await redis.del(...keys);
-    } finally {
-      redis.disconnect();
-    }
+    await scratch?.remove();
   }, 60_000);
 
   it("uses the key, fails the task on the provider's 401, and prints no secret anywhere", async () => {

@@ -7,14 +7,13 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { orderIds } from "../../src/tools/orderRouter/data";
 import { inputHash } from "../../src/telemetry/inputHash";
-import { getJson, ROOT, startNodeProcess, stopAll, submitTask, waitForTasks, type NodeProcess, type TaskJson } from "../helpers/cluster";
+import { getJson, ROOT, startRoleProcesses, stopAll, submitTask, waitForTasks, type NodeProcess, type TaskJson } from "../helpers/cluster";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../helpers/otlpReceiver";
 import { exportedNames, hasPromtool, promtoolCheckMetrics, referencedNames } from "../helpers/promtool";
-import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { createScratch, hasService, type Scratch } from "../helpers/services";
 import { spawnSync } from "node:child_process";
 import os from "node:os";
 
@@ -33,14 +32,12 @@ interface StepJson {
 }
 
 describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
-  const namespace = uniqueId("e2etrace");
-  let db: TestDatabase;
+  let scratch: Scratch;
   let rx: OtlpReceiver;
   const nodes: NodeProcess[] = [];
   let base: string;
 
   const spansOf = (taskId: string) => rx.spans.filter((s) => s.attributes["clawfleet.task.id"] === taskId);
-  const node = (name: string) => nodes.find((n) => n.name === name);
   const alive = () => nodes.filter((n) => n.proc.exitCode === null && n.proc.signalCode === null);
 
   /** Spans arrive in batches (OTEL_BSP_SCHEDULE_DELAY=100): wait until `done` holds for a task's spans. */
@@ -55,43 +52,21 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
 
   beforeAll(async () => {
     rx = await startOtlpReceiver();
-    db = await createTestDatabase();
-    const env = (services: string) => ({
-      TRANSPORTER: NATS_TEST_URL,
-      REDIS_URL: REDIS_TEST_URL,
-      DATABASE_URL: db.url,
-      CLAWFLEET_NAMESPACE: namespace,
-      SERVICES: services,
+    scratch = await createScratch("e2etrace");
+    base = await startRoleProcesses(nodes, (services) => ({
+      ...scratch.env(services),
       // Slow enough for a kill to land mid-task; a lease that lapses fast for the resume.
       CLAWFLEET_SIM_LATENCY_MS: "150",
       CLAWFLEET_LEASE_TTL_MS: "2500",
       CLAWFLEET_REAPER_INTERVAL_MS: "300",
       OTEL_EXPORTER_OTLP_ENDPOINT: rx.url,
       OTEL_BSP_SCHEDULE_DELAY: "100",
-    });
-    nodes.push(await startNodeProcess({ name: "checkpoint", env: env("checkpoint") }));
-    nodes.push(
-      ...(await Promise.all([
-        startNodeProcess({ name: "rate-gateway", env: env("rate-gateway") }),
-        startNodeProcess({ name: "executor", env: env("executor") }),
-        startNodeProcess({ name: "planner-1", env: env("planner") }),
-        startNodeProcess({ name: "planner-2", env: env("planner") }),
-        startNodeProcess({ name: "api", env: env("api,intake,metrics") }),
-      ])),
-    );
-    base = `http://127.0.0.1:${node("api")?.port}`;
+    }));
   }, 120_000);
 
   afterAll(async () => {
     await stopAll(nodes);
-    if (db) await db.drop();
-    const redis = new Redis(REDIS_TEST_URL);
-    try {
-      const keys = await redis.keys(`${namespace}*`);
-      if (keys.length > 0) await redis.del(...keys);
-    } finally {
-      redis.disconnect();
-    }
+    await scratch?.remove();
     await rx?.close();
   }, 60_000);
 

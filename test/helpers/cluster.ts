@@ -103,6 +103,25 @@ export async function stopAll(nodes: readonly NodeProcess[], signal: NodeJS.Sign
   );
 }
 
+/**
+ * The distributed layout, one role per OS process: checkpoint first (it migrates the
+ * database, so the others find the schema), then rate-gateway, executor, two planners
+ * and api+intake+metrics at once. They go onto `nodes` (in that order) as they come
+ * up, checkpoint before the rest, for the caller to stop. Returns the api's base URL.
+ */
+export async function startRoleProcesses(nodes: NodeProcess[], env: (services: string) => Record<string, string>): Promise<string> {
+  nodes.push(await startNodeProcess({ name: "checkpoint", env: env("checkpoint") }));
+  const rest = await Promise.all([
+    startNodeProcess({ name: "rate-gateway", env: env("rate-gateway") }),
+    startNodeProcess({ name: "executor", env: env("executor") }),
+    startNodeProcess({ name: "planner-1", env: env("planner") }),
+    startNodeProcess({ name: "planner-2", env: env("planner") }),
+    startNodeProcess({ name: "api", env: env("api,intake,metrics") }),
+  ]);
+  nodes.push(...rest);
+  return `http://127.0.0.1:${rest[4]?.port}`;
+}
+
 export function tempDir(prefix: string): { dir: string; remove(): void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   return { dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
@@ -123,14 +142,20 @@ export async function submitTask(base: string, body: unknown, headers: Record<st
   return { id: json.id, status: r.status, location: r.headers.get("location") };
 }
 
-export interface TaskJson {
+/** A task as the drills read it from Postgres (crash.ts): what every view of a task has. */
+export interface TaskView {
   id: string;
   status: string;
   result: unknown;
   error: unknown;
   attempts: number;
   steps: number;
-  usage: { input_tokens: number; output_tokens: number; cost_usd: number };
+  usage: { input_tokens: number; output_tokens: number };
+}
+
+/** A task as GET /v1/tasks/{id} answers. */
+export interface TaskJson extends TaskView {
+  usage: TaskView["usage"] & { cost_usd: number };
   prompt_version: string;
 }
 

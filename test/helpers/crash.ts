@@ -12,7 +12,7 @@ import path from "node:path";
 import type pg from "pg";
 import { AgentCatalog } from "../../src/agent/definition";
 import { expectedRouting } from "../../src/tools/orderRouter/data";
-import { freePort, ROOT, tempDir } from "./cluster";
+import { freePort, ROOT, tempDir, type TaskView } from "./cluster";
 
 const BIN = path.join(ROOT, "bin", "clawfleet.js");
 
@@ -217,6 +217,20 @@ export class Cluster {
     return p;
   }
 
+  /**
+   * `kill -9`, then a replacement at once, as a Deployment would start one. The
+   * replacement is not waited for: `onReady` gets its node id once it is ready.
+   */
+  async killAndReplace(name: string, onReady: (nodeId: string) => void): Promise<Proc> {
+    await this.kill(name);
+    const next = await this.start(name, undefined, {}, false);
+    void waitHttp(next, `http://127.0.0.1:${next.port}/health/ready`, 180_000).then(
+      () => onReady(next.nodeId),
+      () => undefined,
+    );
+    return next;
+  }
+
   /** Every JSON log line of every incarnation, with the incarnation's node id. */
   logs(): Array<Record<string, unknown> & { node: string }> {
     const out: Array<Record<string, unknown> & { node: string }> = [];
@@ -254,13 +268,23 @@ export class Cluster {
   tails(lines = 30): string {
     return this.incarnations.map((p) => `--- ${p.nodeId} (pid ${p.pid})\n${p.output().split("\n").slice(-lines).join("\n")}`).join("\n");
   }
+
+  /** A failed proof's report: every process's last lines on stdout, and (see `dump`) all output and the findings on disk. */
+  postMortem(label: string, tailLines: number, findings: Record<string, unknown>): void {
+    process.stdout.write(`${this.tails(tailLines)}\n`);
+    this.dump(label, { "problems.json": JSON.stringify(findings, null, 2) });
+  }
+}
+
+export interface StandardLayout {
+  planners: number;
+  executors: number;
+  plannerEnv?: Record<string, string>;
+  apiEnv?: Record<string, string>;
 }
 
 /** The usual six-process layout: checkpoint first (it migrates), then the rest in parallel. */
-export async function startStandardCluster(
-  c: Cluster,
-  layout: { planners: number; executors: number; plannerEnv?: Record<string, string>; apiEnv?: Record<string, string> },
-): Promise<string> {
+export async function startStandardCluster(c: Cluster, layout: StandardLayout): Promise<string> {
   await c.start("checkpoint", "checkpoint");
   const started = await Promise.all([
     c.start("api", "api,intake,metrics", layout.apiEnv ?? {}),
@@ -271,15 +295,7 @@ export async function startStandardCluster(
   return `http://127.0.0.1:${started[0]?.port}`;
 }
 
-export interface TaskView {
-  id: string;
-  status: string;
-  result: unknown;
-  error: unknown;
-  attempts: number;
-  steps: number;
-  usage: { input_tokens: number; output_tokens: number };
-}
+export type { TaskView };
 
 /** POST /v1/tasks, retrying while the cluster sheds load or a dependency is down (only a 202 is an accepted task). */
 export async function submit(base: string, input: unknown, timeoutMs = 60_000): Promise<string> {
@@ -320,30 +336,12 @@ export async function waitTerminal(db: pg.Client | pg.Pool, ids: readonly string
 }
 
 export async function readTasks(db: pg.Client | pg.Pool, ids: readonly string[]): Promise<Map<string, TaskView>> {
-  const { rows } = await db.query<{
-    id: string;
-    status: string;
-    result: unknown;
-    error: unknown;
-    attempts: number;
-    steps: number;
-    input_tokens: string;
-    output_tokens: string;
-  }>("SELECT id, status, result, error, attempts, steps, input_tokens, output_tokens FROM tasks WHERE id = ANY($1::uuid[])", [ids]);
-  return new Map(
-    rows.map((r) => [
-      r.id,
-      {
-        id: r.id,
-        status: r.status,
-        result: r.result,
-        error: r.error,
-        attempts: r.attempts,
-        steps: r.steps,
-        usage: { input_tokens: Number(r.input_tokens), output_tokens: Number(r.output_tokens) },
-      },
-    ]),
+  const { rows } = await db.query<Omit<TaskView, "usage"> & { input_tokens: string; output_tokens: string }>(
+    "SELECT id, status, result, error, attempts, steps, input_tokens, output_tokens FROM tasks WHERE id = ANY($1::uuid[])",
+    [ids],
   );
+  // Token counts are bigints, which pg hands over as strings.
+  return new Map(rows.map(({ input_tokens, output_tokens, ...t }) => [t.id, { ...t, usage: { input_tokens: Number(input_tokens), output_tokens: Number(output_tokens) } }]));
 }
 
 export interface Checkpoint {
@@ -485,6 +483,20 @@ export async function outcomeProblems(db: pg.Client | pg.Pool, orders: ReadonlyM
   return problems;
 }
 
+/**
+ * What a drill's verdict rests on, for the tasks it submitted (task id → order id):
+ * the outcome problems, the checkpoints, the model requests and tool executions
+ * seen for those tasks, and the checkpointed steps among them made again.
+ */
+export async function drillEvidence(db: pg.Client | pg.Pool, simUrl: string, cluster: Cluster, submitted: ReadonlyMap<string, string>, tasks: ReadonlyMap<string, TaskView>) {
+  const problems = await outcomeProblems(db, submitted, tasks);
+  const checkpoints = await readCheckpoints(db, [...submitted.keys()]);
+  const requests = (await simRequests(simUrl)).filter((r) => r.user_id !== null && submitted.has(r.user_id));
+  // An idempotency key starts with its task's id.
+  const runs = toolRuns(cluster).filter((r) => submitted.has(r.key.slice(0, 36)));
+  return { problems, checkpoints, requests, runs, redone: reexecutedSteps(checkpoints, requests, runs) };
+}
+
 // --- throwaway infrastructure -------------------------------------------------------------
 
 export interface Server {
@@ -607,21 +619,6 @@ export async function postgresServer(): Promise<Server> {
     },
   };
   return server;
-}
-
-/** Deletes every Redis key of a namespace (streams, leases). */
-export async function cleanRedis(redisUrl: string, namespace: string): Promise<void> {
-  const { Redis } = await import("ioredis");
-  const redis = new Redis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
-  try {
-    await redis.connect();
-    const keys = await redis.keys(`${namespace}*`);
-    if (keys.length > 0) await redis.del(...keys);
-  } catch {
-    // a throwaway server already gone
-  } finally {
-    redis.disconnect();
-  }
 }
 
 /** Percentile of sorted numbers (nearest rank). */
