@@ -173,6 +173,13 @@ export function apiService(res: Resources, registry: Registry): ServiceSchema {
         },
       },
     },
+    methods: {
+      // moleculer-web's default logs every error without a numeric `code` (body-parser's 400/413
+      // among them) as "Request error!"; onError above logs the server-side ones with their cause.
+      errorHandler(this: { sendError(req: IncomingMessage, res: ServerResponse, err: unknown): void }, req: IncomingMessage, res: ServerResponse, err: unknown) {
+        this.sendError(req, res, err);
+      },
+    },
     started() {
       res.health.register("api");
     },
