@@ -14,7 +14,7 @@ import { buildResult } from "./result";
 import { callModelWithRetry, type RetryPolicy } from "./modelRetry";
 import { chooseTier } from "./tierRouting";
 import { ToolCallLedger } from "./toolCallLedger";
-import { emptyUsage, type ContentBlock, type TaskRecord, type Usage } from "../domain";
+import { type ContentBlock, type TaskRecord, type Usage } from "../domain";
 import { BudgetExceededError, ModelBehaviorError } from "../errors";
 import type { PriceTable } from "../llm/pricing";
 import type { LlmClient, ToolSpec, UserBlock } from "../llm/types";
@@ -208,14 +208,7 @@ async function runAttempt(deps: LoopDeps, run: RunInput & { progress: LoopProgre
       signal,
       deps.retry,
     );
-    const usage: Usage = {
-      ...emptyUsage(),
-      input_tokens: response.usage.input_tokens,
-      output_tokens: response.usage.output_tokens,
-      cache_read_input_tokens: response.usage.cache_read_input_tokens,
-      cache_creation_input_tokens: response.usage.cache_creation_input_tokens,
-      cost_usd: deps.prices.cost(response.model, response.usage),
-    };
+    const usage: Usage = deps.prices.usageOf(response.model, response.usage);
     const content: ContentBlock[] = response.content;
     await deps.store.appendStep(
       task.id,

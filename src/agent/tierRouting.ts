@@ -11,7 +11,7 @@
 import type { AgentDefinition } from "./definition";
 import { initialUserMessage } from "./replay";
 import { callModelWithRetry, type RetryPolicy } from "./modelRetry";
-import { emptyUsage, type ContentBlock, type StepRecord, type TaskRecord, type Usage } from "../domain";
+import { type ContentBlock, type StepRecord, type TaskRecord, type Usage } from "../domain";
 import { ModelBehaviorError } from "../errors";
 import type { PriceTable } from "../llm/pricing";
 import type { LlmClient } from "../llm/types";
@@ -104,14 +104,7 @@ export async function chooseTier(
     signal,
     deps.retry,
   );
-  const usage: Usage = {
-    ...emptyUsage(),
-    input_tokens: response.usage.input_tokens,
-    output_tokens: response.usage.output_tokens,
-    cache_read_input_tokens: response.usage.cache_read_input_tokens,
-    cache_creation_input_tokens: response.usage.cache_creation_input_tokens,
-    cost_usd: deps.prices.cost(response.model, response.usage),
-  };
+  const usage: Usage = deps.prices.usageOf(response.model, response.usage);
   await deps.store.appendStep(
     task.id,
     fence,

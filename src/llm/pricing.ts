@@ -4,6 +4,7 @@
  * reported by `knownModel` so a misconfigured tier is visible rather than free.
  */
 import { z } from "zod";
+import type { Usage } from "../domain";
 import type { LlmUsage } from "./types";
 
 export interface ModelPrice {
@@ -63,6 +64,17 @@ export class PriceTable {
       .filter((k) => model.startsWith(k))
       .sort((a, b) => b.length - a.length)[0];
     return key === undefined ? undefined : this.prices[key];
+  }
+
+  /** A response's usage as a checkpoint and the task record carry it: token counts plus their cost. */
+  usageOf(model: string, usage: LlmUsage): Usage {
+    return {
+      input_tokens: usage.input_tokens,
+      output_tokens: usage.output_tokens,
+      cache_read_input_tokens: usage.cache_read_input_tokens,
+      cache_creation_input_tokens: usage.cache_creation_input_tokens,
+      cost_usd: this.cost(model, usage),
+    };
   }
 
   cost(model: string, usage: LlmUsage): number {
