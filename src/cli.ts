@@ -36,6 +36,9 @@ async function start(): Promise<void> {
       [
         "",
         `Clawfleet is running (embedded mode: one process, data in ${config.dataDir}).`,
+        ...(config.anthropicApiKey === undefined
+          ? ["ANTHROPIC_API_KEY is not set: the built-in SIMULATED model answers (scripted per agent, no real LLM)."]
+          : []),
         "Submit a task:",
         `  curl -s -X POST ${base}/v1/tasks -H 'Content-Type: application/json' \\`,
         `       -d '{"agent": "order-router", "input": {"order_id": "ORD-1042"}}'`,
