@@ -3,13 +3,11 @@
  * each in its own OS process, run from the TypeScript sources (so the figures
  * are for this tree, whatever `dist/` holds).
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
+import type { ChildProcess } from "node:child_process";
 import os from "node:os";
-import path from "node:path";
+import { freePort, ROOT, spawnCaptured } from "../../test/helpers/cluster";
 
-export const ROOT = path.resolve(__dirname, "..", "..");
-const BASE_ENV_KEYS = ["PATH", "HOME", "LANG", "TMPDIR"];
+export { freePort, ROOT };
 
 export interface Proc {
   name: string;
@@ -20,37 +18,14 @@ export interface Proc {
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === "object" && addr ? addr.port : 0));
-    });
-  });
-}
-
 function launch(name: string, port: number, args: string[], env: Record<string, string>): Proc {
-  const base: Record<string, string> = {};
-  for (const k of BASE_ENV_KEYS) {
-    const v = process.env[k];
-    if (v !== undefined) base[k] = v;
-  }
-  const proc = spawn(process.execPath, ["--require", "tsx/cjs", ...args], { env: { ...base, ...env }, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  const append = (b: Buffer) => {
-    out += b.toString();
-    if (out.length > 2_000_000) out = out.slice(-1_000_000);
-  };
-  proc.stdout?.on("data", append);
-  proc.stderr?.on("data", append);
-  const exited = new Promise<number | null>((resolve) => proc.once("exit", (code) => resolve(code)));
+  const { proc, output, exited: done } = spawnCaptured(["--require", "tsx/cjs", ...args], env, 2_000_000);
+  const exited = done.then(({ code }) => code);
   return {
     name,
     port,
     proc,
-    output: () => out,
+    output,
     exited,
     async stop(signal = "SIGTERM") {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);

@@ -43,27 +43,49 @@ export interface StartOptions {
 
 const BASE_ENV_KEYS = ["PATH", "HOME", "LANG", "TMPDIR", "NODE_OPTIONS"];
 
-export async function startNodeProcess(opts: StartOptions): Promise<NodeProcess> {
-  const port = opts.env.PORT !== undefined ? Number(opts.env.PORT) : await freePort();
-  const env: Record<string, string> = {};
-  for (const k of BASE_ENV_KEYS) if (process.env[k] !== undefined) env[k] = process.env[k];
-  Object.assign(env, { LOG_LEVEL: "info", CLAWFLEET_LOG_FORMAT: "json" }, opts.env, { PORT: String(port) });
-  const proc = spawn(process.execPath, [BIN, "start"], { env, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+export interface Captured {
+  proc: ChildProcess;
+  /** Everything the process printed (the newest part, past `maxChars`). */
+  output: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/**
+ * A Node process run from the project root with only the basic environment
+ * (PATH, HOME, …) plus `env`, its stdout and stderr kept for assertions and
+ * post-mortems, even after it is killed.
+ */
+export function spawnCaptured(args: readonly string[], env: Record<string, string>, maxChars = 4_000_000): Captured {
+  const full: Record<string, string> = {};
+  for (const k of BASE_ENV_KEYS) if (process.env[k] !== undefined) full[k] = process.env[k];
+  Object.assign(full, env);
+  const proc = spawn(process.execPath, [...args], { env: full, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   const append = (b: Buffer) => {
     out += b.toString();
-    if (out.length > 4_000_000) out = out.slice(-2_000_000);
+    if (out.length > maxChars) out = out.slice(-maxChars / 2);
   };
   proc.stdout?.on("data", append);
   proc.stderr?.on("data", append);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     proc.once("exit", (code, signal) => resolve({ code, signal })),
   );
+  return { proc, output: () => out, exited };
+}
+
+export async function startNodeProcess(opts: StartOptions): Promise<NodeProcess> {
+  const port = opts.env.PORT !== undefined ? Number(opts.env.PORT) : await freePort();
+  const { proc, output, exited } = spawnCaptured([BIN, "start"], {
+    LOG_LEVEL: "info",
+    CLAWFLEET_LOG_FORMAT: "json",
+    ...opts.env,
+    PORT: String(port),
+  });
   const node: NodeProcess = {
     name: opts.name,
     port,
     proc,
-    output: () => out,
+    output,
     exited,
     kill: (signal = "SIGKILL") => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
@@ -75,7 +97,7 @@ export async function startNodeProcess(opts: StartOptions): Promise<NodeProcess>
     let exitedEarly = false;
     void exited.then(() => (exitedEarly = true));
     for (;;) {
-      if (exitedEarly) throw new Error(`${opts.name} exited during start-up:\n${out.slice(-4000)}`);
+      if (exitedEarly) throw new Error(`${opts.name} exited during start-up:\n${output().slice(-4000)}`);
       try {
         const r = await fetch(url);
         if (r.status === 200) break;
@@ -84,7 +106,7 @@ export async function startNodeProcess(opts: StartOptions): Promise<NodeProcess>
       }
       if (Date.now() > deadline) {
         node.kill();
-        throw new Error(`${opts.name} not ${opts.waitFor ?? "ready"} after ${opts.timeoutMs ?? 60_000} ms:\n${out.slice(-4000)}`);
+        throw new Error(`${opts.name} not ${opts.waitFor ?? "ready"} after ${opts.timeoutMs ?? 60_000} ms:\n${output().slice(-4000)}`);
       }
       await new Promise((r) => setTimeout(r, 200));
     }

@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { parseAgentFile, type AgentDefinition } from "../../src/agent/definition";
 import { runLoop, type LoopDeps, type RunOutcome, type StepEvent } from "../../src/agent/runLoop";
@@ -15,7 +15,8 @@ import { ProviderError, ProviderRequestError, RateLimitedError, StaleFenceError,
 import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse, type Script, type ScriptedTurn } from "../../src/llm/scriptedModel";
 import type { MessageParam, UserBlock } from "../../src/llm/types";
-import { openStore, type OpenedStore, type PgTaskStore } from "../../src/store/pgTaskStore";
+import type { PgTaskStore } from "../../src/store/pgTaskStore";
+import { useMemoryStore } from "../helpers/memoryStore";
 import { ToolRegistry } from "../../src/tools/registry";
 import type { ToolContext, ToolDefinition } from "../../src/tools/types";
 
@@ -134,16 +135,8 @@ function makeTools(hooks: { inventory?: (warehouseId: string, ctx: ToolContext) 
 
 // ---------------------------------------------------------------- harness
 
-let opened: OpenedStore;
 let store: PgTaskStore;
-
-beforeAll(async () => {
-  opened = await openStore({ dataDir: "memory://" });
-  store = opened.store;
-});
-afterAll(async () => {
-  await opened.close();
-});
+useMemoryStore((s) => (store = s));
 
 const logs: Array<{ obj: Record<string, unknown>; msg: string }> = [];
 const logger = { info: (obj: Record<string, unknown>, msg: string) => logs.push({ obj, msg }), warn: (obj: Record<string, unknown>, msg: string) => logs.push({ obj, msg }) };

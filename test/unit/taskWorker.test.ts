@@ -4,7 +4,7 @@
  * store (PGlite in memory), a real tool registry and a scripted model.
  */
 import { randomUUID } from "node:crypto";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
 import { TaskWorker, type WakeUpOutcome, type WorkerHooks, type WorkerOptions } from "../../src/agent/taskWorker";
@@ -15,7 +15,8 @@ import type { LeaseManager } from "../../src/lease/types";
 import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse, type ScriptedTurn } from "../../src/llm/scriptedModel";
 import type { LlmClient } from "../../src/llm/types";
-import { openStore, type OpenedStore, type PgTaskStore } from "../../src/store/pgTaskStore";
+import type { PgTaskStore } from "../../src/store/pgTaskStore";
+import { useMemoryStore } from "../helpers/memoryStore";
 import type { TaskStore } from "../../src/store/types";
 import { ToolRegistry } from "../../src/tools/registry";
 import type { ToolContext } from "../../src/tools/types";
@@ -60,16 +61,8 @@ function routeTool(body: (ctx: ToolContext, nth: number) => Promise<void> = asyn
   return { registry, keys };
 }
 
-let opened: OpenedStore;
 let store: PgTaskStore;
-
-beforeAll(async () => {
-  opened = await openStore({ dataDir: "memory://" });
-  store = opened.store;
-});
-afterAll(async () => {
-  await opened.close();
-});
+useMemoryStore((s) => (store = s));
 
 const quiet = { info: () => undefined, warn: () => undefined };
 
