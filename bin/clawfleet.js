@@ -1,31 +1,7 @@
 #!/usr/bin/env node
-// Runs the compiled CLI (dist/, what images and installs ship). In a source checkout whose
-// build is missing or older than the sources, runs the TypeScript sources through tsx instead,
-// so a stale build is never what runs.
+// The `clawfleet` command: the compiled CLI, or the sources through tsx when the build is stale (bin/entry.js).
 "use strict";
-const path = require("node:path");
-const fs = require("node:fs");
-
-const root = path.join(__dirname, "..");
-const compiled = path.join(root, "dist", "src", "cli.js");
-const source = path.join(root, "src", "cli.ts");
-
-function newestSource(dir) {
-  let newest = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestSource(p));
-    else if (e.name.endsWith(".ts")) newest = Math.max(newest, fs.statSync(p).mtimeMs);
-  }
-  return newest;
-}
-
-function useCompiled() {
-  if (!fs.existsSync(compiled)) return false;
-  if (!fs.existsSync(source)) return true; // an image or install: no sources to prefer
-  const built = fs.statSync(compiled).mtimeMs;
-  return built >= Math.max(newestSource(path.join(root, "src")), newestSource(path.join(root, "services")));
-}
+const { compiled, source, useCompiled } = require("./entry");
 
 if (useCompiled()) {
   require(compiled).run(process.argv.slice(2));

@@ -16,26 +16,9 @@ import { freePort, ROOT, tempDir, type TaskView } from "./cluster";
 
 const BIN = path.join(ROOT, "bin", "clawfleet.js");
 
-/**
- * bin/clawfleet.js prefers a build in dist/. A build older than the sources would
- * test yesterday's code, so the drills then run the sources through tsx instead.
- */
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, e.name);
-    if (e.isDirectory()) newest = Math.max(newest, newestMtime(p));
-    else if (e.name.endsWith(".ts") || e.name.endsWith(".sql") || e.name.endsWith(".lua")) newest = Math.max(newest, fs.statSync(p).mtimeMs);
-  }
-  return newest;
-}
-const compiled = path.join(ROOT, "dist", "src", "cli.js");
-export const RUN_FROM_SOURCE =
-  !fs.existsSync(compiled) || fs.statSync(compiled).mtimeMs < Math.max(newestMtime(path.join(ROOT, "src")), newestMtime(path.join(ROOT, "services")));
-
-function cliArgs(args: readonly string[]): string[] {
-  return RUN_FROM_SOURCE ? ["-r", "tsx/cjs", path.join(ROOT, "src", "cli.ts"), ...args] : [BIN, ...args];
-}
+/** Whether the drills run dist/ or the sources: bin/clawfleet.js decides (bin/entry.js); reported by the benchmark. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+export const RUN_FROM_SOURCE = !(require("../../bin/entry") as { useCompiled(): boolean }).useCompiled();
 
 const BASE_ENV_KEYS = ["PATH", "HOME", "LANG", "TMPDIR"];
 
@@ -63,7 +46,7 @@ function spawnProc(name: string, nodeId: string, port: number, args: string[], e
     if (v !== undefined) full[k] = v;
   }
   Object.assign(full, env);
-  const child = spawn(process.execPath, cliArgs(args), { env: full, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [BIN, ...args], { env: full, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
   const chunks: string[] = [];
   let text: string | undefined;
   const append = (b: Buffer) => {
