@@ -55,9 +55,11 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
     scratch = await createScratch("e2etrace");
     base = await startRoleProcesses(nodes, (services) => ({
       ...scratch.env(services),
-      // Slow enough for a kill to land mid-task; a lease that lapses fast for the resume.
+      // Slow enough for a kill to land mid-task.
       CLAWFLEET_SIM_LATENCY_MS: "150",
-      CLAWFLEET_LEASE_TTL_MS: "2500",
+      // The default lease: a shorter one can lapse on a loaded 2-core machine and add an attempt
+      // (a planner stops calling once its lease may have lapsed), which the first test rules out.
+      CLAWFLEET_LEASE_TTL_MS: "5000",
       CLAWFLEET_REAPER_INTERVAL_MS: "300",
       OTEL_EXPORTER_OTLP_ENDPOINT: rx.url,
       OTEL_BSP_SCHEDULE_DELAY: "100",
