@@ -32,8 +32,8 @@ function sendJson(res: ServerResponse, status: number, body: unknown, headers: R
   res.end(payload);
 }
 
-export function apiService(res: Resources, registry: Registry): ServiceSchema {
-  const { config } = res;
+export function apiService(resources: Resources, registry: Registry): ServiceSchema {
+  const { config } = resources;
   function onError(this: { logger: LoggerInstance }, req: IncomingMessage, resp: ServerResponse, err: unknown): void {
     const { status, body, headers } = httpError(err);
     if (status >= 500 && status !== 503) {
@@ -152,7 +152,7 @@ export function apiService(res: Resources, registry: Registry): ServiceSchema {
       live: {
         visibility: "published",
         handler(ctx: Context<unknown, RestMeta>) {
-          const live = res.health.live();
+          const live = resources.health.live();
           if (live.status !== "ok") ctx.meta.$statusCode = 503;
           return live;
         },
@@ -160,7 +160,7 @@ export function apiService(res: Resources, registry: Registry): ServiceSchema {
       ready: {
         visibility: "published",
         handler(ctx: Context<unknown, RestMeta>) {
-          const r = res.health.ready();
+          const r = resources.health.ready();
           if (!r.ready) ctx.meta.$statusCode = 503;
           return { status: r.ready ? "ready" : "not_ready", checks: r.checks };
         },
@@ -181,10 +181,10 @@ export function apiService(res: Resources, registry: Registry): ServiceSchema {
       },
     },
     started() {
-      res.health.register("api");
+      resources.health.register("api");
     },
     stopped() {
-      res.health.unregister("api");
+      resources.health.unregister("api");
     },
   };
 }

@@ -8,7 +8,7 @@ import type { Resources } from "../src/runtime/resources";
 import { Checkpoint, parseParams } from "../src/rpc";
 import type { TaskStore } from "../src/store/types";
 
-export function checkpointService(res: Resources): ServiceSchema {
+export function checkpointService(resources: Resources): ServiceSchema {
   let store: TaskStore | undefined;
   const db = (): TaskStore => {
     if (!store) throw new Error("checkpoint service is not started");
@@ -35,11 +35,11 @@ export function checkpointService(res: Resources): ServiceSchema {
       redrive: action("redrive", Checkpoint.redrive, (p) => db().redrive(p.taskId)),
     },
     async started() {
-      store = (await res.database()).store;
-      res.health.register("checkpoint");
+      store = (await resources.database()).store;
+      resources.health.register("checkpoint");
     },
     stopped() {
-      res.health.unregister("checkpoint");
+      resources.health.unregister("checkpoint");
     },
   };
 }

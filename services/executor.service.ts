@@ -12,7 +12,7 @@ import { ToolRegistry } from "../src/tools/registry";
 import type { Metrics } from "../src/telemetry/metrics";
 import { observeToolCall } from "../src/telemetry/toolTelemetry";
 
-export function executorService(res: Resources, metrics: Metrics): ServiceSchema {
+export function executorService(resources: Resources, metrics: Metrics): ServiceSchema {
   const registry = new ToolRegistry();
   return {
     name: "executor",
@@ -43,12 +43,12 @@ export function executorService(res: Resources, metrics: Metrics): ServiceSchema
       },
     },
     async started() {
-      const { pool } = await res.database();
+      const { pool } = await resources.database();
       registerOrderRouterTools(registry, new OrderRoutes(pool));
-      res.health.register("executor");
+      resources.health.register("executor");
     },
     stopped() {
-      res.health.unregister("executor");
+      resources.health.unregister("executor");
     },
   };
 }

@@ -32,8 +32,8 @@ export interface SubmitResult {
   prompt_version: string;
 }
 
-export function intakeService(res: Resources, waiting: () => Promise<number | undefined>): ServiceSchema {
-  const { config } = res;
+export function intakeService(resources: Resources, waiting: () => Promise<number | undefined>): ServiceSchema {
+  const { config } = resources;
   let reaperTimer: NodeJS.Timeout | undefined;
   let sweeping = false;
   return {
@@ -47,7 +47,7 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
           }
           const body = parseParams(SubmitTaskSchema, p.body, "invalid task");
           const key = p.idempotencyKey === undefined ? undefined : parseParams(IdempotencyKeySchema, p.idempotencyKey, "Idempotency-Key header");
-          const agent = res.agents.get(body.agent);
+          const agent = resources.agents.get(body.agent);
           // The submitting request's span, the task's trace root: stored with the task, every attempt joins its trace.
           const traceContext = traceparentOf();
           const { task, created } = await this.store.createTask(
@@ -107,7 +107,7 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
       this.store = new RemoteTaskStore((action, params) => this.broker.call(action, params));
     },
     async started() {
-      const leases = res.leases();
+      const leases = resources.leases();
       const owner = `${this.broker.nodeID}:reaper`;
       // The reaper's calls carry a deadline: a lost message (a NATS restart) must cost a sweep, never stop the reaper for good.
       const sweepCallTimeout = Math.max(10_000, config.reaper.intervalMs * 10);
@@ -142,10 +142,10 @@ export function intakeService(res: Resources, waiting: () => Promise<number | un
         })();
       }, config.reaper.intervalMs);
       reaperTimer.unref();
-      res.health.register("intake");
+      resources.health.register("intake");
     },
     async stopped() {
-      res.health.unregister("intake");
+      resources.health.unregister("intake");
       if (reaperTimer) clearInterval(reaperTimer);
     },
   };

@@ -8,7 +8,7 @@ import type { Resources } from "../src/runtime/resources";
 import type { Metrics } from "../src/telemetry/metrics";
 
 export function metricsService(
-  res: Resources,
+  resources: Resources,
   metrics: Metrics,
   queueDepth: () => Promise<{ waiting: number; inFlight: number } | undefined>,
   queueLagSeconds?: () => Promise<number | undefined>,
@@ -21,11 +21,11 @@ export function metricsService(
         queueDepth,
         ...(queueLagSeconds ? { queueLagSeconds } : {}),
       });
-      res.health.register("metrics");
+      resources.health.register("metrics");
     },
     stopped() {
       metrics.attachClusterSource(undefined);
-      res.health.unregister("metrics");
+      resources.health.unregister("metrics");
     },
   };
 }

@@ -25,8 +25,8 @@ export class ShutdownSignal extends Error {
   }
 }
 
-export function plannerService(res: Resources, metrics: Metrics): ServiceSchema {
-  const { config } = res;
+export function plannerService(resources: Resources, metrics: Metrics): ServiceSchema {
+  const { config } = resources;
   let worker: TaskWorker | undefined;
   let watchdog: ConsumeWatchdog | undefined;
   return {
@@ -74,8 +74,8 @@ export function plannerService(res: Resources, metrics: Metrics): ServiceSchema 
       worker = new TaskWorker(
         {
           store,
-          leases: res.leases(),
-          agents: res.agents,
+          leases: resources.leases(),
+          agents: resources.agents,
           llm: { complete: (req) => broker.call<CompleteResponse, typeof req>("rate-gateway.complete", req, { timeout: 0 }) },
           tools: { run: (call) => broker.call<ToolResult, typeof call>("executor.run", call, { timeout: 120_000 }) },
           toolSpecs: (agent: AgentDefinition) => {
@@ -134,11 +134,11 @@ export function plannerService(res: Resources, metrics: Metrics): ServiceSchema 
       });
       watchdog.start();
       const wd = watchdog;
-      res.health.register("planner", () => (worker ? wd.check() : { ok: false, reason: "task worker not created" }));
+      resources.health.register("planner", () => (worker ? wd.check() : { ok: false, reason: "task worker not created" }));
       metrics.attachLeaseSource(() => worker?.activeTasks ?? 0);
     },
     async stopped() {
-      res.health.unregister("planner");
+      resources.health.unregister("planner");
       watchdog?.stop();
       metrics.attachLeaseSource(undefined);
       if (worker) {

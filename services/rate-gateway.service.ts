@@ -19,8 +19,8 @@ import type { Metrics } from "../src/telemetry/metrics";
 const PROVIDER_FRESH_MS = 60_000;
 const PING_INTERVAL_MS = 15_000;
 
-export function rateGatewayService(res: Resources, metrics: Metrics): ServiceSchema {
-  const { config } = res;
+export function rateGatewayService(resources: Resources, metrics: Metrics): ServiceSchema {
+  const { config } = resources;
   // The `chat` span, rate-limit waits and the LLM series, recorded here where the provider is called.
   const telemetry = new LlmTelemetry(metrics, new PriceTable(config.prices));
   let gateway: AnthropicGateway | undefined;
@@ -29,7 +29,7 @@ export function rateGatewayService(res: Resources, metrics: Metrics): ServiceSch
   let lastProviderOk = 0;
   let lastProviderError = "no connectivity check yet";
   let pinger: NodeJS.Timeout | undefined;
-  const pingModel = Object.values(res.agents.list()[0]?.tiers ?? {})[0]?.model ?? "claude-haiku-4-5";
+  const pingModel = Object.values(resources.agents.list()[0]?.tiers ?? {})[0]?.model ?? "claude-haiku-4-5";
 
   return {
     name: "rate-gateway",
@@ -75,7 +75,7 @@ export function rateGatewayService(res: Resources, metrics: Metrics): ServiceSch
       }
       // No retries inside the gateway: each provider request must pass the buckets; the planner retries.
       gateway = new AnthropicGateway({ apiKey, baseURL, maxRetries: 0 });
-      limiter = createRateLimiter(config, () => res.redis(), this.logger);
+      limiter = createRateLimiter(config, () => resources.redis(), this.logger);
       const g = gateway;
       const ping = () =>
         g.ping(pingModel).then(
@@ -90,14 +90,14 @@ export function rateGatewayService(res: Resources, metrics: Metrics): ServiceSch
       await ping();
       pinger = setInterval(() => void ping(), PING_INTERVAL_MS);
       pinger.unref();
-      res.health.register("rate-gateway", () =>
+      resources.health.register("rate-gateway", () =>
         Date.now() - lastProviderOk < PROVIDER_FRESH_MS
           ? { ok: true }
           : { ok: false, reason: `provider not answering: ${lastProviderError}` },
       );
     },
     async stopped() {
-      res.health.unregister("rate-gateway");
+      resources.health.unregister("rate-gateway");
       if (pinger) clearInterval(pinger);
       if (sim) await sim.close();
     },
