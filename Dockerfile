@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # Clawfleet: one Dockerfile for every role. A shared base (Node, production dependencies,
 # compiled code, prompts, SQL migrations, Lua scripts) and thin role stages on top:
 #
@@ -17,6 +15,11 @@
 # bumping it is a reviewed change (the release workflow resolves it and records it). Both ARGs are
 # required and have no default: without them the FROM reference is invalid and the build fails.
 # NODE_VERSION must equal .nvmrc (checked below), the version the test suites run under.
+#
+# No `# syntax=` line: BuildKit's built-in Dockerfile frontend handles everything used here
+# (RUN --mount=type=cache and type=secret), whereas a frontend image named by tag would be pulled
+# from a registry at every build: the one input not pinned by digest, and a build that fails
+# where no registry is reachable (CI builds offline, .ci/images.sh).
 ARG NODE_VERSION
 ARG NODE_DIGEST
 
@@ -31,10 +34,15 @@ RUN test -n "$NODE_VERSION" \
  && test "$(node -v)" = "v$NODE_VERSION" \
  && test "$(cat .nvmrc)" = "$NODE_VERSION" \
  || { echo "Node $(node -v) in the image, NODE_VERSION=$NODE_VERSION, .nvmrc=$(cat .nvmrc): they must agree" >&2; exit 1; }
-RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+# Behind a TLS-intercepting proxy, the proxy's CA comes in as the build secret build_ca
+# (docker build --secret id=build_ca,src=<pem>): mounted for the npm ci step only, in no layer.
+RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/build_ca; fi \
+ && npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json moleculer.config.ts ./
 COPY bin ./bin
 COPY prompts ./prompts
+COPY app ./app
 COPY services ./services
 COPY src ./src
 # Compiled code reads non-TypeScript files at run time from <root>/src (tsc copies none of them):
@@ -48,7 +56,9 @@ RUN npx tsc -p tsconfig.build.json \
 FROM node:${NODE_VERSION}-bookworm-slim@${NODE_DIGEST} AS prod-deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
+RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=build_ca \
+    if [ -s /run/secrets/build_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/build_ca; fi \
+ && npm ci --omit=dev --omit=optional --ignore-scripts --no-audit --no-fund
 
 # ---------------------------------------------------------------------------------------------
 # base: what every role runs. No compiler, no npm (nor its cache), no package manager at all:
@@ -56,10 +66,12 @@ RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --omit=optional --ign
 # so the root filesystem can be mounted read-only; /tmp is the only place written to.
 FROM node:${NODE_VERSION}-bookworm-slim@${NODE_DIGEST} AS base
 ARG NODE_VERSION
+# Debian's apt and dpkg go too (their database in /var/lib/dpkg stays, for image scanners).
 RUN test "$(node -v)" = "v$NODE_VERSION" \
  && rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
-           /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* /root/.npm /tmp/*
+           /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* /root/.npm /tmp/* \
+           /usr/bin/apt* /usr/bin/dpkg* /usr/lib/apt /etc/apt /var/lib/apt /var/cache/apt
 ENV NODE_ENV=production \
     HOME=/tmp \
     PORT=3000 \

@@ -1,6 +1,6 @@
 /**
  * Lint for Clawfleet: ESLint 9 flat config with typescript-eslint's type-aware rules.
- * Production code (src/, services/, mixins/, moleculer.config.ts) is held to stricter rules
+ * Production code (src/, services/, app/, mixins/, moleculer.config.ts) is held to stricter rules
  * than tests and benchmarks: no `any`, no console, and only src/config.ts reads the environment.
  */
 import js from "@eslint/js";
@@ -8,9 +8,38 @@ import importX, { createNodeResolver } from "eslint-plugin-import-x";
 import globals from "globals";
 import tseslint from "typescript-eslint";
 
-const TS_FILES = ["src/**/*.ts", "services/**/*.ts", "mixins/**/*.ts", "test/**/*.ts", "bench/**/*.ts", "*.config.ts", "*.config.mts"];
-const PRODUCTION_FILES = ["src/**/*.ts", "services/**/*.ts", "mixins/**/*.ts", "moleculer.config.ts"];
-const TEST_FILES = ["test/**/*.ts", "bench/**/*.ts", "vitest.config.ts", "vitest.config.mts"];
+const TS_FILES = ["src/**/*.ts", "services/**/*.ts", "app/**/*.ts", "mixins/**/*.ts", "test/**/*.ts", "testkit/**/*.ts", "bench/**/*.ts", "*.config.ts", "*.config.mts"];
+const PRODUCTION_FILES = ["src/**/*.ts", "services/**/*.ts", "app/**/*.ts", "mixins/**/*.ts", "moleculer.config.ts"];
+const TEST_FILES = ["test/**/*.ts", "testkit/**/*.ts", "bench/**/*.ts", "vitest.config.ts", "vitest.config.mts"];
+
+/** Where production code lives; tests, benchmarks and their shared kit (testkit/) stay out of it. */
+const PRODUCTION_DIRS = ["./src", "./services", "./app", "./mixins", "./moleculer.config.ts"];
+
+/**
+ * Which folder may import which (import-x/no-restricted-paths). test/ and bench/ share helpers
+ * through testkit/ only, so a benchmark never drags in vitest; production code imports none of them;
+ * and outside src/ratelimit/ production code goes through its public index.ts (tests and benchmarks
+ * may reach inside: they are white-box).
+ */
+const IMPORT_ZONES = [
+  { target: "./bench", from: "./test", message: "Benchmarks share helpers with tests through testkit/, not test/." },
+  { target: "./testkit", from: ["./test", "./bench"], message: "testkit/ is shared by test/ and bench/ and depends on neither." },
+  { target: PRODUCTION_DIRS, from: ["./test", "./testkit", "./bench"], message: "Production code never imports tests, benchmarks or testkit/." },
+  {
+    target: ["./src/!(ratelimit)/**", "./src/!(config).ts", ...PRODUCTION_DIRS.filter((d) => d !== "./src")],
+    from: "./src/ratelimit",
+    except: ["./index.ts"],
+    message: "Import the rate limiter from src/ratelimit (its index.ts), not from the files behind it.",
+  },
+  {
+    // The config validates the limits table with the schema in limits.ts; index.ts needs Config, so
+    // the config importing index.ts would be a cycle.
+    target: "./src/config.ts",
+    from: "./src/ratelimit",
+    except: ["./index.ts", "./limits.ts"],
+    message: "src/config.ts takes the rate-limit table schema from limits.ts; everything else comes through index.ts.",
+  },
+];
 
 const ENV_MESSAGE = "Read settings through the typed Config from src/config.ts; nothing else reads the environment.";
 
@@ -46,7 +75,10 @@ export default tseslint.config(
       // `async` is what turns their throws into rejections.
       "@typescript-eslint/require-await": "off",
       "@typescript-eslint/no-unused-vars": ["error", { argsIgnorePattern: "^_", varsIgnorePattern: "^_", caughtErrors: "none" }],
+      // no-cycle skips type-only imports and has no option to follow them: `npm run shape` (madge)
+      // catches those cycles too.
       "import-x/no-cycle": ["error", { maxDepth: 10, ignoreExternal: true }],
+      "import-x/no-restricted-paths": ["error", { basePath: import.meta.dirname, zones: IMPORT_ZONES }],
     },
   },
 

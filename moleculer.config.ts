@@ -1,14 +1,15 @@
 /**
  * Broker settings for a Clawfleet node, derived from the validated `Config`.
  * Transport, retry, timeout and circuit-breaker policy live here; the roles a
- * node runs are picked in services/node.ts.
+ * node runs are picked in app/node.ts.
  */
 import type { BrokerOptions, Middleware } from "moleculer";
 import os from "node:os";
+import pino from "pino";
 import type { Config } from "./src/config";
 import { ClawfleetRegenerator, isInfrastructureFailure } from "./src/errors";
 import { pinoOptions } from "./src/logging";
-import { transportRecoveryMiddleware } from "./src/runtime/transportRecovery";
+import { transportRecoveryMiddleware } from "./src/transport/recovery";
 
 export function brokerOptions(config: Config, middlewares: Middleware[] = []): BrokerOptions {
   return {
@@ -17,7 +18,15 @@ export function brokerOptions(config: Config, middlewares: Middleware[] = []): B
     transporter: config.transporter ?? null,
     logger:
       config.logFormat === "json"
-        ? { type: "Pino", options: { level: config.logLevel, pino: { options: pinoOptions(config.logLevel) } } }
+        ? {
+            type: "Pino",
+            options: {
+              level: config.logLevel,
+              // Synchronous: a line logged before a reply (a tool's `tool.executed`, a decision) is on stdout before the
+              // reply leaves, so a kill -9 right after cannot lose the record of work that was done.
+              pino: { options: pinoOptions(config.logLevel), destination: pino.destination({ dest: 1, sync: true }) },
+            },
+          }
         : { type: "Console", options: { level: config.logLevel, colors: process.stdout.isTTY, moduleColors: false } },
     logLevel: config.logLevel,
     errorRegenerator: new ClawfleetRegenerator(),

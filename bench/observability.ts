@@ -29,9 +29,9 @@ import os from "node:os";
 import { parseArgs } from "node:util";
 import pg from "pg";
 import { orderIds } from "../src/tools/orderRouter/data";
-import { startRoleProcesses, stopAll, submitTask, type NodeProcess } from "../test/helpers/cluster";
-import { startOtlpReceiver } from "../test/helpers/otlpReceiver";
-import { createScratch } from "../test/helpers/scratch";
+import { startRoleProcesses, stopAll, submitTask, type NodeProcess } from "../testkit/cluster";
+import { startOtlpReceiver } from "../testkit/otlpReceiver";
+import { createScratch } from "../testkit/scratch";
 
 const { values: args } = parseArgs({
   options: {

@@ -38,8 +38,8 @@ import {
   submit,
   waitTerminal,
   type Proc,
-} from "../test/helpers/crash";
-import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../test/helpers/scratch";
+} from "../testkit/crash";
+import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../testkit/scratch";
 
 const { values: args } = parseArgs({
   options: {

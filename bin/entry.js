@@ -6,8 +6,10 @@ const path = require("node:path");
 const fs = require("node:fs");
 
 const root = path.join(__dirname, "..");
-const compiled = path.join(root, "dist", "src", "cli.js");
-const source = path.join(root, "src", "cli.ts");
+const compiled = path.join(root, "dist", "app", "cli.js");
+const source = path.join(root, "app", "cli.ts");
+/** The folders tsc compiles into dist/ (tsconfig.build.json): an edit in any of them makes the build stale. */
+const SOURCE_DIRS = ["app", "services", "src"];
 
 function newestSource(dir) {
   let newest = 0;
@@ -24,7 +26,7 @@ function useCompiled() {
   if (!fs.existsSync(compiled)) return false;
   if (!fs.existsSync(source)) return true; // an image or install: no sources to prefer
   const built = fs.statSync(compiled).mtimeMs;
-  return built >= Math.max(newestSource(path.join(root, "src")), newestSource(path.join(root, "services")));
+  return built >= Math.max(...SOURCE_DIRS.map((d) => newestSource(path.join(root, d))));
 }
 
 module.exports = { compiled, source, useCompiled };

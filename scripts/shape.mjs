@@ -7,7 +7,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 
-const ROOTS = ["src", "services", "mixins", "cli", "examples", "bench", "testkit"].filter((d) => existsSync(d));
+const ROOTS = ["src", "services", "mixins", "app", "examples", "bench", "testkit"].filter((d) => existsSync(d));
 const bin = (name) => `node_modules/.bin/${name}`;
 
 console.log(`== import cycles (madge --circular, type imports included) over ${ROOTS.join(" ")}`);
@@ -17,8 +17,8 @@ const madge = spawnSync(bin("madge"), ["--circular", "--no-spinner", "--extensio
 process.stdout.write(madge.stdout.replace(/^Processed.*\n/m, (l) => l));
 const cycles = madge.status !== 0;
 
-console.log(`\n== duplicated code (jscpd: 5+ lines, 40+ tokens; TypeScript and Lua) over src services mixins cli examples`);
-const dupRoots = ["src", "services", "mixins", "cli", "examples"].filter((d) => existsSync(d));
+console.log(`\n== duplicated code (jscpd: 5+ lines, 40+ tokens; TypeScript and Lua) over src services mixins app examples`);
+const dupRoots = ["src", "services", "mixins", "app", "examples"].filter((d) => existsSync(d));
 const jscpd = spawnSync(bin("jscpd"), ["--min-lines", "5", "--min-tokens", "40", "--format", "typescript,javascript,lua", "--reporters", "console", ...dupRoots], {
   encoding: "utf8",
 });
@@ -28,8 +28,8 @@ for (const c of clones) console.log(c);
 const total = /│ Total:.*/.exec(dupOut)?.[0]?.replace(/\s+│\s*/g, " | ") ?? "";
 console.log(`${clones.length} clones${total ? ` (files, lines, tokens, clones, duplicated lines, duplicated tokens:${total.replace("│ Total:", "")})` : ""}`);
 
-console.log(`\n== file sizes (lines) of production code: src services mixins cli`);
-const files = execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard", "--", "src", "services", "mixins", "cli"], { encoding: "utf8" })
+console.log(`\n== file sizes (lines) of production code: src services mixins app`);
+const files = execFileSync("git", ["ls-files", "--cached", "--others", "--exclude-standard", "--", "src", "services", "mixins", "app"], { encoding: "utf8" })
   .split("\n")
   .filter((f) => f.endsWith(".ts") && existsSync(f));
 const sized = files.map((f) => ({ f, n: readFileSync(f, "utf8").split("\n").length - 1 })).sort((a, b) => b.n - a.n);

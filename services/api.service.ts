@@ -6,46 +6,36 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Context, LoggerInstance, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
-import { httpError, stepView, taskView } from "../src/api/views";
-import { TaskIdSchema, type StepRecord, type TaskRecord } from "../src/domain";
-import { messageOf, TaskNotFoundError } from "../src/errors";
-import type { Resources } from "../src/runtime/resources";
 import type { Registry } from "prom-client";
+import { refuseNonJson, requestHints, sendError, type RequestHints } from "../src/api/http";
+import { readSteps, readTask, taskIdOf } from "../src/api/tasks";
+import type { SubmitResult } from "../src/queue/intake";
+import { liveAnswer, readyAnswer, type ProbeAnswer } from "../src/health/health";
+import type { Resources } from "../src/node/resources";
+import { RemoteTaskStore } from "../src/store/remoteStore";
 import { traceSubmission } from "../src/telemetry/submission";
-import type { SubmitResult } from "./intake.service";
 
-interface RestMeta {
+interface RestMeta extends RequestHints {
   $statusCode?: number;
   $responseHeaders?: Record<string, string>;
   $responseType?: string;
-  idempotencyKey?: string;
-  /** The request's W3C `traceparent` header: the parent of the task's root span. */
-  httpTraceparent?: string;
 }
 
 type RestParams = { body?: unknown; params?: Record<string, string>; query?: Record<string, string> };
 
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent) return;
-  const payload = JSON.stringify(body);
-  res.writeHead(status, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(payload), ...headers });
-  res.end(payload);
+/** The checkpoint role's reads, made within the request's context (its trace, its meta). */
+const checkpointOf = (ctx: Context) => new RemoteTaskStore((action, params) => ctx.call(action, params));
+
+function answer(ctx: Context<unknown, RestMeta>, probe: ProbeAnswer): unknown {
+  ctx.meta.$statusCode = probe.status;
+  return probe.body;
 }
 
 export function apiService(resources: Resources, registry: Registry): ServiceSchema {
   const { config } = resources;
   function onError(this: { logger: LoggerInstance }, req: IncomingMessage, resp: ServerResponse, err: unknown): void {
-    const { status, body, headers } = httpError(err);
-    if (status >= 500 && status !== 503) {
-      this.logger.error({ event: "http.error", method: req.method, url: req.url, err: messageOf(err), stack: (err as Error).stack }, "request failed");
-    }
-    sendJson(resp, status, body, headers);
+    sendError(this.logger, req, resp, err);
   }
-  const taskId = (params: RestParams): string => {
-    const id = params.params?.id ?? "";
-    if (!TaskIdSchema.safeParse(id).success) throw new TaskNotFoundError(`no task ${JSON.stringify(id.slice(0, 64))}`, { id: id.slice(0, 64) });
-    return id;
-  };
   return {
     name: "api",
     mixins: [ApiGateway],
@@ -71,15 +61,8 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
             "POST /tasks/:id/redrive": "api.redrive",
           },
           onBeforeCall(ctx: Context<unknown, RestMeta>, _route: unknown, req: IncomingMessage) {
-            const key = req.headers["idempotency-key"];
-            if (typeof key === "string") ctx.meta.idempotencyKey = key;
-            const traceparent = req.headers.traceparent;
-            if (typeof traceparent === "string") ctx.meta.httpTraceparent = traceparent;
-            const type = req.headers["content-type"] ?? "";
-            const length = Number(req.headers["content-length"] ?? 0);
-            if (req.method === "POST" && length > 0 && !/^application\/(.+\+)?json\b/i.test(type)) {
-              throw Object.assign(new Error("send the body as JSON with Content-Type: application/json"), { status: 400, type: "entity.parse.failed" });
-            }
+            Object.assign(ctx.meta, requestHints(req));
+            refuseNonJson(req);
           },
           onError,
         },
@@ -117,24 +100,13 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
       getTask: {
         visibility: "published",
         async handler(ctx: Context<RestParams, RestMeta>) {
-          const id = taskId(ctx.params);
-          const [task, steps] = await Promise.all([
-            ctx.call<TaskRecord | null, { id: string }>("checkpoint.getTask", { id }),
-            // For usage.by_model; a task has tens of steps, one indexed read.
-            ctx.call<StepRecord[], { taskId: string }>("checkpoint.listSteps", { taskId: id }),
-          ]);
-          if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
-          return taskView(task, steps);
+          return readTask(checkpointOf(ctx), taskIdOf(ctx.params));
         },
       },
       getSteps: {
         visibility: "published",
         async handler(ctx: Context<RestParams, RestMeta>) {
-          const id = taskId(ctx.params);
-          const task = await ctx.call<TaskRecord | null, { id: string }>("checkpoint.getTask", { id });
-          if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
-          const steps = await ctx.call<StepRecord[], { taskId: string }>("checkpoint.listSteps", { taskId: id });
-          return { id, status: task.status, steps: steps.map(stepView) };
+          return readSteps(checkpointOf(ctx), taskIdOf(ctx.params));
         },
       },
       deadLetters: {
@@ -146,23 +118,19 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
       redrive: {
         visibility: "published",
         handler(ctx: Context<RestParams, RestMeta>) {
-          return ctx.call("intake.redrive", { taskId: taskId(ctx.params) });
+          return ctx.call("intake.redrive", { taskId: taskIdOf(ctx.params) });
         },
       },
       live: {
         visibility: "published",
         handler(ctx: Context<unknown, RestMeta>) {
-          const live = resources.health.live();
-          if (live.status !== "ok") ctx.meta.$statusCode = 503;
-          return live;
+          return answer(ctx, liveAnswer(resources.health));
         },
       },
       ready: {
         visibility: "published",
         handler(ctx: Context<unknown, RestMeta>) {
-          const r = resources.health.ready();
-          if (!r.ready) ctx.meta.$statusCode = 503;
-          return { status: r.ready ? "ready" : "not_ready", checks: r.checks };
+          return answer(ctx, readyAnswer(resources.health));
         },
       },
       metrics: {

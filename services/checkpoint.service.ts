@@ -1,12 +1,12 @@
 /**
  * `checkpoint`: the only role with the task database. Every write that a worker
- * makes carries its fencing token; the store refuses stale ones.
+ * makes carries its fencing token; the store refuses stale ones. One action per
+ * entry of the store's method table.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import type { z } from "zod";
-import type { Resources } from "../src/runtime/resources";
-import { Checkpoint, parseParams } from "../src/rpc";
-import type { TaskStore } from "../src/store/types";
+import { STORE_METHOD_NAMES } from "../src/contracts";
+import type { Resources } from "../src/node/resources";
+import { serveStoreCall, type TaskStore } from "../src/store";
 
 export function checkpointService(resources: Resources): ServiceSchema {
   let store: TaskStore | undefined;
@@ -14,26 +14,12 @@ export function checkpointService(resources: Resources): ServiceSchema {
     if (!store) throw new Error("checkpoint service is not started");
     return store;
   };
-  const action = <S extends z.ZodType, R>(name: keyof typeof Checkpoint, schema: S, fn: (p: z.output<S>) => Promise<R>) => ({
-    handler: (ctx: Context) => fn(parseParams(schema, ctx.params, `checkpoint.${name}`) as z.output<S>),
-  });
+  const actions = Object.fromEntries(
+    STORE_METHOD_NAMES.map((name) => [name, { handler: (ctx: Context) => serveStoreCall(db(), name, ctx.params, `checkpoint.${name}`) }]),
+  );
   return {
     name: "checkpoint",
-    actions: {
-      createTask: action("createTask", Checkpoint.createTask, (p) => db().createTask(p.task, p.idempotencyKey)),
-      getTask: action("getTask", Checkpoint.getTask, (p) => db().getTask(p.id)),
-      listSteps: action("listSteps", Checkpoint.listSteps, (p) => db().listSteps(p.taskId)),
-      claimTask: action("claimTask", Checkpoint.claimTask, (p) => db().claimTask(p.id, p.owner)),
-      appendStep: action("appendStep", Checkpoint.appendStep, (p) => db().appendStep(p.taskId, p.fence, p.step, p.usageDelta)),
-      finishTask: action("finishTask", Checkpoint.finishTask, (p) => db().finishTask(p.taskId, p.fence, p.outcome)),
-      releaseTask: action("releaseTask", Checkpoint.releaseTask, (p) => db().releaseTask(p.taskId, p.fence, { countAttempt: p.countAttempt })),
-      touchWakeup: action("touchWakeup", Checkpoint.touchWakeup, (p) => db().touchWakeup(p.taskIds)),
-      listStaleQueued: action("listStaleQueued", Checkpoint.listStaleQueued, (p) => db().listStaleQueued(p.olderThanMs, p.limit)),
-      listRunning: action("listRunning", Checkpoint.listRunning, (p) => db().listRunning(p.limit)),
-      countByStatus: { handler: () => db().countByStatus() },
-      listDeadLetters: action("listDeadLetters", Checkpoint.listDeadLetters, (p) => db().listDeadLetters(p.limit)),
-      redrive: action("redrive", Checkpoint.redrive, (p) => db().redrive(p.taskId)),
-    },
+    actions,
     async started() {
       store = (await resources.database()).store;
       resources.health.register("checkpoint");

@@ -3,9 +3,9 @@
  * back as `ok: false` results; only infrastructure errors are thrown (retryable).
  */
 import type { Context, LoggerInstance, ServiceSchema } from "moleculer";
+import { Executor, parseParams } from "../src/contracts";
 import { messageOf } from "../src/errors";
-import type { Resources } from "../src/runtime/resources";
-import { Executor, parseParams } from "../src/rpc";
+import type { Resources } from "../src/node/resources";
 import { registerOrderRouterTools } from "../src/tools/orderRouter/tools";
 import { OrderRoutes } from "../src/tools/orderRouter/backend";
 import { ToolRegistry } from "../src/tools/registry";

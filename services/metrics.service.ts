@@ -4,22 +4,18 @@
  * processes that do the work (planners, gateways, executors), not from events.
  */
 import type { ServiceSchema } from "moleculer";
-import type { Resources } from "../src/runtime/resources";
+import type { Resources } from "../src/node/resources";
 import type { Metrics } from "../src/telemetry/metrics";
 
-export function metricsService(
-  resources: Resources,
-  metrics: Metrics,
-  queueDepth: () => Promise<{ waiting: number; inFlight: number } | undefined>,
-  queueLagSeconds?: () => Promise<number | undefined>,
-): ServiceSchema {
+export function metricsService(resources: Resources, metrics: Metrics): ServiceSchema {
+  const { backends } = resources;
   return {
     name: "metrics",
     started() {
       metrics.attachClusterSource({
         countByStatus: () => this.broker.call("checkpoint.countByStatus"),
-        queueDepth,
-        ...(queueLagSeconds ? { queueLagSeconds } : {}),
+        queueDepth: () => backends.queueDepth(),
+        ...(backends.queueLagSeconds ? { queueLagSeconds: backends.queueLagSeconds } : {}),
       });
       resources.health.register("metrics");
     },

@@ -6,17 +6,19 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { TaskWorker } from "../src/agent/taskWorker";
 import type { AgentDefinition } from "../src/agent/definition";
-import { PLANNERS_GROUP, TASKS_READY_CHANNEL, WakeUpSchema } from "../src/domain";
+import type { AttemptInterceptor } from "../src/agent/interceptors";
+import { WakeUpSchema } from "../src/contracts";
 import { messageOf } from "../src/errors";
 import { PriceTable } from "../src/llm/pricing";
-import { sendToChannel, TASKS_READY_MAXLEN } from "../src/queue/channels";
-import type { CompleteResponse, ToolSpec } from "../src/llm/types";
-import type { Resources } from "../src/runtime/resources";
-import { consumerId, subscriptionState } from "../src/runtime/subscription";
-import { ConsumeWatchdog } from "../src/runtime/watchdog";
+import { channelSender } from "../src/queue/channels";
+import { plannerConsumer, TASKS_READY_CHANNEL, WakeUps } from "../src/queue/wakeups";
+import type { CompleteResponse, ToolSpec } from "../src/contracts";
+import type { Resources } from "../src/node/resources";
+import { consumerId, subscriptionState } from "../src/queue/subscription";
+import { ConsumeWatchdog } from "../src/health/watchdog";
 import { RemoteTaskStore } from "../src/store/remoteStore";
 import type { Metrics } from "../src/telemetry/metrics";
-import type { ToolResult } from "../src/tools/types";
+import type { ToolResult } from "../src/contracts";
 
 export class ShutdownSignal extends Error {
   constructor() {
@@ -33,12 +35,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
     name: "planner",
     channels: {
       [TASKS_READY_CHANNEL]: {
-        group: PLANNERS_GROUP,
-        maxInFlight: config.planner.slots,
-        // The handler does not throw for a task's own failure (that is recorded on the task); a throw means
-        // infrastructure trouble, and the reaper re-publishes the task anyway.
-        maxRetries: 3,
-        deadLettering: { enabled: true, queueName: "tasks.dead" },
+        ...plannerConsumer(config),
         async handler(this: { logger: Context["broker"]["logger"] }, payload: unknown) {
           watchdog?.begin();
           try {
@@ -67,9 +64,19 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
     created() {
       const broker = this.broker;
       const store = new RemoteTaskStore((action, params) => broker.call(action, params));
+      const wakeUps = new WakeUps(channelSender(broker), this.logger);
       const specCache = new Map<string, Promise<ToolSpec[]>>();
       const emit = (event: string, payload: Record<string, unknown>) => {
         broker.emit(event, payload).catch((err: unknown) => this.logger.warn({ event: "emit.failed", err: messageOf(err) }, "event emit failed"));
+      };
+      // Each checkpoint is progress (the stall watchdog), a step in the metrics and a `task.step` event.
+      const plannerSteps: AttemptInterceptor = {
+        name: "planner-steps",
+        stepCheckpointed: (e) => {
+          watchdog?.progress();
+          metrics.stepCheckpointed({ agent: e.agent ?? "unknown", prompt_version: e.prompt_version ?? "unknown" }, e.kind);
+          emit("task.step", { ...e });
+        },
       };
       worker = new TaskWorker(
         {
@@ -91,11 +98,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
           logger: this.logger,
           // Task and step series are recorded here, in the planner that runs the task; events carry the same labels.
           metrics,
-          onStep: (e) => {
-            watchdog?.progress();
-            metrics.stepCheckpointed({ agent: e.agent ?? "unknown", prompt_version: e.prompt_version ?? "unknown" }, e.kind);
-            emit("task.step", { ...e });
-          },
+          interceptors: [plannerSteps],
         },
         {
           owner: broker.nodeID,
@@ -113,9 +116,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
             // A graceful release (shutdown) hands the task on at once. Left to the reaper, it would wait for
             // the queue to drain first, then queue behind everything else.
             if (outcome === "released" && detail?.kind === "interrupted") {
-              sendToChannel(broker, TASKS_READY_CHANNEL, { taskId, reason: "released" }, { xaddMaxLen: TASKS_READY_MAXLEN }).catch((err: unknown) =>
-                this.logger.warn({ taskId, event: "wakeup.publish_failed", err: messageOf(err) }, "released task's wake-up not published; the reaper will"),
-              );
+              void wakeUps.publish({ taskId, reason: "released" });
             }
           },
           onLeaseLost: (taskId, labels) => emit("task.lease_lost", { taskId, ...labels, nodeID: broker.nodeID }),

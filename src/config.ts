@@ -88,7 +88,7 @@ export interface Config {
      */
     readonly dropWakeups: number;
   };
-  /** The rate gateway's buckets (invariant 5). */
+  /** The rate gateway's buckets (invariant 5, docs/invariants.md). */
   readonly rateLimits: {
     /**
      * Limits per model, optionally partitioned per agent tier. A model without an entry takes the limits the
@@ -109,33 +109,24 @@ export interface Config {
   };
 }
 
-const intFrom = (name: string, def: number, min = 0) =>
+/** A number from a variable: `def` when unset or empty, else a clear error naming the variable and the range. */
+const numberFrom = (name: string, def: number, range: { min: number; max?: number; integer: boolean }) =>
   z
     .string()
     .optional()
     .transform((v, ctx) => {
       if (v === undefined || v === "") return def;
       const n = Number(v);
-      if (!Number.isInteger(n) || n < min) {
-        ctx.addIssue({ code: "custom", message: `${name} must be an integer >= ${min}, got "${v}"` });
+      const { min, max = Infinity, integer } = range;
+      if (!(integer ? Number.isInteger(n) : Number.isFinite(n)) || n < min || n > max) {
+        const want = integer ? `an integer >= ${min}` : `a number in [${min}, ${max}]`;
+        ctx.addIssue({ code: "custom", message: `${name} must be ${want}, got "${v}"` });
         return z.NEVER;
       }
       return n;
     });
-
-const numFrom = (name: string, def: number, min: number, max: number) =>
-  z
-    .string()
-    .optional()
-    .transform((v, ctx) => {
-      if (v === undefined || v === "") return def;
-      const n = Number(v);
-      if (!Number.isFinite(n) || n < min || n > max) {
-        ctx.addIssue({ code: "custom", message: `${name} must be a number in [${min}, ${max}], got "${v}"` });
-        return z.NEVER;
-      }
-      return n;
-    });
+const intFrom = (name: string, def: number, min = 0) => numberFrom(name, def, { min, integer: true });
+const numFrom = (name: string, def: number, min: number, max: number) => numberFrom(name, def, { min, max, integer: false });
 
 const optionalString = z
   .string()

@@ -7,6 +7,7 @@
  * The mapping to HTTP status lives here too (`httpStatusOf`), and nowhere else.
  */
 import { Errors } from "moleculer";
+import type { ErrorBody } from "./contracts/api";
 
 export type ErrorData = Record<string, unknown> | undefined;
 
@@ -46,8 +47,6 @@ export class TaskNotFoundError extends define("task_not_found", 404, false) {}
 export class AgentNotFoundError extends define("agent_not_found", 404, false) {}
 export class RouteNotFoundError extends define("not_found", 404, false) {}
 export class PayloadTooLargeError extends define("payload_too_large", 413, false) {}
-/** Load shedding; `data.retryAfter` is in seconds. */
-export class OverloadedError extends define("overloaded", 503, true) {}
 /** The provider's limit is exhausted for now; `data.retryAfter` is in seconds. */
 export class RateLimitedError extends define("rate_limited", 429, true) {}
 /** The write carried a fencing token older than the task's current one: a newer lease holder exists. */
@@ -65,8 +64,6 @@ export class ModelBehaviorError extends define("model_behavior_error", 500, fals
 /** The agent's step budget is spent. */
 export class BudgetExceededError extends define("budget_exceeded", 500, false) {}
 export class ToolNotFoundError extends define("tool_not_found", 404, false) {}
-export class ToolInputError extends define("tool_input_error", 422, false) {}
-export class ToolExecutionError extends define("tool_execution_error", 500, false) {}
 export class InternalError extends define("internal_error", 500, false) {}
 
 const CLASSES = {
@@ -76,7 +73,6 @@ const CLASSES = {
   agent_not_found: AgentNotFoundError,
   not_found: RouteNotFoundError,
   payload_too_large: PayloadTooLargeError,
-  overloaded: OverloadedError,
   rate_limited: RateLimitedError,
   stale_fence: StaleFenceError,
   lease_lost: LeaseLostError,
@@ -86,8 +82,6 @@ const CLASSES = {
   model_behavior_error: ModelBehaviorError,
   budget_exceeded: BudgetExceededError,
   tool_not_found: ToolNotFoundError,
-  tool_input_error: ToolInputError,
-  tool_execution_error: ToolExecutionError,
   internal_error: InternalError,
 } as const satisfies Record<string, new (message: string, data?: ErrorData) => ClawfleetError>;
 
@@ -108,10 +102,6 @@ export class ClawfleetRegenerator extends Errors.Regenerator {
   }
 }
 
-export function isClawfleetError(err: unknown): err is ClawfleetError {
-  return err instanceof ClawfleetError;
-}
-
 /** HTTP status for any error: Clawfleet's own carry their code; anything else is a 500. */
 export function httpStatusOf(err: unknown): number {
   if (err instanceof ClawfleetError) return err.code;
@@ -119,7 +109,7 @@ export function httpStatusOf(err: unknown): number {
 }
 
 /** `{"error": {"type", "message", "details"?}}`, the one error body the REST API sends. */
-export function errorBody(err: unknown): { error: { type: string; message: string; details?: Record<string, unknown> } } {
+export function errorBody(err: unknown): ErrorBody {
   if (err instanceof ClawfleetError) {
     const details = err.data as Record<string, unknown> | undefined;
     return { error: { type: err.errorType, message: err.message, ...(details ? { details } : {}) } };

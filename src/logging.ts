@@ -10,6 +10,13 @@
 import { isSpanContextValid, trace } from "@opentelemetry/api";
 import type { LogLevel } from "./config";
 
+/** The structured logger modules take (pino's shape; the broker's logger is one). Each takes the methods it uses. */
+export interface Logger {
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+  error(obj: Record<string, unknown>, msg: string): void;
+}
+
 /** Paths pino blanks out wherever they occur (top level and one or two levels down). */
 export const REDACT_PATHS = [
   "apiKey",

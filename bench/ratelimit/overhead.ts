@@ -13,7 +13,7 @@ import { ServiceBroker } from "moleculer";
 import { brokerOptions } from "../../moleculer.config";
 import { loadConfig } from "../../src/config";
 import { AnthropicGateway } from "../../src/llm/anthropicGateway";
-import type { CompleteRequest } from "../../src/llm/types";
+import type { CompleteRequest } from "../../src/contracts";
 import { RateLimiter, RedisBuckets } from "../../src/ratelimit";
 import { NATS_URL, REDIS_URL } from "./clawfleet";
 import { percentile } from "./metrics";

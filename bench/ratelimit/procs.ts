@@ -5,7 +5,7 @@
  */
 import type { ChildProcess } from "node:child_process";
 import os from "node:os";
-import { freePort, ROOT, spawnCaptured } from "../../test/helpers/cluster";
+import { freePort, ROOT, spawnCaptured } from "../../testkit/cluster";
 
 export { freePort, ROOT };
 
@@ -59,7 +59,7 @@ async function waitHttp(p: Proc, url: string, timeoutMs: number): Promise<void> 
  */
 export async function startNode(name: string, env: Record<string, string>, started?: (p: Proc) => void): Promise<Proc> {
   const port = await freePort();
-  const p = launch(name, port, ["-e", "require('./src/cli.ts').run(['start'])"], {
+  const p = launch(name, port, ["-e", "require('./app/cli.ts').run(['start'])"], {
     LOG_LEVEL: "warn",
     CLAWFLEET_LOG_FORMAT: "json",
     ...env,
@@ -103,7 +103,7 @@ export async function startSim(name: string, o: SimOpts): Promise<Proc & { url: 
   const port = await freePort();
   const args = [
     "-e",
-    `require('./src/cli.ts').run(${JSON.stringify([
+    `require('./app/cli.ts').run(${JSON.stringify([
       "sim",
       "--port",
       String(port),

@@ -6,7 +6,8 @@
  */
 import { SpanKind } from "@opentelemetry/api";
 import { isRetryable, RateLimitedError } from "../errors";
-import type { CompleteRequest, CompleteResponse, LlmClient } from "../llm/types";
+import type { CompleteRequest, CompleteResponse } from "../contracts";
+import type { LlmClient } from "../llm/client";
 import { Attr, inSpan } from "../telemetry/spans";
 
 export interface RetryPolicy {

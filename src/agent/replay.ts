@@ -5,8 +5,8 @@
  * k tool_use blocks owns steps s+1 … s+k), so a resumed task knows exactly which
  * tool calls were already made and which are still owed.
  */
-import { CHECKPOINT_SCHEMA_VERSION, type ContentBlock, type StepRecord, type ToolStepData } from "../domain";
-import type { MessageParam, UserBlock } from "../llm/types";
+import { CHECKPOINT_SCHEMA_VERSION, type ContentBlock, type StepRecord, type ToolStepData } from "../contracts";
+import type { MessageParam, UserBlock } from "../contracts";
 
 export interface PendingToolUse {
   step: number;
@@ -47,7 +47,8 @@ export function toolResultBlock(toolUseId: string, data: Pick<ToolStepData, "ok"
   return { type: "tool_result", tool_use_id: toolUseId, content, ...(data.ok ? {} : { is_error: true }) };
 }
 
-function toolUses(content: readonly ContentBlock[]): Array<Extract<ContentBlock, { type: "tool_use" }>> {
+/** The tool calls a model turn asked for, in the order it asked. */
+export function toolUses(content: readonly ContentBlock[]): Array<Extract<ContentBlock, { type: "tool_use" }>> {
   return content.filter((b): b is Extract<ContentBlock, { type: "tool_use" }> => b.type === "tool_use");
 }
 

@@ -1,4 +1,4 @@
-import type { ContentBlock } from "../domain";
+import type { ContentBlock } from "../contracts";
 
 export function finalText(content: readonly ContentBlock[]): string {
   return content

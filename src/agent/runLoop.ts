@@ -1,32 +1,35 @@
 /**
  * The agent loop for one attempt at one task: replay the checkpoints, then
- * alternate model turns and tool calls, checkpointing after every model response
- * and every tool result, until the model ends its turn or a budget runs out.
+ * alternate model turns (modelTurn.ts) and tool calls (toolDispatch.ts),
+ * checkpointing after every model response and every tool result, until the
+ * model ends its turn or a budget runs out; then settle the attempt's end.
  *
  * It never writes without the attempt's fencing token, so a zombie's writes are
  * refused by the store; it stops at the next step boundary when `signal` aborts
  * (graceful shutdown, lost lease).
  */
-import { context, ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
+import { ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
+import type { Attempt, LoopLogger, LoopMetrics, LoopProgress, RunOutcome, StepEvent } from "./attempt";
 import type { AgentDefinition } from "./definition";
-import { replay, toolResultBlock, type PendingToolUse } from "./replay";
+import { InterceptorChain, progressCounting, type AttemptInterceptor } from "./interceptors";
+import type { RetryPolicy } from "./modelRetry";
+import { modelTurn } from "./modelTurn";
+import { replay, toolUses } from "./replay";
 import { buildResult } from "./result";
-import { callModelWithRetry, type RetryPolicy } from "./modelRetry";
+import { writeTerminal } from "./settle";
 import { chooseTier } from "./tierRouting";
+import { dispatchTools, logToolChoice } from "./toolDispatch";
 import { ToolCallLedger } from "./toolCallLedger";
-import { type ContentBlock, type TaskRecord, type Usage } from "../domain";
+import type { ContentBlock, TaskRecord } from "../contracts";
 import { BudgetExceededError, ModelBehaviorError } from "../errors";
 import type { PriceTable } from "../llm/pricing";
-import type { LlmClient, ToolSpec, UserBlock } from "../llm/types";
+import type { LlmClient } from "../llm/client";
+import type { ToolSpec, UserBlock } from "../contracts";
 import type { TaskStore } from "../store/types";
-import type { ToolRunner } from "../tools/types";
-import type { Metrics } from "../telemetry/metrics";
+import type { ToolRunner } from "../tools/tool";
 import { Attr, contextFromTraceparent, inSpan, markFailed } from "../telemetry/spans";
 
-export interface LoopLogger {
-  info(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-}
+export type { LoopLogger, LoopProgress, RunOutcome, StepEvent } from "./attempt";
 
 export interface LoopDeps {
   store: Pick<TaskStore, "listSteps" | "appendStep" | "finishTask">;
@@ -36,24 +39,12 @@ export interface LoopDeps {
   prices: PriceTable;
   logger: LoopLogger;
   retry?: Partial<RetryPolicy>;
-  /** Called after each checkpoint (events, metrics). */
+  /** Process-wide interceptors (the planner's events and metrics); they run after the attempt's own progress counting. */
+  interceptors?: readonly AttemptInterceptor[];
+  /** Told of each checkpoint, after every interceptor: the chain's last link. */
   onStep?(event: StepEvent): void;
   /** The planner's metrics recorded inside the loop; optional (unit tests). */
-  metrics?: Pick<Metrics, "taskResumed" | "duplicateToolCall" | "rateLimitWait">;
-}
-
-export interface StepEvent {
-  taskId: string;
-  step: number;
-  kind: "llm" | "tool";
-  tool?: string;
-  ok?: boolean;
-  model?: string;
-  usage?: Usage;
-  duration_ms: number;
-  /** Set by runLoop on every event it passes on, so listeners can label by agent and prompt version. */
-  agent?: string;
-  prompt_version?: string;
+  metrics?: LoopMetrics;
 }
 
 export interface RunInput {
@@ -67,18 +58,14 @@ export interface RunInput {
   traceparent?: string;
   /** Kept current by the loop, earlier attempts' checkpoints included: the caller's per-task metrics, even when the attempt throws. */
   progress?: LoopProgress;
+  /** This attempt's own interceptors (its lease check), after the process-wide ones. */
+  interceptors?: readonly AttemptInterceptor[];
+  /**
+   * Ends the attempt in the store once the loop has an outcome, inside the attempt's span.
+   * @default the terminal write alone: succeeded and failed finish the task, interrupted leaves it as it is
+   */
+  settle?(outcome: RunOutcome): Promise<unknown>;
 }
-
-export interface LoopProgress {
-  steps: number;
-  toolCalls: number;
-}
-
-export type RunOutcome =
-  | { kind: "succeeded"; result: unknown }
-  | { kind: "failed"; error: { type: string; message: string } }
-  /** Stopped at a step boundary because `signal` aborted; the task is resumable. */
-  | { kind: "interrupted"; reason: unknown };
 
 /**
  * One attempt, traced: an `invoke_agent {agent}` span (clawfleet.attempt) in the
@@ -86,24 +73,8 @@ export type RunOutcome =
  */
 export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome> {
   const { task, agent } = run;
-  const labels = { agent: agent.name, prompt_version: agent.promptVersion };
-  const progress = run.progress ?? { steps: 0, toolCalls: 0 };
-  const metrics = deps.metrics;
-  const traced: LoopDeps = {
-    ...deps,
-    onStep: (e) => {
-      progress.steps++;
-      if (e.kind === "tool") progress.toolCalls++;
-      deps.onStep?.({ ...e, ...labels });
-    },
-    retry: {
-      ...deps.retry,
-      onRateLimitWait: (seconds, req) => {
-        deps.retry?.onRateLimitWait?.(seconds, req);
-        metrics?.rateLimitWait({ ...labels, model: req.model }, "planner_backoff", seconds);
-      },
-    },
-  };
+  const attempt = openAttempt(deps, run, run.progress ?? { steps: 0, toolCalls: 0 });
+  const settle = (outcome: RunOutcome) => (run.settle ? run.settle(outcome) : writeTerminal(deps.store, task.id, run.fence, outcome));
   const attributes = {
     [Attr.OPERATION]: "invoke_agent",
     [Attr.AGENT_NAME]: agent.name,
@@ -115,24 +86,41 @@ export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome
   };
   const parent = contextFromTraceparent(task.trace_context ?? run.traceparent, ROOT_CONTEXT);
   return inSpan(`invoke_agent ${agent.name}`, { kind: SpanKind.INTERNAL, attributes }, parent, async (span) => {
-    const outcome = await runAttempt(traced, { ...run, progress });
+    const outcome = await runAttempt(attempt, deps, agent.maxSteps ?? run.defaultMaxSteps);
+    await settle(outcome);
     span.setAttribute(Attr.OUTCOME, outcome.kind);
     if (outcome.kind === "failed") markFailed(span, outcome.error.type, outcome.error.message);
     return outcome;
   });
 }
 
-async function runAttempt(deps: LoopDeps, run: RunInput & { progress: LoopProgress }): Promise<RunOutcome> {
-  const { task, fence, agent, signal } = run;
-  const maxSteps = agent.maxSteps ?? run.defaultMaxSteps;
-  const stored = await deps.store.listSteps(task.id);
+/** The attempt as its steps see it: its calls and checkpoints pass through one interceptor chain. */
+function openAttempt(deps: LoopDeps, run: RunInput, progress: LoopProgress): Attempt {
+  const { task, agent, fence, signal } = run;
+  const { store, prices, logger, metrics } = deps;
+  const labels = { agent: agent.name, prompt_version: agent.promptVersion };
+  const chain = new InterceptorChain([
+    progressCounting(progress, labels, metrics),
+    ...(deps.interceptors ?? []),
+    ...(run.interceptors ?? []),
+    { name: "listeners", stepCheckpointed: (e) => deps.onStep?.(e), rateLimitWaited: (s, req) => deps.retry?.onRateLimitWait?.(s, req) },
+  ]);
+  const { stepCheckpointed, rateLimitWaited } = chain;
+  const [llm, tools] = [chain.llm(deps.llm), chain.tools(deps.tools)];
+  const retry = { ...deps.retry, onRateLimitWait: rateLimitWaited };
+  return { task, fence, agent, labels, signal, store, llm, tools, prices, retry, logger, metrics, progress, stepCheckpointed };
+}
+
+async function runAttempt(a: Attempt, deps: Pick<LoopDeps, "toolSpecs">, maxSteps: number): Promise<RunOutcome> {
+  const { task, agent, signal } = a;
+  const stored = await a.store.listSteps(task.id);
   // Rebuilt from the checkpoints on every attempt: a resumed task reports no call twice.
   const ledger = ToolCallLedger.fromCheckpoints(stored);
   const toolParents = new Map<number, string>();
-  run.progress.steps = stored.length;
-  run.progress.toolCalls = ledger.count;
+  a.progress.steps = stored.length;
+  a.progress.toolCalls = ledger.count;
   // Tiered agents classify first (step 1) and run on the tier that picks; others run on their default tier.
-  const choice = await chooseTier(deps, run, stored);
+  const choice = await chooseTier(a, stored);
   if (choice === "interrupted") return { kind: "interrupted", reason: signal.reason };
   const tierName = choice.tier;
   const tier = agent.tiers[tierName];
@@ -142,30 +130,19 @@ async function runAttempt(deps: LoopDeps, run: RunInput & { progress: LoopProgre
   const specs = await deps.toolSpecs(agent);
   let usedTokens = task.usage.input_tokens + task.usage.output_tokens + choice.tokens;
   if (state.llmSteps + state.toolSteps > 0) {
-    deps.logger.info({ taskId: task.id, event: "task.resumed", step: state.nextStep, attempt: task.attempts }, "resuming from checkpoint");
-    deps.metrics?.taskResumed({ agent: agent.name, prompt_version: agent.promptVersion });
+    a.logger.info({ taskId: task.id, event: "task.resumed", step: state.nextStep, attempt: task.attempts }, "resuming from checkpoint");
+    a.metrics?.taskResumed(a.labels);
   }
-
-  const finish = async (outcome: RunOutcome & { kind: "succeeded" | "failed" }): Promise<RunOutcome> => {
-    await deps.store.finishTask(
-      task.id,
-      fence,
-      outcome.kind === "succeeded" ? { status: "succeeded", result: outcome.result } : { status: "failed", error: outcome.error },
-    );
-    return outcome;
-  };
-  const fail = (err: Error & { errorType?: string }) =>
-    finish({ kind: "failed", error: { type: err.errorType ?? "internal_error", message: err.message } });
 
   for (;;) {
     if (signal.aborted) return { kind: "interrupted", reason: signal.reason };
 
     if (state.pending.length > 0) {
-      const results = await runPendingTools(deps, run, state.pending, ledger, toolParents);
+      const results = await dispatchTools(a, state.pending, ledger, toolParents);
       const blocks = new Map<number, UserBlock>([...state.doneResults, ...results]);
       state.messages.push({
         role: "user",
-        content: [...blocks.entries()].sort(([a], [b]) => a - b).map(([, b]) => b),
+        content: [...blocks.entries()].sort(([x], [y]) => x - y).map(([, b]) => b),
       });
       state.pending = [];
       state.doneResults = new Map();
@@ -175,170 +152,44 @@ async function runAttempt(deps: LoopDeps, run: RunInput & { progress: LoopProgre
 
     if (state.lastLlm) {
       const { content, stop_reason } = state.lastLlm;
-      if (stop_reason === "max_tokens") {
-        return fail(new ModelBehaviorError(`the model's answer was cut off at max_tokens (${tier.max_tokens})`));
-      }
-      if (stop_reason === "refusal") return fail(new ModelBehaviorError("the model refused the task"));
-      return finish({ kind: "succeeded", result: buildResult(content, agent.resultFormat) });
+      if (stop_reason === "max_tokens") return failedBy(new ModelBehaviorError(`the model's answer was cut off at max_tokens (${tier.max_tokens})`));
+      if (stop_reason === "refusal") return failedBy(new ModelBehaviorError("the model refused the task"));
+      return { kind: "succeeded", result: buildResult(content, agent.resultFormat) };
     }
 
-    if (state.nextStep > maxSteps) {
-      return fail(new BudgetExceededError(`step budget of ${maxSteps} spent before the agent finished`));
-    }
+    if (state.nextStep > maxSteps) return failedBy(new BudgetExceededError(`step budget of ${maxSteps} spent before the agent finished`));
     if (agent.maxTokens !== undefined && usedTokens >= agent.maxTokens) {
-      return fail(new BudgetExceededError(`token budget of ${agent.maxTokens} spent before the agent finished`));
+      return failedBy(new BudgetExceededError(`token budget of ${agent.maxTokens} spent before the agent finished`));
     }
 
     const step = state.nextStep;
-    const response = await callModelWithRetry(
-      deps.llm,
-      {
-        taskId: task.id,
-        agent: agent.name,
-        promptVersion: agent.promptVersion,
-        step,
-        tier: tierName,
-        model: tier.model,
-        maxTokens: tier.max_tokens,
-        priority: task.priority,
-        system: agent.systemPrompt,
-        messages: state.messages,
-        tools: specs,
-      },
-      signal,
-      deps.retry,
-    );
-    const usage: Usage = deps.prices.usageOf(response.model, response.usage);
-    const content: ContentBlock[] = response.content;
-    await deps.store.appendStep(
-      task.id,
-      fence,
-      {
-        kind: "llm",
-        step,
-        data: {
-          model: response.model,
-          tier: tierName,
-          stop_reason: response.stop_reason,
-          usage,
-          content,
-          duration_ms: response.duration_ms,
-        },
-      },
-      usage,
-    );
+    const { response, usage } = await modelTurn(a, { step, tierName, tier, system: agent.systemPrompt, messages: state.messages, tools: specs });
     usedTokens += usage.input_tokens + usage.output_tokens;
-    deps.onStep?.({ taskId: task.id, step, kind: "llm", model: response.model, usage, duration_ms: response.duration_ms });
-
+    const content: ContentBlock[] = response.content;
     state.messages.push({ role: "assistant", content });
     state.llmSteps++;
-    const uses = content.filter((b): b is Extract<ContentBlock, { type: "tool_use" }> => b.type === "tool_use");
+    const uses = toolUses(content);
     state.nextStep = step + 1 + uses.length;
-    if (uses.length > 0) {
-      state.pending = uses.map((u, i) => ({ step: step + 1 + i, id: u.id, name: u.name, input: u.input }));
-      state.lastLlm = null;
-      // The model turn that asked for the tools is their spans' parent.
-      if (response.traceparent !== undefined) for (const p of state.pending) toolParents.set(p.step, response.traceparent);
-      const reason = content.find((b) => b.type === "text");
-      deps.logger.info(
-        {
-          taskId: task.id,
-          event: "tool.choice",
-          step,
-          agent: agent.name,
-          prompt_version: agent.promptVersion,
-          tools: uses.map((u) => u.name),
-          inputs: uses.map((u) => cut(JSON.stringify(u.input) ?? "null", 300)),
-          candidates: specs.map((s) => s.name),
-          reason: reason?.type === "text" ? cut(reason.text, 500) : undefined,
-          state: {
-            attempt: task.attempts,
-            tier: tierName,
-            llm_steps: state.llmSteps,
-            tool_calls: ledger.count,
-            used_tokens: usedTokens,
-            max_steps: maxSteps,
-            stop_reason: response.stop_reason,
-          },
-        },
-        "model chose tools",
-      );
-    } else {
+    if (uses.length === 0) {
       state.lastLlm = { content, stop_reason: response.stop_reason };
+      continue;
     }
+    state.pending = uses.map((u, i) => ({ step: step + 1 + i, id: u.id, name: u.name, input: u.input }));
+    state.lastLlm = null;
+    // The model turn that asked for the tools is their spans' parent.
+    if (response.traceparent !== undefined) for (const p of state.pending) toolParents.set(p.step, response.traceparent);
+    logToolChoice(a, step, content, specs, {
+      attempt: task.attempts,
+      tier: tierName,
+      llm_steps: state.llmSteps,
+      tool_calls: ledger.count,
+      used_tokens: usedTokens,
+      max_steps: maxSteps,
+      stop_reason: response.stop_reason,
+    });
   }
 }
 
-/**
- * Runs the owed tool calls of one turn concurrently (the model asked for them
- * together) and checkpoints each as it completes. A tool that fails or gets bad
- * input from the model comes back as an `is_error` result for the model to see;
- * only infrastructure errors (retryable) escape to end the attempt.
- */
-async function runPendingTools(
-  deps: LoopDeps,
-  run: RunInput,
-  pending: readonly PendingToolUse[],
-  ledger: ToolCallLedger,
-  parents: ReadonlyMap<number, string>,
-): Promise<Map<number, UserBlock>> {
-  const { task, fence, agent } = run;
-  const out = new Map<number, UserBlock>();
-  await Promise.all(
-    pending.map(async (use) => {
-      const idempotencyKey = `${task.id}:${use.step}`;
-      const allowed = agent.tools.includes(use.name);
-      const result = allowed
-        ? await context.with(contextFromTraceparent(parents.get(use.step), context.active()), () =>
-            deps.tools.run({
-              taskId: task.id,
-              agent: agent.name,
-              promptVersion: agent.promptVersion,
-              step: use.step,
-              tool: use.name,
-              toolUseId: use.id,
-              input: use.input,
-              idempotencyKey,
-            }),
-          )
-        : { ok: false, output: { error: `tool "${use.name}" is not available to agent ${agent.name}` }, duration_ms: 0 };
-      await deps.store.appendStep(task.id, fence, {
-        kind: "tool",
-        step: use.step,
-        data: {
-          tool: use.name,
-          tool_use_id: use.id,
-          input: use.input,
-          output: result.output,
-          ok: result.ok,
-          duration_ms: result.duration_ms,
-          idempotency_key: idempotencyKey,
-        },
-      });
-      deps.onStep?.({ taskId: task.id, step: use.step, kind: "tool", tool: use.name, ok: result.ok, duration_ms: result.duration_ms });
-      const duplicate = ledger.enter(use.name, use.input, use.step);
-      if (duplicate) {
-        deps.logger.warn(
-          {
-            taskId: task.id,
-            event: "tool.duplicate_call",
-            step: use.step,
-            first_step: duplicate.firstStep,
-            tool: use.name,
-            input_hash: duplicate.inputHash,
-            agent: agent.name,
-            prompt_version: agent.promptVersion,
-          },
-          `tool ${use.name} called again with the same input (steps ${duplicate.firstStep} and ${use.step})`,
-        );
-        deps.metrics?.duplicateToolCall({ agent: agent.name, prompt_version: agent.promptVersion }, use.name);
-      }
-      out.set(use.step, toolResultBlock(use.id, result));
-    }),
-  );
-  return out;
-}
-
-function cut(text: string, max: number): string {
-  return text.length > max ? `${text.slice(0, max)}…` : text;
+function failedBy(err: Error & { errorType?: string }): RunOutcome {
+  return { kind: "failed", error: { type: err.errorType ?? "internal_error", message: err.message } };
 }

@@ -8,23 +8,12 @@
  * never made twice: a resumed task reads its label back from the checkpoint. It
  * is not part of the agent's conversation, which starts at step 2.
  */
+import type { Attempt } from "./attempt";
 import type { AgentDefinition } from "./definition";
+import { modelTurn } from "./modelTurn";
 import { initialUserMessage } from "./replay";
-import { callModelWithRetry, type RetryPolicy } from "./modelRetry";
-import { type ContentBlock, type StepRecord, type TaskRecord, type Usage } from "../domain";
+import type { ContentBlock, StepRecord } from "../contracts";
 import { ModelBehaviorError } from "../errors";
-import type { PriceTable } from "../llm/pricing";
-import type { LlmClient } from "../llm/types";
-import type { TaskStore } from "../store/types";
-
-export interface RoutingDeps {
-  store: Pick<TaskStore, "appendStep">;
-  llm: LlmClient;
-  prices: PriceTable;
-  logger: { info(obj: Record<string, unknown>, msg: string): void };
-  retry?: Partial<RetryPolicy>;
-  onStep?(event: { taskId: string; step: number; kind: "llm"; model: string; usage: Usage; duration_ms: number }): void;
-}
 
 export interface TierChoice {
   /** The tier the agent's own steps run on. */
@@ -63,15 +52,11 @@ const isClassification = (s: StepRecord | undefined, classifyTier: string): s is
 
 /**
  * Picks the tier for a task: classifies it (and checkpoints that as step 1) the
- * first time, reads the checkpoint on resume. "interrupted" when `signal`
- * aborted before the classification.
+ * first time, reads the checkpoint on resume. "interrupted" when the attempt's
+ * signal aborted before the classification.
  */
-export async function chooseTier(
-  deps: RoutingDeps,
-  run: { task: TaskRecord; fence: number; agent: AgentDefinition; signal: AbortSignal },
-  stored: readonly StepRecord[],
-): Promise<TierChoice | "interrupted"> {
-  const { task, fence, agent, signal } = run;
+export async function chooseTier(a: Attempt, stored: readonly StepRecord[]): Promise<TierChoice | "interrupted"> {
+  const { task, agent } = a;
   const router = agent.router;
   if (!router) return { tier: agent.defaultTier, firstStep: 1, tokens: 0 };
   const decide = (content: readonly ContentBlock[]) => (labelOf(content) === router.simpleLabel ? router.classifyTier : agent.defaultTier);
@@ -82,49 +67,20 @@ export async function chooseTier(
     if (!isClassification(first, router.classifyTier)) return { tier: agent.defaultTier, firstStep: 1, tokens: 0 };
     return { tier: decide(first.data.content), firstStep: 2, tokens: 0 };
   }
-  if (signal.aborted) return "interrupted";
+  if (a.signal.aborted) return "interrupted";
 
   const tier = agent.tiers[router.classifyTier];
   if (!tier) throw new ModelBehaviorError(`agent ${agent.name} has no tier ${router.classifyTier}`);
-  const response = await callModelWithRetry(
-    deps.llm,
-    {
-      taskId: task.id,
-      agent: agent.name,
-      promptVersion: agent.promptVersion,
-      step: 1,
-      tier: router.classifyTier,
-      model: tier.model,
-      maxTokens: tier.max_tokens,
-      priority: task.priority,
-      system: classificationPrompt(agent, router.simpleLabel),
-      messages: [initialUserMessage(task.input)],
-      tools: [],
-    },
-    signal,
-    deps.retry,
-  );
-  const usage: Usage = deps.prices.usageOf(response.model, response.usage);
-  await deps.store.appendStep(
-    task.id,
-    fence,
-    {
-      kind: "llm",
-      step: 1,
-      data: {
-        model: response.model,
-        tier: router.classifyTier,
-        stop_reason: response.stop_reason,
-        usage,
-        content: response.content,
-        duration_ms: response.duration_ms,
-      },
-    },
-    usage,
-  );
-  deps.onStep?.({ taskId: task.id, step: 1, kind: "llm", model: response.model, usage, duration_ms: response.duration_ms });
+  const { response, usage } = await modelTurn(a, {
+    step: 1,
+    tierName: router.classifyTier,
+    tier,
+    system: classificationPrompt(agent, router.simpleLabel),
+    messages: [initialUserMessage(task.input)],
+    tools: [],
+  });
   const chosen = decide(response.content);
-  deps.logger.info(
+  a.logger.info(
     { taskId: task.id, event: "task.classified", label: labelOf(response.content) ?? null, tier: chosen, model: agent.tiers[chosen]?.model },
     "task classified",
   );

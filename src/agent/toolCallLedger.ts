@@ -9,7 +9,7 @@
  * or another) never reports a call twice, and never misses a repeat of a call
  * made by an earlier attempt.
  */
-import type { StepRecord } from "../domain";
+import type { StepRecord } from "../contracts";
 import { inputHash } from "../telemetry/inputHash";
 
 export interface DuplicateCall {

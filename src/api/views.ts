@@ -1,5 +1,5 @@
-/** The REST API's JSON shapes (see DESIGN.md, "External contract"), built from store records. */
-import type { StepRecord, TaskRecord } from "../domain";
+/** The REST API's answers (their schemas are in `src/contracts/api.ts`), built from store records. */
+import type { ErrorBody, ModelUsage, StepRecord, StepView, TaskRecord, TaskView } from "../contracts";
 import {
   ClawfleetError,
   errorBody,
@@ -9,14 +9,6 @@ import {
   RouteNotFoundError,
   UnavailableError,
 } from "../errors";
-
-export interface ModelUsage {
-  calls: number;
-  input_tokens: number;
-  output_tokens: number;
-  cache_read_input_tokens: number;
-  cost_usd: number;
-}
 
 /** Per-model usage from the LLM checkpoints: what a tiered agent spent on each tier's model. */
 export function usageByModel(steps: readonly StepRecord[]): Record<string, ModelUsage> {
@@ -34,7 +26,7 @@ export function usageByModel(steps: readonly StepRecord[]): Record<string, Model
 }
 
 /** `steps`, when given, adds `usage.by_model`. */
-export function taskView(t: TaskRecord, steps?: readonly StepRecord[]) {
+export function taskView(t: TaskRecord, steps?: readonly StepRecord[]): TaskView {
   return {
     id: t.id,
     agent: t.agent,
@@ -60,7 +52,7 @@ export function taskView(t: TaskRecord, steps?: readonly StepRecord[]) {
   };
 }
 
-export function stepView(s: StepRecord) {
+export function stepView(s: StepRecord): StepView {
   if (s.kind === "llm") {
     return {
       step: s.step,
@@ -102,7 +94,7 @@ interface HttpishError {
  * Body-parser and router errors are a client's fault and get their 4xx; only an
  * error Clawfleet does not know becomes a 500, with no internals in the message.
  */
-export function httpError(err: unknown): { status: number; body: ReturnType<typeof errorBody>; headers: Record<string, string> } {
+export function httpError(err: unknown): { status: number; body: ErrorBody; headers: Record<string, string> } {
   let e: unknown = err;
   if (!(err instanceof ClawfleetError)) {
     const h = (err ?? {}) as HttpishError;

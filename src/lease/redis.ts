@@ -3,8 +3,8 @@
  * Lua compare-and-extend / compare-and-delete (src/lease/lua/) to renew and release.
  */
 import type { Redis } from "ioredis";
-import { UnavailableError, messageOf } from "../errors";
-import { isRedisUnavailable } from "../redis/connection";
+import { UnavailableError } from "../errors";
+import { awaitRedis } from "../redis/connection";
 import { RedisScripts, luaDir } from "../redis/scripts";
 import { checkOwner, checkTtl } from "./checks";
 import type { LeaseManager } from "./types";
@@ -78,18 +78,8 @@ export class RedisLeaseManager implements LeaseManager {
     }
   }
 
-  /**
-   * Awaits one Redis round trip: failing to reach Redis becomes `UnavailableError`,
-   * while an error reply (a bug) passes through. Takes the promise rather than a
-   * thunk so that a synchronous throw (a misnamed script) is never mistaken for an outage.
-   */
-  private async call<T>(operation: string, pending: Promise<T>): Promise<T> {
-    try {
-      return await pending;
-    } catch (err) {
-      if (!isRedisUnavailable(err)) throw err;
-      throw new UnavailableError(`Redis unavailable for lease ${operation}: ${messageOf(err)}`, { dependency: "redis", operation });
-    }
+  private call<T>(operation: string, pending: Promise<T>): Promise<T> {
+    return awaitRedis("lease", operation, pending);
   }
 
   private checkOpen(): void {

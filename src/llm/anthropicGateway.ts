@@ -10,8 +10,8 @@
  */
 import Anthropic from "@anthropic-ai/sdk";
 import { ProviderError, ProviderRequestError, RateLimitedError } from "../errors";
-import type { ContentBlock } from "../domain";
-import type { CompleteRequest, CompleteResponse } from "./types";
+import type { ContentBlock } from "../contracts";
+import type { CompleteRequest, CompleteResponse } from "../contracts";
 
 export interface GatewayOptions {
   apiKey: string;

@@ -4,8 +4,7 @@
  * reported by `knownModel` so a misconfigured tier is visible rather than free.
  */
 import { z } from "zod";
-import type { Usage } from "../domain";
-import type { LlmUsage } from "./types";
+import type { LlmUsage, Usage } from "../contracts";
 
 export interface ModelPrice {
   input: number;

@@ -3,8 +3,8 @@
  * script function from the request, and every request is recorded. It
  * implements the same `LlmClient` the agent loop uses in production.
  */
-import type { ContentBlock } from "../domain";
-import type { CompleteRequest, CompleteResponse, LlmClient } from "./types";
+import type { CompleteRequest, CompleteResponse, ContentBlock } from "../contracts";
+import type { LlmClient } from "./client";
 
 export type ScriptedTurn =
   | { content: ContentBlock[]; stop_reason?: string; usage?: { input_tokens: number; output_tokens: number } }

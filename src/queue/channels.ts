@@ -1,8 +1,8 @@
 /**
  * The @moleculer/channels middleware as Clawfleet configures it: Redis Streams in
  * distributed mode, the in-process `MemoryAdapter` in embedded mode, with the
- * same retry and dead-letter policy in both. Also the typed edges of the library
- * (its typings are loose): `sendToChannel` and queue statistics for metrics.
+ * same retry and dead-letter policy in both (wakeups.ts). Also the typed edges of
+ * the library (its typings are loose): `sendToChannel` and queue statistics for metrics.
  *
  * Queue messages are only wake-ups ("look at task X"); Postgres is the truth and
  * the reaper re-publishes a wake-up for any task left `queued` or holding a lapsed
@@ -14,11 +14,10 @@ import type { Middleware, ServiceBroker } from "moleculer";
 import { type MemoryAdapter, memoryAdapter, type QueueDepth } from "./memoryAdapter";
 import { RedisStreamsAdapter } from "./redisStreamsAdapter";
 import { readStreamGroup } from "./streamGroup";
+import { WAKEUP_DEAD_LETTERING, WAKEUP_MAX_RETRIES, type ChannelSend } from "./wakeups";
 
 export type { QueueDepth } from "./memoryAdapter";
 
-/** Where wake-ups that failed every delivery go (prefixed with the namespace, like every channel). */
-export const TASKS_DEAD_CHANNEL = "tasks.dead";
 
 /**
  * How long a delivered, unacknowledged message sits before another consumer may
@@ -32,11 +31,8 @@ export const TASKS_DEAD_CHANNEL = "tasks.dead";
 export const DEFAULT_MIN_IDLE_TIME_MS = 10 * 60_000;
 /** How often each consumer looks for claimable messages; small next to the idle time, cheap for Redis. */
 export const DEFAULT_CLAIM_INTERVAL_MS = 5_000;
-/**
- * Deliveries of a failing wake-up before it is dead-lettered. As in every
- * @moleculer/channels adapter this counts deliveries, first one included.
- */
-export const DEFAULT_MAX_RETRIES = 3;
+/** Deliveries of a failing wake-up before it is dead-lettered (see wakeups.ts). */
+export const DEFAULT_MAX_RETRIES = WAKEUP_MAX_RETRIES;
 
 interface CommonOptions {
   /** @default DEFAULT_MAX_RETRIES */
@@ -74,18 +70,11 @@ function checkInteger(name: string, value: number | undefined, min: number): voi
 export function channelsMiddleware(opts: ChannelsOptions): Middleware {
   const maxRetries = opts.maxRetries ?? DEFAULT_MAX_RETRIES;
   checkInteger("maxRetries", maxRetries, 0);
-  const deadLettering = { enabled: true, queueName: TASKS_DEAD_CHANNEL };
+  const deadLettering = { ...WAKEUP_DEAD_LETTERING };
 
   let adapter: unknown;
   if (opts.mode === "embedded") {
-    adapter =
-      opts.adapter ??
-      memoryAdapter({
-        maxRetries,
-        deadLettering,
-        serializer: "JSON",
-        ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}),
-      });
+    adapter = opts.adapter ?? embeddedAdapter({ maxRetries, ...(opts.retryDelayMs !== undefined ? { retryDelayMs: opts.retryDelayMs } : {}) });
   } else {
     checkInteger("minIdleTimeMs", opts.minIdleTimeMs, 1);
     checkInteger("claimIntervalMs", opts.claimIntervalMs, 1);
@@ -114,6 +103,11 @@ export function channelsMiddleware(opts: ChannelsOptions): Middleware {
   return create({ adapter });
 }
 
+/** The in-process adapter with the wake-up policy (a caller that keeps a handle on it for `depth()` makes it here). */
+export function embeddedAdapter(opts: { maxRetries?: number; retryDelayMs?: number } = {}): MemoryAdapter {
+  return memoryAdapter({ maxRetries: WAKEUP_MAX_RETRIES, ...opts, deadLettering: { ...WAKEUP_DEAD_LETTERING }, serializer: "JSON" });
+}
+
 export interface SendOptions {
   headers?: Record<string, string>;
   /**
@@ -125,9 +119,6 @@ export interface SendOptions {
   xaddMaxLen?: string;
 }
 
-/** Length cap of the tasks.ready stream: ~100,000 entries, about 10 MB of Redis. */
-export const TASKS_READY_MAXLEN = "~100000";
-
 type SendToChannel = (channel: string, payload: unknown, opts?: SendOptions) => Promise<void>;
 
 /** `broker.sendToChannel`, typed. Rejects while the adapter is not connected (inside a service's `started()`). */
@@ -135,6 +126,11 @@ export function sendToChannel(broker: ServiceBroker, channel: string, payload: u
   const send = (broker as unknown as { sendToChannel?: SendToChannel }).sendToChannel;
   if (typeof send !== "function") throw new Error("the Channels middleware is not installed on this broker");
   return send.call(broker, channel, payload, opts);
+}
+
+/** A broker's `sendToChannel` as the wake-up publisher takes it. */
+export function channelSender(broker: ServiceBroker): ChannelSend {
+  return (channel, payload, opts) => sendToChannel(broker, channel, payload, opts);
 }
 
 /** Cap on the entries read to count a backlog when Redis cannot report the group's lag. */

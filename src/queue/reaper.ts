@@ -7,7 +7,7 @@
  */
 import type { LeaseManager } from "../lease/types";
 import type { TaskStore } from "../store/types";
-import type { WakeUp } from "../domain";
+import type { WakeUp } from "../contracts";
 
 export interface ReaperDeps {
   store: Pick<TaskStore, "listStaleQueued" | "listRunning" | "touchWakeup">;

@@ -1,7 +1,8 @@
 /**
  * The bucket arithmetic, as pure functions of a state and a clock. `MemoryBuckets`
  * runs it in process; `lua/*.lua` is the same arithmetic, line for line, inside
- * Redis. The contract suite holds both to it.
+ * Redis (refill() is lua/includes/refill.lua, msUntilFull() the expiry in
+ * lua/includes/store.lua). The contract suite holds both to it.
  *
  * - Refill is continuous, capped at capacity, and starts at `ts` (a 429 penalty
  *   moves `ts` into the future: nothing refills until then).

@@ -5,7 +5,7 @@
  * settles to the `usage` the provider reports. Start from ~4 characters per token
  * and learn, per model, the running ratio of actual to estimated tokens.
  */
-import type { MessageParam, ToolSpec } from "../llm/types";
+import type { MessageParam, ToolSpec } from "../contracts";
 
 const CHARS_PER_TOKEN = 4;
 /** Weight of the newest observation in the running ratio. */

@@ -1,6 +1,6 @@
 /**
  * The gateway's rate limiter: reserve an estimate before a provider call, settle
- * to actual usage after it (invariant 5).
+ * to actual usage after it (invariant 5, docs/invariants.md).
  *
  *   const permit = await limiter.acquire(call);   // waits by priority, or RateLimitedError with retryAfter
  *   … provider call …
@@ -12,9 +12,9 @@
  * drains the scope, cluster-wide, until the time it names. Models without
  * configured limits take the limits the provider reports in its headers.
  */
-import type { Priority } from "../domain";
+import type { Priority } from "../contracts";
 import { ProviderRequestError, RateLimitedError, messageOf } from "../errors";
-import type { MessageParam, ToolSpec, LlmUsage } from "../llm/types";
+import type { MessageParam, ToolSpec, LlmUsage } from "../contracts";
 import type { Buckets } from "./buckets";
 import { InputTokenEstimator } from "./estimator";
 import { bucketSpecs, limitOf, resolveScope, type BucketSpec, type LimitSpec, type RateLimitTable, type Triple } from "./limits";

@@ -4,8 +4,7 @@
  * step, on Redis' clock).
  */
 import type { Redis } from "ioredis";
-import { UnavailableError, messageOf } from "../errors";
-import { isRedisUnavailable } from "../redis/connection";
+import { awaitRedis } from "../redis/connection";
 import { RedisScripts, luaDir } from "../redis/scripts";
 import type { Buckets, ReserveOutcome } from "./buckets";
 import { NO_REMAINING } from "./buckets";
@@ -51,12 +50,7 @@ export class RedisBuckets implements Buckets {
   /** The connection is shared (leases, queue statistics); whoever opened it closes it. */
   async close(): Promise<void> {}
 
-  private async call<T>(operation: string, pending: Promise<T>): Promise<T> {
-    try {
-      return await pending;
-    } catch (err) {
-      if (!isRedisUnavailable(err)) throw err;
-      throw new UnavailableError(`Redis unavailable for rate-limit ${operation}: ${messageOf(err)}`, { dependency: "redis", operation });
-    }
+  private call<T>(operation: string, pending: Promise<T>): Promise<T> {
+    return awaitRedis("rate-limit", operation, pending);
   }
 }

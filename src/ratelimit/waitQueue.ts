@@ -10,7 +10,7 @@
  * With several gateway processes each has its own queue; the buckets (Redis)
  * stay the single truth.
  */
-import type { Priority } from "../domain";
+import type { Priority } from "../contracts";
 import { RateLimitedError } from "../errors";
 import type { Buckets } from "./buckets";
 import type { BucketSpec, Triple } from "./limits";

@@ -6,7 +6,7 @@
  * while a Redis restart must never take the process down.
  */
 import { Redis, ReplyError, type RedisOptions } from "ioredis";
-import { messageOf } from "../errors";
+import { UnavailableError, messageOf } from "../errors";
 
 /** What the connection reports to; Moleculer's and pino's loggers both fit. */
 export interface RedisLogger {
@@ -33,7 +33,8 @@ export interface RedisConnectionOptions {
   connectTimeoutMs?: number;
 }
 
-const stderrLogger: RedisLogger = {
+/** One line per message on stderr: the default, and what to report to before a real logger is at hand. */
+export const stderrRedisLogger: RedisLogger = {
   info: (msg) => process.stderr.write(`${msg}\n`),
   warn: (msg) => process.stderr.write(`${msg}\n`),
 };
@@ -71,7 +72,7 @@ export function reconnectDelay(attempt: number, maxDelayMs: number): number {
  */
 export function createRedis(url: string, opts: RedisConnectionOptions = {}): Redis {
   const name = opts.name ?? "clawfleet";
-  const logger = opts.logger ?? stderrLogger;
+  const logger = opts.logger ?? stderrRedisLogger;
   const maxDelay = opts.maxReconnectDelayMs ?? 2000;
   const options: RedisOptions = {
     connectionName: name,
@@ -120,4 +121,19 @@ const TRANSIENT_REPLY = /^(LOADING|BUSY|READONLY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN
 export function isRedisUnavailable(err: unknown): boolean {
   if (err instanceof ReplyError) return TRANSIENT_REPLY.test(messageOf(err));
   return true;
+}
+
+/**
+ * Awaits one Redis round trip of `subject` (`lease`, `rate-limit`): failing to
+ * reach Redis becomes `UnavailableError`, while an error reply (a bug) passes
+ * through. Takes the promise rather than a thunk so that a synchronous throw (a
+ * misnamed script) is never mistaken for an outage.
+ */
+export async function awaitRedis<T>(subject: string, operation: string, pending: Promise<T>): Promise<T> {
+  try {
+    return await pending;
+  } catch (err) {
+    if (!isRedisUnavailable(err)) throw err;
+    throw new UnavailableError(`Redis unavailable for ${subject} ${operation}: ${messageOf(err)}`, { dependency: "redis", operation });
+  }
 }

@@ -2,6 +2,8 @@
  * Loads a folder of Lua scripts into an ioredis connection: each file is named
  * `<command>-<number of keys>.lua` and becomes a command run through EVALSHA
  * (ioredis falls back to EVAL after a Redis restart flushed the script cache).
+ * Pieces shared by several scripts live in the folder's `includes/` and are
+ * pulled in with `--- @include "includes/<name>"` (luaIncludes.ts).
  *
  * Scripts are read from `src/` even in the compiled build, which ships them
  * alongside `dist/`: tsc does not copy non-TypeScript files, and one location means
@@ -11,6 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Redis } from "ioredis";
 import { projectRoot } from "../paths";
+import { resolveLuaIncludes } from "./luaIncludes";
 
 export interface LuaScript {
   /** Command name: the file name without its key count, e.g. `renewLease`. */
@@ -29,7 +32,10 @@ export function luaDir(...segments: string[]): string {
   return path.join(projectRoot(), "src", ...segments);
 }
 
-/** Reads every `<name>-<keys>.lua` in `dir` (once per process). A misnamed `.lua` file is an error, not a silent skip. */
+/**
+ * Reads every `<name>-<keys>.lua` in `dir` (once per process), its includes resolved.
+ * A misnamed `.lua` file or a missing include is an error, not a silent skip.
+ */
 export function readScripts(dir: string): readonly LuaScript[] {
   const cached = cache.get(dir);
   if (cached) return cached;
@@ -42,7 +48,7 @@ export function readScripts(dir: string): readonly LuaScript[] {
       if (!match?.[1] || match[2] === undefined) {
         throw new Error(`${path.join(dir, file)}: Lua script files are named <command>-<number of keys>.lua`);
       }
-      return { name: match[1], numberOfKeys: Number(match[2]), lua: fs.readFileSync(path.join(dir, file), "utf8") };
+      return { name: match[1], numberOfKeys: Number(match[2]), lua: resolveLuaIncludes(path.join(dir, file)) };
     });
   if (scripts.length === 0) throw new Error(`${dir}: no Lua scripts found`);
   cache.set(dir, scripts);

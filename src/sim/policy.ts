@@ -7,10 +7,9 @@
 import { createHash } from "node:crypto";
 import type { MessagesRequest, RequestMessage, ToolResultContent } from "./request";
 import { estimateOutputTokens, truncateToTokens } from "./tokens";
+import type { SimContentBlock } from "./types";
 
-export type SimContentBlock =
-  | { type: "text"; text: string }
-  | { type: "tool_use"; id: string; name: string; input: Record<string, unknown> };
+export type { SimContentBlock } from "./types";
 
 export type SimStopReason = "end_turn" | "tool_use" | "max_tokens";
 

@@ -3,7 +3,7 @@
  * the same rule so the counts, the rate-limit charges and `count_tokens` agree.
  */
 import type { CountTokensRequest } from "./request";
-import type { SimContentBlock } from "./policy";
+import type { SimContentBlock } from "./types";
 
 const CHARS_PER_TOKEN = 4;
 

@@ -4,7 +4,7 @@
  * with the SQLSTATE, never the SQL text or its parameters, because these errors
  * can travel to API clients. The original error stays on `cause` for local logs.
  */
-import { InternalError, isClawfleetError, messageOf, UnavailableError, type ClawfleetError } from "../errors";
+import { ClawfleetError, InternalError, messageOf, UnavailableError } from "../errors";
 
 /** Node socket errors that mean "the server could not be reached or went away". */
 const NETWORK_CODES = new Set([
@@ -97,7 +97,7 @@ function withCause<E extends ClawfleetError>(error: E, cause: unknown): E {
  * address (see `redactDatabaseUrl`); `operation` names the store method.
  */
 export function toStoreError(err: unknown, operation: string, target: string): Error {
-  if (isClawfleetError(err)) return err;
+  if (err instanceof ClawfleetError) return err;
   if (isConnectivityError(err)) {
     return withCause(
       new UnavailableError(`database unavailable (${target}): ${reasonOf(err)}`, { operation, target, retryAfter: 1 }),

@@ -7,15 +7,33 @@
  * which error to raise. Writes are retry-safe: repeating a write that already
  * committed (the connection died before the answer) with the same fence and the
  * same content succeeds without doing anything twice.
+ *
+ * An id that is not a task id (`isTaskId`) names no task: Postgres would reject
+ * the malformed uuid with an error, and for look-ups that simply means "none".
  */
 import type pg from "pg";
-import { CHECKPOINT_SCHEMA_VERSION, TASK_STATUSES, type NewStep, type NewTask, type StepRecord, type TaskRecord, type TaskStatus, type Usage } from "../domain";
+import {
+  CHECKPOINT_SCHEMA_VERSION,
+  isTaskId,
+  TASK_STATUSES,
+  type ClaimResult,
+  type CreateTaskResult,
+  type DeadLetter,
+  type NewStep,
+  type NewTask,
+  type RunningTask,
+  type StepRecord,
+  type TaskCounts,
+  type TaskOutcome,
+  type TaskRecord,
+  type Usage,
+} from "../contracts";
 import { InternalError, StaleFenceError, TaskNotFoundError } from "../errors";
 import { sqlStateOf, toStoreError } from "./dbErrors";
 import { migrate } from "./migrate";
 import { createPool, type PoolOptions, type StoreKind } from "./pool";
 import { toDeadLetter, toStep, toTask, iso, num, type DeadLetterRow, type StepRow, type TaskRow } from "./rows";
-import type { ClaimResult, CreateTaskResult, DeadLetter, TaskOutcome, TaskStore } from "./types";
+import type { TaskStore } from "./types";
 
 /**
  * The same step number written twice with different content under the current
@@ -24,9 +42,6 @@ import type { ClaimResult, CreateTaskResult, DeadLetter, TaskOutcome, TaskStore 
  */
 export class DuplicateStepError extends InternalError {}
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** Postgres rejects a malformed uuid with an error; for look-ups that simply means "no such task". */
-const isUuid = (id: string): boolean => UUID.test(id);
 
 /** jsonb parameters: `pg` would send a JS array as a Postgres array and a string unquoted. */
 const json = (v: unknown): string => JSON.stringify(v === undefined ? null : v);
@@ -163,20 +178,20 @@ export class PgTaskStore implements TaskStore {
   }
 
   async getTask(id: string): Promise<TaskRecord | null> {
-    if (!isUuid(id)) return null;
+    if (!isTaskId(id)) return null;
     const { rows } = await this.query<TaskRow>("getTask", SQL.getTask, [id]);
     const row = rows[0];
     return row === undefined ? null : toTask(row);
   }
 
   async listSteps(taskId: string): Promise<StepRecord[]> {
-    if (!isUuid(taskId)) return [];
+    if (!isTaskId(taskId)) return [];
     const { rows } = await this.query<StepRow>("listSteps", SQL.listSteps, [taskId]);
     return rows.map(toStep);
   }
 
   async claimTask(id: string, owner: string): Promise<ClaimResult | null> {
-    if (!isUuid(id)) return null;
+    if (!isTaskId(id)) return null;
     const { rows } = await this.query<TaskRow>("claimTask", SQL.claim, [id, owner]);
     const row = rows[0];
     if (row === undefined) return null;
@@ -239,7 +254,7 @@ export class PgTaskStore implements TaskStore {
   }
 
   async touchWakeup(taskIds: readonly string[]): Promise<void> {
-    const ids = taskIds.filter(isUuid);
+    const ids = taskIds.filter(isTaskId);
     if (ids.length === 0) return;
     await this.query("touchWakeup", SQL.touch, [ids]);
   }
@@ -251,14 +266,14 @@ export class PgTaskStore implements TaskStore {
   }
 
   /** Least recently written first: the likeliest orphans. */
-  async listRunning(limit: number): Promise<Array<{ id: string; fence: number; updated_at: string }>> {
+  async listRunning(limit: number): Promise<RunningTask[]> {
     const { rows } = await this.query<{ id: string; fence: string; updated_at: Date | string }>("listRunning", SQL.running, [limitOf(limit)]);
     return rows.map((r) => ({ id: r.id, fence: num(r.fence), updated_at: iso(r.updated_at) }));
   }
 
-  async countByStatus(): Promise<Record<TaskStatus, number>> {
+  async countByStatus(): Promise<TaskCounts> {
     const { rows } = await this.query<{ status: string; n: number }>("countByStatus", SQL.countByStatus, []);
-    const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as Record<TaskStatus, number>;
+    const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as TaskCounts;
     for (const r of rows) {
       const status = TASK_STATUSES.find((s) => s === r.status);
       if (status !== undefined) counts[status] = r.n;
@@ -278,7 +293,7 @@ export class PgTaskStore implements TaskStore {
    * that is lost, the reaper finds the task by its fresh `wakeup_at`.
    */
   async redrive(taskId: string): Promise<boolean> {
-    if (!isUuid(taskId)) return false;
+    if (!isTaskId(taskId)) return false;
     const { rows } = await this.query<{ n: number }>("redrive", SQL.redrive, [taskId]);
     return rows[0]?.n === 1;
   }
@@ -292,7 +307,7 @@ export class PgTaskStore implements TaskStore {
    * state the write itself would have produced, so a retried write is a no-op.
    */
   private async rejectFencedWrite(op: string, taskId: string, fence: number, alreadyDone: (status: string) => boolean): Promise<void> {
-    if (!isUuid(taskId)) throw new TaskNotFoundError(`task ${taskId} not found`, { taskId });
+    if (!isTaskId(taskId)) throw new TaskNotFoundError(`task ${taskId} not found`, { taskId });
     const { rows } = await this.query<{ fence: string; status: string }>(op, SQL.fenceOf, [taskId]);
     const row = rows[0];
     if (row === undefined) throw new TaskNotFoundError(`task ${taskId} not found`, { taskId });

@@ -83,15 +83,7 @@ async function createPostgresPool(databaseUrl: string, opts: PoolOptions, logger
     keepAlive: true,
     application_name: "clawfleet",
   });
-  watchIdleErrors(pool, logger, target);
-  const close = once(() => pool.end());
-  try {
-    await pool.query("SELECT 1");
-  } catch (err) {
-    await close().catch(() => undefined);
-    throw connectError(err, target);
-  }
-  return { pool, kind: "postgres", target, close };
+  return verified(pool, "postgres", target, logger, () => pool.end());
 }
 
 /**
@@ -158,16 +150,21 @@ async function createPglitePool(dataDir: string, logger: StoreLogger): Promise<P
       await client.query("DISCARD ALL");
     },
   });
-  watchIdleErrors(pool, logger, target);
-  const close = once(async () => {
+  return verified(pool, "pglite", target, logger, async () => {
     await pool.end();
     await lite.close();
   });
+}
+
+/** The pool once one query went through: a store that cannot answer fails at start-up, closed, with a clear error. */
+async function verified(pool: pg.Pool, kind: StoreKind, target: string, logger: StoreLogger, end: () => Promise<void>): Promise<PoolHandle> {
+  watchIdleErrors(pool, logger, target);
+  const close = once(end);
   try {
     await pool.query("SELECT 1");
   } catch (err) {
     await close().catch(() => undefined);
     throw connectError(err, target);
   }
-  return { pool, kind: "pglite", target, close };
+  return { pool, kind, target, close };
 }

@@ -1,66 +1,61 @@
 /**
- * `TaskStore` over the broker: every method is a call to the `checkpoint`
- * service, which alone holds the database pool. Errors (a stale fence above
+ * The store over the broker, both ends: `RemoteTaskStore` turns each method
+ * call into a call of the `checkpoint` service, which alone holds the database
+ * pool, and `serveStoreCall` is that service's side. Both are built from the
+ * store's method table (`src/contracts/store.ts`). Errors (a stale fence above
  * all) arrive as the same classes thanks to the error regenerator.
  */
-import type { NewStep, NewTask, StepRecord, TaskRecord, TaskStatus, Usage } from "../domain";
-import type { ClaimResult, CreateTaskResult, DeadLetter, TaskOutcome, TaskStore } from "./types";
+import {
+  parseParams,
+  storeMethod,
+  STORE_METHOD_NAMES,
+  type StoreArgs,
+  type StoreMethod,
+  type StoreMethodName,
+  type StoreMethods,
+  type StoreResult,
+} from "../contracts";
+import type { TaskStore } from "./types";
 
 export type Caller = <T>(action: string, params: Record<string, unknown>) => Promise<T>;
 
-export class RemoteTaskStore implements TaskStore {
-  constructor(
-    private readonly call: Caller,
-    private readonly service = "checkpoint",
-  ) {}
+/** Method `name` as a call of the action `${service}.${name}`. */
+function remoteMethod<K extends StoreMethodName>(call: Caller, service: string, name: K): StoreMethod<K> {
+  const { toParams } = storeMethod(name);
+  return (...args: StoreArgs<K>) => call<StoreResult<K>>(`${service}.${name}`, toParams(...args));
+}
 
-  private c<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
-    return this.call<T>(`${this.service}.${method}`, params);
+function remoteMethods(call: Caller, service: string): StoreMethods {
+  const methods: Partial<Record<StoreMethodName, unknown>> = {};
+  for (const name of STORE_METHOD_NAMES) methods[name] = remoteMethod(call, service, name);
+  // Complete: the loop went over every name of the table.
+  return methods as StoreMethods;
+}
+
+// A class extends a constructor: this one's instances carry the table's methods.
+const RemoteMethods = class {
+  constructor(call: Caller, service: string) {
+    Object.assign(this, remoteMethods(call, service));
+  }
+} as new (call: Caller, service: string) => StoreMethods;
+
+export class RemoteTaskStore extends RemoteMethods implements TaskStore {
+  constructor(call: Caller, service = "checkpoint") {
+    super(call, service);
   }
 
   async migrate(): Promise<void> {
     // The checkpoint service migrates at its start.
   }
-  createTask(task: NewTask, idempotencyKey?: string): Promise<CreateTaskResult> {
-    return this.c("createTask", { task, idempotencyKey });
-  }
-  getTask(id: string): Promise<TaskRecord | null> {
-    return this.c("getTask", { id });
-  }
-  listSteps(taskId: string): Promise<StepRecord[]> {
-    return this.c("listSteps", { taskId });
-  }
-  claimTask(id: string, owner: string): Promise<ClaimResult | null> {
-    return this.c("claimTask", { id, owner });
-  }
-  appendStep(taskId: string, fence: number, step: NewStep, usageDelta?: Usage): Promise<void> {
-    return this.c("appendStep", { taskId, fence, step, usageDelta });
-  }
-  finishTask(taskId: string, fence: number, outcome: TaskOutcome): Promise<void> {
-    return this.c("finishTask", { taskId, fence, outcome });
-  }
-  releaseTask(taskId: string, fence: number, opts?: { countAttempt?: boolean }): Promise<void> {
-    return this.c("releaseTask", { taskId, fence, countAttempt: opts?.countAttempt ?? true });
-  }
-  touchWakeup(taskIds: readonly string[]): Promise<void> {
-    return this.c("touchWakeup", { taskIds });
-  }
-  listStaleQueued(olderThanMs: number, limit: number): Promise<string[]> {
-    return this.c("listStaleQueued", { olderThanMs, limit });
-  }
-  listRunning(limit: number): Promise<Array<{ id: string; fence: number; updated_at: string }>> {
-    return this.c("listRunning", { limit });
-  }
-  countByStatus(): Promise<Record<TaskStatus, number>> {
-    return this.c("countByStatus");
-  }
-  listDeadLetters(limit: number): Promise<DeadLetter[]> {
-    return this.c("listDeadLetters", { limit });
-  }
-  redrive(taskId: string): Promise<boolean> {
-    return this.c("redrive", { taskId });
-  }
+
   async close(): Promise<void> {
     // Nothing held locally.
   }
+}
+
+/** The service's side of a call of method `name`: validates the params, then calls the store with them. */
+export function serveStoreCall<K extends StoreMethodName>(store: TaskStore, name: K, params: unknown, what: string): Promise<StoreResult<K>> {
+  const { params: schema, toArgs } = storeMethod(name);
+  const method: StoreMethods[K] = store[name];
+  return method.apply(store, toArgs(parseParams(schema, params, what)));
 }

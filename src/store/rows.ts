@@ -6,6 +6,7 @@
 import {
   PRIORITIES,
   TASK_STATUSES,
+  type DeadLetter,
   type LlmStepData,
   type Priority,
   type StepRecord,
@@ -14,9 +15,8 @@ import {
   type TaskStatus,
   type ToolStepData,
   type Usage,
-} from "../domain";
+} from "../contracts";
 import { InternalError } from "../errors";
-import type { DeadLetter } from "./types";
 
 /** What `pg` returns for the `tasks` columns (SELECT *). */
 export interface TaskRow {

@@ -7,7 +7,7 @@
 import { context, SpanKind, trace } from "@opentelemetry/api";
 import { RateLimitedError } from "../errors";
 import type { PriceTable } from "../llm/pricing";
-import type { CompleteRequest, CompleteResponse } from "../llm/types";
+import type { CompleteRequest, CompleteResponse } from "../contracts";
 import type { LlmLabels, Metrics } from "./metrics";
 import { Attr, errorTypeOf, inSpan, markFailed, PROVIDER_NAME, tracer, traceparentOf } from "./spans";
 

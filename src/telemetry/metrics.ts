@@ -12,7 +12,7 @@
  * (the process defaults stay): the baseline for measuring their overhead.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { TASK_STATUSES } from "../domain";
+import { TASK_STATUSES } from "../contracts";
 
 /** OpenTelemetry GenAI semantic conventions, bucket advice for `gen_ai.client.token.usage`. */
 export const GEN_AI_TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];

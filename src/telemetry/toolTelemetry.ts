@@ -5,7 +5,7 @@
  * span is marked failed with `error.type`; a thrown (infrastructure) error too.
  */
 import { SpanKind } from "@opentelemetry/api";
-import type { ToolCall, ToolResult } from "../tools/types";
+import type { ToolCall, ToolResult } from "../contracts";
 import { inputHash } from "./inputHash";
 import type { Metrics } from "./metrics";
 import { Attr, inSpan, markFailed } from "./spans";

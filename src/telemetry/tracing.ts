@@ -1,5 +1,5 @@
 /**
- * The OpenTelemetry SDK of one Clawfleet process. `src/cli.ts` starts it before
+ * The OpenTelemetry SDK of one Clawfleet process. `app/cli.ts` starts it before
  * the broker and any service exist, and shuts it down after the node stopped,
  * which flushes the spans still batched. Clawfleet decides on or off from
  * `Config` (OTEL_EXPORTER_OTLP_ENDPOINT set); the SDK keeps its own handling of

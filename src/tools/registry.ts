@@ -6,9 +6,9 @@
  * instead of telling the model something it cannot fix.
  */
 import { z } from "zod";
+import type { ToolCall, ToolResult, ToolSpec } from "../contracts";
 import { ConfigError, ToolNotFoundError, isRetryable, messageOf } from "../errors";
-import type { ToolSpec } from "../llm/types";
-import type { ToolCall, ToolDefinition, ToolResult, ToolRunner } from "./types";
+import type { ToolDefinition, ToolRunner } from "./tool";
 
 const DEFAULT_TIMEOUT_MS = 10_000;
 /** The Messages API's rule for tool names. */

@@ -9,7 +9,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { orderIds } from "../../src/tools/orderRouter/data";
-import { drillEvidence, readTasks, sleep, submit, waitTerminal } from "../helpers/crash";
+import { drillEvidence, readTasks, sleep, submit, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";
 

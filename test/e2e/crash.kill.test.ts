@@ -15,7 +15,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { orderIds } from "../../src/tools/orderRouter/data";
-import { classifiedTasks, drillEvidence, sleep, stepOfRequest, submit, waitTerminal } from "../helpers/crash";
+import { classifiedTasks, drillEvidence, sleep, stepOfRequest, submit, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";
 

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { orderIds } from "../../src/tools/orderRouter/data";
-import { outcomeProblems, submit, waitTerminal } from "../helpers/crash";
+import { outcomeProblems, submit, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";
 

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import { outcomeProblems, readCheckpoints, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal, type Proc } from "../helpers/crash";
+import { outcomeProblems, readCheckpoints, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal, type Proc } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";
 

@@ -10,7 +10,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import { outcomeProblems, readCheckpoints, readTasks, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal } from "../helpers/crash";
+import { outcomeProblems, readCheckpoints, readTasks, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";
 

@@ -7,7 +7,7 @@
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import { getJson, startRoleProcesses, stopAll, submitTask, waitForTasks, type NodeProcess } from "../helpers/cluster";
+import { getJson, startRoleProcesses, stopAll, submitTask, waitForTasks, type NodeProcess } from "../../testkit/cluster";
 import { createScratch, hasService, type Scratch } from "../helpers/services";
 
 const TASKS = 50;

@@ -7,7 +7,7 @@
  */
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { getJson, ROOT, startNodeProcess, stopAll, submitTask, waitForTasks, type NodeProcess } from "../helpers/cluster";
+import { getJson, ROOT, startNodeProcess, stopAll, submitTask, waitForTasks, type NodeProcess } from "../../testkit/cluster";
 
 interface StepJson {
   step: number;

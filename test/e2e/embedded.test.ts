@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore } from "../../src/store/pgTaskStore";
 import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import { getJson, startNodeProcess, stopAll, submitTask, tempDir, waitForTasks, type NodeProcess } from "../helpers/cluster";
+import { getJson, startNodeProcess, stopAll, submitTask, tempDir, waitForTasks, type NodeProcess } from "../../testkit/cluster";
 
 const TASKS = 50;
 

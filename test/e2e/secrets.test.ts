@@ -9,8 +9,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimServer, type SimServer } from "../../src/sim";
-import { getJson, startNodeProcess, stopAll, submitTask, waitForTasks, type NodeProcess } from "../helpers/cluster";
-import { startOtlpReceiver, type OtlpReceiver } from "../helpers/otlpReceiver";
+import { getJson, startNodeProcess, stopAll, submitTask, waitForTasks, type NodeProcess } from "../../testkit/cluster";
+import { startOtlpReceiver, type OtlpReceiver } from "../../testkit/otlpReceiver";
 import { createScratch, hasService, NATS_TEST_URL, REDIS_TEST_URL, type Scratch } from "../helpers/services";
 
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");

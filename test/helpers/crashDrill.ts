@@ -9,8 +9,8 @@
  */
 import pg from "pg";
 import { afterAll, beforeAll } from "vitest";
-import { Cluster, natsServer, postgresServer, redisServer, startSim, startStandardCluster, stopProc, type Proc, type Server, type StandardLayout } from "./crash";
-import { createScratch, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type Scratch } from "./scratch";
+import { Cluster, natsServer, postgresServer, redisServer, startSim, startStandardCluster, stopProc, type Proc, type Server, type StandardLayout } from "../../testkit/crash";
+import { createScratch, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type Scratch } from "../../testkit/scratch";
 
 export interface CrashDrillOptions {
   /** Prefix of the run's namespace. */

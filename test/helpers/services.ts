@@ -1,7 +1,7 @@
 /**
  * Real Postgres, Redis and NATS for the suites that are about them. Each run gets
  * its own database, key prefix and namespace and removes them afterwards
- * (scratch.ts, shared with bench/).
+ * (testkit/scratch.ts, shared with bench/).
  *
  * Where a service cannot be reached, its suites are skipped loudly; with CI=true
  * or CLAWFLEET_REQUIRE_SERVICES=1 the run fails instead (see test/globalSetup.ts).
@@ -18,7 +18,7 @@ export {
   uniqueId,
   type Scratch,
   type TestDatabase,
-} from "./scratch";
+} from "../../testkit/scratch";
 
 export type ServiceName = "postgres" | "redis" | "nats";
 

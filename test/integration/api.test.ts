@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config";
-import { startNode, type ClawfleetNode } from "../../services/node";
+import { startNode, type ClawfleetNode } from "../../app/node";
 import { uniqueId } from "../helpers/services";
 
 let node: ClawfleetNode;

@@ -10,13 +10,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   DEFAULT_CLAIM_INTERVAL_MS,
   DEFAULT_MIN_IDLE_TIME_MS,
-  TASKS_DEAD_CHANNEL,
   channelsMiddleware,
   queueStats,
   sendToChannel,
 } from "../../src/queue/channels";
+import { TASKS_DEAD_CHANNEL } from "../../src/queue/wakeups";
 import { createRedis } from "../../src/redis/connection";
-import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../../src/domain";
+import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../../src/contracts";
 import { REDIS_TEST_URL, hasService, uniqueId } from "../helpers/services";
 
 async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {

@@ -9,8 +9,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { ServiceBroker } from "moleculer";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { channelsMiddleware, sendToChannel } from "../../src/queue/channels";
-import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../../src/domain";
-import { redisServer, type Server } from "../helpers/crash";
+import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../../src/contracts";
+import { redisServer, type Server } from "../../testkit/crash";
 import { hasService, uniqueId } from "../helpers/services";
 
 async function waitFor(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {

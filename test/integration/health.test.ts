@@ -9,8 +9,8 @@ import type { AddressInfo } from "node:net";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config";
-import { startNode, type ClawfleetNode } from "../../services/node";
-import { freePort } from "../helpers/cluster";
+import { startNode, type ClawfleetNode } from "../../app/node";
+import { freePort } from "../../testkit/cluster";
 import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
 
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");

@@ -11,7 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { MemoryBuckets, type Buckets } from "../../src/ratelimit/buckets";
 import { bucketSpecs, requestBucket, tokenBucket, UNLIMITED, type BucketSpec, type Triple } from "../../src/ratelimit/limits";
 import { RedisBuckets } from "../../src/ratelimit/redisBuckets";
-import { ROOT } from "../helpers/cluster";
+import { ROOT } from "../../testkit/cluster";
 import { hasService, REDIS_TEST_URL, uniqueId } from "../helpers/services";
 
 interface Subject {

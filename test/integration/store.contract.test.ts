@@ -9,7 +9,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { emptyUsage, type NewStep, type NewTask, type TaskStatus, type Usage } from "../../src/domain";
+import { emptyUsage, type NewStep, type NewTask, type TaskStatus, type Usage } from "../../src/contracts";
 import { StaleFenceError, TaskNotFoundError, UnavailableError } from "../../src/errors";
 import {
   createPool,

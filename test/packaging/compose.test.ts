@@ -113,6 +113,20 @@ describe("packaging - compose.dev.yml specifics", () => {
   });
 });
 
+describe("packaging - compose.offline.yml (the prod-like stack where no image registry is reachable)", () => {
+  const offline = load("compose.offline.yml");
+
+  it("only swaps NATS', Redis' and Postgres' images for the stand-ins built from Debian's packages", () => {
+    expect(Object.keys(offline).sort()).toEqual(["nats", "postgres", "redis"]);
+    for (const [name, s] of Object.entries(offline)) {
+      expect(Object.keys(s), name).toEqual(["image"]);
+      expect(s.image, name).toMatch(new RegExp(`^\\$\\{CLAWFLEET_OFFLINE_IMAGES:-clawfleet-offline\\}/${name}:`));
+    }
+    const infra = fs.readFileSync(path.join(ROOT, "deploy", "offline-images", "infra.Dockerfile"), "utf8");
+    for (const name of INFRA) expect(infra, name).toMatch(new RegExp(`^FROM \\S+ AS ${name}$`, "m"));
+  });
+});
+
 const hasCompose = requireTool("docker-compose", "the docker-compose validation of compose.dev.yml and compose.prod-like.yml is");
 
 describe.skipIf(!hasCompose)("packaging - docker-compose config", () => {
@@ -128,6 +142,19 @@ describe.skipIf(!hasCompose)("packaging - docker-compose config", () => {
     run("docker-compose", ["-f", "compose.prod-like.yml", "config", "-q"], { cwd: ROOT, env });
     const services = run("docker-compose", ["-f", "compose.prod-like.yml", "--profile", "observability", "config", "--services"], { cwd: ROOT, env });
     expect(services.split("\n")).toEqual(expect.arrayContaining(["jaeger", "prometheus", "grafana", "sim", "planner"]));
+  });
+
+  it("merges compose.offline.yml over compose.prod-like.yml keeping health checks, conditions and limits", () => {
+    const merged = YAML.parse(run("docker-compose", ["-f", "compose.prod-like.yml", "-f", "compose.offline.yml", "config"], { cwd: ROOT, env })) as {
+      services: Record<string, Service>;
+    };
+    for (const name of INFRA) {
+      expect(merged.services[name]?.image, name).toMatch(new RegExp(`^clawfleet-offline/${name}:`));
+      expect(merged.services[name]?.healthcheck?.test, name).toEqual(prod[name]?.healthcheck?.test);
+    }
+    expect(merged.services.nats?.command).toEqual(prod.nats?.command);
+    expect(merged.services.planner?.depends_on?.checkpoint?.condition).toBe("service_healthy");
+    expect(merged.services.planner?.deploy?.resources?.limits?.memory).toMatch(/^512M/);
   });
 
   it("refuses compose.prod-like.yml without POSTGRES_PASSWORD", () => {

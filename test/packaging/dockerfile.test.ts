@@ -161,6 +161,29 @@ describe("packaging - Dockerfile", () => {
     expect(lines).not.toContain("!.env");
   });
 
+  it("builds offline: no # syntax= frontend to pull, and a proxy's CA only as a build secret of the npm ci steps", () => {
+    const raw = read("Dockerfile");
+    // A `# syntax=` frontend image is fetched from a registry by tag at every build; the built-in
+    // frontend handles everything the Dockerfile uses (.ci/images.sh builds it with no registry).
+    expect(raw).not.toMatch(/^#\s*syntax\s*=/im);
+    const lines = raw.split("\n");
+    const source = (i: Instruction) => lines.slice(i.getRange().start.line, i.getRange().end.line + 1).join("\n");
+    const installs = dockerfile.getInstructions().filter((i) => i.getKeyword() === "RUN" && /npm ci\b/.test(source(i)));
+    expect(installs.length).toBeGreaterThanOrEqual(2);
+    for (const i of installs) {
+      expect(source(i), "npm ci").toContain("--mount=type=secret,id=build_ca");
+      expect(source(i), "npm ci").toContain("NODE_EXTRA_CA_CERTS=/run/secrets/build_ca");
+    }
+    for (const c of dockerfile.getInstructions().filter((i) => i.getKeyword() === "COPY")) expect(text(c)).not.toMatch(/\.(crt|pem)\b|ca-certificates/);
+  });
+
+  it("removes Debian's apt and dpkg from the runtime base, keeping dpkg's database for scanners", () => {
+    const baseRuns = of(stage("base"), "RUN").map(text).join("\n");
+    expect(baseRuns).toContain("/usr/bin/apt*");
+    expect(baseRuns).toContain("/usr/bin/dpkg*");
+    expect(baseRuns).not.toContain("/var/lib/dpkg");
+  });
+
   it("leaves PGlite out of production installs: it is an optional dependency", () => {
     const pkg = JSON.parse(read("package.json")) as Record<string, Record<string, string> | undefined>;
     expect(pkg.dependencies?.["@electric-sql/pglite"]).toBeUndefined();

@@ -17,7 +17,7 @@ import { ConfigMap, Service, ServiceAccount } from "kubernetes-models/v1";
 import { ScaledObject, TriggerAuthentication } from "@kubernetes-models/keda/keda.sh/v1alpha1";
 import { afterAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
-import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../../src/domain";
+import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../../src/contracts";
 import { requireTool, run } from "./tools";
 
 const ROOT = path.resolve(__dirname, "..", "..");

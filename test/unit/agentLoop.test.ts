@@ -10,15 +10,14 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { parseAgentFile, type AgentDefinition } from "../../src/agent/definition";
 import { runLoop, type LoopDeps, type RunOutcome, type StepEvent } from "../../src/agent/runLoop";
-import type { NewStep, StepRecord, TaskRecord } from "../../src/domain";
+import type { MessageParam, NewStep, StepRecord, TaskRecord, UserBlock } from "../../src/contracts";
 import { ProviderError, ProviderRequestError, RateLimitedError, StaleFenceError, UnavailableError } from "../../src/errors";
 import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse, type Script, type ScriptedTurn } from "../../src/llm/scriptedModel";
-import type { MessageParam, UserBlock } from "../../src/llm/types";
 import type { PgTaskStore } from "../../src/store/pgTaskStore";
 import { useMemoryStore } from "../helpers/memoryStore";
 import { ToolRegistry } from "../../src/tools/registry";
-import type { ToolContext, ToolDefinition } from "../../src/tools/types";
+import type { ToolContext, ToolDefinition } from "../../src/tools/tool";
 
 // ---------------------------------------------------------------- fixtures
 

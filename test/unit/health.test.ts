@@ -3,10 +3,10 @@
  * than the limit) and the event-loop monitor behind /health/live.
  */
 import { describe, expect, it } from "vitest";
-import { LoopMonitor } from "../../src/runtime/eventLoop";
-import { Health } from "../../src/runtime/health";
-import { subscriptionState } from "../../src/runtime/subscription";
-import { ConsumeWatchdog, type SubscriptionState } from "../../src/runtime/watchdog";
+import { LoopMonitor } from "../../src/health/eventLoop";
+import { Health } from "../../src/health/health";
+import { subscriptionState } from "../../src/queue/subscription";
+import { ConsumeWatchdog, type SubscriptionState } from "../../src/health/watchdog";
 
 function clock(start = 1_000_000) {
   let t = start;

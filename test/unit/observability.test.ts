@@ -10,7 +10,7 @@ import { z } from "zod";
 import { parseAgentFile } from "../../src/agent/definition";
 import { runLoop, type LoopDeps } from "../../src/agent/runLoop";
 import { ToolCallLedger } from "../../src/agent/toolCallLedger";
-import type { MessageParam } from "../../src/llm/types";
+import type { MessageParam } from "../../src/contracts";
 import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse } from "../../src/llm/scriptedModel";
 import { openStore, type OpenedStore } from "../../src/store/pgTaskStore";

@@ -5,10 +5,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config";
-import type { Priority } from "../../src/domain";
+import type { CompleteRequest, Priority } from "../../src/contracts";
 import { ConfigError, ProviderRequestError, RateLimitedError } from "../../src/errors";
 import { AnthropicGateway, type ProviderResponse } from "../../src/llm/anthropicGateway";
-import type { CompleteRequest } from "../../src/llm/types";
 import { MemoryBuckets, RateLimiter, requestBucket, type LimitedCall, type RateLimitTable } from "../../src/ratelimit";
 import { startSimServer, type SimServer } from "../../src/sim";
 

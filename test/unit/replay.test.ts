@@ -9,8 +9,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { CheckpointFormatError, replay, upgradeStep } from "../../src/agent/replay";
-import { CHECKPOINT_SCHEMA_VERSION, type StepRecord } from "../../src/domain";
-import type { MessageParam } from "../../src/llm/types";
+import { CHECKPOINT_SCHEMA_VERSION, type StepRecord } from "../../src/contracts";
+import type { MessageParam } from "../../src/contracts";
 
 interface CheckpointFixture {
   schema_version: number;

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentCatalog, type AgentDefinition } from "../../src/agent/definition";
 import { runLoop, type LoopDeps } from "../../src/agent/runLoop";
 import { labelOf } from "../../src/agent/tierRouting";
-import type { StepRecord } from "../../src/domain";
+import type { StepRecord } from "../../src/contracts";
 import { AnthropicGateway } from "../../src/llm/anthropicGateway";
 import { PriceTable } from "../../src/llm/pricing";
 import { isSimpleOrder, startSimServer, type SimServer } from "../../src/sim";

@@ -10,7 +10,8 @@ import { OrderRoutes, type Queryable } from "../../src/tools/orderRouter/backend
 import { REGIONS, checkStock, expectedRouting, findOrder, orderIds, warehousesIn, type InventoryCheck, type Order } from "../../src/tools/orderRouter/data";
 import { registerOrderRouterTools } from "../../src/tools/orderRouter/tools";
 import { ToolRegistry } from "../../src/tools/registry";
-import type { ToolCall, ToolDefinition } from "../../src/tools/types";
+import type { ToolCall } from "../../src/contracts";
+import type { ToolDefinition } from "../../src/tools/tool";
 
 const MIGRATION = fs.readFileSync(path.join(__dirname, "../../src/store/migrations/002_order_routes.sql"), "utf8");
 

@@ -18,25 +18,19 @@
   Output:
     { admitted (1 | 0), wait ms (string), Redis now ms (string) }
 ]]
-local t = redis.call("TIME")
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+--- @include "includes/clock"
+--- @include "includes/refill"
+--- @include "includes/store"
+
+local now = redisNowMs()
 local horizon = tonumber(ARGV[1])
-local h = redis.call("HMGET", KEYS[1], "ts", "l1", "l2", "l3")
-local ts = tonumber(h[1]) or now
-local cap, rate, need, level = {}, {}, {}, {}
+local cap, rate, need = {}, {}, {}
 for j = 1, 3 do
   cap[j] = tonumber(ARGV[1 + j])
   rate[j] = tonumber(ARGV[4 + j])
   need[j] = tonumber(ARGV[7 + j])
-  if cap[j] > 0 then
-    local l = math.min(cap[j], tonumber(h[1 + j]) or cap[j])
-    if now > ts then l = math.min(cap[j], l + (now - ts) * rate[j]) end
-    level[j] = l
-  else
-    level[j] = 0
-  end
 end
-if now > ts then ts = now end
+local level, ts = refill(redis.call("HMGET", KEYS[1], "ts", "l1", "l2", "l3"), cap, rate, now)
 
 local base = math.max(0, ts - now)
 local wait = base
@@ -50,14 +44,8 @@ if wait > horizon then
   return { 0, string.format("%.3f", wait), string.format("%.3f", now) }
 end
 
-local full = base
 for j = 1, 3 do
-  if cap[j] > 0 then
-    level[j] = level[j] - need[j]
-    full = math.max(full, base + (cap[j] - level[j]) / rate[j])
-  end
+  if cap[j] > 0 then level[j] = level[j] - need[j] end
 end
-redis.call("HSET", KEYS[1], "ts", string.format("%.3f", ts),
-  "l1", string.format("%.6f", level[1]), "l2", string.format("%.6f", level[2]), "l3", string.format("%.6f", level[3]))
-redis.call("PEXPIRE", KEYS[1], math.ceil(full) + 1000)
+storeBuckets(KEYS[1], ts, level, cap, rate, now)
 return { 1, string.format("%.3f", wait), string.format("%.3f", now) }

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import type { ToolRegistry } from "../registry";
-import type { ToolDefinition } from "../types";
+import type { ToolDefinition } from "../tool";
 import type { OrderRoutes } from "./backend";
 import { REGIONS, checkStock, findOrder, findWarehouse, warehousesIn } from "./data";
 

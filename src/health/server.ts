@@ -4,7 +4,7 @@
  */
 import http from "node:http";
 import type { Registry } from "prom-client";
-import type { Health } from "./health";
+import { liveAnswer, readyAnswer, type Health } from "./health";
 
 export function startHealthServer(port: number, health: Health, registry: Registry): Promise<http.Server> {
   const server = http.createServer((req, res) => {
@@ -14,13 +14,9 @@ export function startHealthServer(port: number, health: Health, registry: Regist
     };
     const url = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET") return send(404, JSON.stringify({ error: { type: "not_found", message: "no such route" } }));
-    if (url === "/health/live") {
-      const live = health.live();
-      return send(live.status === "ok" ? 200 : 503, JSON.stringify(live));
-    }
-    if (url === "/health/ready") {
-      const r = health.ready();
-      return send(r.ready ? 200 : 503, JSON.stringify({ status: r.ready ? "ready" : "not_ready", checks: r.checks }));
+    if (url === "/health/live" || url === "/health/ready") {
+      const answer = url === "/health/live" ? liveAnswer(health) : readyAnswer(health);
+      return send(answer.status, JSON.stringify(answer.body));
     }
     if (url === "/metrics") {
       registry.metrics().then(

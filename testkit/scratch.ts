@@ -1,7 +1,7 @@
 /**
  * A run's own slice of the shared Postgres, Redis and NATS: a fresh database and a
  * namespace (the prefix of its Redis keys and NATS subjects), removed afterwards.
- * No vitest imports: the bench/ scripts use it too (services.ts adds the vitest side).
+ * Shared with the bench/ scripts; test/helpers/services.ts adds the vitest side.
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";

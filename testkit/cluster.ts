@@ -1,6 +1,11 @@
 /**
- * Real Clawfleet processes for process-level tests: each node is `bin/clawfleet.js
- * start` in its own OS process with its own environment, killed with real signals.
+ * Real Clawfleet processes for process-level tests and benchmarks: each node is
+ * `bin/clawfleet.js start` in its own OS process with its own environment, killed
+ * with real signals.
+ *
+ * testkit/ holds what test/ and bench/ share; nothing here imports vitest, and
+ * nothing in src/ may import it (eslint.config.mjs). Test-only helpers stay in
+ * test/helpers/.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
@@ -8,7 +13,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 
-export const ROOT = path.resolve(__dirname, "..", "..");
+export const ROOT = path.resolve(__dirname, "..");
 const BIN = path.join(ROOT, "bin", "clawfleet.js");
 
 export async function freePort(): Promise<number> {

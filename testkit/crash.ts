@@ -4,21 +4,21 @@
  * paused and restarted, with every incarnation's output kept; throwaway Redis,
  * NATS and Postgres servers to restart; and the proofs the drills share
  * (right decisions, one routing effect per routed task, no checkpointed step
- * made again). No vitest imports: bench/recovery.ts uses it too.
+ * made again). Shared by the e2e crash suites and bench/recovery.ts.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import type pg from "pg";
-import { AgentCatalog } from "../../src/agent/definition";
-import { expectedRouting } from "../../src/tools/orderRouter/data";
+import { AgentCatalog } from "../src/agent/definition";
+import { expectedRouting } from "../src/tools/orderRouter/data";
 import { freePort, ROOT, tempDir, type TaskView } from "./cluster";
 
 const BIN = path.join(ROOT, "bin", "clawfleet.js");
 
 /** Whether the drills run dist/ or the sources: bin/clawfleet.js decides (bin/entry.js); reported by the benchmark. */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
-export const RUN_FROM_SOURCE = !(require("../../bin/entry") as { useCompiled(): boolean }).useCompiled();
+export const RUN_FROM_SOURCE = !(require("../bin/entry") as { useCompiled(): boolean }).useCompiled();
 
 const BASE_ENV_KEYS = ["PATH", "HOME", "LANG", "TMPDIR"];
 

@@ -100,3 +100,21 @@ export class Health {
     this.loop.close();
   }
 }
+
+/** An HTTP answer to a probe: the same from the API and from the probe server of a process without it. */
+export interface ProbeAnswer {
+  status: 200 | 503;
+  body: unknown;
+}
+
+/** `GET /health/live`. */
+export function liveAnswer(health: Health): ProbeAnswer {
+  const live = health.live();
+  return { status: live.status === "ok" ? 200 : 503, body: live };
+}
+
+/** `GET /health/ready`: 503 with each check's reason while anything is not ready. */
+export function readyAnswer(health: Health): ProbeAnswer {
+  const r = health.ready();
+  return { status: r.ready ? 200 : 503, body: { status: r.ready ? "ready" : "not_ready", checks: r.checks } };
+}

@@ -1,20 +1,21 @@
 /**
  * What one Clawfleet process holds, created on first use and closed once: the
- * database pool (checkpoint and executor roles only), the Redis connection
- * (leases, queue statistics), the agent catalog. Embedded mode swaps in PGlite
- * and in-process implementations behind the same interfaces.
+ * backends of its mode (backends.ts), the database (checkpoint and executor
+ * roles only), the Redis connection (leases, buckets, queue statistics), the
+ * agent catalog and the process's health.
+ *
+ * It exists before the broker (the broker is built with its channels
+ * middleware), so the broker's logger is handed over with `useLogger`.
  */
 import type { Redis } from "ioredis";
 import type pg from "pg";
 import { AgentCatalog } from "../agent/definition";
 import type { Config } from "../config";
-import { MemoryLeaseManager } from "../lease/memory";
-import { RedisLeaseManager } from "../lease/redis";
 import type { LeaseManager } from "../lease/types";
-import { createRedis, type RedisLogger } from "../redis/connection";
-import { openStore } from "../store/pgTaskStore";
+import { createRedis, stderrRedisLogger, type RedisLogger } from "../redis/connection";
 import type { TaskStore } from "../store/types";
-import { Health } from "./health";
+import { backendsFor, type Backends } from "./backends";
+import { Health } from "../health/health";
 
 export interface Database {
   store: TaskStore;
@@ -22,31 +23,32 @@ export interface Database {
   kind: "postgres" | "pglite";
 }
 
+
 export class Resources {
   readonly agents: AgentCatalog;
   readonly health: Health;
+  readonly backends: Backends;
+  // Until the broker's logger is handed over (nothing is opened before then, but no line is lost either).
+  private logger: RedisLogger = stderrRedisLogger;
   private db?: Promise<Database & { close(): Promise<void> }>;
   private redisClient?: Redis;
   private leaseManager?: LeaseManager;
   private readonly closers: Array<() => Promise<void>> = [];
 
-  constructor(
-    readonly config: Config,
-    private readonly logger: RedisLogger,
-  ) {
+  constructor(readonly config: Config) {
     this.agents = AgentCatalog.load(config.promptsDir);
     this.health = new Health(config.services, { maxLoopBlockMs: config.health.maxLoopBlockMs });
+    this.backends = backendsFor(config, () => this.redis());
   }
 
-  get embedded(): boolean {
-    return this.config.mode === "embedded";
+  /** Where the Redis connection and failed closes report from now on. */
+  useLogger(logger: RedisLogger): void {
+    this.logger = logger;
   }
 
   database(): Promise<Database> {
     if (!this.db) {
-      const opened = openStore(
-        this.config.databaseUrl !== undefined ? { databaseUrl: this.config.databaseUrl } : { dataDir: this.config.dataDir },
-      );
+      const opened = this.backends.openStore();
       this.db = opened;
       this.closers.push(async () => (await opened).close());
       // A failed open must be retried by the next caller, not cached.
@@ -60,7 +62,8 @@ export class Resources {
   redis(): Redis {
     if (this.config.redisUrl === undefined) throw new Error("Redis is not configured in embedded mode");
     if (!this.redisClient) {
-      const client = createRedis(this.config.redisUrl, { name: `${this.config.namespace}-node`, logger: this.logger });
+      const logger: RedisLogger = { info: (m) => this.logger.info(m), warn: (m) => this.logger.warn(m) };
+      const client = createRedis(this.config.redisUrl, { name: `${this.config.namespace}-node`, logger });
       this.redisClient = client;
       this.closers.push(async () => {
         await client.quit().catch(() => client.disconnect());
@@ -69,12 +72,11 @@ export class Resources {
     return this.redisClient;
   }
 
+  /** The process's one lease manager. */
   leases(): LeaseManager {
     if (!this.leaseManager) {
-      this.leaseManager = this.embedded
-        ? new MemoryLeaseManager()
-        : new RedisLeaseManager(this.redis(), { prefix: this.config.namespace });
-      const lm = this.leaseManager;
+      const lm = this.backends.createLeases();
+      this.leaseManager = lm;
       this.closers.unshift(() => lm.close());
     }
     return this.leaseManager;

@@ -8,7 +8,7 @@
  * so a library change shows up as "not subscribed: …" with the reason, never as
  * a crash or a silent "ready".
  */
-import type { SubscriptionState } from "./watchdog";
+import type { SubscriptionState } from "../health/watchdog";
 
 interface AdapterShape {
   connected?: unknown;

@@ -1,4 +1,6 @@
+/** What a tool is, and what runs one. The call and its result are shapes in `src/contracts`. */
 import type { z } from "zod";
+import type { ToolCall, ToolResult } from "../contracts";
 
 export interface ToolContext {
   taskId: string;
@@ -19,26 +21,6 @@ export interface ToolDefinition<I = unknown, O = unknown> {
   /** @default 10000 */
   timeoutMs?: number;
   run(input: I, ctx: ToolContext): Promise<O>;
-}
-
-/** Request for one tool execution (the `executor.run` action's params). */
-export interface ToolCall {
-  taskId: string;
-  agent: string;
-  /** The agent's prompt version, for the executor's metrics and spans. */
-  promptVersion?: string;
-  step: number;
-  tool: string;
-  toolUseId: string;
-  input: unknown;
-  idempotencyKey: string;
-}
-
-/** Outcome of one tool execution. `ok: false` becomes an `is_error` tool_result for the model. */
-export interface ToolResult {
-  ok: boolean;
-  output: unknown;
-  duration_ms: number;
 }
 
 /** What the agent loop calls to run a tool: `executor.run` over the broker, or a local registry in tests. */

@@ -1,28 +1,24 @@
 /**
  * Starts one Clawfleet node: the broker, the roles this process runs (all of
  * them in embedded mode) and, without the `api` role, a small health/metrics
- * server. `stop()` shuts down in the order invariant 4 needs: stop taking work,
+ * server. `stop()` shuts down in the order invariant 4 (docs/invariants.md) needs: stop taking work,
  * let running tasks reach a step boundary and release them, then stop the broker.
  */
 import type http from "node:http";
 import { ServiceBroker, type ServiceSchema } from "moleculer";
 import { brokerOptions } from "../moleculer.config";
 import type { Config, Role } from "../src/config";
-import { TASKS_READY_CHANNEL, PLANNERS_GROUP } from "../src/domain";
-import { channelsMiddleware, queueStats } from "../src/queue/channels";
-import { consumerLagSeconds } from "../src/queue/consumerLag";
-import { memoryAdapter, type MemoryAdapter } from "../src/queue/memoryAdapter";
-import { startHealthServer } from "../src/runtime/healthServer";
-import { Resources } from "../src/runtime/resources";
+import { startHealthServer } from "../src/health/server";
+import { Resources } from "../src/node/resources";
 import { Metrics } from "../src/telemetry/metrics";
 import { traceContextMiddleware } from "../src/telemetry/moleculerTracing";
-import { apiService } from "./api.service";
-import { checkpointService } from "./checkpoint.service";
-import { executorService } from "./executor.service";
-import { intakeService } from "./intake.service";
-import { metricsService } from "./metrics.service";
-import { plannerService } from "./planner.service";
-import { rateGatewayService } from "./rate-gateway.service";
+import { apiService } from "../services/api.service";
+import { checkpointService } from "../services/checkpoint.service";
+import { executorService } from "../services/executor.service";
+import { intakeService } from "../services/intake.service";
+import { metricsService } from "../services/metrics.service";
+import { plannerService } from "../services/planner.service";
+import { rateGatewayService } from "../services/rate-gateway.service";
 
 export interface ClawfleetNode {
   broker: ServiceBroker;
@@ -37,40 +33,21 @@ export interface ClawfleetNode {
 const ROLE_ORDER: readonly Role[] = ["checkpoint", "executor", "rate-gateway", "metrics", "planner", "intake", "api"];
 
 export async function startNode(config: Config): Promise<ClawfleetNode> {
-  let adapter: MemoryAdapter | undefined;
-  const channels =
-    config.mode === "embedded"
-      ? channelsMiddleware({ mode: "embedded", adapter: (adapter = memoryAdapter({ serializer: "JSON", deadLettering: { enabled: true, queueName: "tasks.dead" } })) })
-      : channelsMiddleware({ mode: "distributed", redisUrl: config.redisUrl ?? "", namespace: config.namespace });
+  // The backends of the mode (backends.ts) come first: the broker is built with their channels middleware.
+  const resources = new Resources(config);
   // Trace context rides in ctx.meta across nodes (Moleculer's own tracing stays off).
-  const broker = new ServiceBroker({ ...brokerOptions(config, [channels, traceContextMiddleware()]), skipProcessEventRegistration: true });
+  const broker = new ServiceBroker({ ...brokerOptions(config, [resources.backends.channels, traceContextMiddleware()]), skipProcessEventRegistration: true });
   const logger = broker.getLogger("clawfleet");
-  const resources = new Resources(config, {
-    info: (m) => logger.info(m),
-    warn: (m) => logger.warn(m),
-  });
+  resources.useLogger({ info: (m) => logger.info(m), warn: (m) => logger.warn(m) });
   const metrics = new Metrics({ node: broker.nodeID }, { enabled: config.metricsEnabled });
-
-  const queueDepth = async () => {
-    if (adapter) {
-      const d = adapter.depth(TASKS_READY_CHANNEL);
-      return { waiting: d.waiting, inFlight: d.inFlight };
-    }
-    return queueStats(resources.redis(), config.namespace, TASKS_READY_CHANNEL, PLANNERS_GROUP);
-  };
-  const waiting = async () => (await queueDepth().catch(() => undefined))?.waiting;
-  // The in-process queue keeps no timestamps; its lag is not measured (the gauge stays 0).
-  const queueLag = adapter
-    ? undefined
-    : () => consumerLagSeconds(resources.redis(), config.namespace, TASKS_READY_CHANNEL, PLANNERS_GROUP);
 
   const factories: Record<Role, () => ServiceSchema> = {
     checkpoint: () => checkpointService(resources),
     executor: () => executorService(resources, metrics),
     "rate-gateway": () => rateGatewayService(resources, metrics),
-    metrics: () => metricsService(resources, metrics, queueDepth, queueLag),
+    metrics: () => metricsService(resources, metrics),
     planner: () => plannerService(resources, metrics),
-    intake: () => intakeService(resources, waiting),
+    intake: () => intakeService(resources),
     api: () => apiService(resources, metrics.registry),
   };
   for (const role of ROLE_ORDER) if (config.services.includes(role)) broker.createService(factories[role]());

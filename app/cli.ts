@@ -4,11 +4,11 @@
  *   clawfleet sim --port N   run the simulated Anthropic-compatible model
  */
 import os from "node:os";
-import { ConfigError, messageOf } from "./errors";
-import { loadConfig } from "./config";
-import { runSimCommand } from "./sim/cli";
-import { startTracing } from "./telemetry/tracing";
-import { startNode } from "../services/node";
+import { loadConfig } from "../src/config";
+import { ConfigError, messageOf } from "../src/errors";
+import { runSimCommand } from "../src/sim/cli";
+import { startTracing } from "../src/telemetry/tracing";
+import { startNode } from "./node";
 
 const USAGE = `usage: clawfleet <command>
 

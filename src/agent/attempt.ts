@@ -1,0 +1,73 @@
+/**
+ * The shapes the steps of one attempt share. An attempt is one lease on one
+ * task: replay, model turns, tool calls and the end it settles on. Its steps
+ * (modelTurn, toolDispatch, tierRouting, runLoop) live in their own files and
+ * meet here, so none of them has to import another to know what it is handed.
+ */
+import type { AgentDefinition } from "./definition";
+import type { RetryPolicy } from "./modelRetry";
+import type { TaskRecord, Usage } from "../contracts";
+import type { PriceTable } from "../llm/pricing";
+import type { LlmClient } from "../llm/client";
+import type { TaskStore } from "../store/types";
+import type { ToolRunner } from "../tools/tool";
+import type { Logger } from "../logging";
+import type { Metrics, TaskLabels } from "../telemetry/metrics";
+
+export type LoopLogger = Pick<Logger, "info" | "warn">;
+
+export interface StepEvent {
+  taskId: string;
+  step: number;
+  kind: "llm" | "tool";
+  tool?: string;
+  ok?: boolean;
+  model?: string;
+  usage?: Usage;
+  duration_ms: number;
+  /** Set on every event an attempt emits, so listeners can label by agent and prompt version. */
+  agent?: string;
+  prompt_version?: string;
+}
+
+export interface LoopProgress {
+  steps: number;
+  toolCalls: number;
+}
+
+export type RunOutcome =
+  | { kind: "succeeded"; result: unknown }
+  | { kind: "failed"; error: { type: string; message: string } }
+  /** Stopped at a step boundary because `signal` aborted; the task is resumable. */
+  | { kind: "interrupted"; reason: unknown };
+
+/** An outcome the store records as the task's end. */
+export type TerminalOutcome = Extract<RunOutcome, { kind: "succeeded" | "failed" }>;
+
+/** The metrics recorded inside an attempt; optional (unit tests run without them). */
+export type LoopMetrics = Pick<Metrics, "taskResumed" | "duplicateToolCall" | "rateLimitWait">;
+
+/**
+ * One attempt as its steps see it. `llm` and `tools` already pass through the
+ * attempt's interceptor chain, and `stepCheckpointed` tells the chain about each
+ * checkpoint, so a step only calls what it is handed.
+ */
+export interface Attempt {
+  task: TaskRecord;
+  /** The attempt's fencing token: every write carries it, so a zombie's writes are refused. */
+  fence: number;
+  agent: AgentDefinition;
+  labels: TaskLabels;
+  signal: AbortSignal;
+  store: Pick<TaskStore, "listSteps" | "appendStep">;
+  llm: LlmClient;
+  tools: ToolRunner;
+  prices: PriceTable;
+  /** Its `onRateLimitWait` goes to the interceptor chain. */
+  retry: Partial<RetryPolicy>;
+  logger: LoopLogger;
+  metrics?: LoopMetrics | undefined;
+  /** Kept current as checkpoints are written, earlier attempts' included. */
+  progress: LoopProgress;
+  stepCheckpointed(event: StepEvent): void;
+}

@@ -1,0 +1,155 @@
+/**
+ * How an attempt ends, in one place: every write that ends one (the task's
+ * terminal finishTask, or a releaseTask that hands it back), the planner's
+ * per-attempt and per-task metrics, and the onSettled hook. Whatever ended the
+ * attempt (the loop's outcome, the attempt budget, an error) is settled here,
+ * so each ending is written, counted and reported exactly once.
+ */
+import type { LoopLogger, LoopProgress, RunOutcome, TerminalOutcome } from "./attempt";
+import { isRetryable, LeaseLostError, messageOf, StaleFenceError } from "../errors";
+import type { TaskStore } from "../store/types";
+import type { Metrics, TaskLabels } from "../telemetry/metrics";
+
+export type WakeUpOutcome =
+  | "ignored_unknown"
+  | "ignored_terminal"
+  | "ignored_leased"
+  | "ignored_stopping"
+  | "succeeded"
+  | "failed"
+  | "released"
+  | "abandoned";
+
+/** Hooks get the task's labels (agent, prompt_version) too, for events and metrics. */
+export interface WorkerHooks {
+  onStarted?(taskId: string, attempt: number, resumedAtStep: number, labels: TaskLabels): void;
+  onSettled?(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome, labels?: TaskLabels): void;
+  onLeaseLost?(taskId: string, labels: TaskLabels): void;
+}
+
+/** What one attempt's settlement is measured with. */
+export interface AttemptInfo {
+  labels: TaskLabels;
+  createdAt: string;
+  progress: LoopProgress;
+}
+
+/** Whatever ended an attempt. */
+export type AttemptEnd =
+  /** The loop ran to an outcome. */
+  | { kind: "loop"; outcome: RunOutcome }
+  /** The task was claimed once more than it may be. */
+  | { kind: "exhausted"; maxAttempts: number }
+  /** The attempt threw; `stopping`: the planner is shutting down, which is not the task's fault. */
+  | { kind: "threw"; err: unknown; signal: AbortSignal; stopping: boolean };
+
+export interface SettleDeps {
+  store: Pick<TaskStore, "finishTask" | "releaseTask">;
+  logger: LoopLogger;
+  metrics?: Pick<Metrics, "taskFinished" | "attemptSettled" | "taskRetried"> | undefined;
+  hooks: Pick<WorkerHooks, "onSettled">;
+}
+
+/** The task's terminal write for a loop outcome; an interrupted attempt leaves the task as it is. */
+export async function writeTerminal(store: Pick<TaskStore, "finishTask">, taskId: string, fence: number, outcome: RunOutcome): Promise<void> {
+  if (outcome.kind === "interrupted") return;
+  await store.finishTask(taskId, fence, terminalUpdate(outcome));
+}
+
+const terminalUpdate = (o: TerminalOutcome) => (o.kind === "succeeded" ? { status: "succeeded" as const, result: o.result } : { status: "failed" as const, error: o.error });
+
+/** What a planner reports for a loop outcome: an attempt stopped by a lost lease is abandoned, one stopped otherwise released. */
+export function wakeUpOutcomeOf(outcome: RunOutcome): WakeUpOutcome {
+  if (outcome.kind !== "interrupted") return outcome.kind;
+  return outcome.reason instanceof LeaseLostError ? "abandoned" : "released";
+}
+
+/** One attempt's settlement; `fence` is set once the task is claimed. */
+export class Settlement {
+  private fence: number | undefined;
+
+  constructor(
+    private readonly deps: SettleDeps,
+    private readonly taskId: string,
+    private readonly info: AttemptInfo,
+  ) {}
+
+  claimed(fence: number): void {
+    this.fence = fence;
+  }
+
+  async settle(end: AttemptEnd): Promise<WakeUpOutcome> {
+    if (end.kind === "threw") return this.afterError(end.err, end.signal, end.stopping);
+    const fence = this.fenceOrThrow();
+    if (end.kind === "exhausted") {
+      const outcome: TerminalOutcome = { kind: "failed", error: { type: "attempts_exhausted", message: `gave up after ${end.maxAttempts} attempts` } };
+      await writeTerminal(this.deps.store, this.taskId, fence, outcome);
+      return this.report("failed", outcome, this.info);
+    }
+    const { outcome } = end;
+    if (outcome.kind !== "interrupted") {
+      await writeTerminal(this.deps.store, this.taskId, fence, outcome);
+    } else if (outcome.reason instanceof LeaseLostError) {
+      this.deps.logger.warn({ taskId: this.taskId, event: "task.abandoned", fence, err: outcome.reason.message }, "lease lost; abandoning the task to its new holder");
+    } else {
+      // Stopped at a step boundary (shutdown): handed back uncounted, since that is not the task's fault.
+      await this.deps.store.releaseTask(this.taskId, fence, { countAttempt: false });
+    }
+    return this.report(wakeUpOutcomeOf(outcome), outcome, this.info);
+  }
+
+  private async afterError(err: unknown, signal: AbortSignal, stopping: boolean): Promise<WakeUpOutcome> {
+    const { store, logger, metrics } = this.deps;
+    const { taskId, fence, info } = this;
+    if (err instanceof StaleFenceError || err instanceof LeaseLostError || signal.reason instanceof LeaseLostError) {
+      logger.warn({ taskId, event: "task.abandoned", fence, err: messageOf(err) }, "a newer lease holder owns this task; abandoning it");
+      return this.report("abandoned", undefined, info);
+    }
+    if (fence === undefined) {
+      // Nothing was claimed (the store is unreachable): the task is untouched and the reaper re-publishes it.
+      logger.warn({ taskId, event: "task.claim_failed", err: messageOf(err) }, "could not claim task; leaving it to the reaper");
+      return this.report("released");
+    }
+    if (isRetryable(err) || stopping) {
+      // The attempt ends; the reaper re-publishes the wake-up after its delay, which is our backoff.
+      logger.warn({ taskId, event: "task.retry", fence, err: messageOf(err) }, "attempt ended by a passing failure; task will be retried");
+      if (!stopping) metrics?.taskRetried(info.labels);
+      try {
+        await store.releaseTask(taskId, fence, { countAttempt: !stopping });
+      } catch (releaseErr) {
+        logger.warn({ taskId, event: "task.release_failed", err: messageOf(releaseErr) }, "could not release task; its lease will lapse");
+      }
+      return this.report("released", undefined, info);
+    }
+    const type = (err as { errorType?: unknown }).errorType;
+    logger.warn({ taskId, event: "task.failed", fence, err: messageOf(err) }, "task failed");
+    const outcome: TerminalOutcome = { kind: "failed", error: { type: typeof type === "string" ? type : "internal_error", message: messageOf(err) } };
+    await writeTerminal(store, taskId, fence, outcome);
+    return this.report("failed", outcome, info);
+  }
+
+  private fenceOrThrow(): number {
+    if (this.fence === undefined) throw new Error(`task ${this.taskId} settled before it was claimed`);
+    return this.fence;
+  }
+
+  /** `info`: the attempt that settles (absent when none started); its metrics are recorded here, in the planner. */
+  private report(outcome: WakeUpOutcome, detail?: RunOutcome, info?: AttemptInfo): WakeUpOutcome {
+    if (info) this.record(outcome, detail, info);
+    this.deps.hooks.onSettled?.(this.taskId, outcome, detail, info?.labels);
+    return outcome;
+  }
+
+  private record(outcome: WakeUpOutcome, detail: RunOutcome | undefined, info: AttemptInfo): void {
+    const metrics = this.deps.metrics;
+    if (!metrics) return;
+    if (outcome === "succeeded" || outcome === "failed" || outcome === "released" || outcome === "abandoned") metrics.attemptSettled(info.labels, outcome);
+    if (outcome !== "succeeded" && outcome !== "failed") return;
+    metrics.taskFinished(info.labels, outcome, {
+      ...(detail?.kind === "failed" ? { errorType: detail.error.type } : {}),
+      durationS: (Date.now() - Date.parse(info.createdAt)) / 1000,
+      steps: info.progress.steps,
+      toolCalls: info.progress.toolCalls,
+    });
+  }
+}

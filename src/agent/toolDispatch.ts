@@ -1,0 +1,117 @@
+/**
+ * Runs the tool calls one model turn asked for, together (the model asked for
+ * them together), and checkpoints each as it completes. A tool that fails or gets
+ * bad input from the model comes back as an `is_error` result for the model to
+ * see; only infrastructure errors (retryable) escape to end the attempt.
+ *
+ * Every call carries the idempotency key `${taskId}:${step}`, stable across
+ * resumes, so a side-effecting tool can dedupe a re-execution; a call repeating
+ * an earlier one (same tool, same input) is reported, once, when it is checkpointed.
+ * Why the model chose its tools is logged here too, next to what they did.
+ */
+import { context } from "@opentelemetry/api";
+import type { Attempt } from "./attempt";
+import { toolResultBlock, toolUses, type PendingToolUse } from "./replay";
+import type { ToolCallLedger } from "./toolCallLedger";
+import type { ContentBlock } from "../contracts";
+import type { ToolSpec, UserBlock } from "../contracts";
+import type { ToolResult } from "../contracts";
+import { contextFromTraceparent } from "../telemetry/spans";
+
+/** `parents`: by step, the traceparent of the model turn that asked for the call, its span's parent. */
+export async function dispatchTools(
+  a: Attempt,
+  pending: readonly PendingToolUse[],
+  ledger: ToolCallLedger,
+  parents: ReadonlyMap<number, string>,
+): Promise<Map<number, UserBlock>> {
+  const out = new Map<number, UserBlock>();
+  await Promise.all(
+    pending.map(async (use) => {
+      const result = await callTool(a, use, parents.get(use.step));
+      await a.store.appendStep(a.task.id, a.fence, {
+        kind: "tool",
+        step: use.step,
+        data: {
+          tool: use.name,
+          tool_use_id: use.id,
+          input: use.input,
+          output: result.output,
+          ok: result.ok,
+          duration_ms: result.duration_ms,
+          idempotency_key: idempotencyKey(a, use),
+        },
+      });
+      a.stepCheckpointed({ taskId: a.task.id, step: use.step, kind: "tool", tool: use.name, ok: result.ok, duration_ms: result.duration_ms, ...a.labels });
+      noteDuplicate(a, ledger, use);
+      out.set(use.step, toolResultBlock(use.id, result));
+    }),
+  );
+  return out;
+}
+
+const idempotencyKey = (a: Attempt, use: PendingToolUse) => `${a.task.id}:${use.step}`;
+
+/** A tool outside the agent's allow-list is not run: the model is told it is not available. */
+async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefined): Promise<ToolResult> {
+  const { task, agent } = a;
+  if (!agent.tools.includes(use.name)) {
+    return { ok: false, output: { error: `tool "${use.name}" is not available to agent ${agent.name}` }, duration_ms: 0 };
+  }
+  return context.with(contextFromTraceparent(parent, context.active()), () =>
+    a.tools.run({
+      taskId: task.id,
+      agent: agent.name,
+      promptVersion: agent.promptVersion,
+      step: use.step,
+      tool: use.name,
+      toolUseId: use.id,
+      input: use.input,
+      idempotencyKey: idempotencyKey(a, use),
+    }),
+  );
+}
+
+function noteDuplicate(a: Attempt, ledger: ToolCallLedger, use: PendingToolUse): void {
+  const duplicate = ledger.enter(use.name, use.input, use.step);
+  if (!duplicate) return;
+  a.logger.warn(
+    {
+      taskId: a.task.id,
+      event: "tool.duplicate_call",
+      step: use.step,
+      first_step: duplicate.firstStep,
+      tool: use.name,
+      input_hash: duplicate.inputHash,
+      agent: a.agent.name,
+      prompt_version: a.agent.promptVersion,
+    },
+    `tool ${use.name} called again with the same input (steps ${duplicate.firstStep} and ${use.step})`,
+  );
+  a.metrics?.duplicateToolCall(a.labels, use.name);
+}
+
+/** Why the model picked its tools, with the loop's state then: the record to read when a prompt goes wrong. */
+export function logToolChoice(a: Attempt, step: number, content: readonly ContentBlock[], specs: readonly ToolSpec[], state: Record<string, unknown>): void {
+  const uses = toolUses(content);
+  const reason = content.find((b) => b.type === "text");
+  a.logger.info(
+    {
+      taskId: a.task.id,
+      event: "tool.choice",
+      step,
+      agent: a.agent.name,
+      prompt_version: a.agent.promptVersion,
+      tools: uses.map((u) => u.name),
+      inputs: uses.map((u) => truncate(JSON.stringify(u.input) ?? "null", 300)),
+      candidates: specs.map((s) => s.name),
+      reason: reason?.type === "text" ? truncate(reason.text, 500) : undefined,
+      state,
+    },
+    "model chose tools",
+  );
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}

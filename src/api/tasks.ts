@@ -1,0 +1,37 @@
+/**
+ * The read side of the REST API: a task and its steps, as the API shows them,
+ * read from the checkpoint role. An id that is not a task id is a 404 like an
+ * unknown one: a client learns nothing from the difference.
+ */
+import { TaskIdSchema, type StepsView, type TaskView } from "../contracts";
+import { TaskNotFoundError } from "../errors";
+import type { TaskStore } from "../store/types";
+import { stepView, taskView } from "./views";
+
+type TaskReads = Pick<TaskStore, "getTask" | "listSteps">;
+
+/** The `:id` of a route, checked to be a task id. */
+export function taskIdOf(params: { params?: Record<string, string> }): string {
+  const id = params.params?.id ?? "";
+  if (!TaskIdSchema.safeParse(id).success) throw new TaskNotFoundError(`no task ${JSON.stringify(id.slice(0, 64))}`, { id: id.slice(0, 64) });
+  return id;
+}
+
+/** `GET /v1/tasks/{id}`. */
+export async function readTask(store: TaskReads, id: string): Promise<TaskView> {
+  const [task, steps] = await Promise.all([
+    store.getTask(id),
+    // For usage.by_model; a task has tens of steps, one indexed read.
+    store.listSteps(id),
+  ]);
+  if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
+  return taskView(task, steps);
+}
+
+/** `GET /v1/tasks/{id}/steps`. */
+export async function readSteps(store: TaskReads, id: string): Promise<StepsView> {
+  const task = await store.getTask(id);
+  if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
+  const steps = await store.listSteps(id);
+  return { id, status: task.status, steps: steps.map(stepView) };
+}

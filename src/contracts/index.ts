@@ -1,0 +1,15 @@
+/**
+ * Every shape that crosses a module or process boundary: REST bodies and
+ * answers, broker params, wake-ups and the store's records. Each is a zod
+ * schema and its TypeScript type is inferred from it, so the validator and the
+ * type cannot drift apart. Import from here, not from the files behind it;
+ * the REST API's OpenAPI document, built from these, is `./openapi`.
+ */
+export * from "./task";
+export * from "./checkpoint";
+export * from "./llm";
+export * from "./tools";
+export * from "./wakeup";
+export * from "./api";
+export * from "./store";
+export { parseParams } from "./parse";

@@ -1,0 +1,160 @@
+/**
+ * The store's methods as the `checkpoint` service serves them, one entry per
+ * method: the action's params schema, the answer's schema, and the mappings
+ * between the method's arguments and the params. `TaskStore` is typed from
+ * this table, and both `RemoteTaskStore` and the service's actions are built
+ * from it: a new store method is an entry here and its SQL in `PgTaskStore`.
+ */
+import { z } from "zod";
+import { NewStepSchema, StepRecordSchema, type NewStep } from "./checkpoint";
+import {
+  ClaimResultSchema,
+  CreateTaskResultSchema,
+  DeadLetterSchema,
+  FenceSchema,
+  IdempotencyKeySchema,
+  NewTaskSchema,
+  RunningTaskSchema,
+  TaskCountsSchema,
+  TaskIdSchema,
+  TaskOutcomeSchema,
+  TaskRecordSchema,
+  TaskRefSchema,
+  UsageSchema,
+  type NewTask,
+  type TaskOutcome,
+  type Usage,
+} from "./task";
+
+interface MethodSpec<P extends z.ZodType, A extends unknown[], R extends z.ZodType> {
+  params: P;
+  /** The answer's shape. It documents the wire; answers are not validated again. */
+  result: R;
+  /** A call's arguments as the action's params: the caller's side. */
+  toParams: (...args: A) => z.input<P>;
+  /** The validated params as the method's arguments: the service's side. */
+  toArgs: (p: z.output<P>) => A;
+}
+
+/**
+ * An entry. `toArgs` comes in a second call so that the argument list is taken
+ * from `toParams` alone (names and optional arguments included) and `toArgs`
+ * is checked against it.
+ */
+const method = <P extends z.ZodType, A extends unknown[], R extends z.ZodType>(spec: Omit<MethodSpec<P, A, R>, "toArgs">) => ({
+  toArgs: (toArgs: (p: z.output<P>) => A): MethodSpec<P, A, R> => ({ ...spec, toArgs }),
+});
+
+const limit = z.number().int().positive().max(10_000);
+
+export const STORE_METHODS = {
+  /** Commits the task (and the idempotency key, if any) atomically. */
+  createTask: method({
+    params: z.object({ task: NewTaskSchema, idempotencyKey: IdempotencyKeySchema.optional() }),
+    result: CreateTaskResultSchema,
+    toParams: (task: NewTask, idempotencyKey?: string) => ({ task, idempotencyKey }),
+  }).toArgs((p) => [p.task, p.idempotencyKey]),
+  getTask: method({
+    params: z.object({ id: TaskRefSchema }),
+    result: TaskRecordSchema.nullable(),
+    toParams: (id: string) => ({ id }),
+  }).toArgs((p) => [p.id]),
+  listSteps: method({
+    params: z.object({ taskId: TaskRefSchema }),
+    result: z.array(StepRecordSchema),
+    toParams: (taskId: string) => ({ taskId }),
+  }).toArgs((p) => [p.taskId]),
+  /**
+   * Takes the task for a new attempt: bumps `fence` and `attempts`, sets status
+   * `running` (and `started_at` the first time). Null when the task is terminal,
+   * unknown, or not in `queued`/`running`.
+   */
+  claimTask: method({
+    params: z.object({ id: TaskRefSchema, owner: z.string().min(1) }),
+    result: ClaimResultSchema.nullable(),
+    toParams: (id: string, owner: string) => ({ id, owner }),
+  }).toArgs((p) => [p.id, p.owner]),
+  /** Appends one checkpoint and adds its usage to the task. StaleFenceError if `fence` is not current. */
+  appendStep: method({
+    params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, step: NewStepSchema, usageDelta: UsageSchema.optional() }),
+    result: z.void(),
+    toParams: (taskId: string, fence: number, step: NewStep, usageDelta?: Usage) => ({ taskId, fence, step, usageDelta }),
+  }).toArgs((p) => [p.taskId, p.fence, p.step, p.usageDelta]),
+  /** Terminal outcome. StaleFenceError if `fence` is not current. Failures also land in the dead-letter list. */
+  finishTask: method({
+    params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, outcome: TaskOutcomeSchema }),
+    result: z.void(),
+    toParams: (taskId: string, fence: number, outcome: TaskOutcome) => ({ taskId, fence, outcome }),
+  }).toArgs((p) => [p.taskId, p.fence, p.outcome]),
+  /**
+   * Hands the task back (`queued`); fenced. `countAttempt: false` (a graceful
+   * scale-down, not a failure) gives the attempt back so rolling deploys do not
+   * push a long task towards its attempt limit. @default countAttempt true
+   */
+  releaseTask: method({
+    params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, countAttempt: z.boolean().default(true) }),
+    result: z.void(),
+    toParams: (taskId: string, fence: number, opts?: { countAttempt?: boolean }) => ({ taskId, fence, countAttempt: opts?.countAttempt ?? true }),
+  }).toArgs((p) => [p.taskId, p.fence, { countAttempt: p.countAttempt }]),
+  /** Records that a wake-up was published now. */
+  touchWakeup: method({
+    params: z.object({ taskIds: z.array(TaskRefSchema).max(10_000) }),
+    result: z.void(),
+    toParams: (taskIds: readonly string[]) => ({ taskIds: [...taskIds] }),
+  }).toArgs((p) => [p.taskIds]),
+  /** `queued` tasks whose last wake-up is older than `olderThanMs`. */
+  listStaleQueued: method({
+    params: z.object({ olderThanMs: z.number().int().nonnegative(), limit }),
+    result: z.array(TaskIdSchema),
+    toParams: (olderThanMs: number, limit: number) => ({ olderThanMs, limit }),
+  }).toArgs((p) => [p.olderThanMs, p.limit]),
+  /** `running` tasks (the reaper checks their leases). */
+  listRunning: method({
+    params: z.object({ limit }),
+    result: z.array(RunningTaskSchema),
+    toParams: (limit: number) => ({ limit }),
+  }).toArgs((p) => [p.limit]),
+  countByStatus: method({
+    params: z.object({}),
+    result: TaskCountsSchema,
+    toParams: () => ({}),
+  }).toArgs(() => []),
+  listDeadLetters: method({
+    params: z.object({ limit: limit.default(100) }),
+    result: z.array(DeadLetterSchema),
+    toParams: (limit: number) => ({ limit }),
+  }).toArgs((p) => [p.limit]),
+  /** Puts a failed task back to `queued` with fresh attempts and removes its dead letter. */
+  redrive: method({
+    params: z.object({ taskId: TaskRefSchema }),
+    result: z.boolean(),
+    toParams: (taskId: string) => ({ taskId }),
+  }).toArgs((p) => [p.taskId]),
+};
+
+type Table = typeof STORE_METHODS;
+export type StoreMethodName = keyof Table;
+export type StoreArgs<K extends StoreMethodName> = Parameters<Table[K]["toParams"]>;
+export type StoreResult<K extends StoreMethodName> = z.output<Table[K]["result"]>;
+type StoreParams<K extends StoreMethodName> = z.output<Table[K]["params"]>;
+
+export type StoreMethod<K extends StoreMethodName> = (...args: StoreArgs<K>) => Promise<StoreResult<K>>;
+
+/** The store's methods that cross the broker, each documented at its entry above. */
+export type StoreMethods = { [K in keyof Table]: StoreMethod<K> };
+
+/** One entry as seen through a generic method name. */
+export interface StoreMethodEntry<K extends StoreMethodName> {
+  params: z.ZodType<StoreParams<K>>;
+  toParams: (...args: StoreArgs<K>) => Record<string, unknown>;
+  toArgs: (p: StoreParams<K>) => StoreArgs<K>;
+}
+
+// The same table, typed per method so a generic `K` keeps each entry's arguments, params and answer together.
+const ENTRIES: { [K in StoreMethodName]: StoreMethodEntry<K> } = STORE_METHODS;
+
+export const STORE_METHOD_NAMES = Object.keys(STORE_METHODS) as StoreMethodName[];
+
+export function storeMethod<K extends StoreMethodName>(name: K): StoreMethodEntry<K> {
+  return ENTRIES[name];
+}

@@ -1,0 +1,75 @@
+/**
+ * Accepting a task: the submission is validated, committed with its idempotency
+ * key, and only then announced with a wake-up. The 202 goes out after the
+ * commit; a wake-up lost after it is the reaper's to find.
+ */
+import { randomUUID } from "node:crypto";
+import type { AgentCatalog } from "../agent/definition";
+import { IdempotencyKeySchema, parseParams, SubmitTaskSchema } from "../contracts";
+import { ValidationError } from "../errors";
+import type { DeadLetter } from "../contracts";
+import type { TaskStore } from "../store/types";
+import { traceparentOf } from "../telemetry/spans";
+import type { WakeUps } from "./wakeups";
+
+export interface SubmitResult {
+  id: string;
+  status: string;
+  created: boolean;
+  /** For the submitting request's span. */
+  prompt_version: string;
+}
+
+export interface IntakeDeps {
+  store: Pick<TaskStore, "createTask" | "listDeadLetters" | "redrive">;
+  agents: Pick<AgentCatalog, "get">;
+  wakeUps: Pick<WakeUps, "publishCommitted">;
+}
+
+/** Dead letters listed when the caller names no (valid) limit, and the most it may name. */
+const DEAD_LETTERS_DEFAULT = 100;
+const DEAD_LETTERS_MAX = 1000;
+
+export class Intake {
+  constructor(private readonly deps: IntakeDeps) {}
+
+  /** Commits the task (or finds the one its idempotency key already names) and wakes a planner for a new one. */
+  async submit(body: unknown, idempotencyKey: string | undefined): Promise<SubmitResult> {
+    if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
+      throw new ValidationError("the request body must be a JSON object", { field: "body" });
+    }
+    const submission = parseParams(SubmitTaskSchema, body, "invalid task");
+    const key = idempotencyKey === undefined ? undefined : parseParams(IdempotencyKeySchema, idempotencyKey, "Idempotency-Key header");
+    const agent = this.deps.agents.get(submission.agent);
+    // The submitting request's span, the task's trace root: stored with the task, every attempt joins its trace.
+    const traceContext = traceparentOf();
+    const { task, created } = await this.deps.store.createTask(
+      {
+        id: randomUUID(),
+        agent: agent.name,
+        input: submission.input,
+        priority: submission.priority ?? "normal",
+        metadata: submission.metadata ?? {},
+        prompt_version: agent.promptVersion,
+        ...(traceContext !== undefined ? { trace_context: traceContext } : {}),
+      },
+      key,
+    );
+    const traceparent = task.trace_context ?? undefined;
+    if (created) await this.deps.wakeUps.publishCommitted({ taskId: task.id, reason: "submitted", ...(traceparent !== undefined ? { traceparent } : {}) });
+    return { id: task.id, status: task.status, created, prompt_version: task.prompt_version };
+  }
+
+  /** Puts a dead-lettered task back in the queue. */
+  async redrive(taskId: string): Promise<{ taskId: string; redriven: boolean }> {
+    const redriven = await this.deps.store.redrive(taskId);
+    if (redriven) await this.deps.wakeUps.publishCommitted({ taskId, reason: "redrive" });
+    return { taskId, redriven };
+  }
+
+  /** The newest dead letters; a limit that is not a positive integer means the default. */
+  deadLetters(limit: unknown): Promise<DeadLetter[]> {
+    const n = Number(limit ?? DEAD_LETTERS_DEFAULT);
+    return this.deps.store.listDeadLetters(Number.isInteger(n) && n > 0 ? Math.min(n, DEAD_LETTERS_MAX) : DEAD_LETTERS_DEFAULT);
+  }
+}

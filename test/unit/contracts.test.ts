@@ -1,0 +1,167 @@
+/**
+ * contracts - the OpenAPI document is generated from the schemas that validate
+ * the REST API, and the answers the API builds fit the schemas it publishes.
+ */
+import { afterAll, describe, expect, expectTypeOf, it } from "vitest";
+import { z } from "zod";
+import { stepView, taskView } from "../../src/api/views";
+import {
+  emptyUsage,
+  LiveReportSchema,
+  ReadyReportSchema,
+  StepsViewSchema,
+  StepViewSchema,
+  SubmitTaskSchema,
+  TaskViewSchema,
+  type StepRecord,
+  type TaskRecord,
+} from "../../src/contracts";
+import { openApiDocument, type OpenApiOperation } from "../../src/contracts/openapi";
+import { Health, type CheckResult, type LiveReport } from "../../src/health/health";
+
+const doc = openApiDocument();
+
+const ROUTES = [
+  "post /v1/tasks",
+  "get /v1/tasks/{id}",
+  "get /v1/tasks/{id}/steps",
+  "post /v1/tasks/{id}/redrive",
+  "get /v1/dead-letters",
+  "get /health/live",
+  "get /health/ready",
+  "get /metrics",
+];
+
+function operations(): Array<[string, OpenApiOperation]> {
+  return Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, op]): [string, OpenApiOperation] => [`${method} ${path}`, op]),
+  );
+}
+
+/** Every `$ref` in `value`, with where it was found. */
+function refs(value: unknown, at = "#"): Array<{ at: string; ref: string }> {
+  if (Array.isArray(value)) return value.flatMap((v, i) => refs(v, `${at}/${i}`));
+  if (typeof value !== "object" || value === null) return [];
+  return Object.entries(value).flatMap(([k, v]) => (k === "$ref" && typeof v === "string" ? [{ at, ref: v }] : refs(v, `${at}/${k}`)));
+}
+
+function resolve(ref: string): unknown {
+  return ref
+    .replace(/^#\//, "")
+    .split("/")
+    .reduce<unknown>((node, key) => (typeof node === "object" && node !== null ? (node as Record<string, unknown>)[key] : undefined), doc);
+}
+
+describe("contracts - OpenAPI document", () => {
+  it("is an OpenAPI 3.1 document with one operation per REST route", () => {
+    expect(doc.openapi).toBe("3.1.0");
+    expect(doc.info.title).toBe("Clawfleet");
+    expect(doc.info.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(operations().map(([route]) => route).sort()).toEqual([...ROUTES].sort());
+    const ids = operations().map(([, op]) => op.operationId);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  it("gives every operation its responses, and every path parameter a declaration", () => {
+    for (const [route, op] of operations()) {
+      expect(Object.keys(op.responses).length, route).toBeGreaterThan(0);
+      for (const [status, response] of Object.entries(op.responses)) {
+        expect(status, route).toMatch(/^[1-5]\d\d$/);
+        expect(response.description, `${route} ${status}`).not.toBe("");
+      }
+      const templated = [...route.matchAll(/\{(\w+)\}/g)].map((m) => m[1]);
+      const declared = (op.parameters ?? []).filter((p) => p.in === "path").map((p) => p.name);
+      expect(declared, route).toEqual(templated);
+      for (const p of op.parameters ?? []) if (p.in === "path") expect(p.required, route).toBe(true);
+    }
+  });
+
+  it("resolves every $ref inside the document", () => {
+    const found = refs(doc);
+    expect(found.length).toBeGreaterThan(0);
+    for (const { at, ref } of found) {
+      expect(ref, at).toMatch(/^#\/components\/schemas\//);
+      expect(resolve(ref), `${at} -> ${ref}`).toBeTypeOf("object");
+    }
+  });
+
+  it("is plain JSON with no JSON Schema dialect of its own on the components", () => {
+    expect(JSON.parse(JSON.stringify(doc))).toEqual(doc);
+    for (const schema of Object.values(doc.components.schemas)) expect(schema).not.toHaveProperty("$schema");
+  });
+
+  it("publishes the submit body that intake validates: agent, input, priority, metadata", () => {
+    const post = doc.paths["/v1/tasks"]?.post;
+    expect(post?.requestBody?.content["application/json"]?.schema).toEqual({ $ref: "#/components/schemas/SubmitTask" });
+    const submit = doc.components.schemas.SubmitTask;
+    expect(Object.keys(submit?.properties as object)).toEqual(["agent", "input", "priority", "metadata"]);
+    expect(Object.keys(submit?.properties as object)).toEqual(Object.keys(SubmitTaskSchema.shape));
+    expect(submit?.required).toEqual(["agent", "input"]);
+    expect(submit?.additionalProperties).toBe(false);
+    const { $schema: _, ...derived } = z.toJSONSchema(SubmitTaskSchema, { io: "input" });
+    expect(submit).toEqual(derived);
+  });
+});
+
+describe("contracts - the API's answers fit the published schemas", () => {
+  const task: TaskRecord = {
+    id: "0b7c6f7e-6a0e-4d8e-9d55-0a3f2b1c9e01",
+    agent: "order-router",
+    status: "succeeded",
+    input: "route ORD-1042",
+    priority: "normal",
+    metadata: { source: "test" },
+    result: { warehouse: "WH-3" },
+    error: null,
+    attempts: 1,
+    steps: 2,
+    usage: { input_tokens: 120, output_tokens: 30, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, cost_usd: 0.00081 },
+    prompt_version: "pv-1",
+    fence: 1,
+    created_at: "2025-01-01T00:00:00.000Z",
+    started_at: "2025-01-01T00:00:01.000Z",
+    finished_at: "2025-01-01T00:00:09.000Z",
+    wakeup_at: "2025-01-01T00:00:00.000Z",
+    trace_context: null,
+  };
+  const stored = { task_id: task.id, schema_version: 1, fence: 1, created_at: "2025-01-01T00:00:02.000Z" };
+  const steps: StepRecord[] = [
+    {
+      ...stored,
+      step: 1,
+      kind: "llm",
+      data: {
+        model: "claude-sim",
+        tier: "fast",
+        stop_reason: "tool_use",
+        usage: { ...emptyUsage(), input_tokens: 120, output_tokens: 30, cost_usd: 0.00081 },
+        content: [{ type: "tool_use", id: "toolu_1", name: "route_order", input: { order_id: "ORD-1042" } }],
+        duration_ms: 40,
+      },
+    },
+    {
+      ...stored,
+      step: 2,
+      kind: "tool",
+      data: { tool: "route_order", tool_use_id: "toolu_1", input: { order_id: "ORD-1042" }, output: { warehouse: "WH-3" }, ok: true, duration_ms: 3, idempotency_key: `${task.id}:2` },
+    },
+  ];
+
+  it("GET /v1/tasks/{id} and its steps", () => {
+    expect(TaskViewSchema.parse(taskView(task, steps))).toEqual(taskView(task, steps));
+    expect(() => TaskViewSchema.parse(taskView(task))).not.toThrow();
+    for (const s of steps) expect(StepViewSchema.parse(stepView(s))).toEqual(stepView(s));
+    expect(() => StepsViewSchema.parse({ id: task.id, status: task.status, steps: steps.map(stepView) })).not.toThrow();
+  });
+
+  const health = new Health(["api"]);
+  afterAll(() => health.close());
+
+  it("GET /health/live and /health/ready", () => {
+    expectTypeOf<z.output<typeof LiveReportSchema>>().toEqualTypeOf<LiveReport>();
+    expectTypeOf<z.output<typeof ReadyReportSchema>["checks"][string]>().toEqualTypeOf<CheckResult>();
+    expect(() => LiveReportSchema.parse(health.live())).not.toThrow();
+    const ready = health.ready();
+    expect(() => ReadyReportSchema.parse({ status: ready.ready ? "ready" : "not_ready", checks: ready.checks })).not.toThrow();
+  });
+});

@@ -1,0 +1,106 @@
+/**
+ * lua includes - `--- @include "<name>"` in a Lua script file is replaced by the
+ * named file at load time: relative to the including file, nested, each file
+ * once per script, and a missing or circular include fails when the scripts are
+ * read (start-up), not at the first EVALSHA.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { resolveLuaIncludes } from "../../src/redis/luaIncludes";
+import { luaDir, readScripts } from "../../src/redis/scripts";
+
+let dir: string;
+
+function write(files: Record<string, string>): void {
+  for (const [name, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text);
+  }
+}
+
+const lines = (text: string) => text.split("\n").filter((l) => l.trim() !== "");
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "clawfleet-lua-"));
+});
+afterEach(() => {
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe("lua includes - resolution", () => {
+  it("replaces an include line with the file it names, relative to the including file", () => {
+    write({
+      "run-1.lua": '--- @include "includes/double"\nreturn double(ARGV[1])\n',
+      "includes/double.lua": "local function double(x) return 2 * x end\n",
+    });
+    expect(lines(resolveLuaIncludes(path.join(dir, "run-1.lua")))).toEqual(["local function double(x) return 2 * x end", "return double(ARGV[1])"]);
+  });
+
+  it("resolves nested includes, each relative to the file that asks for it", () => {
+    write({
+      "run-1.lua": '--- @include "includes/outer"\nreturn outer()\n',
+      "includes/outer.lua": '--- @include "inner"\nlocal function outer() return inner() end\n',
+      "includes/inner.lua": "local function inner() return 1 end\n",
+    });
+    expect(lines(resolveLuaIncludes(path.join(dir, "run-1.lua")))).toEqual([
+      "local function inner() return 1 end",
+      "local function outer() return inner() end",
+      "return outer()",
+    ]);
+  });
+
+  it("puts a file in a script once however many files include it", () => {
+    write({
+      "run-1.lua": '--- @include "includes/a"\n--- @include "includes/b"\n--- @include "includes/shared.lua"\nreturn 1\n',
+      "includes/a.lua": '--- @include "shared"\nlocal a = 1\n',
+      "includes/b.lua": '--- @include "shared"\nlocal b = 2\n',
+      "includes/shared.lua": "local shared = 0\n",
+    });
+    const text = resolveLuaIncludes(path.join(dir, "run-1.lua"));
+    expect(lines(text)).toEqual(["local shared = 0", "local a = 1", "local b = 2", "return 1"]);
+    expect(text).not.toContain("@include");
+  });
+
+  it("leaves a script without includes as it is", () => {
+    const text = "-- a comment\nreturn redis.call('GET', KEYS[1])\n";
+    write({ "get-1.lua": text });
+    expect(resolveLuaIncludes(path.join(dir, "get-1.lua"))).toBe(text);
+  });
+});
+
+describe("lua includes - errors at load time", () => {
+  it("names the script, the line and the missing file", () => {
+    write({ "run-1.lua": 'return 1\n--- @include "includes/nowhere"\n' });
+    expect(() => resolveLuaIncludes(path.join(dir, "run-1.lua"))).toThrow(/run-1\.lua:2: --- @include "includes\/nowhere": .*includes\/nowhere\.lua does not exist/);
+  });
+
+  it("fails a missing include when the folder's scripts are read", () => {
+    write({ "ok-1.lua": "return 1\n", "broken-1.lua": '--- @include "includes/gone"\nreturn 2\n' });
+    expect(() => readScripts(dir)).toThrow(/broken-1\.lua:1: --- @include "includes\/gone"/);
+  });
+
+  it("refuses a cycle of includes", () => {
+    write({
+      "run-1.lua": '--- @include "includes/a"\nreturn 1\n',
+      "includes/a.lua": '--- @include "b"\n',
+      "includes/b.lua": '--- @include "a"\n',
+    });
+    expect(() => resolveLuaIncludes(path.join(dir, "run-1.lua"))).toThrow(/circular --- @include: a\.lua -> b\.lua -> a\.lua/);
+  });
+
+  it("refuses an include line it cannot read", () => {
+    write({ "run-1.lua": "--- @include includes/a\nreturn 1\n" });
+    expect(() => resolveLuaIncludes(path.join(dir, "run-1.lua"))).toThrow(/run-1\.lua:1: an include is written --- @include "<name>"/);
+  });
+});
+
+describe("lua includes - the shipped scripts", () => {
+  it("resolve every include of the rate-limit and lease scripts, the refill written once in each", () => {
+    const rate = readScripts(luaDir("ratelimit", "lua"));
+    expect(rate.map((s) => s.name)).toEqual(["penalizeRate", "reserveRate", "settleRate"]);
+    for (const s of [...rate, ...readScripts(luaDir("lease", "lua"))]) expect(s.lua, s.name).not.toContain("@include");
+    for (const s of rate) expect(s.lua.match(/local function refill\(/g), s.name).toHaveLength(1);
+  });
+});

@@ -1,0 +1,112 @@
+/**
+ * remote store - both ends of the store over the broker, built from the store's
+ * method table: each call becomes the `checkpoint` action with the params it
+ * always carried, and the service hands the store back the same arguments.
+ */
+import { describe, expect, it } from "vitest";
+import { STORE_METHOD_NAMES, type NewStep, type NewTask, type StoreMethodName } from "../../src/contracts";
+import { ValidationError } from "../../src/errors";
+import { RemoteTaskStore, serveStoreCall, type TaskStore } from "../../src/store";
+
+const ID = "0b7c6f7e-6a0e-4d8e-9d55-0a3f2b1c9e01";
+const task: NewTask = { id: ID, agent: "order-router", input: "route ORD-1", priority: "high", metadata: {}, prompt_version: "pv-1" };
+const step: NewStep = {
+  kind: "tool",
+  step: 2,
+  data: { tool: "route_order", tool_use_id: "toolu_1", input: {}, output: { ok: 1 }, ok: true, duration_ms: 3, idempotency_key: `${ID}:2` },
+};
+const usage = { input_tokens: 1, output_tokens: 2, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, cost_usd: 0.1 };
+
+/** Each method called once, with the action params it sends and the arguments the store receives. */
+const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMethodName; params: Record<string, unknown>; args: unknown[] }> = [
+  { call: (s) => s.createTask(task, "key-1"), action: "createTask", params: { task, idempotencyKey: "key-1" }, args: [task, "key-1"] },
+  { call: (s) => s.createTask(task), action: "createTask", params: { task, idempotencyKey: undefined }, args: [task, undefined] },
+  { call: (s) => s.getTask(ID), action: "getTask", params: { id: ID }, args: [ID] },
+  { call: (s) => s.listSteps(ID), action: "listSteps", params: { taskId: ID }, args: [ID] },
+  { call: (s) => s.claimTask(ID, "node-1"), action: "claimTask", params: { id: ID, owner: "node-1" }, args: [ID, "node-1"] },
+  { call: (s) => s.appendStep(ID, 3, step, usage), action: "appendStep", params: { taskId: ID, fence: 3, step, usageDelta: usage }, args: [ID, 3, step, usage] },
+  {
+    call: (s) => s.finishTask(ID, 3, { status: "failed", error: { type: "x", message: "y" } }),
+    action: "finishTask",
+    params: { taskId: ID, fence: 3, outcome: { status: "failed", error: { type: "x", message: "y" } } },
+    args: [ID, 3, { status: "failed", error: { type: "x", message: "y" } }],
+  },
+  { call: (s) => s.releaseTask(ID, 3), action: "releaseTask", params: { taskId: ID, fence: 3, countAttempt: true }, args: [ID, 3, { countAttempt: true }] },
+  {
+    call: (s) => s.releaseTask(ID, 3, { countAttempt: false }),
+    action: "releaseTask",
+    params: { taskId: ID, fence: 3, countAttempt: false },
+    args: [ID, 3, { countAttempt: false }],
+  },
+  { call: (s) => s.touchWakeup([ID]), action: "touchWakeup", params: { taskIds: [ID] }, args: [[ID]] },
+  { call: (s) => s.listStaleQueued(5000, 10), action: "listStaleQueued", params: { olderThanMs: 5000, limit: 10 }, args: [5000, 10] },
+  { call: (s) => s.listRunning(10), action: "listRunning", params: { limit: 10 }, args: [10] },
+  { call: (s) => s.countByStatus(), action: "countByStatus", params: {}, args: [] },
+  { call: (s) => s.listDeadLetters(100), action: "listDeadLetters", params: { limit: 100 }, args: [100] },
+  { call: (s) => s.redrive(ID), action: "redrive", params: { taskId: ID }, args: [ID] },
+];
+
+/** A store that records what it was called with and answers its own method name. */
+function recordingStore(calls: Array<{ method: string; args: unknown[] }>): TaskStore {
+  const store: Record<string, unknown> = { migrate: async () => undefined, close: async () => undefined };
+  for (const name of STORE_METHOD_NAMES) {
+    store[name] = async (...args: unknown[]) => {
+      calls.push({ method: name, args });
+      return `answer of ${name}`;
+    };
+  }
+  return store as unknown as TaskStore;
+}
+
+describe("remote store", () => {
+  it("covers every method of the table", () => {
+    expect(new Set(CALLS.map((c) => c.action))).toEqual(new Set(STORE_METHOD_NAMES));
+  });
+
+  it("each method calls its checkpoint action with its params and answers what the action answers", async () => {
+    for (const c of CALLS) {
+      const sent: Array<{ action: string; params: Record<string, unknown> }> = [];
+      const store = new RemoteTaskStore(async <T>(action: string, params: Record<string, unknown>) => {
+        sent.push({ action, params });
+        return "answer" as T;
+      });
+      expect(await c.call(store)).toBe("answer");
+      expect(sent).toEqual([{ action: `checkpoint.${c.action}`, params: c.params }]);
+    }
+  });
+
+  it("names the service it was given", async () => {
+    const actions: string[] = [];
+    const store = new RemoteTaskStore(async <T>(action: string) => {
+      actions.push(action);
+      return null as T;
+    }, "checkpoint-b");
+    await store.getTask(ID);
+    expect(actions).toEqual(["checkpoint-b.getTask"]);
+  });
+
+  it("the service side hands the store the arguments the caller passed", async () => {
+    for (const c of CALLS) {
+      const received: Array<{ method: string; args: unknown[] }> = [];
+      const answer = await serveStoreCall(recordingStore(received), c.action, JSON.parse(JSON.stringify(c.params)), `checkpoint.${c.action}`);
+      expect(answer).toBe(`answer of ${c.action}`);
+      expect(received).toEqual([{ method: c.action, args: c.args }]);
+    }
+  });
+
+  it("the service side refuses bad params with a ValidationError naming the field", () => {
+    const bad = () => serveStoreCall(recordingStore([]), "appendStep", { taskId: ID, fence: -1, step }, "checkpoint.appendStep");
+    expect(bad).toThrow(ValidationError);
+    expect(bad).toThrow(/field "fence"/);
+  });
+
+  it("the service side fills defaults the caller may leave out", async () => {
+    const received: Array<{ method: string; args: unknown[] }> = [];
+    await serveStoreCall(recordingStore(received), "releaseTask", { taskId: ID, fence: 1 }, "checkpoint.releaseTask");
+    await serveStoreCall(recordingStore(received), "listDeadLetters", {}, "checkpoint.listDeadLetters");
+    expect(received).toEqual([
+      { method: "releaseTask", args: [ID, 1, { countAttempt: true }] },
+      { method: "listDeadLetters", args: [100] },
+    ]);
+  });
+});
