@@ -1,13 +1,31 @@
 # Clawfleet: one Dockerfile for every role. A shared base (Node, production dependencies,
-# compiled code, prompts, SQL migrations, Lua scripts) and thin role stages on top:
+# compiled code, SQL migrations, Lua scripts, and the compiled demo project from examples/ as the
+# image's default project) and thin role stages on top:
 #
 #   docker buildx build --target planner \
 #     --build-arg NODE_VERSION="$(cat .nvmrc)" \
 #     --build-arg NODE_DIGEST="$(docker buildx imagetools inspect "node:$(cat .nvmrc)-bookworm-slim" --format '{{json .Manifest.Digest}}' | tr -d '"')" \
 #     -t clawfleet:planner .
 #
-# Targets: planner, executor, rate-gateway, api (api+intake), checkpoint, metrics; builder (full
+# Targets: planner, executor, rate-gateway, api (api+intake), checkpoint, metrics, tools (the
+# project's own Moleculer services); base (the runtime and the demo, no SERVICES); builder (full
 # dependencies and dist/, where CI runs the tests inside the image).
+#
+# The project: the runtime finds agents, the project's services and the simulated model's scripted
+# policies through CLAWFLEET_PROMPTS_DIR, CLAWFLEET_USER_SERVICES and CLAWFLEET_SIM_POLICIES. Here
+# they name the demo (examples/order-router, examples/inventory-mcp), compiled to JavaScript under
+# /app/examples. Your own project builds FROM this base (target `base`), adds its compiled agent
+# files and services in a folder of its own under /app, and points the same variables at it:
+#
+#   FROM clawfleet/base:<tag>
+#   COPY build/ /app/project/
+#   ENV CLAWFLEET_PROMPTS_DIR=/app/project/prompts \
+#       CLAWFLEET_USER_SERVICES=/app/project/services/*.service.js \
+#       CLAWFLEET_SIM_POLICIES=/app/project/sim/policies.js
+#
+# and runs SERVICES=tools for its services beside the role images. Under /app (with no package.json
+# of its own there) `clawfleet` and `clawfleet/mixins` resolve to the runtime by Node's package
+# self-reference (package.json's name and exports), as they do for the demo.
 #
 # The base image is pinned by digest, not only by tag: a tag such as 22.23.3-bookworm-slim is
 # re-pushed with every Debian security rebuild, so the same Dockerfile would silently produce a
@@ -41,8 +59,8 @@ RUN --mount=type=cache,target=/root/.npm --mount=type=secret,id=build_ca \
  && npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json moleculer.config.ts ./
 COPY bin ./bin
-COPY prompts ./prompts
 COPY app ./app
+COPY mixins ./mixins
 COPY services ./services
 COPY src ./src
 # Compiled code reads non-TypeScript files at run time from <root>/src (tsc copies none of them):
@@ -50,6 +68,18 @@ COPY src ./src
 RUN npx tsc -p tsconfig.build.json \
  && mkdir -p /runtime-assets \
  && find src \( -name '*.sql' -o -name '*.lua' \) -exec cp --parents {} /runtime-assets/ \;
+# The demo project, compiled as a user's project would be: CommonJS that imports `clawfleet` and
+# `clawfleet/mixins` by name (examples/tsconfig.json maps them to the sources for type-checking
+# only; at run time they resolve to /app/dist by self-reference). Only the examples' own output is
+# kept, at the paths of its sources, beside their non-TypeScript files (agent files under prompts/,
+# .sql migrations, the .mjs MCP server): a service's __dirname-relative paths hold in the image.
+COPY examples ./examples
+RUN npx tsc -p examples/tsconfig.json --outDir /examples-build --rootDir . --noEmit false \
+      --module node16 --moduleResolution node16 --declaration false --sourceMap false \
+ && mkdir -p /project \
+ && cp -r /examples-build/examples /project/examples \
+ && find examples \( -path '*/prompts/*.md' -o -name '*.sql' -o -name '*.mjs' \) -exec cp --parents {} /project/ \; \
+ && rm -rf /examples-build
 
 # ---------------------------------------------------------------------------------------------
 # prod-deps: production dependencies only; optional ones (PGlite, embedded mode only) left out.
@@ -72,17 +102,21 @@ RUN test "$(node -v)" = "v$NODE_VERSION" \
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
            /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* /root/.npm /tmp/* \
            /usr/bin/apt* /usr/bin/dpkg* /usr/lib/apt /etc/apt /var/lib/apt /var/cache/apt
+# The default project is the demo (see the top of this file to run your own).
 ENV NODE_ENV=production \
     HOME=/tmp \
     PORT=3000 \
-    CLAWFLEET_LOG_FORMAT=json
+    CLAWFLEET_LOG_FORMAT=json \
+    CLAWFLEET_PROMPTS_DIR=/app/examples/*/prompts \
+    CLAWFLEET_USER_SERVICES=/app/examples/*/services/*.service.js \
+    CLAWFLEET_SIM_POLICIES=/app/examples/order-router/sim/policies.js
 WORKDIR /app
 COPY package.json ./
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=builder /app/dist ./dist
 COPY --from=builder /runtime-assets/src ./src
 COPY bin ./bin
-COPY prompts ./prompts
+COPY --from=builder /project/examples ./examples
 # A numeric user, so Kubernetes' runAsNonRoot can verify it without a passwd lookup.
 USER 10001:10001
 EXPOSE 3000
@@ -94,7 +128,7 @@ CMD ["start"]
 
 # ---------------------------------------------------------------------------------------------
 # Role images: the base plus a default SERVICES and labels. No file layers of their own, so all
-# six share every layer and a node pulling a second role downloads nothing.
+# seven share every layer and a node pulling a second role downloads nothing.
 FROM base AS planner
 ENV SERVICES=planner
 LABEL org.opencontainers.image.title="clawfleet-planner" io.clawfleet.role="planner"
@@ -118,3 +152,8 @@ LABEL org.opencontainers.image.title="clawfleet-checkpoint" io.clawfleet.role="c
 FROM base AS metrics
 ENV SERVICES=metrics
 LABEL org.opencontainers.image.title="clawfleet-metrics" io.clawfleet.role="metrics"
+
+# The project's own Moleculer services (CLAWFLEET_USER_SERVICES; here the order-router's tools).
+FROM base AS tools
+ENV SERVICES=tools
+LABEL org.opencontainers.image.title="clawfleet-tools" io.clawfleet.role="tools"

@@ -25,6 +25,7 @@ const IMPORT_ZONES = [
   { target: "./bench", from: "./test", message: "Benchmarks share helpers with tests through testkit/, not test/." },
   { target: "./testkit", from: ["./test", "./bench"], message: "testkit/ is shared by test/ and bench/ and depends on neither." },
   { target: PRODUCTION_DIRS, from: ["./test", "./testkit", "./bench"], message: "Production code never imports tests, benchmarks or testkit/." },
+  { target: PRODUCTION_DIRS, from: "./examples", message: "Production code never imports an example: examples are users of the package, not parts of it." },
   {
     target: ["./src/!(ratelimit)/**", "./src/!(config).ts", ...PRODUCTION_DIRS.filter((d) => d !== "./src")],
     from: "./src/ratelimit",
@@ -42,6 +43,25 @@ const IMPORT_ZONES = [
 ];
 
 const ENV_MESSAGE = "Read settings through the typed Config from src/config.ts; nothing else reads the environment.";
+
+/**
+ * The package's public surface (STYLE.md, "Our own model rooms"): a project imports `clawfleet` (app/index.ts)
+ * and `clawfleet/mixins` (mixins/index.ts) and nothing else; package.json's `exports` map enforces that for
+ * users. Examples are written as a user's project and held to the same line, by name: they import
+ * `clawfleet` and `clawfleet/mixins`, never Clawfleet's files by path nor `clawfleet/<anything else>`.
+ * And production code never imports an example.
+ */
+const EXAMPLE_FILES = ["examples/**/*.ts", "examples/**/*.js", "examples/**/*.mjs", "examples/**/*.cjs"];
+const PUBLIC_SURFACE_MESSAGE =
+  "Examples use only the public surface: import from \"clawfleet\" or \"clawfleet/mixins\". If an example needs more, add it to app/index.ts (the public list).";
+const EXAMPLE_ZONES = [
+  {
+    target: "./examples",
+    // Not dist/: that is where the package names resolve to when built.
+    from: [...PRODUCTION_DIRS, "./bin", "./test", "./testkit", "./bench"],
+    message: PUBLIC_SURFACE_MESSAGE,
+  },
+];
 
 export default tseslint.config(
   {
@@ -103,6 +123,21 @@ export default tseslint.config(
   {
     files: ["src/config.ts"],
     rules: { "no-restricted-properties": "off", "no-restricted-imports": "off" },
+  },
+
+  {
+    // Examples: TypeScript without type information (they are a user's project, not in our tsconfig), and
+    // only the public surface.
+    files: EXAMPLE_FILES,
+    extends: [tseslint.configs.recommended],
+    languageOptions: { sourceType: "module", globals: globals.node },
+    rules: {
+      "import-x/no-restricted-paths": ["error", { basePath: import.meta.dirname, zones: EXAMPLE_ZONES }],
+      "no-restricted-imports": [
+        "error",
+        { patterns: [{ regex: "^clawfleet/(?!mixins$)", message: PUBLIC_SURFACE_MESSAGE }] },
+      ],
+    },
   },
 
   {

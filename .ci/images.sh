@@ -16,14 +16,17 @@
 #             has a repo digest and the Dockerfile's pinned FROM node:<tag>@sha256:… builds offline.
 #             The same Debian root under Debian's NATS, Redis and PostgreSQL packages gives the
 #             compose stack's infrastructure (deploy/offline-images/infra.Dockerfile).
-#  3. build   Every target of the Dockerfile (builder and the six roles), one build at a time, with
+#  3. build   Every target of the Dockerfile (builder and the seven roles), one build at a time, with
 #             BuildKit. HTTPS from inside the build may pass a TLS-intercepting proxy: its CA goes
 #             in as the build secret `build_ca`, mounted for the npm ci steps only.
 #  4. check   Each role image: user 10001:10001 (the image's own USER, no --user given), a
 #             read-only root with a /tmp tmpfs works, no npm/npx/yarn/corepack/apt/dpkg, no
 #             compiler or TypeScript tooling, no dev dependencies, PGlite left out (embedded mode
 #             refuses to start, as the README says), no .npmrc, secret or proxy CA in any layer,
-#             all six sharing the same layers, and the size within the budget.
+#             all seven sharing the same layers, and the size within the budget. The demo project
+#             (examples/, compiled): the image's variables find its agents, services and sim
+#             policy, which load from /app/examples and reach `clawfleet` and `clawfleet/mixins` by
+#             the package's self-reference, with no TypeScript left.
 #  5. stack   compose.prod-like.yml + compose.offline.yml, brought up for real with docker-compose
 #             --compatibility (so the 512 MB limits apply): every depends_on service_healthy
 #             honoured, the limits checked on the containers, ORD-1042 routed through the api
@@ -63,7 +66,7 @@ NODE_VERSION=$(tr -d '[:space:]' < .nvmrc)
 NPM_VERSION=${CLAWFLEET_IMAGES_NPM_VERSION:-10.9.9}
 DEBIAN_MIRROR=${CLAWFLEET_IMAGES_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY=${CLAWFLEET_IMAGES_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
-ROLES=(planner executor rate-gateway api checkpoint metrics)
+ROLES=(planner executor rate-gateway api checkpoint metrics tools)
 TAG=ci
 OFFLINE=clawfleet-offline
 DEBIAN_IMAGE=$OFFLINE/debian:bookworm-slim
@@ -481,6 +484,38 @@ out.node = process.version;
 console.log(JSON.stringify(out));
 '
 
+# Run inside the tools image: the demo project as the image's own variables name it, expanded by
+# the runtime's config, then loaded the way the tools role and the sim load it.
+DEMO_PROBE='
+const fs = require("node:fs"), path = require("node:path"), { createRequire } = require("node:module");
+const { loadConfig, loadSimConfig } = require("/app/dist/src/config.js");
+const { SERVICES, ...env } = process.env; // only the project variables are read here (a role alone needs a broker)
+const cfg = loadConfig(env), sim = loadSimConfig();
+const out = { prompts: cfg.promptsDirs, services: cfg.userServices.files, policies: sim.policies, bad: [] };
+const agents = cfg.promptsDirs.flatMap((d) => fs.readdirSync(d).filter((f) => f.endsWith(".md")).map((f) => f.slice(0, -3)));
+out.agents = agents;
+for (const a of ["order-router", "inventory-check"]) if (!agents.includes(a)) out.bad.push(`no agent ${a}`);
+for (const f of out.services) {
+  const req = createRequire(f);
+  for (const n of ["clawfleet", "clawfleet/mixins"]) {
+    const r = req.resolve(n);
+    if (!r.startsWith("/app/dist/")) out.bad.push(`${f}: ${n} resolves to ${r}`);
+  }
+  const svc = require(f).default;
+  const dir = svc.clawfleet && svc.clawfleet.migrations;
+  const sql = dir && fs.existsSync(dir) ? fs.readdirSync(dir).filter((x) => x.endsWith(".sql")) : [];
+  out[svc.name] = { actions: Object.keys(svc.actions || {}), migrations: dir, sql };
+  if (dir && sql.length === 0) out.bad.push(`${svc.name}: no .sql in ${dir}`);
+}
+if (!out.services.some((f) => f.endsWith("/order-router/services/order-router.service.js"))) out.bad.push("the order-router service is not found");
+for (const p of out.policies) { const m = require(p); if (!Array.isArray(m.routes) || m.routes.length === 0) out.bad.push(`${p}: no routes`); }
+if (out.policies.length === 0) out.bad.push("no sim policy");
+if (!fs.existsSync("/app/examples/inventory-mcp/mcp/server.mjs")) out.bad.push("no MCP server");
+const ts = fs.readdirSync("/app/examples", { recursive: true }).filter((f) => /\.(ts|mts|cts)$/.test(f));
+if (ts.length) out.bad.push(`TypeScript left: ${ts.slice(0, 5).join(", ")}`);
+console.log(JSON.stringify(out));
+'
+
 check_images() {
   local role img probe ref_layers layers rc out
   # What the lockfile marks dev-only (typescript, vitest, eslint, tsx, …) and optional-only (PGlite).
@@ -531,7 +566,16 @@ check_images() {
       printf '%s\n' "$out" | tail -20 >&2
       die "$img: embedded mode should be refused for want of PGlite (exit $rc)"
     }
-  say "all six role images: the same $(node -e 'console.log(JSON.parse(process.argv[1]).length)' "$ref_layers") layers; each refuses to start without TRANSPORTER/REDIS_URL/DATABASE_URL (exit 78), embedded mode refused (no PGlite)"
+  # The demo project, as the tools role and the sim load it (the roles share the layers: one image).
+  probe=$("$DOCKER" run --rm --network none --read-only --tmpfs /tmp --entrypoint node clawfleet/tools:$TAG -e "$DEMO_PROBE") ||
+    die "clawfleet/tools:$TAG: the demo project did not load"
+  node -e '
+    const p = JSON.parse(process.argv[1]);
+    if (p.bad.length) { console.error(`images: demo project: ${p.bad.join("; ")}`); process.exit(1); }
+    const svc = p["order-router-tools"];
+    console.log(`images: demo project: agents ${p.agents.join(", ")}; ${p.services.length} service(s), order-router-tools with ${svc.actions.join(", ")} and ${svc.sql.join(", ")} from ${svc.migrations}; clawfleet and clawfleet/mixins by self-reference; sim policy ${p.policies.join(", ")}; no TypeScript`);
+  ' "$probe" || die "the demo project in clawfleet/tools:$TAG is incomplete"
+  say "all seven role images: the same $(node -e 'console.log(JSON.parse(process.argv[1]).length)' "$ref_layers") layers; each refuses to start without TRANSPORTER/REDIS_URL/DATABASE_URL (exit 78), embedded mode refused (no PGlite)"
   scan_layers "clawfleet/${ROLES[0]}:$TAG"
   sizes
 }
@@ -702,10 +746,10 @@ stack() {
     const first = (svc, st) => { const l = lines.find(([, s, ...r]) => s === svc && r.join(" ") === st); return l ? BigInt(l[0]) : undefined; };
     const ms = (a, b) => Number((a - b) / 1000000n);
     const deps = { checkpoint: ["nats", "redis", "postgres"] };
-    for (const r of ["planner", "executor", "rate-gateway", "api", "metrics"]) deps[r] = ["nats", "redis", "postgres", "checkpoint"];
+    for (const r of ["planner", "executor", "rate-gateway", "api", "metrics", "tools"]) deps[r] = ["nats", "redis", "postgres", "checkpoint"];
     const t0 = lines.length ? BigInt(lines[0][0]) : 0n;
     const bad = [];
-    for (const svc of ["nats", "redis", "postgres", "checkpoint", "planner", "executor", "rate-gateway", "api", "metrics"]) {
+    for (const svc of ["nats", "redis", "postgres", "checkpoint", "planner", "executor", "rate-gateway", "api", "metrics", "tools"]) {
       const start = first(svc, "start"), healthy = first(svc, "health_status: healthy");
       if (start === undefined || healthy === undefined) { bad.push(`${svc}: no start or healthy event`); continue; }
       const after = (deps[svc] || []).map((d) => { const h = first(d, "health_status: healthy"); if (h === undefined || h > start) bad.push(`${svc} started before ${d} was healthy`); return d; });
@@ -727,7 +771,7 @@ stack() {
     done
     die "$s: no memory cgroup found for container $c"
   done
-  say "stack: the six roles run read-only as 10001:10001 with 512 MiB / 1 CPU limits in force"
+  say "stack: the seven roles run read-only as 10001:10001 with 512 MiB / 1 CPU limits in force"
   # shellcheck disable=SC2046 # one container id per role
   "$DOCKER" stats --no-stream --format '{{.Name}} {{.MemUsage}} {{.CPUPerc}}' $(for s in "${ROLES[@]}"; do cid "$s"; done) |
     sed "s/^${PROJECT}_/images:   /; s/_1 / /"
@@ -742,6 +786,13 @@ stack() {
   }
   task_json "$id" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const t=JSON.parse(s);if(!t.result||t.result.routed!==true){console.error(s);process.exit(1)}console.log(`images: stack: ORD-1042 routed to ${t.result.warehouse_id} in ${t.steps} steps, attempts ${t.attempts}`)})' ||
     die "task $id did not route the order"
+  # The side effect, in the table of the project's own migration: only the tools container loads the
+  # order-router service (and applies its migrations), so the route was written there.
+  local routed
+  routed=$(dc exec -T postgres psql -U clawfleet -d clawfleet -tAc "SELECT order_id || ' ' || warehouse_id FROM order_routes WHERE task_id = '$id'" 2> "$LOGS/stack-psql.log") ||
+    die "order_routes could not be read (log: $LOGS/stack-psql.log)"
+  [[ $routed == "ORD-1042 WH-"* ]] || die "task $id: order_routes holds '$routed', not the ORD-1042 routing"
+  say "stack: the route is in order_routes ($routed), the table of the order-router's own migration, written by the tools container"
   calls_whole=$(sim_calls "$id")
   steps_whole=$(task_json "$id" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).steps))')
   # Kill about halfway through the next one.
@@ -803,7 +854,7 @@ stack() {
   attempts=$(task_json "$id" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).attempts))')
   say "stack: task $id, released by the stopped planner, finished after its restart (attempts $attempts)"
   local s
-  for s in api planner executor rate-gateway metrics checkpoint; do stop_role "$s" idle; done
+  for s in api planner executor tools rate-gateway metrics checkpoint; do stop_role "$s" idle; done
   STACK_OK=1
   if [[ ${CLAWFLEET_IMAGES_KEEP_STACK:-} == 1 ]]; then return 0; fi
   stack_down

@@ -2,36 +2,31 @@
  * The `clawfleet` command.
  *   clawfleet start          run the roles named by SERVICES (default: all, embedded)
  *   clawfleet sim --port N   run the simulated Anthropic-compatible model
+ *   clawfleet repl           an interactive console on a running cluster (app/repl.ts)
  */
-import os from "node:os";
-import { loadConfig } from "../src/config";
+import { loadConfig, loadReplConfig, loadSimConfig } from "../src/config";
 import { ConfigError, messageOf } from "../src/errors";
 import { runSimCommand } from "../src/sim/cli";
-import { startTracing } from "../src/telemetry/tracing";
-import { startNode } from "./node";
+import { startRepl } from "./repl";
+import { launch } from "./start";
 
 const USAGE = `usage: clawfleet <command>
 
 commands:
   start    run a Clawfleet node (embedded by default; see README for the environment)
   sim      run the simulated Anthropic-compatible model (clawfleet sim --help)
+  repl     join a running cluster (TRANSPORTER, CLAWFLEET_NAMESPACE) with an interactive console
   help     this text`;
 
 async function start(): Promise<void> {
   const config = loadConfig();
-  // Before the broker and any service exist, so every span of this process has a provider to go to.
-  const tracing = startTracing(config, config.nodeId ?? `${os.hostname()}-${process.pid}`);
-  let node: Awaited<ReturnType<typeof startNode>>;
-  try {
-    node = await startNode(config);
-  } catch (err) {
-    await tracing.shutdown();
-    throw err;
-  }
+  const node = await launch(config);
   const logger = node.broker.getLogger("cli");
-  tracing.useLogger(logger);
   if (config.mode === "embedded") {
     const base = `http://localhost:${node.port}`;
+    const agents = node.agents.list();
+    const example = agents.find((a) => a.name === "order-router") ?? agents[0];
+    const input = example?.name === "order-router" ? '{"order_id": "ORD-1042"}' : '"Hello"';
     process.stdout.write(
       [
         "",
@@ -39,9 +34,10 @@ async function start(): Promise<void> {
         ...(config.anthropicApiKey === undefined
           ? ["ANTHROPIC_API_KEY is not set: the built-in SIMULATED model answers (scripted per agent, no real LLM)."]
           : []),
+        `Agents: ${agents.map((a) => a.name).join(", ") || "none"}.`,
         "Submit a task:",
         `  curl -s -X POST ${base}/v1/tasks -H 'Content-Type: application/json' \\`,
-        `       -d '{"agent": "order-router", "input": {"order_id": "ORD-1042"}}'`,
+        `       -d '{"agent": "${example?.name ?? "<agent>"}", "input": ${input}}'`,
         `Then: curl -s ${base}/v1/tasks/<id>   and   curl -s ${base}/v1/tasks/<id>/steps`,
         "",
       ].join("\n") + "\n",
@@ -62,8 +58,6 @@ async function start(): Promise<void> {
     hardStop.unref();
     node
       .stop(`received ${signal}`)
-      // After the node: the spans of its last steps are flushed too.
-      .then(() => tracing.shutdown())
       .then(
         () => process.exit(0),
         (err: unknown) => {
@@ -81,8 +75,14 @@ export async function main(argv: string[]): Promise<void> {
   switch (command) {
     case "start":
       return start();
+    case "repl": {
+      const session = await startRepl(loadReplConfig());
+      await session.closed;
+      process.exit(0);
+      return;
+    }
     case "sim":
-      return runSimCommand(rest);
+      return runSimCommand(rest, { policies: loadSimConfig().policies });
     case undefined:
     case "help":
     case "--help":

@@ -28,7 +28,7 @@ import fs from "node:fs";
 import os from "node:os";
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { orderIds } from "../src/tools/orderRouter/data";
+import { orderIds } from "../examples/order-router/lib/data";
 import { startRoleProcesses, stopAll, submitTask, type NodeProcess } from "../testkit/cluster";
 import { startOtlpReceiver } from "../testkit/otlpReceiver";
 import { createScratch } from "../testkit/scratch";

@@ -24,7 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { orderIds } from "../src/tools/orderRouter/data";
+import { orderIds } from "../examples/order-router/lib/data";
 import {
   Cluster,
   drillEvidence,

@@ -9,10 +9,11 @@ const root = path.join(__dirname, "..");
 const compiled = path.join(root, "dist", "app", "cli.js");
 const source = path.join(root, "app", "cli.ts");
 /** The folders tsc compiles into dist/ (tsconfig.build.json): an edit in any of them makes the build stale. */
-const SOURCE_DIRS = ["app", "services", "src"];
+const SOURCE_DIRS = ["app", "mixins", "services", "src"];
 
 function newestSource(dir) {
   let newest = 0;
+  if (!fs.existsSync(dir)) return newest;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) newest = Math.max(newest, newestSource(p));

@@ -5,6 +5,7 @@
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { z } from "zod";
+import { taskEventSink } from "../src/agent/events";
 import { Intake, type SubmitResult } from "../src/queue/intake";
 import { channelSender } from "../src/queue/channels";
 import { ReaperLoop } from "../src/queue/reaperLoop";
@@ -44,12 +45,16 @@ export function intakeService(resources: Resources): ServiceSchema {
           return created().intake.redrive(taskId);
         },
       },
+      agents: {
+        handler: () => created().intake.agents(),
+      },
     },
     created() {
       const broker = this.broker;
       const wakeUps = new WakeUps(channelSender(broker), this.logger, { dropRate: config.faults.dropWakeups });
       const store = new RemoteTaskStore((action, params) => broker.call(action, params));
-      parts = { intake: new Intake({ store, agents: resources.agents, wakeUps }), wakeUps };
+      const events = { sink: taskEventSink(broker, this.logger), node: broker.nodeID };
+      parts = { intake: new Intake({ store, agents: resources.agents, wakeUps, events }), wakeUps };
     },
     started() {
       const broker = this.broker;

@@ -4,21 +4,24 @@
  * to `rate-gateway`, tool calls to `executor`, checkpoints to `checkpoint`.
  */
 import type { Context, ServiceSchema } from "moleculer";
+import { AttemptEvents, taskEventSink } from "../src/agent/events";
 import { TaskWorker } from "../src/agent/taskWorker";
 import type { AgentDefinition } from "../src/agent/definition";
 import type { AttemptInterceptor } from "../src/agent/interceptors";
 import { WakeUpSchema } from "../src/contracts";
-import { messageOf } from "../src/errors";
 import { PriceTable } from "../src/llm/pricing";
 import { channelSender } from "../src/queue/channels";
 import { plannerConsumer, TASKS_READY_CHANNEL, WakeUps } from "../src/queue/wakeups";
-import type { CompleteResponse, ToolSpec } from "../src/contracts";
+import type { CompleteResponse, ToolSpec, ToolSpecsQuery } from "../src/contracts";
 import type { Resources } from "../src/node/resources";
 import { consumerId, subscriptionState } from "../src/queue/subscription";
 import { ConsumeWatchdog } from "../src/health/watchdog";
 import { RemoteTaskStore } from "../src/store/remoteStore";
 import type { Metrics } from "../src/telemetry/metrics";
 import type { ToolResult } from "../src/contracts";
+
+/** How long a planner reuses an agent's tool specs before asking the executor again. */
+const TOOL_SPECS_TTL_MS = 5_000;
 
 export class ShutdownSignal extends Error {
   constructor() {
@@ -65,17 +68,17 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
       const broker = this.broker;
       const store = new RemoteTaskStore((action, params) => broker.call(action, params));
       const wakeUps = new WakeUps(channelSender(broker), this.logger);
-      const specCache = new Map<string, Promise<ToolSpec[]>>();
-      const emit = (event: string, payload: Record<string, unknown>) => {
-        broker.emit(event, payload).catch((err: unknown) => this.logger.warn({ event: "emit.failed", err: messageOf(err) }, "event emit failed"));
-      };
-      // Each checkpoint is progress (the stall watchdog), a step in the metrics and a `task.step` event.
+      // Tools come and go with the services that hold them (any node, any time): a spec list is kept briefly.
+      const specCache = new Map<string, { specs: Promise<ToolSpec[]>; until: number }>();
+      // The task lifecycle events (clawfleet.task.*), emitted after the write that makes each transition.
+      const events = new AttemptEvents(taskEventSink(broker, this.logger), broker.nodeID);
+      // Each checkpoint is progress (the stall watchdog), a step in the metrics and a `clawfleet.task.step` event.
       const plannerSteps: AttemptInterceptor = {
         name: "planner-steps",
         stepCheckpointed: (e) => {
           watchdog?.progress();
           metrics.stepCheckpointed({ agent: e.agent ?? "unknown", prompt_version: e.prompt_version ?? "unknown" }, e.kind);
-          emit("task.step", { ...e });
+          events.step(e);
         },
       };
       worker = new TaskWorker(
@@ -86,12 +89,12 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
           llm: { complete: (req) => broker.call<CompleteResponse, typeof req>("rate-gateway.complete", req, { timeout: 0 }) },
           tools: { run: (call) => broker.call<ToolResult, typeof call>("executor.run", call, { timeout: 120_000 }) },
           toolSpecs: (agent: AgentDefinition) => {
-            let specs = specCache.get(agent.promptVersion);
-            if (!specs) {
-              specs = broker.call<ToolSpec[], { names: string[] }>("executor.specs", { names: agent.tools });
-              specCache.set(agent.promptVersion, specs);
-              specs.catch(() => specCache.delete(agent.promptVersion));
-            }
+            const key = `${agent.name}@${agent.promptVersion}`;
+            const cached = specCache.get(key);
+            if (cached && cached.until > Date.now()) return cached.specs;
+            const specs = broker.call<ToolSpec[], ToolSpecsQuery>("executor.specs", { agent: agent.name, names: agent.tools });
+            specCache.set(key, { specs, until: Date.now() + TOOL_SPECS_TTL_MS });
+            specs.catch(() => specCache.delete(key));
             return specs;
           },
           prices: new PriceTable(config.prices),
@@ -108,18 +111,16 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
           defaultMaxSteps: config.planner.defaultMaxSteps,
         },
         {
-          onStarted: (taskId, attempt, resumedAtStep, labels) => emit("task.started", { taskId, ...labels, attempt, resumedAtStep, nodeID: broker.nodeID }),
-          onSettled: (taskId, outcome, detail, labels) => {
-            if (outcome === "succeeded") emit("task.succeeded", { taskId, ...labels });
-            else if (outcome === "failed") emit("task.failed", { taskId, ...labels, error: detail?.kind === "failed" ? detail.error : undefined });
-            else emit("task.released", { taskId, ...labels, outcome });
+          onClaimed: (task) => events.claimed(task),
+          onStarted: (taskId) => events.started(taskId),
+          onSettled: (taskId, outcome, detail) => {
+            events.settled(taskId, outcome, detail);
             // A graceful release (shutdown) hands the task on at once. Left to the reaper, it would wait for
             // the queue to drain first, then queue behind everything else.
             if (outcome === "released" && detail?.kind === "interrupted") {
               void wakeUps.publish({ taskId, reason: "released" });
             }
           },
-          onLeaseLost: (taskId, labels) => emit("task.lease_lost", { taskId, ...labels, nodeID: broker.nodeID }),
         },
       );
     },

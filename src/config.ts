@@ -3,6 +3,7 @@
  * validated `Config`. Invalid combinations fail at start-up with a message that
  * names the variable and says what to do.
  */
+import fs from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import { ConfigError } from "./errors";
@@ -10,7 +11,8 @@ import { DEFAULT_PRICES, PricesSchema, type ModelPrice } from "./llm/pricing";
 import { projectRoot } from "./paths";
 import { RateLimitTableSchema, type RateLimitTable } from "./ratelimit/limits";
 
-export const ROLES = ["api", "intake", "planner", "executor", "rate-gateway", "checkpoint", "metrics"] as const;
+/** `tools` runs only the project's own Moleculer services (CLAWFLEET_USER_SERVICES); every other role is Clawfleet's. */
+export const ROLES = ["api", "intake", "planner", "executor", "rate-gateway", "checkpoint", "metrics", "tools"] as const;
 export type Role = (typeof ROLES)[number];
 
 export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
@@ -42,7 +44,26 @@ export interface Config {
   /** Moleculer namespace; also prefixes queue streams and Redis keys. @default clawfleet */
   readonly namespace: string;
   readonly nodeId: string | undefined;
+  /**
+   * Folders of agent files (`*.md`), in order: CLAWFLEET_PROMPTS_DIR is a list separated by the OS path
+   * delimiter (`:`, `;` on Windows) whose entries may be globs (`*`, `?`, `{a,b}`). A glob names the folders
+   * that exist; a plain entry is kept as written, so a missing one is reported. @default ["./prompts"]
+   */
+  readonly promptsDirs: readonly string[];
+  /** The first of `promptsDirs`, for loaders that read one folder. */
   readonly promptsDir: string;
+  /** The project's own Moleculer services, run by the `tools` role (every role in embedded mode). */
+  readonly userServices: {
+    /**
+     * What CLAWFLEET_USER_SERVICES names (absolute; same list and glob rules as the prompts), or `none`.
+     * @default ./services/*.service.{js,cjs,mjs}, and `.ts` where tsx is installed
+     */
+    readonly patterns: readonly string[];
+    /** False for the default patterns: then Clawfleet's own `services/` folder (its roles) is never taken for the project's. */
+    readonly explicit: boolean;
+    /** The files the patterns match, sorted and without duplicates. */
+    readonly files: readonly string[];
+  };
   readonly planner: {
     /** Tasks one planner process runs at once. @default 4 */
     readonly slots: number;
@@ -64,6 +85,13 @@ export interface Config {
   readonly retries: {
     /** Attempts (lease acquisitions) before a task is failed and dead-lettered. @default 5 */
     readonly maxAttempts: number;
+  };
+  readonly tools: {
+    /**
+     * Calls of one side-effect tool step (one idempotency key) whose outcome stayed unknown (timeout, the
+     * tool's node lost mid-call) before the task fails with `tool_outcome_unknown` instead of asking again. @default 5
+     */
+    readonly maxUnknownOutcomes: number;
   };
   /** SIGTERM grace period; fits Kubernetes' default 30 s. @default 25000 */
   readonly shutdownGraceMs: number;
@@ -103,10 +131,21 @@ export interface Config {
   /** USD per million tokens, per model: the built-in table with `CLAWFLEET_PRICES` entries over it. */
   readonly prices: Readonly<Record<string, ModelPrice>>;
   /** Settings of the in-process simulated model (embedded mode without an API key). */
-  readonly sim: {
-    readonly latencyMs: number;
-    readonly failureRate: number;
-  };
+  readonly sim: SimConfig;
+}
+
+/** The simulated model's settings; `clawfleet sim` reads only these (`loadSimConfig`). */
+export interface SimConfig {
+  /** Fixed delay before each answer. @default 0 */
+  readonly latencyMs: number;
+  /** Fraction of answers that are injected 529/500 failures. @default 0 */
+  readonly failureRate: number;
+  /**
+   * Modules exporting scripted policies (`routes`), absolute: CLAWFLEET_SIM_POLICIES, a list with the
+   * same rules as CLAWFLEET_PROMPTS_DIR (OS path delimiter, globs, relative to the working directory).
+   * Agents none of them plays get the generic policy. @default []
+   */
+  readonly policies: readonly string[];
 }
 
 /** A number from a variable: `def` when unset or empty, else a clear error naming the variable and the range. */
@@ -179,6 +218,7 @@ const EnvSchema = z.object({
   }),
   CLAWFLEET_NODE_ID: optionalString,
   CLAWFLEET_PROMPTS_DIR: optionalString,
+  CLAWFLEET_USER_SERVICES: optionalString,
   CLAWFLEET_PLANNER_SLOTS: intFrom("CLAWFLEET_PLANNER_SLOTS", 4, 1),
   CLAWFLEET_MAX_STEPS: intFrom("CLAWFLEET_MAX_STEPS", 40, 1),
   CLAWFLEET_LEASE_TTL_MS: intFrom("CLAWFLEET_LEASE_TTL_MS", 5000, 500),
@@ -186,17 +226,155 @@ const EnvSchema = z.object({
   CLAWFLEET_REAPER_INTERVAL_MS: intFrom("CLAWFLEET_REAPER_INTERVAL_MS", 1000, 100),
   CLAWFLEET_REAPER_QUEUED_AFTER_MS: intFrom("CLAWFLEET_REAPER_QUEUED_AFTER_MS", 5000, 100),
   CLAWFLEET_MAX_ATTEMPTS: intFrom("CLAWFLEET_MAX_ATTEMPTS", 5, 1),
+  CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES: intFrom("CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES", 5, 1),
   CLAWFLEET_SHUTDOWN_GRACE_MS: intFrom("CLAWFLEET_SHUTDOWN_GRACE_MS", 25000, 0),
   CLAWFLEET_LIVENESS_MAX_BLOCK_MS: intFrom("CLAWFLEET_LIVENESS_MAX_BLOCK_MS", 10000, 50),
   CLAWFLEET_PLANNER_STALL_MS: intFrom("CLAWFLEET_PLANNER_STALL_MS", 300000, 100),
   CLAWFLEET_SIM_LATENCY_MS: intFrom("CLAWFLEET_SIM_LATENCY_MS", 0, 0),
   CLAWFLEET_SIM_FAILURE_RATE: numFrom("CLAWFLEET_SIM_FAILURE_RATE", 0, 0, 1),
+  CLAWFLEET_SIM_POLICIES: optionalString,
   CLAWFLEET_RATE_LIMITS: jsonFrom("CLAWFLEET_RATE_LIMITS", RateLimitTableSchema, {}),
   CLAWFLEET_RATE_LIMIT_WINDOW_MS: intFrom("CLAWFLEET_RATE_LIMIT_WINDOW_MS", 60_000, 1),
   CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS: intFrom("CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS", 2000, 0),
   CLAWFLEET_PRICES: jsonFrom("CLAWFLEET_PRICES", PricesSchema, {}),
   CLAWFLEET_FAULT_DROP_WAKEUPS: numFrom("CLAWFLEET_FAULT_DROP_WAKEUPS", 0, 0, 1),
 });
+
+const SimEnvSchema = EnvSchema.pick({ CLAWFLEET_SIM_LATENCY_MS: true, CLAWFLEET_SIM_FAILURE_RATE: true, CLAWFLEET_SIM_POLICIES: true });
+
+function simConfigOf(e: z.output<typeof SimEnvSchema>, cwd: string): SimConfig {
+  const policies = [...new Set(patternsOf(e.CLAWFLEET_SIM_POLICIES ?? "", cwd).flatMap(expandPattern))];
+  return { latencyMs: e.CLAWFLEET_SIM_LATENCY_MS, failureRate: e.CLAWFLEET_SIM_FAILURE_RATE, policies };
+}
+
+function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.output<S> {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  throw new ConfigError(issue?.path.join(".") ?? "environment", issue?.message ?? "invalid value");
+}
+
+/** Only the simulated model's settings, for `clawfleet sim`, which needs no other part of the environment to be valid. */
+export function loadSimConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): SimConfig {
+  return simConfigOf(parseEnv(SimEnvSchema, env), cwd);
+}
+
+/** What `clawfleet repl` needs: the cluster to join, its log level, and the limits it reports. */
+export interface ReplConfig {
+  /** The cluster's transporter; the REPL joins it as a node without roles. */
+  readonly transporter: string;
+  readonly namespace: string;
+  readonly logLevel: LogLevel;
+  readonly rateLimits: Config["rateLimits"];
+}
+
+const ReplEnvSchema = EnvSchema.pick({
+  TRANSPORTER: true,
+  CLAWFLEET_NAMESPACE: true,
+  LOG_LEVEL: true,
+  CLAWFLEET_RATE_LIMITS: true,
+  CLAWFLEET_RATE_LIMIT_WINDOW_MS: true,
+  CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS: true,
+});
+
+/** Only the REPL's settings: it holds no database, Redis or provider key, so it needs none of them. */
+export function loadReplConfig(env: NodeJS.ProcessEnv = process.env): ReplConfig {
+  const e = parseEnv(ReplEnvSchema, env);
+  if (e.TRANSPORTER === undefined) {
+    throw new ConfigError(
+      "TRANSPORTER",
+      "clawfleet repl joins a running cluster over its transporter: set TRANSPORTER and CLAWFLEET_NAMESPACE as the cluster's nodes have them " +
+        "(an embedded node runs alone, with no transporter to join)",
+    );
+  }
+  return {
+    transporter: e.TRANSPORTER,
+    namespace: e.CLAWFLEET_NAMESPACE ?? "clawfleet",
+    // Quiet by default: the REPL's own output is what its user reads.
+    logLevel: e.LOG_LEVEL ?? "warn",
+    rateLimits: { limits: e.CLAWFLEET_RATE_LIMITS, windowMs: e.CLAWFLEET_RATE_LIMIT_WINDOW_MS, maxWaitMs: e.CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS },
+  };
+}
+
+const GLOB_CHARS = /[*?{]/;
+
+/** `a{b,c}d` → `abd`, `acd` (every group, no nesting). */
+function expandBraces(pattern: string): string[] {
+  const m = /\{([^{}]*)\}/.exec(pattern);
+  if (!m) return [pattern];
+  const [head, tail] = [pattern.slice(0, m.index), pattern.slice(m.index + m[0].length)];
+  return (m[1] ?? "").split(",").flatMap((alt) => expandBraces(head + alt + tail));
+}
+
+/** One path segment's pattern (a name never holds a separator, so `*` may match anything). */
+const segmentRegex = (segment: string) =>
+  new RegExp(`^${segment.replace(/[.+^$()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".")}$`);
+
+/**
+ * The paths an absolute pattern names: itself when it has no glob characters (whether or not it exists),
+ * else the existing entries its segments match (`*` and `?` within one segment, `{a,b}` alternatives;
+ * hidden entries only when the segment starts with a dot), sorted.
+ */
+function expandPattern(pattern: string): string[] {
+  if (!GLOB_CHARS.test(pattern)) return [pattern];
+  const out: string[] = [];
+  for (const alt of expandBraces(pattern)) {
+    const { root } = path.parse(alt);
+    const segments = alt.slice(root.length).split(/[\\/]/).filter((s) => s !== "");
+    const walk = (dir: string, i: number): void => {
+      const segment = segments[i];
+      if (segment === undefined) return void out.push(dir);
+      if (!GLOB_CHARS.test(segment)) {
+        const next = path.join(dir, segment);
+        if (fs.existsSync(next)) walk(next, i + 1);
+        return;
+      }
+      const re = segmentRegex(segment);
+      let names: string[] = [];
+      try {
+        names = fs.readdirSync(dir);
+      } catch {
+        return; // not a folder
+      }
+      for (const name of names.sort()) if (re.test(name) && (segment.startsWith(".") || !name.startsWith("."))) walk(path.join(dir, name), i + 1);
+    };
+    walk(root, 0);
+  }
+  return [...new Set(out)].sort();
+}
+
+/** A path list (OS delimiter) of patterns relative to `cwd`, as absolute patterns. */
+const patternsOf = (value: string, cwd: string) =>
+  value
+    .split(path.delimiter)
+    .map((s) => s.trim())
+    .filter((s) => s !== "")
+    .map((s) => path.resolve(cwd, s));
+
+/** True when tsx can be loaded from the project: its TypeScript service files are then loadable too. */
+function tsxInstalled(cwd: string): boolean {
+  try {
+    require.resolve("tsx/cjs/api", { paths: [cwd] });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function userServicesFrom(value: string | undefined, cwd: string): Config["userServices"] {
+  if (value === "none") return { patterns: [], explicit: true, files: [] };
+  if (value !== undefined) {
+    const patterns = patternsOf(value, cwd);
+    const files = patterns.flatMap(expandPattern).filter((f) => fs.statSync(f, { throwIfNoEntry: false })?.isFile() ?? true);
+    return { patterns, explicit: true, files: [...new Set(files)].sort() };
+  }
+  const ext = tsxInstalled(cwd) ? "{js,cjs,mjs,ts}" : "{js,cjs,mjs}";
+  const patterns = [path.resolve(cwd, "services", `*.service.${ext}`)];
+  // Run from Clawfleet's own checkout, ./services holds Clawfleet's roles, not a project's services.
+  const own = path.resolve(cwd, "services") === path.join(projectRoot(), "services");
+  const files = own ? [] : patterns.flatMap(expandPattern).filter((f) => fs.statSync(f).isFile());
+  return { patterns, explicit: false, files };
+}
 
 export function parseRoles(value: string | undefined): Role[] {
   if (value === undefined || value === "" || value === "all" || value === "*") return [...ROLES];
@@ -211,15 +389,14 @@ export function parseRoles(value: string | undefined): Role[] {
   return [...new Set(names)] as Role[];
 }
 
+/** `loadConfig` with some variables set over the environment: what `startNode`'s options do. */
+export function loadConfigOver(overrides: Readonly<Record<string, string>>, env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Config {
+  return loadConfig({ ...env, ...overrides }, cwd);
+}
+
 /** Reads and validates the environment. Throws `ConfigError` naming the first bad variable. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = process.cwd()): Config {
-  const parsed = EnvSchema.safeParse(env);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const variable = issue?.path.join(".") ?? "environment";
-    throw new ConfigError(variable, issue?.message ?? "invalid value");
-  }
-  const e = parsed.data;
+  const e = parseEnv(EnvSchema, env);
   const mode = e.TRANSPORTER === undefined ? "embedded" : "distributed";
   if (mode === "distributed") {
     const missing = [e.REDIS_URL === undefined ? "REDIS_URL" : "", e.DATABASE_URL === undefined ? "DATABASE_URL" : ""].filter(
@@ -241,6 +418,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   const ttl = e.CLAWFLEET_LEASE_TTL_MS;
   const renew = e.CLAWFLEET_LEASE_RENEW_MS === 0 ? Math.floor(ttl / 3) : e.CLAWFLEET_LEASE_RENEW_MS;
   if (renew >= ttl) throw new ConfigError("CLAWFLEET_LEASE_RENEW_MS", `must be shorter than the lease TTL (${ttl} ms)`);
+  const promptPatterns = patternsOf(e.CLAWFLEET_PROMPTS_DIR ?? "prompts", cwd);
+  if (promptPatterns.length === 0) throw new ConfigError("CLAWFLEET_PROMPTS_DIR", "names no folder");
+  const promptsDirs = [...new Set(promptPatterns.flatMap(expandPattern))];
   return {
     port: e.PORT,
     mode,
@@ -262,15 +442,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     metricsEnabled: e.CLAWFLEET_METRICS !== "off",
     namespace: e.CLAWFLEET_NAMESPACE ?? "clawfleet",
     nodeId: e.CLAWFLEET_NODE_ID,
-    promptsDir: e.CLAWFLEET_PROMPTS_DIR === undefined ? path.join(projectRoot(), "prompts") : path.resolve(cwd, e.CLAWFLEET_PROMPTS_DIR),
+    promptsDirs,
+    promptsDir: promptsDirs[0] ?? promptPatterns[0] ?? path.resolve(cwd, "prompts"),
+    userServices: userServicesFrom(e.CLAWFLEET_USER_SERVICES, cwd),
     planner: { slots: e.CLAWFLEET_PLANNER_SLOTS, defaultMaxSteps: e.CLAWFLEET_MAX_STEPS },
     lease: { ttlMs: ttl, renewMs: renew },
     reaper: { intervalMs: e.CLAWFLEET_REAPER_INTERVAL_MS, queuedAfterMs: e.CLAWFLEET_REAPER_QUEUED_AFTER_MS },
     retries: { maxAttempts: e.CLAWFLEET_MAX_ATTEMPTS },
+    tools: { maxUnknownOutcomes: e.CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES },
     shutdownGraceMs: e.CLAWFLEET_SHUTDOWN_GRACE_MS,
     health: { maxLoopBlockMs: e.CLAWFLEET_LIVENESS_MAX_BLOCK_MS, plannerStallMs: e.CLAWFLEET_PLANNER_STALL_MS },
     faults: { dropWakeups: e.CLAWFLEET_FAULT_DROP_WAKEUPS },
-    sim: { latencyMs: e.CLAWFLEET_SIM_LATENCY_MS, failureRate: e.CLAWFLEET_SIM_FAILURE_RATE },
+    sim: simConfigOf(e, cwd),
     rateLimits: {
       limits: e.CLAWFLEET_RATE_LIMITS,
       windowMs: e.CLAWFLEET_RATE_LIMIT_WINDOW_MS,

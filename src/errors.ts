@@ -65,6 +65,19 @@ export class ModelBehaviorError extends define("model_behavior_error", 500, fals
 export class BudgetExceededError extends define("budget_exceeded", 500, false) {}
 export class ToolNotFoundError extends define("tool_not_found", 404, false) {}
 export class InternalError extends define("internal_error", 500, false) {}
+/**
+ * A side-effect tool was started and its outcome is unknown (it timed out, its node was lost mid-call, the
+ * call failed in transport). Retryable: the attempt ends and the same step is retried under the same
+ * idempotency key, so the tool is asked again, never called afresh by the model. With `data.final` (the
+ * outcome stayed unknown as often as the executor allows) it is not retryable, and the task fails with it.
+ * The flag is read from `data`, so a restored copy on the planner's node behaves the same.
+ */
+export class ToolOutcomeUnknownError extends define("tool_outcome_unknown", 504, true) {
+  constructor(message: string, data?: ErrorData) {
+    super(message, data);
+    this.retryable = data?.final !== true;
+  }
+}
 
 const CLASSES = {
   malformed_request: MalformedRequestError,
@@ -83,6 +96,7 @@ const CLASSES = {
   budget_exceeded: BudgetExceededError,
   tool_not_found: ToolNotFoundError,
   internal_error: InternalError,
+  tool_outcome_unknown: ToolOutcomeUnknownError,
 } as const satisfies Record<string, new (message: string, data?: ErrorData) => ClawfleetError>;
 
 export type ErrorType = keyof typeof CLASSES;

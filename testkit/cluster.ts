@@ -12,6 +12,9 @@ import fs from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
+import { EXAMPLES_ENV, EXECUTOR_ROLES, packageResolutionEnv } from "./examples";
+
+export { EXAMPLES_ENV, EXECUTOR_ROLES, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv } from "./examples";
 
 export const ROOT = path.resolve(__dirname, "..");
 const BIN = path.join(ROOT, "bin", "clawfleet.js");
@@ -83,6 +86,8 @@ export async function startNodeProcess(opts: StartOptions): Promise<NodeProcess>
   const { proc, output, exited } = spawnCaptured([BIN, "start"], {
     LOG_LEVEL: "info",
     CLAWFLEET_LOG_FORMAT: "json",
+    ...EXAMPLES_ENV,
+    ...packageResolutionEnv(),
     ...opts.env,
     PORT: String(port),
   });
@@ -140,7 +145,7 @@ export async function startRoleProcesses(nodes: NodeProcess[], env: (services: s
   nodes.push(await startNodeProcess({ name: "checkpoint", env: env("checkpoint") }));
   const rest = await Promise.all([
     startNodeProcess({ name: "rate-gateway", env: env("rate-gateway") }),
-    startNodeProcess({ name: "executor", env: env("executor") }),
+    startNodeProcess({ name: "executor", env: env(EXECUTOR_ROLES) }),
     startNodeProcess({ name: "planner-1", env: env("planner") }),
     startNodeProcess({ name: "planner-2", env: env("planner") }),
     startNodeProcess({ name: "api", env: env("api,intake,metrics") }),

@@ -11,8 +11,9 @@ import fs from "node:fs";
 import path from "node:path";
 import type pg from "pg";
 import { AgentCatalog } from "../src/agent/definition";
-import { expectedRouting } from "../src/tools/orderRouter/data";
+import { expectedRouting } from "../examples/order-router/lib/data";
 import { freePort, ROOT, tempDir, type TaskView } from "./cluster";
+import { EXAMPLES_ENV, EXECUTOR_ROLES, ORDER_ROUTER_PROMPTS, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv } from "./examples";
 
 const BIN = path.join(ROOT, "bin", "clawfleet.js");
 
@@ -107,7 +108,8 @@ export async function stopProc(p: Proc, sig: NodeJS.Signals = "SIGTERM", timeout
 /** `clawfleet sim` in its own process, so the model's view of every call can be read back. */
 export async function startSim(opts: { latencyMs: number; timeoutMs?: number }): Promise<Proc & { url: string }> {
   const port = await freePort();
-  const p = spawnProc("sim", "sim", port, ["sim", "--port", String(port), "--latency-ms", String(opts.latencyMs)], {});
+  const args = ["sim", "--port", String(port), "--latency-ms", String(opts.latencyMs), "--policies", ORDER_ROUTER_SIM_POLICIES];
+  const p = spawnProc("sim", "sim", port, args, packageResolutionEnv());
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(p, `${url}/_sim/stats`, opts.timeoutMs ?? 60_000);
   return Object.assign(p, { url });
@@ -172,6 +174,8 @@ export class Cluster {
       CLAWFLEET_NODE_ID: nodeId,
       SERVICES: role.services,
       PORT: String(port),
+      ...EXAMPLES_ENV,
+      ...packageResolutionEnv(),
       ...this.opts.env,
       ...role.env,
     });
@@ -272,7 +276,7 @@ export async function startStandardCluster(c: Cluster, layout: StandardLayout): 
   const started = await Promise.all([
     c.start("api", "api,intake,metrics", layout.apiEnv ?? {}),
     c.start("rate-gateway", "rate-gateway"),
-    ...Array.from({ length: layout.executors }, (_, i) => c.start(`executor-${i + 1}`, "executor")),
+    ...Array.from({ length: layout.executors }, (_, i) => c.start(`executor-${i + 1}`, EXECUTOR_ROLES)),
     ...Array.from({ length: layout.planners }, (_, i) => c.start(`planner-${i + 1}`, "planner", layout.plannerEnv ?? {})),
   ]);
   return `http://127.0.0.1:${started[0]?.port}`;
@@ -369,7 +373,7 @@ export async function readCheckpoints(db: pg.Client | pg.Pool, ids: readonly str
 }
 
 /** The order router's classification tier, as its definition in prompts/ says (undefined: no tiered routing). */
-const CLASSIFY_TIER = AgentCatalog.load(path.join(ROOT, "prompts")).get("order-router").router?.classifyTier;
+const CLASSIFY_TIER = AgentCatalog.load(ORDER_ROUTER_PROMPTS).get("order-router").router?.classifyTier;
 
 /**
  * The loop step a model request was for. The sim numbers a request by its

@@ -9,7 +9,8 @@ import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { ROOT, startNode, type Proc } from "./procs";
+import { startNode, type Proc } from "./procs";
+import { EXECUTOR_ROLES, ORDER_ROUTER_PROMPTS } from "../../testkit/examples";
 
 export const POSTGRES_ADMIN_URL = process.env.CLAWFLEET_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 export const REDIS_URL = process.env.CLAWFLEET_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -39,7 +40,7 @@ export interface ContenderRun {
 /** The agent as shipped, minus its router: the rate-limit benchmark keeps every call on one model and one limit. */
 export function singleTierPrompts(): { dir: string; remove(): void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "cf-bench-prompts-"));
-  const src = fs.readFileSync(path.join(ROOT, "prompts", "order-router.md"), "utf8");
+  const src = fs.readFileSync(path.join(ORDER_ROUTER_PROMPTS, "order-router.md"), "utf8");
   const stripped = src.replace(/^router:\n(?:[ \t]+.*\n)+/m, "");
   fs.writeFileSync(path.join(dir, "order-router.md"), stripped);
   return { dir, remove: () => fs.rmSync(dir, { recursive: true, force: true }) };
@@ -107,7 +108,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     await startNode("checkpoint", env("checkpoint"), track);
     const rest = await Promise.all([
       startNode("rate-gateway", env("rate-gateway"), track),
-      startNode("executor", env("executor"), track),
+      startNode("executor", env(EXECUTOR_ROLES), track),
       ...Array.from({ length: o.planners }, (_, i) => startNode(`planner-${i + 1}`, env("planner"), track)),
       startNode("api", env("api,intake,metrics"), track),
     ]);

@@ -6,17 +6,15 @@
  * SDK against the simulated model; prices are the built-in table.
  */
 import { randomUUID } from "node:crypto";
-import path from "node:path";
 import { AgentCatalog, type AgentDefinition } from "../../src/agent/definition";
 import { runLoop, type LoopDeps } from "../../src/agent/runLoop";
 import { AnthropicGateway } from "../../src/llm/anthropicGateway";
 import { PriceTable } from "../../src/llm/pricing";
-import { isSimpleOrder, startSimServer } from "../../src/sim";
+import { startSimServer } from "../../src/sim";
+import { isSimpleOrder, routes as orderRouterPolicies } from "../../examples/order-router/sim/policies";
 import { openStore } from "../../src/store/pgTaskStore";
-import { OrderRoutes } from "../../src/tools/orderRouter/backend";
-import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import { registerOrderRouterTools } from "../../src/tools/orderRouter/tools";
-import { ToolRegistry } from "../../src/tools/registry";
+import { expectedRouting, orderIds } from "../../examples/order-router/lib/data";
+import { migrateOrderRoutes, ORDER_ROUTER_PROMPTS, orderRouterRegistry } from "../../testkit/orderRouter";
 
 export interface CostResult {
   tasks: number;
@@ -37,11 +35,12 @@ export function mixedWorkload(n: number, simpleShare: number): string[] {
 }
 
 export async function runCostBench(n: number, simpleShare: number): Promise<CostResult> {
-  const sim = await startSimServer({});
+  const sim = await startSimServer({ policies: orderRouterPolicies });
   const opened = await openStore({ dataDir: "memory://" });
   try {
-    const registry = registerOrderRouterTools(new ToolRegistry(), new OrderRoutes(opened.pool));
-    const tiered = AgentCatalog.load(path.join(__dirname, "..", "..", "prompts")).get("order-router");
+    await migrateOrderRoutes(opened.pool);
+    const registry = orderRouterRegistry(opened.pool);
+    const tiered = AgentCatalog.load(ORDER_ROUTER_PROMPTS).get("order-router");
     const forced: AgentDefinition = { ...tiered, router: undefined };
     const gw = new AnthropicGateway({ apiKey: "bench", baseURL: sim.url, maxRetries: 0 });
     const deps: LoopDeps = {

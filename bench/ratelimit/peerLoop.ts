@@ -7,10 +7,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type Anthropic from "@anthropic-ai/sdk";
 import { parseAgentFile } from "../../src/agent/definition";
-import { OrderRoutes, type Queryable } from "../../src/tools/orderRouter/backend";
-import { registerOrderRouterTools } from "../../src/tools/orderRouter/tools";
-import { ToolRegistry } from "../../src/tools/registry";
-import { ROOT } from "./procs";
+import { ORDER_ROUTER_PROMPTS, orderRouterRegistry, type Queryable } from "../../testkit/orderRouter";
 
 type Create = (params: Anthropic.MessageCreateParamsNonStreaming) => Promise<Anthropic.Message>;
 
@@ -33,10 +30,10 @@ function memoryRoutesDb(): Queryable {
 }
 
 export function orderRouterPeer(create: Create) {
-  const agent = parseAgentFile(fs.readFileSync(path.join(ROOT, "prompts", "order-router.md"), "utf8"), "order-router.md");
+  const agent = parseAgentFile(fs.readFileSync(path.join(ORDER_ROUTER_PROMPTS, "order-router.md"), "utf8"), "order-router.md");
   const tier = agent.tiers[agent.defaultTier];
   if (!tier) throw new Error("order-router has no default tier");
-  const registry = registerOrderRouterTools(new ToolRegistry(), new OrderRoutes(memoryRoutesDb()));
+  const registry = orderRouterRegistry(memoryRoutesDb());
   const tools = registry.specs(agent.tools) as Anthropic.Tool[];
 
   return async function runTask(taskId: string, orderId: string): Promise<unknown> {

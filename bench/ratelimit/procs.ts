@@ -5,7 +5,8 @@
  */
 import type { ChildProcess } from "node:child_process";
 import os from "node:os";
-import { freePort, ROOT, spawnCaptured } from "../../testkit/cluster";
+import path from "node:path";
+import { EXAMPLES_ENV, freePort, ORDER_ROUTER_SIM_POLICIES, ROOT, spawnCaptured } from "../../testkit/cluster";
 
 export { freePort, ROOT };
 
@@ -62,6 +63,8 @@ export async function startNode(name: string, env: Record<string, string>, start
   const p = launch(name, port, ["-e", "require('./app/cli.ts').run(['start'])"], {
     LOG_LEVEL: "warn",
     CLAWFLEET_LOG_FORMAT: "json",
+    ...EXAMPLES_ENV,
+    TSX_TSCONFIG_PATH: path.join(ROOT, "examples", "tsconfig.json"),
     ...env,
     PORT: String(port),
   });
@@ -119,9 +122,12 @@ export async function startSim(name: string, o: SimOpts): Promise<Proc & { url: 
       String(o.latencyMs),
       "--latency-jitter-ms",
       String(o.latencyJitterMs),
+      "--policies",
+      ORDER_ROUTER_SIM_POLICIES,
     ])})`,
   ];
-  const p = launch(name, port, args, {});
+  // Run from the sources (tsx): the examples' package imports must resolve to them too.
+  const p = launch(name, port, args, { TSX_TSCONFIG_PATH: path.join(ROOT, "examples", "tsconfig.json") });
   prioritize(p.proc.pid);
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(p, `${url}/_sim/stats`, 60_000);

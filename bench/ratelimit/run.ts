@@ -17,7 +17,7 @@
  * Prints markdown tables (the ones in BENCHMARKS.md).
  */
 import { parseArgs } from "node:util";
-import { orderIds } from "../../src/tools/orderRouter/data";
+import { orderIds } from "../../examples/order-router/lib/data";
 import { runBurst, startCluster, REDIS_URL, type Arrival } from "./clawfleet";
 import { runCostBench, type CostResult } from "./cost";
 import { summarize, type Row } from "./metrics";

@@ -6,7 +6,7 @@
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { z } from "zod";
 import { AgentNotFoundError, ConfigError } from "../errors";
 
@@ -15,11 +15,71 @@ const TierSchema = z.object({
   max_tokens: z.number().int().positive().max(64_000),
 });
 
+/**
+ * MCP server names: the server's tools are offered as `<server>__<tool>`, so a name holds no `__` (the first
+ * `__` of a tool name splits it), neither starts nor ends with `_`, and leaves room for a tool name within the
+ * Messages API's 64 characters.
+ */
+export const MCP_SERVER_NAME = /^[a-zA-Z0-9-]+(?:_[a-zA-Z0-9-]+)*$/;
+export const MCP_SERVER_NAME_MAX = 61;
+/** What joins a server's name and its tool's in the name the model sees. */
+export const MCP_TOOL_SEPARATOR = "__";
+
+/** YAML writes `PORT: 8080` and `DEBUG: true` unquoted; an environment or argument takes them as text. */
+const Scalar = z.union([z.string(), z.number(), z.boolean()], { error: "expected a string" }).transform(String);
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** RFC 9110 token. */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** Record keys checked with a message of our own (zod's own for a key is "Invalid key in record"). */
+function keysMatch(valid: RegExp | ((key: string) => boolean), message: string) {
+  const ok = typeof valid === "function" ? valid : (key: string) => valid.test(key);
+  return (record: Record<string, unknown>, ctx: z.RefinementCtx) => {
+    for (const key of Object.keys(record)) if (!ok(key)) ctx.addIssue({ code: "custom", path: [key], message });
+  };
+}
+
+/** One entry of `mcp_servers`: `{command, args?, env?}` (stdio) or `{url, headers?}` (Streamable HTTP). */
+const McpServerSchema = z
+  .object({
+    command: z.string().min(1, "command is empty").optional(),
+    args: z.array(Scalar).optional(),
+    env: z.record(z.string(), Scalar).superRefine(keysMatch(ENV_NAME, "environment variable names match [A-Za-z_][A-Za-z0-9_]*")).optional(),
+    url: z.url({ protocol: /^https?$/, error: "url must be an http:// or https:// URL" }).optional(),
+    headers: z.record(z.string(), z.string()).superRefine(keysMatch(HEADER_NAME, "not a valid HTTP header name")).optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    const kinds = "either {command, args?, env?} (stdio) or {url, headers?} (Streamable HTTP)";
+    if (s.command !== undefined && s.url !== undefined) ctx.addIssue({ code: "custom", message: `has both command and url; an MCP server is ${kinds}` });
+    else if (s.command === undefined && s.url === undefined) ctx.addIssue({ code: "custom", message: `has neither command nor url; an MCP server is ${kinds}` });
+    else if (s.url !== undefined && (s.args !== undefined || s.env !== undefined))
+      ctx.addIssue({ code: "custom", message: "args and env belong to a stdio server (command); a Streamable HTTP server (url) takes headers" });
+    else if (s.command !== undefined && s.headers !== undefined)
+      ctx.addIssue({ code: "custom", message: "headers belong to a Streamable HTTP server (url); a stdio server (command) takes args and env" });
+  })
+  .transform(
+    (s): McpServerConfig =>
+      s.command !== undefined
+        ? { transport: "stdio", command: s.command, args: s.args ?? [], env: s.env ?? {} }
+        : { transport: "http", url: s.url ?? "", headers: s.headers ?? {} },
+  );
+
+const McpServersSchema = z
+  .record(z.string(), McpServerSchema)
+  .superRefine(
+    keysMatch(
+      (name) => MCP_SERVER_NAME.test(name) && name.length <= MCP_SERVER_NAME_MAX,
+      `MCP server names are 1-${MCP_SERVER_NAME_MAX} of [a-zA-Z0-9_-], with no "__" and no leading or trailing "_" (its tools are named <server>__<tool>)`,
+    ),
+  );
+
 const FrontMatterSchema = z
   .object({
     name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/),
     description: z.string().default(""),
     tools: z.array(z.string()).default([]),
+    mcp_servers: McpServersSchema.default({}),
     tiers: z.record(z.string(), TierSchema).refine((t) => Object.keys(t).length > 0, "at least one tier"),
     default_tier: z.string(),
     budgets: z
@@ -47,10 +107,17 @@ const FrontMatterSchema = z
 
 export type Tier = z.infer<typeof TierSchema>;
 
+/** An MCP server an agent file declares; relative paths in `command` and `args` are the agent file's folder's. */
+export type McpServerConfig =
+  | { transport: "stdio"; command: string; args: string[]; env: Record<string, string> }
+  | { transport: "http"; url: string; headers: Record<string, string> };
+
 export interface AgentDefinition {
   name: string;
   description: string;
   tools: string[];
+  /** `mcp_servers`, by server name; their tools are offered as `<server>__<tool>`. */
+  mcpServers: Record<string, McpServerConfig>;
   tiers: Record<string, Tier>;
   defaultTier: string;
   maxSteps: number | undefined;
@@ -61,9 +128,12 @@ export interface AgentDefinition {
   systemPrompt: string;
   /** sha256 of the file, first 12 hex digits. */
   promptVersion: string;
+  /** Absolute path of the folder the agent file was read from; undefined for an agent given as text. */
+  sourceDir?: string | undefined;
 }
 
-export function parseAgentFile(text: string, source: string): AgentDefinition {
+/** `sourceDir`: the folder the file was read from, against which its relative paths (MCP server commands) resolve. */
+export function parseAgentFile(text: string, source: string, sourceDir?: string): AgentDefinition {
   const m = /^---\r?\n([\s\S]*?)\r?\n---\r?\n?([\s\S]*)$/.exec(text);
   if (!m) throw new ConfigError(source, "an agent file starts with YAML front matter between '---' lines");
   let raw: unknown;
@@ -81,10 +151,16 @@ export function parseAgentFile(text: string, source: string): AgentDefinition {
   if (!(d.default_tier in d.tiers)) throw new ConfigError(source, `default_tier "${d.default_tier}" is not among the tiers`);
   if (d.router && !(d.router.classify_tier in d.tiers))
     throw new ConfigError(source, `router.classify_tier "${d.router.classify_tier}" is not among the tiers`);
+  for (const tool of d.tools) {
+    const server = tool.endsWith(`${MCP_TOOL_SEPARATOR}*`) ? tool.slice(0, -MCP_TOOL_SEPARATOR.length - 1) : undefined;
+    if (server !== undefined && !Object.hasOwn(d.mcp_servers, server))
+      throw new ConfigError(source, `tools entry "${tool}" names MCP server "${server}", which mcp_servers does not declare`);
+  }
   return {
     name: d.name,
     description: d.description,
     tools: d.tools,
+    mcpServers: d.mcp_servers,
     tiers: d.tiers,
     defaultTier: d.default_tier,
     maxSteps: d.budgets.max_steps,
@@ -93,7 +169,39 @@ export function parseAgentFile(text: string, source: string): AgentDefinition {
     router: d.router && { classifyTier: d.router.classify_tier, simpleLabel: d.router.simple_label, instruction: d.router.instruction.trim() },
     systemPrompt: (m[2] ?? "").trim(),
     promptVersion: createHash("sha256").update(text).digest("hex").slice(0, 12),
+    sourceDir: sourceDir === undefined ? undefined : path.resolve(sourceDir),
   };
+}
+
+/**
+ * An agent defined in code rather than in a file: the front matter's fields (as the file spells them) and
+ * `prompt`, the system prompt. Validated exactly as an agent file is.
+ */
+export type AgentSpec = z.input<typeof FrontMatterSchema> & {
+  /** The system prompt: an agent file's body. */
+  prompt: string;
+};
+
+/** Plain data with object keys sorted, so the same agent always serializes, and hashes, the same. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value === null || typeof value !== "object") return value;
+  const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+  return Object.fromEntries(entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [k, canonical(v)]));
+}
+
+/**
+ * An agent from an object, validated as an agent file is (errors name `defineAgent("<name>")`). Its
+ * `prompt_version` is the content hash of the equivalent agent file: the fields in canonical order, then the
+ * prompt. `dir` plays the agent file's folder: relative paths in `mcp_servers` resolve against it (without
+ * it, against the working directory).
+ */
+export function defineAgent(spec: AgentSpec, dir?: string): AgentDefinition {
+  const { prompt, ...fields } = spec as AgentSpec & Record<string, unknown>;
+  const source = `defineAgent(${JSON.stringify(typeof fields.name === "string" ? fields.name : "?")})`;
+  if (typeof prompt !== "string") throw new ConfigError(source, "prompt (the system prompt) must be a string");
+  const text = `---\n${stringifyYaml(canonical(fields))}---\n${prompt.trim()}\n`;
+  return parseAgentFile(text, source, dir);
 }
 
 /** Loads every `*.md` in the prompts folder once; lookups are by agent name. */
@@ -112,7 +220,7 @@ export class AgentCatalog {
       .sort()
       .map((f) => {
         const file = path.join(dir, f);
-        const def = parseAgentFile(fs.readFileSync(file, "utf8"), file);
+        const def = parseAgentFile(fs.readFileSync(file, "utf8"), file, dir);
         if (def.name !== path.basename(f, ".md")) throw new ConfigError(file, `name "${def.name}" must match the file name`);
         return def;
       });
@@ -132,4 +240,17 @@ export class AgentCatalog {
   list(): AgentDefinition[] {
     return [...this.agents.values()];
   }
+}
+
+/**
+ * Whether the agent's `tools:` allow-list lets it run `name`: listed by name, or offered by an MCP server the
+ * list names as `<server>__*`. What no entry allows is never run (toolDispatch.ts, and the executor again).
+ */
+export function allows(agent: Pick<AgentDefinition, "tools">, name: string): boolean {
+  return agent.tools.some((entry) => {
+    if (entry === name) return true;
+    if (!entry.endsWith("__*")) return false;
+    const prefix = entry.slice(0, -1);
+    return name.length > prefix.length && name.startsWith(prefix);
+  });
 }

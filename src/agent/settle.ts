@@ -7,6 +7,7 @@
  */
 import type { LoopLogger, LoopProgress, RunOutcome, TerminalOutcome } from "./attempt";
 import { isRetryable, LeaseLostError, messageOf, StaleFenceError } from "../errors";
+import type { TaskRecord } from "../contracts";
 import type { TaskStore } from "../store/types";
 import type { Metrics, TaskLabels } from "../telemetry/metrics";
 
@@ -22,6 +23,8 @@ export type WakeUpOutcome =
 
 /** Hooks get the task's labels (agent, prompt_version) too, for events and metrics. */
 export interface WorkerHooks {
+  /** The task row as the claim returned it (before an attempt over budget is failed): its usage and steps so far. */
+  onClaimed?(task: TaskRecord): void;
   onStarted?(taskId: string, attempt: number, resumedAtStep: number, labels: TaskLabels): void;
   onSettled?(taskId: string, outcome: WakeUpOutcome, detail?: RunOutcome, labels?: TaskLabels): void;
   onLeaseLost?(taskId: string, labels: TaskLabels): void;

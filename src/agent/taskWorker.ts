@@ -81,6 +81,7 @@ export class TaskWorker {
       if (!claim) return "ignored_terminal";
       settlement.claimed(claim.fence);
       const { task, fence } = claim;
+      this.hooks.onClaimed?.(task);
       if (task.attempts > this.opts.maxAttempts) return await settlement.settle({ kind: "exhausted", maxAttempts: this.opts.maxAttempts });
       const agent = this.deps.agents.get(task.agent);
       this.hooks.onStarted?.(taskId, task.attempts, task.steps + 1, info.labels);

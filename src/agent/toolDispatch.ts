@@ -11,6 +11,7 @@
  */
 import { context } from "@opentelemetry/api";
 import type { Attempt } from "./attempt";
+import { allows } from "./definition";
 import { toolResultBlock, toolUses, type PendingToolUse } from "./replay";
 import type { ToolCallLedger } from "./toolCallLedger";
 import type { ContentBlock } from "../contracts";
@@ -52,10 +53,10 @@ export async function dispatchTools(
 
 const idempotencyKey = (a: Attempt, use: PendingToolUse) => `${a.task.id}:${use.step}`;
 
-/** A tool outside the agent's allow-list is not run: the model is told it is not available. */
+/** A tool outside the agent's allow-list is not run: the model is told it is not available. The executor checks again. */
 async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefined): Promise<ToolResult> {
   const { task, agent } = a;
-  if (!agent.tools.includes(use.name)) {
+  if (!allows(agent, use.name)) {
     return { ok: false, output: { error: `tool "${use.name}" is not available to agent ${agent.name}` }, duration_ms: 0 };
   }
   return context.with(contextFromTraceparent(parent, context.active()), () =>

@@ -12,4 +12,6 @@ export * from "./tools";
 export * from "./wakeup";
 export * from "./api";
 export * from "./store";
+export * from "./events";
+export * from "./agents";
 export { parseParams } from "./parse";

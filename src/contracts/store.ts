@@ -15,6 +15,7 @@ import {
   IdempotencyKeySchema,
   NewTaskSchema,
   RunningTaskSchema,
+  StepNumberSchema,
   TaskCountsSchema,
   TaskIdSchema,
   TaskOutcomeSchema,
@@ -25,6 +26,7 @@ import {
   type TaskOutcome,
   type Usage,
 } from "./task";
+import { ToolCallEntrySchema, ToolOutcomeSchema, type ToolOutcome } from "./tools";
 
 interface MethodSpec<P extends z.ZodType, A extends unknown[], R extends z.ZodType> {
   params: P;
@@ -46,6 +48,8 @@ const method = <P extends z.ZodType, A extends unknown[], R extends z.ZodType>(s
 });
 
 const limit = z.number().int().positive().max(10_000);
+/** A tool call's idempotency key, `${taskId}:${step}`. */
+const toolCallKey = z.string().min(1).max(255);
 
 export const STORE_METHODS = {
   /** Commits the task (and the idempotency key, if any) atomically. */
@@ -130,6 +134,28 @@ export const STORE_METHODS = {
     result: z.boolean(),
     toParams: (taskId: string) => ({ taskId }),
   }).toArgs((p) => [p.taskId]),
+  /**
+   * The side-effect ledger (migration 004): the call under `idempotencyKey` starts now. Answers how often it
+   * was started, this start included, and the outcome an earlier call recorded, if any; a recorded outcome
+   * is final and the call is not made again.
+   */
+  toolCallStarted: method({
+    params: z.object({ idempotencyKey: toolCallKey, taskId: TaskRefSchema, step: StepNumberSchema, tool: z.string().min(1) }),
+    result: ToolCallEntrySchema,
+    toParams: (idempotencyKey: string, taskId: string, step: number, tool: string) => ({ idempotencyKey, taskId, step, tool }),
+  }).toArgs((p) => [p.idempotencyKey, p.taskId, p.step, p.tool]),
+  /** The ledger's row for `idempotencyKey`, without starting anything; null when no call of it was started. */
+  getToolCall: method({
+    params: z.object({ idempotencyKey: toolCallKey }),
+    result: ToolCallEntrySchema.nullable(),
+    toParams: (idempotencyKey: string) => ({ idempotencyKey }),
+  }).toArgs((p) => [p.idempotencyKey]),
+  /** Records the call's outcome once: the first one recorded wins, and is what every caller gets back. */
+  toolCallFinished: method({
+    params: z.object({ idempotencyKey: toolCallKey, outcome: ToolOutcomeSchema }),
+    result: ToolOutcomeSchema,
+    toParams: (idempotencyKey: string, outcome: ToolOutcome) => ({ idempotencyKey, outcome }),
+  }).toArgs((p) => [p.idempotencyKey, p.outcome]),
 };
 
 type Table = typeof STORE_METHODS;

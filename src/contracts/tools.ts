@@ -1,6 +1,9 @@
-/** A tool call as the planner asks the `executor` service for it, and its outcome. */
+/** A tool call as the planner asks the `executor` service for it, its outcome, and how tool services publish their tools. */
 import { z } from "zod";
 import { StepNumberSchema, TaskRefSchema } from "./task";
+
+/** The Messages API's rule for tool names. */
+export const TOOL_NAME_PATTERN = /^[a-zA-Z0-9_-]{1,64}$/;
 
 /** Request for one tool execution (the `executor.run` action's params). */
 export const ToolCallSchema = z.object({
@@ -18,12 +21,55 @@ export const ToolCallSchema = z.object({
 export type ToolCall = z.infer<typeof ToolCallSchema>;
 
 /** Outcome of one tool execution. `ok: false` becomes an `is_error` tool_result for the model. */
-export const ToolResultSchema = z.object({ ok: z.boolean(), output: z.unknown(), duration_ms: z.number().nonnegative() });
+export const ToolResultSchema = z.object({
+  ok: z.boolean(),
+  output: z.unknown(),
+  duration_ms: z.number().nonnegative(),
+  /** True when the side-effect ledger answered with the outcome an earlier call recorded, and the tool was not called. */
+  replayed: z.boolean().optional(),
+});
 export type ToolResult = z.infer<typeof ToolResultSchema>;
 
-/** The `executor.specs` action's params: the tools whose specs the model is to be shown. */
-export const ToolSpecsQuerySchema = z.object({ names: z.array(z.string()).max(200) });
+/**
+ * The `executor.specs` action's params: the tools of `agent` whose specs the model is to be shown. `names` is
+ * the agent's allow-list as the planner knows it (`<server>__*` entries stand for every tool of an MCP server).
+ */
+export const ToolSpecsQuerySchema = z.object({ agent: z.string().min(1), names: z.array(z.string()).max(200) });
 export type ToolSpecsQuery = z.infer<typeof ToolSpecsQuerySchema>;
 
 /** Params of the `executor` service's actions. */
 export const Executor = { run: ToolCallSchema, specs: ToolSpecsQuerySchema } as const;
+
+/**
+ * One tool as a service with the `ClawfleetTools` mixin publishes it in its registry metadata
+ * (`metadata.clawfleet`), for any executor on any node to find.
+ */
+export const ServiceToolSchema = z.object({
+  name: z.string().regex(TOOL_NAME_PATTERN),
+  /** The action to call, with its service's full (versioned) name: `orders.route`, `v2.orders.route`. */
+  action: z.string().min(1),
+  description: z.string().min(1),
+  /** JSON Schema (draft 2020-12) of the input, an object schema. */
+  inputSchema: z.record(z.string(), z.unknown()),
+  sideEffect: z.boolean(),
+  timeoutMs: z.number().int().positive().optional(),
+});
+export type ServiceTool = z.infer<typeof ServiceToolSchema>;
+
+/**
+ * `metadata.clawfleet` of a tool service. Version 1; the format grows only by optional fields, and a new
+ * version number means an executor that does not know it skips the service (and logs why).
+ */
+export const ToolServiceMetadataSchema = z.object({ version: z.literal(1), tools: z.array(ServiceToolSchema) });
+export type ToolServiceMetadata = z.infer<typeof ToolServiceMetadataSchema>;
+
+/** What a side-effect tool call ended with, as the executor's ledger records it. */
+export const ToolOutcomeSchema = z.object({ ok: z.boolean(), output: z.unknown() });
+export type ToolOutcome = z.infer<typeof ToolOutcomeSchema>;
+
+/**
+ * A side-effect call's ledger row as `toolCallStarted` answers it: how often the call was started (this
+ * start included) and its recorded outcome, if one was recorded. `starts - 1` earlier calls ended unknown.
+ */
+export const ToolCallEntrySchema = z.object({ starts: z.number().int().positive(), outcome: ToolOutcomeSchema.nullable() });
+export type ToolCallEntry = z.infer<typeof ToolCallEntrySchema>;

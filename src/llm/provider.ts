@@ -7,7 +7,7 @@
  */
 import type { Config } from "../config";
 import { messageOf } from "../errors";
-import { startSimServer } from "../sim";
+import { loadSimPolicies, startSimServer } from "../sim";
 import type { Logger } from "../logging";
 import { AnthropicGateway } from "./anthropicGateway";
 
@@ -26,7 +26,7 @@ function simulatedBanner(baseURL: string): string {
   const rule = "=".repeat(72);
   return (
     `\n${rule}\n  ANTHROPIC_API_KEY is not set: serving from Clawfleet's SIMULATED model at ${baseURL}\n` +
-    `  Answers are scripted per agent; no real LLM is called. Set ANTHROPIC_API_KEY for the real one.\n${rule}`
+    `  Answers are scripted per agent (generic for agents without a script); no real LLM is called. Set ANTHROPIC_API_KEY for the real one.\n${rule}`
   );
 }
 
@@ -36,7 +36,8 @@ export async function openProvider(config: Pick<Config, "anthropicApiKey" | "ant
   let close = async (): Promise<void> => undefined;
   if (apiKey === undefined) {
     if (baseURL === undefined) {
-      const sim = await startSimServer({ port: 0, latencyMs: config.sim.latencyMs, failureRate: config.sim.failureRate });
+      const policies = await loadSimPolicies(config.sim.policies);
+      const sim = await startSimServer({ port: 0, latencyMs: config.sim.latencyMs, failureRate: config.sim.failureRate, policies });
       baseURL = sim.url;
       close = () => sim.close();
     }

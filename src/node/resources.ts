@@ -35,8 +35,12 @@ export class Resources {
   private leaseManager?: LeaseManager;
   private readonly closers: Array<() => Promise<void>> = [];
 
-  constructor(readonly config: Config) {
-    this.agents = AgentCatalog.load(config.promptsDir);
+  /** `agents`: the node's catalog (every prompts folder and the agents defined in code). @default the agent files of `config.promptsDir` */
+  constructor(
+    readonly config: Config,
+    agents?: AgentCatalog,
+  ) {
+    this.agents = agents ?? AgentCatalog.load(config.promptsDir);
     this.health = new Health(config.services, { maxLoopBlockMs: config.health.maxLoopBlockMs });
     this.backends = backendsFor(config, () => this.redis());
   }

@@ -5,9 +5,10 @@
  */
 import { randomUUID } from "node:crypto";
 import type { AgentCatalog } from "../agent/definition";
+import { emitQueued } from "../agent/events";
 import { IdempotencyKeySchema, parseParams, SubmitTaskSchema } from "../contracts";
 import { ValidationError } from "../errors";
-import type { DeadLetter } from "../contracts";
+import type { AgentSummary, DeadLetter, TaskEventSink } from "../contracts";
 import type { TaskStore } from "../store/types";
 import { traceparentOf } from "../telemetry/spans";
 import type { WakeUps } from "./wakeups";
@@ -21,9 +22,11 @@ export interface SubmitResult {
 }
 
 export interface IntakeDeps {
-  store: Pick<TaskStore, "createTask" | "listDeadLetters" | "redrive">;
-  agents: Pick<AgentCatalog, "get">;
+  store: Pick<TaskStore, "createTask" | "listDeadLetters" | "redrive" | "getTask">;
+  agents: Pick<AgentCatalog, "get" | "list">;
   wakeUps: Pick<WakeUps, "publishCommitted">;
+  /** Where `clawfleet.task.queued` goes, and the node named in it. @default none emitted */
+  events?: { sink: TaskEventSink; node: string };
 }
 
 /** Dead letters listed when the caller names no (valid) limit, and the most it may name. */
@@ -56,6 +59,8 @@ export class Intake {
       key,
     );
     const traceparent = task.trace_context ?? undefined;
+    // After the commit, before the wake-up: subscribers hear of the task before a planner can start it.
+    if (created && this.deps.events) emitQueued(this.deps.events.sink, this.deps.events.node, task, "submitted");
     if (created) await this.deps.wakeUps.publishCommitted({ taskId: task.id, reason: "submitted", ...(traceparent !== undefined ? { traceparent } : {}) });
     return { id: task.id, status: task.status, created, prompt_version: task.prompt_version };
   }
@@ -63,8 +68,25 @@ export class Intake {
   /** Puts a dead-lettered task back in the queue. */
   async redrive(taskId: string): Promise<{ taskId: string; redriven: boolean }> {
     const redriven = await this.deps.store.redrive(taskId);
+    if (redriven && this.deps.events) {
+      const task = await this.deps.store.getTask(taskId);
+      if (task) emitQueued(this.deps.events.sink, this.deps.events.node, task, "redrive");
+    }
     if (redriven) await this.deps.wakeUps.publishCommitted({ taskId, reason: "redrive" });
     return { taskId, redriven };
+  }
+
+  /** The agents this intake accepts tasks for. */
+  agents(): AgentSummary[] {
+    return this.deps.agents.list().map((a) => ({
+      name: a.name,
+      description: a.description,
+      prompt_version: a.promptVersion,
+      tools: [...a.tools],
+      mcp_servers: Object.keys(a.mcpServers),
+      default_tier: a.defaultTier,
+      tiers: Object.fromEntries(Object.entries(a.tiers).map(([tier, t]) => [tier, t.model])),
+    }));
   }
 
   /** The newest dead letters; a limit that is not a positive integer means the default. */

@@ -1,10 +1,13 @@
 /**
  * `clawfleet sim`: runs the simulated Anthropic model until SIGINT or SIGTERM,
  * for the embedded demo and for load-testing a deployment (point
- * ANTHROPIC_BASE_URL at it).
+ * ANTHROPIC_BASE_URL at it). Agents with a scripted policy (`--policies`) get
+ * it; every other agent gets the generic one.
  */
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError } from "../errors";
+import { loadSimPolicies } from "./plugins";
 import { startSimServer } from "./server";
 import type { SimOptions } from "./options";
 
@@ -21,6 +24,9 @@ export const SIM_USAGE = `Usage: clawfleet sim [options]
   --otpm N               output tokens per minute, per model (default unlimited)
   --limit-window-ms N    length of the rate-limit "minute" (default 60000)
   --api-key K            require this x-api-key (default: any)
+  --policies FILE        a module exporting scripted policies (\`routes\`); repeatable, or
+                         a path list; default CLAWFLEET_SIM_POLICIES. Agents without a
+                         script get the generic policy: each offered tool once, then text
   -h, --help             show this help`;
 
 export interface SimCommandIo {
@@ -28,7 +34,12 @@ export interface SimCommandIo {
   out?: (line: string) => void;
   /** Stops the server when aborted, besides SIGINT and SIGTERM. */
   signal?: AbortSignal;
+  /** Policy modules used when no `--policies` is given (the CLI passes CLAWFLEET_SIM_POLICIES). @default [] */
+  policies?: readonly string[];
 }
+
+/** What the command line asks for: the server's options, and the policy modules to load into it. */
+export type SimArgs = Omit<SimOptions, "policies"> & { policyFiles?: string[] };
 
 function number(flag: string, raw: string | undefined, { integer, min, max }: { integer: boolean; min: number; max?: number }): number | undefined {
   if (raw === undefined) return undefined;
@@ -39,7 +50,7 @@ function number(flag: string, raw: string | undefined, { integer, min, max }: { 
   return n;
 }
 
-export function parseSimArgs(argv: string[]): SimOptions | "help" {
+export function parseSimArgs(argv: string[]): SimArgs | "help" {
   let values;
   try {
     ({ values } = parseArgs({
@@ -58,6 +69,7 @@ export function parseSimArgs(argv: string[]): SimOptions | "help" {
         otpm: { type: "string" },
         "limit-window-ms": { type: "string" },
         "api-key": { type: "string" },
+        policies: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -66,7 +78,8 @@ export function parseSimArgs(argv: string[]): SimOptions | "help" {
   }
   if (values.help) return "help";
   const int = (flag: string, raw: string | undefined, min: number, max?: number) => number(flag, raw, { integer: true, min, ...(max === undefined ? {} : { max }) });
-  const opts: SimOptions = {
+  const policyFiles = (values.policies ?? []).flatMap((v) => v.split(path.delimiter)).map((f) => f.trim()).filter((f) => f !== "");
+  const opts: SimArgs = {
     port: int("port", values.port, 0, 65_535),
     host: values.host,
     latencyMs: int("latency-ms", values["latency-ms"], 0),
@@ -78,6 +91,7 @@ export function parseSimArgs(argv: string[]): SimOptions | "help" {
     outputTokensPerMinute: int("otpm", values.otpm, 1),
     limitWindowMs: int("limit-window-ms", values["limit-window-ms"], 1),
     apiKey: values["api-key"],
+    policyFiles: policyFiles.length > 0 ? policyFiles : undefined,
   };
   // Absent flags take the documented defaults rather than an explicit undefined.
   return Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined));
@@ -85,16 +99,22 @@ export function parseSimArgs(argv: string[]): SimOptions | "help" {
 
 export async function runSimCommand(argv: string[], io: SimCommandIo = {}): Promise<void> {
   const out = io.out ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const opts = parseSimArgs(argv);
-  if (opts === "help") {
+  const args = parseSimArgs(argv);
+  if (args === "help") {
     out(SIM_USAGE);
     return;
   }
-  const sim = await startSimServer(opts).catch((err: unknown) => {
+  const { policyFiles, ...opts } = args;
+  const policies = policyFiles
+    ? await loadSimPolicies(policyFiles, "--policies")
+    : await loadSimPolicies(io.policies ?? [], "CLAWFLEET_SIM_POLICIES");
+  const sim = await startSimServer({ ...opts, policies }).catch((err: unknown) => {
     if ((err as { code?: unknown }).code === "EADDRINUSE") throw new ConfigError("--port", `port ${opts.port ?? 0} is already in use`);
     throw err;
   });
   out(`simulated Anthropic model listening on ${sim.url}`);
+  const scripted = policies.map((p) => p.name);
+  out(`policies: ${scripted.length > 0 ? `${scripted.join(", ")} (scripted), ` : ""}generic for every other agent`);
   await new Promise<void>((resolve) => {
     const stop = () => {
       process.off("SIGINT", stop);

@@ -1,5 +1,5 @@
 /** Public surface of the simulated Anthropic model. */
-export { startSimServer, DEFAULT_POLICIES, type SimServer } from "./server";
+export { startSimServer, type SimServer } from "./server";
 export { SimOptionsSchema, type SimOptions, type ResolvedSimOptions } from "./options";
 export type { SimStats } from "./stats";
 export { RequestLog, turnOf, DEFAULT_REQUEST_LOG_LIMIT, type SimRequestRecord } from "./requestLog";
@@ -7,6 +7,8 @@ export {
   offersTools,
   pastToolCalls,
   firstUserText,
+  textOf,
+  toolResultText,
   textTurn,
   toolTurn,
   type PastToolCall,
@@ -17,6 +19,8 @@ export {
   type SimStopReason,
   type SimTurn,
 } from "./policy";
-export { orderRouterPolicy, orderRouterRoute, orderRouterClassifyPolicy, orderRouterClassifyRoute, isSimpleOrder } from "./policies/orderRouter";
 export { genericPolicy, genericRoute } from "./policies/generic";
-export { runSimCommand, parseSimArgs, SIM_USAGE, type SimCommandIo } from "./cli";
+export { inputFromSchema, valueFromSchema } from "./schemaInput";
+export { samplePattern } from "./patternSample";
+export { loadSimPolicies } from "./plugins";
+export { runSimCommand, parseSimArgs, SIM_USAGE, type SimArgs, type SimCommandIo } from "./cli";

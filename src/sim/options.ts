@@ -39,20 +39,24 @@ export const SimOptionsSchema = z
   })
   .strict();
 
-/** What callers pass: every field optional; `policies` replaces the built-in agent policies when given. */
+/** What callers pass: every field optional. */
 export type SimOptions = z.input<typeof SimOptionsSchema> & {
-  /** Tried in order; the first whose `matches` accepts the request answers it. @default DEFAULT_POLICIES */
+  /**
+   * Scripted policies (e.g. loaded with `loadSimPolicies`), tried in order: the first whose `matches`
+   * accepts the request answers it; the generic policy answers every request none of them accepts.
+   * @default [] (the generic policy for every agent)
+   */
   policies?: readonly PolicyRoute[];
 };
 
 export type ResolvedSimOptions = z.output<typeof SimOptionsSchema> & { policies: readonly PolicyRoute[] };
 
-export function resolveSimOptions(opts: SimOptions, defaultPolicies: readonly PolicyRoute[]): ResolvedSimOptions {
+export function resolveSimOptions(opts: SimOptions): ResolvedSimOptions {
   const { policies, ...rest } = opts;
   const parsed = SimOptionsSchema.safeParse(rest);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new ConfigError(`sim option ${issue?.path.join(".") || "(root)"}`, issue?.message ?? "invalid");
   }
-  return { ...parsed.data, policies: policies ?? defaultPolicies };
+  return { ...parsed.data, policies: policies ?? [] };
 }

@@ -10,18 +10,14 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { resolveSimOptions, type ResolvedSimOptions, type SimOptions } from "./options";
-import { fitToMaxTokens, selectPolicy, type PolicyRoute, type SimTurn } from "./policy";
-import { genericPolicy, genericRoute } from "./policies/generic";
-import { orderRouterClassifyRoute, orderRouterRoute } from "./policies/orderRouter";
+import { fitToMaxTokens, selectPolicy, type SimTurn } from "./policy";
+import { genericRoute } from "./policies/generic";
 import { SimRateLimiter } from "./ratelimit";
 import { DrawSequence } from "./random";
 import { CountTokensRequestSchema, MessagesRequestSchema, parseRequest, type MessagesRequest } from "./request";
 import { RequestLog, type SimRequestRecord } from "./requestLog";
 import { StatsCounter, type SimStats } from "./stats";
 import { estimateInputTokens } from "./tokens";
-
-/** Built-in agents, most specific first; the generic policy answers everything else. */
-export const DEFAULT_POLICIES: readonly PolicyRoute[] = [orderRouterRoute, orderRouterClassifyRoute, genericRoute];
 
 export interface SimServer {
   /** Base URL for the SDK's `baseURL`, e.g. `http://127.0.0.1:41234`. */
@@ -78,7 +74,7 @@ const MODELS = [
 const hexId = (prefix: string) => `${prefix}${randomBytes(12).toString("hex")}`;
 
 export async function startSimServer(opts: SimOptions = {}): Promise<SimServer> {
-  const options = resolveSimOptions(opts, DEFAULT_POLICIES);
+  const options = resolveSimOptions(opts);
   const sim = new Simulator(options);
   const server = http.createServer((req, res) => {
     sim.handle(req, res).catch((err: unknown) => {
@@ -220,12 +216,13 @@ class Simulator {
           : new ApiError("api_error", "Internal server error");
       }
 
-      const route = selectPolicy(this.opts.policies, r);
+      // The scripted policies first; the generic one plays every other agent.
+      const route = selectPolicy(this.opts.policies, r) ?? genericRoute;
       let turn: SimTurn;
       try {
-        turn = (route?.policy ?? genericPolicy)(r);
+        turn = route.policy(r);
       } catch (err) {
-        throw new ApiError("api_error", `the ${route?.name ?? "generic"} policy failed: ${err instanceof Error ? err.message : String(err)}`);
+        throw new ApiError("api_error", `the ${route.name} policy failed: ${err instanceof Error ? err.message : String(err)}`);
       }
       const { turn: fitted, outputTokens } = fitToMaxTokens(turn, r.max_tokens);
       admission.settle(outputTokens);

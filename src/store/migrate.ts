@@ -1,7 +1,11 @@
 /**
  * Applies the numbered SQL files of `src/store/migrations/` in name order, each
  * once, each in its own transaction, recorded in `schema_migrations` with a
- * checksum. Rule: never edit an applied migration, append a new file.
+ * checksum. Rule: never edit an applied migration, append a new file, and never
+ * reuse a number: 002 is retired (its table belonged to a tool service, which now
+ * creates it with migrations of its own and adopts it where it exists; the
+ * history row of a database that applied it stays, ignored like any row whose
+ * file is gone).
  *
  * Where the files are: `tsc` copies no `.sql`, and compiled code runs from
  * `dist/src/store/`, so the folder is found from the project root (the folder

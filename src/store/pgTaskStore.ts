@@ -26,6 +26,8 @@ import {
   type TaskCounts,
   type TaskOutcome,
   type TaskRecord,
+  type ToolCallEntry,
+  type ToolOutcome,
   type Usage,
 } from "../contracts";
 import { InternalError, StaleFenceError, TaskNotFoundError } from "../errors";
@@ -126,6 +128,20 @@ const SQL = {
       DELETE FROM dead_letters WHERE task_id IN (SELECT id FROM task)
     )
     SELECT count(*)::int AS n FROM task`,
+  // A start counts only while the outcome is unknown: a recorded outcome answers, and nothing is called.
+  toolCallStarted: `
+    INSERT INTO tool_calls (idempotency_key, task_id, step, tool) VALUES ($1, $2, $3, $4)
+    ON CONFLICT (idempotency_key) DO UPDATE
+      SET starts = tool_calls.starts + 1, last_started_at = now()
+      WHERE tool_calls.outcome IS NULL
+    RETURNING starts, outcome`,
+  toolCall: `SELECT starts, outcome FROM tool_calls WHERE idempotency_key = $1`,
+  // The first outcome recorded wins; a later one (a zombie's, a retry's) reads the first back, in a statement
+  // of its own: one that waited on the winner's row lock still has a snapshot from before its commit.
+  toolCallFinished: `
+    UPDATE tool_calls SET outcome = $2::jsonb, finished_at = now()
+    WHERE idempotency_key = $1 AND outcome IS NULL
+    RETURNING outcome`,
 } as const;
 
 export interface PgTaskStoreOptions {
@@ -298,6 +314,27 @@ export class PgTaskStore implements TaskStore {
     return rows[0]?.n === 1;
   }
 
+  /** See the store's method table. Not fenced: the key names one step of one task, whoever runs it. */
+  async toolCallStarted(idempotencyKey: string, taskId: string, step: number, tool: string): Promise<ToolCallEntry> {
+    const { rows } = await this.query<ToolCallRow>("toolCallStarted", SQL.toolCallStarted, [idempotencyKey, taskId, step, tool]);
+    // No row back: the conflict's WHERE refused the update, so an outcome is recorded; read it.
+    const row = rows[0] ?? (await this.query<ToolCallRow>("toolCallStarted", SQL.toolCall, [idempotencyKey])).rows[0];
+    if (row === undefined) throw new InternalError(`tool call ${idempotencyKey} vanished from the ledger`, { operation: "toolCallStarted" });
+    return toToolCallEntry(row);
+  }
+
+  async getToolCall(idempotencyKey: string): Promise<ToolCallEntry | null> {
+    const row = (await this.query<ToolCallRow>("getToolCall", SQL.toolCall, [idempotencyKey])).rows[0];
+    return row === undefined ? null : toToolCallEntry(row);
+  }
+
+  async toolCallFinished(idempotencyKey: string, outcome: ToolOutcome): Promise<ToolOutcome> {
+    const { rows } = await this.query<{ outcome: unknown }>("toolCallFinished", SQL.toolCallFinished, [idempotencyKey, json(outcome)]);
+    const row = rows[0] ?? (await this.query<ToolCallRow>("toolCallFinished", SQL.toolCall, [idempotencyKey])).rows[0];
+    if (row === undefined) throw new InternalError(`tool call ${idempotencyKey} finished without being started`, { operation: "toolCallFinished" });
+    return toOutcome(row.outcome);
+  }
+
   close(): Promise<void> {
     return (this.closing ??= this.onClose ? this.onClose() : Promise.resolve());
   }
@@ -365,6 +402,19 @@ export class PgTaskStore implements TaskStore {
     }
   }
 }
+
+interface ToolCallRow {
+  starts: number;
+  outcome: unknown;
+}
+
+/** A ledger outcome as jsonb hands it back (`output` is absent when the tool returned nothing). */
+function toOutcome(v: unknown): ToolOutcome {
+  const o = (typeof v === "object" && v !== null ? v : {}) as { ok?: unknown; output?: unknown };
+  return { ok: o.ok === true, output: o.output ?? null };
+}
+
+const toToolCallEntry = (row: ToolCallRow): ToolCallEntry => ({ starts: row.starts, outcome: row.outcome === null ? null : toOutcome(row.outcome) });
 
 function one<R>(rows: R[], op: string): R {
   const row = rows[0];

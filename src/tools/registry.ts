@@ -5,28 +5,22 @@
  * retryable (a back end that is down) are thrown, so the caller retries the step
  * instead of telling the model something it cannot fix.
  */
-import { z } from "zod";
-import type { ToolCall, ToolResult, ToolSpec } from "../contracts";
+import { TOOL_NAME_PATTERN, type ToolCall, type ToolResult, type ToolSpec } from "../contracts";
 import { ConfigError, ToolNotFoundError, isRetryable, messageOf } from "../errors";
+import { jsonSchemaOfZod, type ToolIssue } from "./inputSchema";
+import { ToolTimeout, withToolTimeout } from "./timeout";
 import type { ToolDefinition, ToolRunner } from "./tool";
 
-const DEFAULT_TIMEOUT_MS = 10_000;
-/** The Messages API's rule for tool names. */
-const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+export type { ToolIssue } from "./inputSchema";
 
-export interface ToolIssue {
-  path: string;
-  message: string;
-}
-
-class ToolTimeout extends Error {}
+export const DEFAULT_TIMEOUT_MS = 10_000;
 
 
 export class ToolRegistry implements ToolRunner {
   private readonly tools = new Map<string, ToolDefinition>();
 
   register<I, O>(def: ToolDefinition<I, O>): this {
-    if (!TOOL_NAME.test(def.name)) throw new ConfigError(`tool ${def.name}`, "tool names match ^[a-zA-Z0-9_-]{1,64}$");
+    if (!TOOL_NAME_PATTERN.test(def.name)) throw new ConfigError(`tool ${def.name}`, "tool names match ^[a-zA-Z0-9_-]{1,64}$");
     if (this.tools.has(def.name)) throw new ConfigError(`tool ${def.name}`, "is registered twice");
     this.tools.set(def.name, def);
     return this;
@@ -34,6 +28,10 @@ export class ToolRegistry implements ToolRunner {
 
   has(name: string): boolean {
     return this.tools.has(name);
+  }
+
+  get(name: string): ToolDefinition | undefined {
+    return this.tools.get(name);
   }
 
   names(): string[] {
@@ -46,9 +44,7 @@ export class ToolRegistry implements ToolRunner {
       const def = this.tools.get(name);
       if (!def) throw new ToolNotFoundError(`no tool named "${name}" is registered`, { tool: name, known: this.names() });
       // The model writes the input, so it is shown the input side of any transform.
-      const input_schema = z.toJSONSchema(def.input, { io: "input" }) as Record<string, unknown>;
-      delete input_schema.$schema;
-      return { name: def.name, description: def.description, input_schema };
+      return { name: def.name, description: def.description, input_schema: jsonSchemaOfZod(def.input) };
     });
   }
 
@@ -66,27 +62,12 @@ export class ToolRegistry implements ToolRunner {
     }
 
     const timeoutMs = def.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    const abort = new AbortController();
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const timeout = new ToolTimeout(`tool ${def.name} timed out after ${timeoutMs} ms`);
-        abort.abort(timeout);
-        reject(timeout);
-      }, timeoutMs);
-    });
-    const ctx = { taskId: call.taskId, step: call.step, agent: call.agent, idempotencyKey: call.idempotencyKey, signal: abort.signal };
-    // Through a promise, so a tool that throws before its first await is handled like one that rejects.
-    const running = Promise.resolve().then(() => def.run(parsed.data, ctx));
-    // A tool that ignores its signal may still settle after the timeout; nobody is listening then.
-    running.catch(() => undefined);
+    const base = { taskId: call.taskId, step: call.step, agent: call.agent, idempotencyKey: call.idempotencyKey };
     try {
-      return result(true, await Promise.race([running, timedOut]));
+      return result(true, await withToolTimeout(def.name, timeoutMs, (signal) => def.run(parsed.data, { ...base, signal })));
     } catch (err) {
       if (!(err instanceof ToolTimeout) && isRetryable(err)) throw err;
       return result(false, { error: messageOf(err) });
-    } finally {
-      clearTimeout(timer);
     }
   }
 }

@@ -8,6 +8,7 @@
  */
 import type { AgentDefinition } from "../agent/definition";
 import type { ToolSpec } from "../contracts";
+import type { ToolIssue } from "./inputSchema";
 import type { ToolContext } from "./tool";
 
 export type ToolSourceKind = "local" | "service" | "mcp";
@@ -25,6 +26,11 @@ export interface ResolvedTool {
   timeoutMs?: number;
   /** Where it runs, for logs and spans: `local`, the action name `svc.action`, or `mcp:<server>`. */
   target: string;
+  /**
+   * Checks a source can make beyond the JSON Schema (a zod refinement of a local tool), run after it and
+   * before the side-effect ledger: the problems with `input`, or undefined when there are none.
+   */
+  check?(input: unknown): ToolIssue[] | undefined;
   /**
    * Runs the tool on input the executor has already validated. Resolves to the tool's output; rejects with the
    * tool's own error (the model is told), or with a retryable error when the tool's back end is unreachable.

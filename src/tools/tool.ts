@@ -8,7 +8,10 @@ export interface ToolContext {
   agent: string;
   /** `${taskId}:${step}`: stable across resumes, so a side-effecting tool can dedupe a re-execution. */
   idempotencyKey: string;
+  /** Aborts at the executor's timeout. */
   signal: AbortSignal;
+  /** The executor's timeout for this call: a source that calls across the network gives up there too. */
+  timeoutMs?: number;
 }
 
 export interface ToolDefinition<I = unknown, O = unknown> {

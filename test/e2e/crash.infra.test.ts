@@ -8,7 +8,7 @@
  * the right decision and exactly one routing effect per routed task.
  */
 import { describe, expect, it } from "vitest";
-import { orderIds } from "../../src/tools/orderRouter/data";
+import { orderIds } from "../../examples/order-router/lib/data";
 import { drillEvidence, readTasks, sleep, submit, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";

@@ -14,7 +14,7 @@
  * it, across every process incarnation, killed ones included.
  */
 import { describe, expect, it } from "vitest";
-import { orderIds } from "../../src/tools/orderRouter/data";
+import { orderIds } from "../../examples/order-router/lib/data";
 import { classifiedTasks, drillEvidence, sleep, stepOfRequest, submit, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";

@@ -8,9 +8,10 @@
  * step is never paid for twice) and succeeds.
  */
 import { describe, expect, it } from "vitest";
-import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
+import { expectedRouting, orderIds } from "../../examples/order-router/lib/data";
 import { outcomeProblems, readCheckpoints, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
+import { EXECUTOR_ROLES } from "../../testkit/examples";
 import { hasService } from "../helpers/services";
 
 const MAX_ATTEMPTS = 3;
@@ -47,7 +48,7 @@ describe.skipIf(!ready)("crash - poison task: dead-lettered after its attempts, 
     expect(letter?.attempts).toBeGreaterThan(MAX_ATTEMPTS);
 
     // The executors come back; an operator redrives the task.
-    await cluster.start("executor-1", "executor");
+    await cluster.start("executor-1", EXECUTOR_ROLES);
     await sleep(2000); // the planner learns of the new node from its announcement
     const redrive = await fetch(`${base}/v1/tasks/${taskId}/redrive`, { method: "POST" });
     expect(redrive.status).toBe(200);

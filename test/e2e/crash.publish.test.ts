@@ -6,7 +6,7 @@
  * task runs, within about the reaper's settings of its submission.
  */
 import { describe, expect, it } from "vitest";
-import { orderIds } from "../../src/tools/orderRouter/data";
+import { orderIds } from "../../examples/order-router/lib/data";
 import { outcomeProblems, submit, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";

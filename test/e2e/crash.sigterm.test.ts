@@ -6,7 +6,7 @@
  * checkpointed step, and finishes it with the right decision.
  */
 import { describe, expect, it } from "vitest";
-import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
+import { expectedRouting, orderIds } from "../../examples/order-router/lib/data";
 import { outcomeProblems, readCheckpoints, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal, type Proc } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";

@@ -9,7 +9,7 @@
  * and the order is routed exactly once.
  */
 import { describe, expect, it } from "vitest";
-import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
+import { expectedRouting, orderIds } from "../../examples/order-router/lib/data";
 import { outcomeProblems, readCheckpoints, readTasks, reexecutedSteps, simRequests, sleep, submit, toolRuns, waitTerminal } from "../../testkit/crash";
 import { useCrashDrill } from "../helpers/crashDrill";
 import { hasService } from "../helpers/services";

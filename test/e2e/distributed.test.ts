@@ -6,7 +6,7 @@
  */
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
+import { expectedRouting, orderIds } from "../../examples/order-router/lib/data";
 import { getJson, startRoleProcesses, stopAll, submitTask, waitForTasks, type NodeProcess } from "../../testkit/cluster";
 import { createScratch, hasService, type Scratch } from "../helpers/services";
 

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore } from "../../src/store/pgTaskStore";
-import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
+import { expectedRouting, orderIds } from "../../examples/order-router/lib/data";
 import { getJson, startNodeProcess, stopAll, submitTask, tempDir, waitForTasks, type NodeProcess } from "../../testkit/cluster";
 
 const TASKS = 50;

@@ -8,7 +8,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { orderIds } from "../../src/tools/orderRouter/data";
+import { orderIds } from "../../examples/order-router/lib/data";
 import { inputHash } from "../../src/telemetry/inputHash";
 import { getJson, ROOT, startRoleProcesses, stopAll, submitTask, waitForTasks, type NodeProcess, type TaskJson } from "../../testkit/cluster";
 import { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../../testkit/otlpReceiver";
@@ -106,7 +106,7 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
       // One trace for the task, crossing api, planner, gateway and executor processes.
       expect(new Set(spans.map((s) => s.traceId)).size, where).toBe(1);
       expect(new Set(spans.map((s) => s.service))).toEqual(
-        new Set(["clawfleet-api+intake+metrics", "clawfleet-planner", "clawfleet-rate-gateway", "clawfleet-executor"]),
+        new Set(["clawfleet-api+intake+metrics", "clawfleet-planner", "clawfleet-rate-gateway", "clawfleet-executor+tools"]),
       );
 
       const roots = spans.filter((s) => s.kind === SERVER);
@@ -162,7 +162,7 @@ describe.skipIf(!ready)("tracing - one trace per task across processes", () => {
         const span = tools.find((s) => s.attributes["clawfleet.step"] === ts.step);
         const asking = Math.max(...llmSteps.filter((s) => s.step < ts.step).map((s) => s.step));
         const parent = chats.find((c) => c.attributes["clawfleet.step"] === asking);
-        expect(span, `${where}: tool step ${ts.step}`).toMatchObject({ name: `execute_tool ${ts.tool}`, kind: INTERNAL, service: "clawfleet-executor", parentSpanId: parent?.spanId });
+        expect(span, `${where}: tool step ${ts.step}`).toMatchObject({ name: `execute_tool ${ts.tool}`, kind: INTERNAL, service: "clawfleet-executor+tools", parentSpanId: parent?.spanId });
         expect(span?.attributes).toMatchObject({
           "gen_ai.operation.name": "execute_tool",
           "gen_ai.tool.name": ts.tool,

@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config";
 import { startNode, type ClawfleetNode } from "../../app/node";
+import { ORDER_ROUTER_PROMPTS } from "../../testkit/examples";
 import { uniqueId } from "../helpers/services";
 
 let node: ClawfleetNode;
@@ -14,6 +15,7 @@ let base: string;
 
 beforeAll(async () => {
   const config = loadConfig({
+    CLAWFLEET_PROMPTS_DIR: ORDER_ROUTER_PROMPTS,
     PORT: "0",
     CLAWFLEET_DATA_DIR: "memory://",
     CLAWFLEET_NAMESPACE: uniqueId("api"),

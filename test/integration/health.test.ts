@@ -10,6 +10,7 @@ import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config";
 import { startNode, type ClawfleetNode } from "../../app/node";
+import { ORDER_ROUTER_PROMPTS } from "../../testkit/examples";
 import { freePort } from "../../testkit/cluster";
 import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
 
@@ -92,7 +93,7 @@ describe.skipIf(!ready)("health - readiness and liveness of distributed nodes", 
     db = await createTestDatabase();
     await new Promise<void>((r) => provider.server.listen(0, "127.0.0.1", () => r()));
     const providerUrl = `http://127.0.0.1:${(provider.server.address() as AddressInfo).port}`;
-    const common = { TRANSPORTER: NATS_TEST_URL, REDIS_URL: REDIS_TEST_URL, DATABASE_URL: db.url, PORT: "0", LOG_LEVEL: "fatal" };
+    const common = { CLAWFLEET_PROMPTS_DIR: ORDER_ROUTER_PROMPTS, TRANSPORTER: NATS_TEST_URL, REDIS_URL: REDIS_TEST_URL, DATABASE_URL: db.url, PORT: "0", LOG_LEVEL: "fatal" };
     node = await startNode(
       loadConfig({
         ...common,
@@ -139,7 +140,7 @@ describe.skipIf(!ready)("health - readiness and liveness of distributed nodes", 
     await waitFor("ready", async () => (await getJson(`${base}/health/ready`)).status === 200);
     const { body } = await getJson(`${base}/health/ready`);
     expect(body.status).toBe("ready");
-    expect(Object.keys(body.checks).sort()).toEqual(["api", "checkpoint", "executor", "intake", "metrics", "planner", "rate-gateway"]);
+    expect(Object.keys(body.checks).sort()).toEqual(["api", "checkpoint", "executor", "intake", "metrics", "planner", "rate-gateway", "tools"]);
     expect(Object.values(body.checks).every((c: any) => c.ok)).toBe(true);
   });
 

@@ -13,7 +13,7 @@ import { parseRoles } from "../../src/config";
 const ROOT = path.resolve(__dirname, "..", "..");
 const read = (f: string) => fs.readFileSync(path.join(ROOT, f), "utf8");
 const dockerfile = DockerfileParser.parse(read("Dockerfile"));
-const ROLE_TARGETS = ["planner", "executor", "rate-gateway", "api", "checkpoint", "metrics"] as const;
+const ROLE_TARGETS = ["planner", "executor", "rate-gateway", "api", "checkpoint", "metrics", "tools"] as const;
 
 interface Stage {
   name: string;
@@ -122,8 +122,19 @@ describe("packaging - Dockerfile", () => {
       if (hasFiles) expect(builderCopies, `tsconfig.build.json includes ${inc}`).toContain(inc);
     }
     const base = of(stage("base"), "COPY").map(text);
-    for (const needed of ["package.json", "prompts", "bin"]) expect(base.some((c) => c.split(/\s+/).includes(needed))).toBe(true);
+    for (const needed of ["package.json", "bin"]) expect(base.some((c) => c.split(/\s+/).includes(needed))).toBe(true);
     expect(base.some((c) => c.includes("/runtime-assets/src"))).toBe(true);
+    // The default project: the examples, compiled in the builder with their agent files, migrations
+    // and MCP server beside them, and the variables that name them.
+    expect(builderCopies).toContain("examples");
+    const builderRuns = of(stage("builder"), "RUN").map(text).join("\n");
+    expect(builderRuns).toContain("tsc -p examples/tsconfig.json");
+    for (const kept of ["*/prompts/*.md", "*.sql", "*.mjs"]) expect(builderRuns).toContain(`'${kept}'`);
+    expect(of(stage("base"), "COPY").some((c) => copyFlag(c, "from") === "builder" && /\/examples\s+\.\/examples$/.test(text(c)))).toBe(true);
+    const env = of(stage("base"), "ENV").map(text).join(" ");
+    expect(env).toContain("CLAWFLEET_PROMPTS_DIR=/app/examples/*/prompts");
+    expect(env).toContain("CLAWFLEET_USER_SERVICES=/app/examples/*/services/*.service.js");
+    expect(env).toContain("CLAWFLEET_SIM_POLICIES=/app/examples/order-router/sim/policies.js");
     const collect = of(stage("builder"), "RUN").map(text).join("\n");
     expect(collect).toContain("-name '*.sql'");
     expect(collect).toContain("-name '*.lua'");
@@ -157,6 +168,8 @@ describe("packaging - Dockerfile", () => {
       .filter((l) => l !== "" && !l.startsWith("#"));
     expect(lines[0]).toBe("*");
     for (const p of ["**/.env", "**/.env.*", "**/secrets", "**/node_modules", "**/.git", "test/", "bench/"]) expect(lines).toContain(p);
+    for (const p of ["!mixins/", "!examples/"]) expect(lines).toContain(p);
+    for (const p of ["!test/", "!bench/", "!testkit/"]) expect(lines).not.toContain(p);
     expect(lines).not.toContain("!test/");
     expect(lines).not.toContain("!.env");
   });

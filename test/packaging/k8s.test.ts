@@ -21,7 +21,7 @@ import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../../src/contracts";
 import { requireTool, run } from "./tools";
 
 const ROOT = path.resolve(__dirname, "..", "..");
-const ROLES = ["api", "checkpoint", "executor", "metrics", "planner", "rate-gateway"] as const;
+const ROLES = ["api", "checkpoint", "executor", "metrics", "planner", "rate-gateway", "tools"] as const;
 const ROLE_SERVICES: Record<(typeof ROLES)[number], string> = {
   api: "api,intake",
   checkpoint: "checkpoint",
@@ -29,6 +29,7 @@ const ROLE_SERVICES: Record<(typeof ROLES)[number], string> = {
   metrics: "metrics",
   planner: "planner",
   "rate-gateway": "rate-gateway",
+  tools: "tools",
 };
 const OVERLAYS = ["staging", "production"] as const;
 

@@ -21,7 +21,7 @@ const scripts = (name: string) => fs.readFileSync(path.join(ROOT, ".github/scrip
 
 describe("packaging - release workflow", () => {
   it("builds every role target once, with the Node version from .nvmrc and its resolved digest", () => {
-    expect((wf.env.ROLES ?? "").split(" ").sort()).toEqual(["api", "checkpoint", "executor", "metrics", "planner", "rate-gateway"]);
+    expect((wf.env.ROLES ?? "").split(" ").sort()).toEqual(["api", "checkpoint", "executor", "metrics", "planner", "rate-gateway", "tools"]);
     const build = runs("build");
     expect(build).toContain("< .nvmrc");
     expect(build).toContain("docker buildx imagetools inspect");

@@ -44,6 +44,19 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
   { call: (s) => s.countByStatus(), action: "countByStatus", params: {}, args: [] },
   { call: (s) => s.listDeadLetters(100), action: "listDeadLetters", params: { limit: 100 }, args: [100] },
   { call: (s) => s.redrive(ID), action: "redrive", params: { taskId: ID }, args: [ID] },
+  {
+    call: (s) => s.toolCallStarted(`${ID}:2`, ID, 2, "route_order"),
+    action: "toolCallStarted",
+    params: { idempotencyKey: `${ID}:2`, taskId: ID, step: 2, tool: "route_order" },
+    args: [`${ID}:2`, ID, 2, "route_order"],
+  },
+  { call: (s) => s.getToolCall(`${ID}:2`), action: "getToolCall", params: { idempotencyKey: `${ID}:2` }, args: [`${ID}:2`] },
+  {
+    call: (s) => s.toolCallFinished(`${ID}:2`, { ok: true, output: { routed: 1 } }),
+    action: "toolCallFinished",
+    params: { idempotencyKey: `${ID}:2`, outcome: { ok: true, output: { routed: 1 } } },
+    args: [`${ID}:2`, { ok: true, output: { routed: 1 } }],
+  },
 ];
 
 /** A store that records what it was called with and answers its own method name. */

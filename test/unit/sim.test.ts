@@ -1,11 +1,10 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { runSimCommand, parseSimArgs, RequestLog, startSimServer, type SimRequestRecord, type SimServer } from "../../src/sim";
+import { routes as orderRouterPolicies } from "../../examples/order-router/sim/policies";
 import { ConfigError } from "../../src/errors";
-import { OrderRoutes, type Queryable } from "../../src/tools/orderRouter/backend";
-import { expectedRouting, findOrder, orderIds, warehousesIn, type Order } from "../../src/tools/orderRouter/data";
-import { registerOrderRouterTools } from "../../src/tools/orderRouter/tools";
-import { ToolRegistry } from "../../src/tools/registry";
+import { expectedRouting, findOrder, orderIds, warehousesIn, type Order } from "../../examples/order-router/lib/data";
+import { orderRouterRegistry, type Queryable } from "../../testkit/orderRouter";
 
 type Params = Anthropic.MessageCreateParamsNonStreaming;
 
@@ -29,7 +28,7 @@ function memoryRoutesDb(): Queryable {
   };
 }
 
-const registry = registerOrderRouterTools(new ToolRegistry(), new OrderRoutes(memoryRoutesDb()));
+const registry = orderRouterRegistry(memoryRoutesDb());
 const TOOLS = registry.specs(["lookup_order", "list_warehouses", "check_inventory", "route_order"]) as Anthropic.Tool[];
 const SYSTEM = "You are the order-routing agent of a fulfilment network.";
 
@@ -92,7 +91,7 @@ function orderRoutedAtRank(rank: number): string {
 describe("simulated model - order-router policy", () => {
   let sim: SimServer;
   beforeAll(async () => {
-    sim = await startSimServer({});
+    sim = await startSimServer({ policies: orderRouterPolicies });
   });
   afterAll(() => sim.close());
 
@@ -368,9 +367,10 @@ describe("simulated model - command line", () => {
     const lines: string[] = [];
     const stop = new AbortController();
     const running = runSimCommand(["--port", "0", "--api-key", "k"], { out: (l) => lines.push(l), signal: stop.signal });
-    await expect.poll(() => lines.length).toBe(1);
+    await expect.poll(() => lines.length).toBe(2);
     const url = /listening on (http:\/\/127\.0\.0\.1:\d+)$/.exec(lines[0] ?? "")?.[1] as string;
     expect(lines[0]).toMatch(/^simulated Anthropic model listening on http:\/\/127\.0\.0\.1:\d+$/);
+    expect(lines[1]).toBe("policies: generic for every other agent");
     const msg = await new Anthropic({ apiKey: "k", baseURL: url, maxRetries: 0 }).messages.create(request());
     expect(msg.type).toBe("message");
     stop.abort();

@@ -1,12 +1,11 @@
 /**
- * tier routing - the order-router as shipped (prompts/order-router.md), run by
+ * tier routing - the order-router example as shipped (examples/order-router), run by
  * the real agent loop over the official SDK against the simulated model, with
  * the real tools and store: step 1 classifies on the cheap tier, simple orders
  * finish there, the rest escalate, and the classification is a checkpointed,
  * never repeated LLM step.
  */
 import { randomUUID } from "node:crypto";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentCatalog, type AgentDefinition } from "../../src/agent/definition";
 import { runLoop, type LoopDeps } from "../../src/agent/runLoop";
@@ -14,12 +13,11 @@ import { labelOf } from "../../src/agent/tierRouting";
 import type { StepRecord } from "../../src/contracts";
 import { AnthropicGateway } from "../../src/llm/anthropicGateway";
 import { PriceTable } from "../../src/llm/pricing";
-import { isSimpleOrder, startSimServer, type SimServer } from "../../src/sim";
+import { startSimServer, type SimServer } from "../../src/sim";
+import { isSimpleOrder, routes as orderRouterPolicies } from "../../examples/order-router/sim/policies";
 import { openStore, type OpenedStore } from "../../src/store/pgTaskStore";
-import { expectedRouting, orderIds } from "../../src/tools/orderRouter/data";
-import { OrderRoutes } from "../../src/tools/orderRouter/backend";
-import { registerOrderRouterTools } from "../../src/tools/orderRouter/tools";
-import { ToolRegistry } from "../../src/tools/registry";
+import { expectedRouting, orderIds } from "../../examples/order-router/lib/data";
+import { migrateOrderRoutes, ORDER_ROUTER_PROMPTS, orderRouterRegistry } from "../../testkit/orderRouter";
 
 let sim: SimServer;
 let opened: OpenedStore;
@@ -29,10 +27,11 @@ const simple = orderIds().find((o) => isSimpleOrder(o) && expectedRouting(o).rou
 const complex = orderIds().find((o) => !isSimpleOrder(o) && expectedRouting(o).routed) as string;
 
 beforeAll(async () => {
-  sim = await startSimServer({});
+  sim = await startSimServer({ policies: orderRouterPolicies });
   opened = await openStore({ dataDir: "memory://" });
-  const registry = registerOrderRouterTools(new ToolRegistry(), new OrderRoutes(opened.pool));
-  agent = AgentCatalog.load(path.join(__dirname, "..", "..", "prompts")).get("order-router");
+  await migrateOrderRoutes(opened.pool);
+  const registry = orderRouterRegistry(opened.pool);
+  agent = AgentCatalog.load(ORDER_ROUTER_PROMPTS).get("order-router");
   const gw = new AnthropicGateway({ apiKey: "k", baseURL: sim.url, maxRetries: 0 });
   deps = {
     store: opened.store,

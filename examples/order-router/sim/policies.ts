@@ -1,7 +1,9 @@
 /**
- * The order-router agent, played deterministically. Every turn is re-derived
- * from the conversation: which tools were called, with what results. That makes
- * the policy stateless, so a resumed task (whose conversation is replayed from
+ * The simulated model's script for the order-router agent, loaded with
+ * `CLAWFLEET_SIM_POLICIES` or `clawfleet sim --policies` (without it, the sim
+ * plays the agent with its generic policy). Every turn is re-derived from the
+ * conversation: which tools were called, with what results. That makes the
+ * policy stateless, so a resumed task (whose conversation is replayed from
  * checkpoints) continues exactly where it stopped.
  *
  * Failure handling: a read-only tool that fails is retried once, then the task
@@ -18,8 +20,8 @@ import {
   type PolicyRequest,
   type PolicyRoute,
   type SimTurn,
-} from "../policy";
-import { checkStock, findOrder, warehousesIn } from "../../tools/orderRouter/data";
+} from "clawfleet";
+import { checkStock, findOrder, warehousesIn } from "../lib/data";
 
 const ORDER_ID = /ORD-\d+/;
 /** Warehouses checked per turn, nearest first. */
@@ -249,3 +251,6 @@ export const orderRouterClassifyRoute: PolicyRoute = {
   matches: (req) => (req.tools ?? []).length === 0 && /"complexity"/.test(systemText(req)) && /order/i.test(systemText(req)),
   policy: orderRouterClassifyPolicy,
 };
+
+/** What the simulated model loads from this module: the routing script and the classification step of the tiered variant. */
+export const routes: PolicyRoute[] = [orderRouterRoute, orderRouterClassifyRoute];

@@ -1,14 +1,14 @@
 /**
- * Where `route_order` records its side effect: the `order_routes` table
- * (migration 002). The idempotency key is the primary key, so a step executed
- * again after a crash finds the first execution's row and changes nothing.
+ * Where `route_order` records its side effect: the `order_routes` table (this
+ * example's migrations/). The idempotency key is the primary key, so a step
+ * executed again after a crash finds the first execution's row and changes
+ * nothing: the order is routed once, whatever happens to the processes.
  */
 import { createHash } from "node:crypto";
-import { UnavailableError, messageOf } from "../../errors";
+import { UnavailableError } from "clawfleet";
 
-/** The part of `pg.Pool` (or a PGlite adapter) this module needs. */
+/** The part of a `pg.Pool` this needs (the node lends one: `this.clawfleet.database()`). */
 export interface Queryable {
-  /** Rows come back unchecked from the driver; each query below names its own row shape. */
   query(text: string, params?: unknown[]): Promise<{ rows: unknown[]; rowCount: number | null }>;
 }
 
@@ -39,6 +39,8 @@ interface RouteRow {
 const CONNECTION_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "57P01", "57P02", "57P03", "53300"]);
 const CONNECTION_MESSAGE = /connection terminated|connection (?:is )?closed|timeout exceeded when trying to connect|client has encountered a connection error|cannot use a pool after calling end|pglite is closed/i;
 
+const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
+
 export function isConnectionError(err: unknown): boolean {
   const code = typeof err === "object" && err !== null && "code" in err ? String(err.code) : "";
   return CONNECTION_CODES.has(code) || code.startsWith("08") || CONNECTION_MESSAGE.test(messageOf(err));
@@ -59,10 +61,7 @@ export class OrderRoutes {
        ON CONFLICT (idempotency_key) DO NOTHING`,
       [req.idempotencyKey, req.taskId, req.orderId, req.warehouseId, confirmationFor(req.idempotencyKey)],
     );
-    const { rows } = await this.query(
-      "SELECT order_id, warehouse_id, confirmation, routed_at FROM order_routes WHERE idempotency_key = $1",
-      [req.idempotencyKey],
-    );
+    const { rows } = await this.query("SELECT order_id, warehouse_id, confirmation, routed_at FROM order_routes WHERE idempotency_key = $1", [req.idempotencyKey]);
     const row = rows[0] as RouteRow | undefined;
     if (!row) throw new Error(`routing ${req.idempotencyKey} was written but cannot be read back`);
     return {
@@ -85,6 +84,7 @@ export class OrderRoutes {
     return new Map((rows as Array<{ task_id: string; n: number }>).map((r) => [r.task_id, Number(r.n)]));
   }
 
+  /** A database that cannot be reached is the back end's trouble, not the model's: Clawfleet retries the step (same key). */
   private async query(text: string, params?: unknown[]): Promise<{ rows: unknown[]; rowCount: number | null }> {
     try {
       return await this.db.query(text, params);
