@@ -7,7 +7,7 @@
  * - production dependencies: `npm ci --omit=dev --omit=optional --ignore-scripts` (exactly the
  *   Dockerfile's prod-deps stage) into a temp dir, then `du`; the same with optional
  *   dependencies, to show what leaving PGlite out saves;
- * - dist/ (from `npm run build`), prompts/, bin/, package.json and every src/**\/*.{sql,lua}:
+ * - dist/ (from `npm run build`), examples/ (the demo project, about its compiled size), bin/, package.json and every src/**\/*.{sql,lua}:
  *   the other files the base stage copies;
  * - the role stages: parsed from the Dockerfile; instructions other than ENV/LABEL/ARG would add
  *   a layer, so the script counts them (zero means a role adds no bytes);
@@ -59,7 +59,7 @@ function assetsBytes(): number {
     }
   };
   walk(path.join(ROOT, "src"));
-  return total + du(path.join(ROOT, "prompts")) + du(path.join(ROOT, "bin")) + fs.statSync(path.join(ROOT, "package.json")).size;
+  return total + du(path.join(ROOT, "examples")) + du(path.join(ROOT, "bin")) + fs.statSync(path.join(ROOT, "package.json")).size;
 }
 
 function roleLayers(): Record<string, string[]> {
@@ -114,7 +114,7 @@ function main(): void {
       `| production dependencies (\`npm ci --omit=dev --omit=optional\`) | ${mb(prod)} |`,
       `| same with optional dependencies (PGlite ${mb(pglite)} MB) | ${mb(withOptional)} |`,
       `| dist/ (compiled) | ${mb(dist)} |`,
-      `| prompts, bin, package.json, SQL migrations, Lua scripts | ${mb(assets)} |`,
+      `| examples (demo), bin, package.json, SQL migrations, Lua scripts | ${mb(assets)} |`,
       `| **Clawfleet layers on the Node base** | **${mb(added)}** |`,
       `| node base image (${base.source}) | ${base.mb.toFixed(0)} |`,
       `| **estimated role image, uncompressed** | **${(base.mb + added / 1e6).toFixed(0)}** |`,

@@ -75,10 +75,14 @@ function freePort(): Promise<number> {
   });
 }
 
-/** Copies the runtime tree an image holds: dist, bin, prompts, package files, src/**\/*.lua and *.sql. */
+/**
+ * Copies the runtime tree an image holds: dist, bin, package files, src/**\/*.lua and *.sql, and the demo
+ * project compiled to JavaScript under examples/ (as the Dockerfile's builder stage compiles it).
+ */
 function prepareApp(app: string): void {
   fs.mkdirSync(app, { recursive: true });
-  for (const p of ["dist", "bin", "prompts"]) fs.cpSync(path.join(ROOT, p), path.join(app, p), { recursive: true });
+  for (const p of ["dist", "bin"]) fs.cpSync(path.join(ROOT, p), path.join(app, p), { recursive: true });
+  compileExamples(app);
   for (const f of ["package.json", "package-lock.json"]) fs.copyFileSync(path.join(ROOT, f), path.join(app, f));
   const walk = (dir: string) => {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -99,6 +103,33 @@ function prepareApp(app: string): void {
   });
   if (fs.existsSync(path.join(app, "node_modules", "@electric-sql", "pglite"))) throw new Error("PGlite was installed: --omit=optional did not apply");
   execFileSync("chmod", ["-R", "a-w", app]);
+}
+
+/** The examples as JavaScript (they import `clawfleet` by name: in the copy it resolves by self-reference), with their prompts, SQL and .mjs files. */
+function compileExamples(app: string): void {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), "clawfleet-examples-"));
+  try {
+    execFileSync(
+      path.join(ROOT, "node_modules", ".bin", "tsc"),
+      ["-p", "examples/tsconfig.json", "--outDir", out, "--rootDir", ".", "--noEmit", "false", "--module", "node16", "--moduleResolution", "node16", "--declaration", "false", "--sourceMap", "false"],
+      { cwd: ROOT, stdio: ["ignore", "inherit", "inherit"] },
+    );
+    fs.cpSync(path.join(out, "examples"), path.join(app, "examples"), { recursive: true });
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true });
+  }
+  const walk = (dir: string) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const full = path.join(dir, e.name);
+      if (e.isDirectory()) walk(full);
+      else if (/\.(md|sql|mjs)$/.test(e.name) && (e.name.endsWith(".md") ? path.basename(dir) === "prompts" : true)) {
+        const dest = path.join(app, path.relative(ROOT, full));
+        fs.mkdirSync(path.dirname(dest), { recursive: true });
+        fs.copyFileSync(full, dest);
+      }
+    }
+  };
+  walk(path.join(ROOT, "examples"));
 }
 
 interface Proc {
@@ -240,6 +271,10 @@ async function main(): Promise<void> {
       NODE_ENV: "production",
       LOG_LEVEL: "info",
       CLAWFLEET_LOG_FORMAT: "json",
+      // The image's defaults: the compiled demo is the project (Dockerfile, base stage).
+      CLAWFLEET_PROMPTS_DIR: path.join(app, "examples/*/prompts"),
+      CLAWFLEET_USER_SERVICES: path.join(app, "examples/*/services/*.service.js"),
+      CLAWFLEET_SIM_POLICIES: path.join(app, "examples/order-router/sim/policies.js"),
     };
     const simPort = await freePort();
     const sim = startProcess(
@@ -275,6 +310,7 @@ async function main(): Promise<void> {
     const others = await Promise.all([
       startRole("rate-gateway", "rate-gateway"),
       startRole("executor", "executor"),
+      startRole("tools", "tools"),
       ...Array.from({ length: Number(args.planners) }, (_, i) => startRole(`planner-${i + 1}`, "planner")),
       startRole("api", "api,intake"),
       startRole("metrics", "metrics"),
