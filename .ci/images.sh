@@ -681,6 +681,19 @@ sim_calls() {
     });' "$1"
 }
 
+# await_running_steps ID N: waits (60 s at most) until task ID is running with N or more checkpointed
+# steps, and prints how many it has; dies when it never gets there.
+await_running_steps() {
+  local id=$1 want=$2 deadline=$((SECONDS + 60)) steps=0
+  while ((SECONDS < deadline)); do
+    steps=$(task_json "$id" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const t=JSON.parse(s);console.log(t.status==="running"?t.steps:0)})')
+    ((steps >= want)) && break
+    sleep 0.2
+  done
+  ((steps >= want)) || die "task $id never reached step $want while running"
+  printf '%s\n' "$steps"
+}
+
 stack_logs() {
   local s
   for s in $(dc ps --services 2> /dev/null); do
@@ -803,14 +816,7 @@ stack() {
   # docker kill of the planner mid-task; its replacement resumes the task from its checkpoints.
   local planner killed_at steps_before calls_after attempts
   id=$(submit '{"agent": "order-router", "input": {"order_id": "ORD-1042"}}') || die "POST /v1/tasks failed"
-  deadline=$((SECONDS + 60))
-  steps_before=0
-  while ((SECONDS < deadline)); do
-    steps_before=$(task_json "$id" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const t=JSON.parse(s);console.log(t.status==="running"?t.steps:0)})')
-    ((steps_before >= KILL_AFTER_STEPS)) && break
-    sleep 0.2
-  done
-  ((steps_before >= KILL_AFTER_STEPS)) || die "task $id never reached step $KILL_AFTER_STEPS while running"
+  steps_before=$(await_running_steps "$id" "$KILL_AFTER_STEPS") || die "task $id did not reach step $KILL_AFTER_STEPS"
   planner=$(cid planner)
   "$DOCKER" kill "$planner" > /dev/null
   killed_at=$SECONDS
@@ -837,14 +843,7 @@ stack() {
   # docker-compose gave the container (stop_grace_period), not docker stop's default 10 s. The
   # planner is stopped with a task in flight: it releases the task, and a new planner finishes it.
   id=$(submit '{"agent": "order-router", "input": {"order_id": "ORD-1042"}}') || die "POST /v1/tasks failed"
-  deadline=$((SECONDS + 60))
-  steps_before=0
-  while ((SECONDS < deadline)); do
-    steps_before=$(task_json "$id" | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const t=JSON.parse(s);console.log(t.status==="running"?t.steps:0)})')
-    ((steps_before >= KILL_AFTER_STEPS)) && break
-    sleep 0.2
-  done
-  ((steps_before >= KILL_AFTER_STEPS)) || die "task $id never reached step $KILL_AFTER_STEPS while running"
+  steps_before=$(await_running_steps "$id" "$KILL_AFTER_STEPS") || die "task $id did not reach step $KILL_AFTER_STEPS"
   stop_role planner "with task $id in flight"
   dc up -d --no-deps planner > "$LOGS/stack-restart.log" 2>&1 || die "could not start the planner again"
   wait_task "$id" 120 || {
