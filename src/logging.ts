@@ -52,6 +52,21 @@ export function logContext(): Record<string, string> {
   return sc !== undefined && isSpanContextValid(sc) ? { event: "log", trace_id: sc.traceId, span_id: sc.spanId } : { event: "log" };
 }
 
+/**
+ * A URL for log lines and error messages: its user name and password replaced by `***` (a user name in
+ * `keepUsers` is kept), the rest as given. An unparsable URL may still hold a secret, so `fallback` replaces it.
+ */
+export function redactUrl(url: string, opts: { keepUsers?: readonly string[]; fallback?: string } = {}): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    if (u.username !== "" && !(opts.keepUsers ?? []).includes(u.username)) u.username = "***";
+    return u.toString();
+  } catch {
+    return opts.fallback ?? "<unparsable url>";
+  }
+}
+
 /** Replaces any occurrence of the given secrets in a string. A last line of defence for free-text messages. */
 export function scrubSecrets(text: string, secrets: readonly (string | undefined)[]): string {
   let out = text;

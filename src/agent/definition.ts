@@ -229,7 +229,7 @@ export class AgentCatalog {
 
   get(name: string): AgentDefinition {
     const def = this.agents.get(name);
-    if (!def) throw new AgentNotFoundError(`unknown agent "${name}"`, { agent: name, known: [...this.agents.keys()] });
+    if (!def) throw new AgentNotFoundError(`unknown agent "${name}"`, { agent: name });
     return def;
   }
 

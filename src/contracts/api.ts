@@ -6,13 +6,75 @@ import { z } from "zod";
 import { LlmStepDataSchema, ToolStepDataSchema } from "./checkpoint";
 import { PrioritySchema, StepNumberSchema, TaskIdSchema, TaskRecordSchema, TaskStatusSchema, TimestampSchema, UsageSchema } from "./task";
 
+/** Bounds of the free-form JSON a client submits (`input`, `metadata`), checked before it reaches the store. */
+export const SUBMIT_JSON_LIMITS = { maxDepth: 64, maxStringLength: 200_000, maxKeyLength: 1_000 } as const;
+
+/** A NUL or an unpaired UTF-16 surrogate: neither can be stored in a `jsonb` column (nor is the latter valid Unicode). */
+// eslint-disable-next-line no-control-regex -- the NUL is what this looks for
+const UNSTORABLE_CHAR = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function unstorable(text: string): string | undefined {
+  const m = UNSTORABLE_CHAR.exec(text);
+  if (!m) return undefined;
+  return m[0] === "\u0000" ? "a NUL character (\\u0000)" : "an unpaired UTF-16 surrogate";
+}
+
+/**
+ * The first reason `value` (parsed JSON) cannot be stored as submitted, with the path to it: nesting deeper
+ * than `maxDepth`, a string or key over its bound, or a NUL / unpaired surrogate in a string or a key.
+ * Iterative and stopping at `maxDepth`, so a body nested thousands of levels deep costs no stack.
+ */
+function jsonIssue(value: unknown): { path: PropertyKey[]; message: string } | undefined {
+  const { maxDepth, maxStringLength, maxKeyLength } = SUBMIT_JSON_LIMITS;
+  const stack: { value: unknown; path: PropertyKey[]; depth: number }[] = [{ value, path: [], depth: 0 }];
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const { value: v, path, depth } = item;
+    if (typeof v === "string") {
+      if (v.length > maxStringLength) return { path, message: `strings are limited to ${maxStringLength} characters` };
+      const bad = unstorable(v);
+      if (bad) return { path, message: `contains ${bad}, which cannot be stored` };
+      continue;
+    }
+    if (v === null || typeof v !== "object") continue;
+    if (depth >= maxDepth) return { path, message: `nested deeper than ${maxDepth} levels` };
+    const entries: [PropertyKey, unknown][] = Array.isArray(v) ? v.map((x, i) => [i, x]) : Object.entries(v);
+    for (const [key] of entries) {
+      if (typeof key === "string") {
+        if (key.length > maxKeyLength) return { path, message: `object keys are limited to ${maxKeyLength} characters` };
+        const bad = unstorable(key);
+        if (bad) return { path, message: `an object key contains ${bad}, which cannot be stored` };
+      }
+    }
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const [key, child] = entries[i] as [PropertyKey, unknown];
+      stack.push({ value: child, path: [...path, key], depth: depth + 1 });
+    }
+  }
+  return undefined;
+}
+
+/** Refinement for a submitted JSON field: one issue, at the offending value's path. */
+function storableJson(value: unknown, ctx: z.RefinementCtx): void {
+  const issue = jsonIssue(value);
+  if (issue) ctx.addIssue({ code: "custom", path: issue.path, message: issue.message, input: value });
+}
+
+const storableNote = `JSON nested at most ${SUBMIT_JSON_LIMITS.maxDepth} levels; strings up to ${SUBMIT_JSON_LIMITS.maxStringLength} characters, keys up to ${SUBMIT_JSON_LIMITS.maxKeyLength}; no NUL characters or unpaired surrogates in strings or keys`;
+
 /** Body of `POST /v1/tasks`. */
 export const SubmitTaskSchema = z
   .object({
     agent: z.string().min(1).max(100).regex(/^[a-z0-9][a-z0-9_-]*$/, "agent names are lower-case letters, digits, '-' and '_'"),
-    input: z.union([z.string().max(200_000), z.record(z.string(), z.unknown())]),
+    input: z
+      .union([z.string().max(SUBMIT_JSON_LIMITS.maxStringLength), z.record(z.string(), z.unknown())])
+      .superRefine(storableJson)
+      .describe(`The task's input: a string or an object. ${storableNote}.`),
     priority: PrioritySchema.optional(),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    metadata: z
+      .record(z.string(), z.unknown())
+      .superRefine(storableJson)
+      .describe(`Free-form labels kept with the task. ${storableNote}.`)
+      .optional(),
   })
   .strict();
 export type SubmitTask = z.infer<typeof SubmitTaskSchema>;

@@ -8,7 +8,7 @@
 import type { Config } from "../config";
 import { messageOf } from "../errors";
 import { loadSimPolicies, startSimServer } from "../sim";
-import type { Logger } from "../logging";
+import { redactUrl, type Logger } from "../logging";
 import { AnthropicGateway } from "./anthropicGateway";
 
 export type ProviderLogger = Pick<Logger, "warn">;
@@ -42,7 +42,9 @@ export async function openProvider(config: Pick<Config, "anthropicApiKey" | "ant
       close = () => sim.close();
     }
     apiKey = SIM_API_KEY;
-    logger.warn({ event: "provider.simulated", baseURL }, simulatedBanner(baseURL));
+    // ANTHROPIC_BASE_URL may carry credentials (`http://user:pass@host`): the log line names the address only.
+    const shown = redactUrl(baseURL);
+    logger.warn({ event: "provider.simulated", baseURL: shown }, simulatedBanner(shown));
   }
   // No retries inside the gateway: each provider request must pass the buckets; the planner retries.
   return { gateway: new AnthropicGateway({ apiKey, baseURL, maxRetries: 0 }), close };

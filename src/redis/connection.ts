@@ -7,6 +7,7 @@
  */
 import { Redis, ReplyError, type RedisOptions } from "ioredis";
 import { UnavailableError, messageOf } from "../errors";
+import { redactUrl } from "../logging";
 
 /** What the connection reports to; Moleculer's and pino's loggers both fit. */
 export interface RedisLogger {
@@ -41,15 +42,8 @@ export const stderrRedisLogger: RedisLogger = {
 
 /** The URL with its password (and user name) replaced, for log lines and error messages. */
 export function redactRedisUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== "") u.password = "***";
-    if (u.username !== "" && u.username !== "default") u.username = "***";
-    return u.toString();
-  } catch {
-    // An unparsable URL may still hold a secret: say nothing of it.
-    return "<unparsable redis url>";
-  }
+  // "default" is Redis' built-in user: naming it tells nothing.
+  return redactUrl(url, { keepUsers: ["default"], fallback: "<unparsable redis url>" });
 }
 
 /** Exponential back-off with full jitter, so a fleet of pods does not reconnect in lock-step. */

@@ -94,15 +94,17 @@ function withCause<E extends ClawfleetError>(error: E, cause: unknown): E {
 
 /**
  * The error a store method throws for `err`. `target` is the redacted database
- * address (see `redactDatabaseUrl`); `operation` names the store method.
+ * address (see `redactDatabaseUrl`), kept off the message and `data` that clients
+ * see; `operation` names the store method.
  */
 export function toStoreError(err: unknown, operation: string, target: string): Error {
   if (err instanceof ClawfleetError) return err;
   if (isConnectivityError(err)) {
-    return withCause(
-      new UnavailableError(`database unavailable (${target}): ${reasonOf(err)}`, { operation, target, retryAfter: 1 }),
-      err,
-    );
+    // This error reaches API clients (a 503): it names no user, host or database. `target` stays on the
+    // error object itself, out of `message` and `data`, for a local log line.
+    const unavailable = withCause(new UnavailableError(`database unavailable: ${reasonOf(err)}`, { operation, retryAfter: 1 }), err);
+    Object.defineProperty(unavailable, "target", { value: target, enumerable: false });
+    return unavailable;
   }
   const sqlState = sqlStateOf(err);
   return withCause(

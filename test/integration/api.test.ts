@@ -130,6 +130,37 @@ describe("api - submitting tasks", () => {
     expect(r.json.error?.type).toBe("agent_not_found");
   });
 
+  it("answers an unknown agent's 404 without listing the agents there are", async () => {
+    const r = await post(JSON.stringify({ agent: "no-such-agent", input: "x" }));
+    expect(r.status).toBe(404);
+    expect(r.json.error?.details).not.toHaveProperty("known");
+    expect(r.text).not.toContain("order-router");
+  });
+
+  const nested = (depth: number): string => `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
+  it.each([
+    ["a NUL in an input string", JSON.stringify({ ...valid, input: "a\u0000b" }), "input"],
+    ["a NUL in a nested input value", JSON.stringify({ ...valid, input: { order: ["x", { note: "a\u0000b" }] } }), "input.order.1.note"],
+    ["a NUL in an input key", JSON.stringify({ ...valid, input: { "k\u0000": 1 } }), "input"],
+    ["a lone surrogate in input", JSON.stringify({ ...valid, input: "\ud800" }), "input"],
+    ["a NUL in a metadata value", JSON.stringify({ ...valid, metadata: { note: "a\u0000b" } }), "metadata.note"],
+    ["a lone surrogate in a metadata key", JSON.stringify({ ...valid, metadata: { "\udc00": "v" } }), "metadata"],
+    ["input nested 8,000 levels deep", `{"agent": "order-router", "input": ${nested(8000)}}`, "input"],
+    ["metadata nested 100 levels deep", `{"agent": "order-router", "input": "x", "metadata": ${nested(100)}}`, "metadata"],
+  ])("rejects %s with 422 validation_error naming the field", async (_what, body, field) => {
+    const r = await post(body);
+    expect(r.status, r.text.slice(0, 300)).toBe(422);
+    expect(r.json.error?.type).toBe("validation_error");
+    expect(String(r.json.error?.details?.field)).toMatch(new RegExp(`^${field.replace(/\./g, "\\.")}`));
+    expect(r.json.error?.message).toContain(field.split(".")[0]);
+    expect(r.text).not.toMatch(/SQLSTATE|portal/i);
+  });
+
+  it("accepts input nested 60 levels deep and non-ASCII text", async () => {
+    const r = await post(`{"agent": "order-router", "input": ${nested(60)}, "metadata": {"note": "caf\u00e9 \ud83d\ude00"}}`);
+    expect(r.status, r.text.slice(0, 300)).toBe(202);
+  });
+
   it("never answers 500 to odd but well-formed JSON", async () => {
     const deep = `${"[".repeat(5000)}${"]".repeat(5000)}`;
     const bodies = [
