@@ -51,6 +51,8 @@ export class PayloadTooLargeError extends define("payload_too_large", 413, false
 export class RateLimitedError extends define("rate_limited", 429, true) {}
 /** The write carried a fencing token older than the task's current one: a newer lease holder exists. */
 export class StaleFenceError extends define("stale_fence", 409, false) {}
+/** The task exists but is not `failed`, so there is nothing to redrive. */
+export class TaskNotFailedError extends define("task_not_failed", 409, false) {}
 /** The lease could not be renewed or was taken over: stop work on the task at once. */
 export class LeaseLostError extends define("lease_lost", 409, false) {}
 /** The provider (or simulated model) failed in a way worth retrying. */
@@ -88,6 +90,7 @@ const CLASSES = {
   payload_too_large: PayloadTooLargeError,
   rate_limited: RateLimitedError,
   stale_fence: StaleFenceError,
+  task_not_failed: TaskNotFailedError,
   lease_lost: LeaseLostError,
   provider_error: ProviderError,
   provider_request_error: ProviderRequestError,

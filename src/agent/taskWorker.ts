@@ -4,6 +4,7 @@
  * attempt. A wake-up is only a hint: a duplicate, a late one or one for a task
  * another planner holds is dropped harmlessly.
  */
+import { randomUUID } from "node:crypto";
 import type { AgentCatalog } from "./definition";
 import { LeaseKeeper } from "./leaseKeeper";
 import { runLoop, type LoopDeps } from "./runLoop";
@@ -16,6 +17,7 @@ import type { Metrics } from "../telemetry/metrics";
 export type { WakeUpOutcome, WorkerHooks } from "./settle";
 
 export interface WorkerOptions {
+  /** The node id: recorded as the task's `lease_owner`; the Redis lease owner is this plus a per-attempt token. */
   owner: string;
   leaseTtlMs: number;
   leaseRenewMs: number;
@@ -58,7 +60,8 @@ export class TaskWorker {
       { leases: this.deps.leases, logger, metrics, onLeaseLost: (id, labels) => this.hooks.onLeaseLost?.(id, labels) },
       {
         taskId,
-        owner: this.opts.owner,
+        // Per attempt, not per node: two slots of one planner must never renew or release each other's lease.
+        owner: `${this.opts.owner}:${randomUUID()}`,
         ttlMs: this.opts.leaseTtlMs,
         renewMs: this.opts.leaseRenewMs,
         now: this.opts.now ?? (() => performance.now()),

@@ -10,9 +10,9 @@ import { stepView, taskView } from "./views";
 
 type TaskReads = Pick<TaskStore, "getTask" | "listSteps">;
 
-/** The `:id` of a route, checked to be a task id. */
+/** The `:id` of a route, checked to be a task id; UUIDs are case-insensitive, so it is lower-cased first. */
 export function taskIdOf(params: { params?: Record<string, string> }): string {
-  const id = params.params?.id ?? "";
+  const id = (params.params?.id ?? "").toLowerCase();
   if (!TaskIdSchema.safeParse(id).success) throw new TaskNotFoundError(`no task ${JSON.stringify(id.slice(0, 64))}`, { id: id.slice(0, 64) });
   return id;
 }

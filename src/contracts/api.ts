@@ -126,7 +126,7 @@ export type StepsView = z.infer<typeof StepsViewSchema>;
 /** `?limit=` of `GET /v1/dead-letters`. */
 export const DeadLetterLimitSchema = z.number().int().min(1).max(1000).default(100);
 
-/** `POST /v1/tasks/{id}/redrive`: `redriven` is false when the task is not `failed`. */
+/** `POST /v1/tasks/{id}/redrive`: 200 only when the task was redriven; an unknown task is a 404, one that is not `failed` a 409. */
 export const RedriveResultSchema = z.object({ taskId: TaskIdSchema, redriven: z.boolean() });
 export type RedriveResult = z.infer<typeof RedriveResultSchema>;
 

@@ -79,6 +79,7 @@ const retryAfter = { "Retry-After": { description: "seconds to wait before retry
 const ERRORS = {
   400: "the body is not JSON, or not sent as `application/json`",
   404: "unknown task, agent or route",
+  409: "the task is not `failed`, so it cannot be redriven (`task_not_failed`)",
   413: "the body is over 1 MiB",
   422: "schema violation; `details.field` names the field (`body` when the body is not an object)",
   503: "a dependency is down; retry after `Retry-After` seconds",
@@ -144,7 +145,7 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
           operationId: "redrive",
           summary: "Put a failed task back in the queue; it resumes from its checkpoints",
           parameters: [taskIdParam],
-          responses: { 200: { description: "whether the task was redriven", content: json("RedriveResult") }, ...errors(400, 404, 503) },
+          responses: { 200: { description: "whether the task was redriven", content: json("RedriveResult") }, ...errors(400, 404, 409, 503) },
         },
       },
       "/v1/dead-letters": {

@@ -7,7 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { AgentCatalog } from "../agent/definition";
 import { emitQueued } from "../agent/events";
 import { IdempotencyKeySchema, parseParams, SubmitTaskSchema } from "../contracts";
-import { ValidationError } from "../errors";
+import { TaskNotFailedError, TaskNotFoundError, ValidationError } from "../errors";
 import type { AgentSummary, DeadLetter, TaskEventSink } from "../contracts";
 import type { TaskStore } from "../store/types";
 import { traceparentOf } from "../telemetry/spans";
@@ -65,9 +65,17 @@ export class Intake {
     return { id: task.id, status: task.status, created, prompt_version: task.prompt_version };
   }
 
-  /** Puts a dead-lettered task back in the queue. */
+  /**
+   * Puts a dead-lettered task back in the queue. Throws TaskNotFoundError for an
+   * unknown task and TaskNotFailedError (409) for one that is not `failed`.
+   */
   async redrive(taskId: string): Promise<{ taskId: string; redriven: boolean }> {
     const redriven = await this.deps.store.redrive(taskId);
+    if (!redriven) {
+      const task = await this.deps.store.getTask(taskId);
+      if (!task) throw new TaskNotFoundError(`no task ${taskId}`, { id: taskId });
+      throw new TaskNotFailedError(`task ${taskId} is ${task.status}, not failed; only a failed task can be redriven`, { id: taskId, status: task.status });
+    }
     if (redriven && this.deps.events) {
       const task = await this.deps.store.getTask(taskId);
       if (task) emitQueued(this.deps.events.sink, this.deps.events.node, task, "redrive");

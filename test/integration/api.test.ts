@@ -205,6 +205,26 @@ describe("api - reading tasks", () => {
     }
   });
 
+  it("accepts an upper-case task id in task routes", async () => {
+    const { json } = await post(JSON.stringify(valid));
+    const id = String(json.id).toUpperCase();
+    const r = await fetch(`${base}/v1/tasks/${id}`);
+    expect(r.status).toBe(200);
+    expect(((await r.json()) as { id: string }).id).toBe(json.id);
+    const s = await fetch(`${base}/v1/tasks/${id}/steps`);
+    expect(s.status).toBe(200);
+  });
+
+  it("answers redrive with 404 task_not_found for an unknown task and 409 task_not_failed for a task that is not failed", async () => {
+    const unknown = await fetch(`${base}/v1/tasks/${randomUUID()}/redrive`, { method: "POST" });
+    expect(unknown.status).toBe(404);
+    expect(((await unknown.json()) as { error: { type: string } }).error.type).toBe("task_not_found");
+    const { json } = await post(JSON.stringify(valid));
+    const notFailed = await fetch(`${base}/v1/tasks/${json.id}/redrive`, { method: "POST" });
+    expect(notFailed.status).toBe(409);
+    expect(((await notFailed.json()) as { error: { type: string } }).error.type).toBe("task_not_failed");
+  });
+
   it("answers 404 with a JSON error for an unknown route", async () => {
     const r = await fetch(`${base}/v1/nothing-here`);
     expect(r.status).toBe(404);

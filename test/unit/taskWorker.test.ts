@@ -296,6 +296,47 @@ describe("task worker - graceful stop", () => {
 });
 
 describe("task worker - fencing", () => {
+  it("gives each attempt its own lease: two slots of one planner neither share nor release each other's lease", async () => {
+    const id = await newTask();
+    let now = 0;
+    const leases = new MemoryLeaseManager({ now: () => now });
+    const firstInTool = gate();
+    const firstResume = gate();
+    const secondInTool = gate();
+    const secondResume = gate();
+    const { registry } = routeTool(async (_ctx, nth) => {
+      if (nth === 1) {
+        firstInTool.open();
+        await firstResume.wait;
+      } else if (nth === 2) {
+        secondInTool.open();
+        await secondResume.wait;
+      }
+    });
+    // Both slots run on the same node: same owner id.
+    const opts = { owner: "planner-a", leaseTtlMs: 1_000, now: () => now };
+    const first = worker({ llm: new ScriptedModel([routeTurn, finalTurn]), registry, leases, opts });
+    const second = worker({ llm: new ScriptedModel([routeTurn, finalTurn]), registry, leases, opts });
+
+    const firstRun = first.handle(id);
+    await firstInTool.wait;
+    expect(await second.handle(id)).toBe("ignored_leased");
+
+    now += 5_000; // the first slot's lease lapses; the second slot takes the task over
+    const secondRun = second.handle(id);
+    await secondInTool.wait;
+    firstResume.open();
+    expect(await firstRun).toBe("abandoned");
+    // The first slot's release must not have freed the lease the second slot now holds.
+    expect(await leases.held([id])).toEqual([true]);
+    expect(await leases.acquire(id, "planner-b", 1_000)).toBe(false);
+
+    secondResume.open();
+    expect(await secondRun).toBe("succeeded");
+    expect(await leases.held([id])).toEqual([false]);
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", fence: 2 });
+  });
+
   it("abandons a zombie whose tool call outlived its lease: its late checkpoint is refused and the successor's results stand", async () => {
     const id = await newTask();
     let now = 0;
