@@ -12,7 +12,7 @@ import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
 import type { AttemptInterceptor } from "../../src/agent/interceptors";
 import { TaskWorker, type WorkerOptions } from "../../src/agent/taskWorker";
 import { TASK_EVENT_SCHEMAS, type TaskEventName, type TaskEventPayload, type TaskEventSink } from "../../src/contracts";
-import { ProviderRequestError, UnavailableError } from "../../src/errors";
+import { ProviderRequestError, TaskNotFailedError, UnavailableError } from "../../src/errors";
 import { MemoryLeaseManager } from "../../src/lease/memory";
 import type { LeaseManager } from "../../src/lease/types";
 import { PriceTable } from "../../src/llm/pricing";
@@ -201,7 +201,8 @@ describe("task events - one per transition", () => {
     const model = new ScriptedModel([new ProviderRequestError("bad request")]);
     expect(await worker({ llm: model, registry: shipTool(), leases: new MemoryLeaseManager(), sink: sub.sink }).handle(id)).toBe("failed");
     expect(await intake(sub.sink).redrive(id)).toEqual({ taskId: id, redriven: true });
-    expect(await intake(sub.sink).redrive(id)).toEqual({ taskId: id, redriven: false });
+    // A second redrive finds the task queued, not failed: refused (409), and no second `queued` event.
+    await expect(intake(sub.sink).redrive(id)).rejects.toBeInstanceOf(TaskNotFailedError);
     expect(sub.names(id)).toEqual(["queued:0", "started:0", "failed:0", "queued:0"]);
     expect(sub.of(id).at(-1)?.payload).toMatchObject({ reason: "redrive", status: "queued" });
   });
