@@ -14,6 +14,7 @@ import { parseAgentFile, type AgentDefinition } from "../../src/agent/definition
 import { isRetryable } from "../../src/errors";
 import { McpToolSource, McpUnavailableError, type McpToolSourceOptions } from "../../src/tools/mcp";
 import type { ToolContext } from "../../src/tools/tool";
+import { rejection } from "../helpers/rejection";
 
 /** A stateful Streamable HTTP MCP server: one McpServer per session, as the SDK's examples run it. */
 class HttpMcpServer {
@@ -87,15 +88,6 @@ function source(over: Partial<McpToolSourceOptions> = {}): McpToolSource {
   const src = new McpToolSource({ logger: { info: () => undefined, warn: (_obj, msg) => warnings.push(msg) }, ...over });
   sources.push(src);
   return src;
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a rejection");
 }
 
 /** A port nothing listens on. */

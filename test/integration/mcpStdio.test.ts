@@ -9,6 +9,7 @@ import { isRetryable } from "../../src/errors";
 import { McpTimeoutError, McpToolError, McpToolSource, McpUnavailableError, type McpToolSourceOptions } from "../../src/tools/mcp";
 import type { ResolvedTool } from "../../src/tools/source";
 import type { ToolContext } from "../../src/tools/tool";
+import { rejection } from "../helpers/rejection";
 
 const FIXTURES = path.join(__dirname, "..", "fixtures", "mcp");
 
@@ -73,15 +74,6 @@ async function until(cond: () => boolean, ms = 5_000): Promise<void> {
     if (Date.now() > end) throw new Error("condition not met in time");
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("mcp stdio", () => {
