@@ -8,8 +8,20 @@ import os from "node:os";
 import pino from "pino";
 import type { Config } from "./src/config";
 import { ClawfleetRegenerator, isInfrastructureFailure } from "./src/errors";
-import { pinoOptions } from "./src/logging";
+import { pinoOptions, scrubbingSink, urlSecrets } from "./src/logging";
+import { shutdownPlan } from "./src/agent/shutdown";
 import { transportRecoveryMiddleware } from "./src/transport/recovery";
+
+/** The values that must never reach a log line, whatever field or message they end up in. */
+function logSecrets(config: Config): string[] {
+  return [
+    config.anthropicApiKey,
+    config.auth.adminKey,
+    ...urlSecrets(config.databaseUrl),
+    ...urlSecrets(config.redisUrl),
+    ...urlSecrets(config.transporter),
+  ].filter((s): s is string => s !== undefined);
+}
 
 export function brokerOptions(config: Config, middlewares: Middleware[] = []): BrokerOptions {
   return {
@@ -24,7 +36,10 @@ export function brokerOptions(config: Config, middlewares: Middleware[] = []): B
               level: config.logLevel,
               // Synchronous: a line logged before a reply (a tool's `tool.executed`, a decision) is on stdout before the
               // reply leaves, so a kill -9 right after cannot lose the record of work that was done.
-              pino: { options: pinoOptions(config.logLevel), destination: pino.destination({ dest: 1, sync: true }) },
+              pino: {
+                options: pinoOptions(config.logLevel),
+                destination: scrubbingSink(pino.destination({ dest: 1, sync: true }), logSecrets(config)),
+              },
             },
           }
         : { type: "Console", options: { level: config.logLevel, colors: process.stdout.isTTY, moduleColors: false } },
@@ -46,7 +61,8 @@ export function brokerOptions(config: Config, middlewares: Middleware[] = []): B
     registry: { strategy: "RoundRobin", preferLocal: true },
     heartbeatInterval: 5,
     heartbeatTimeout: 15,
-    tracking: { enabled: true, shutdownTimeout: config.shutdownGraceMs },
+    // Requests this node serves get what is left of the grace period once a planner's drain is planned for.
+    tracking: { enabled: true, shutdownTimeout: shutdownPlan(config.shutdownGraceMs).releaseByMs },
     // With requestTimeout 0, a call whose message NATS lost would wait forever: see transportRecovery.ts.
     middlewares: [...middlewares, transportRecoveryMiddleware()],
     metrics: { enabled: false },

@@ -34,6 +34,7 @@ async function start(): Promise<void> {
         ...(config.anthropicApiKey === undefined
           ? ["ANTHROPIC_API_KEY is not set: the built-in SIMULATED model answers (scripted per agent, no real LLM)."]
           : []),
+        ...(config.auth.enabled ? [] : ["WARNING: the REST API is UNAUTHENTICATED (CLAWFLEET_AUTH=off): anyone who reaches this port can use it."]),
         `Agents: ${agents.map((a) => a.name).join(", ") || "none"}.`,
         "Submit a task:",
         `  curl -s -X POST ${base}/v1/tasks -H 'Content-Type: application/json' \\`,
@@ -51,10 +52,11 @@ async function start(): Promise<void> {
       logger.warn({ event: "node.forced_exit", signal }, "second signal: exiting now");
       process.exit(130);
     }
+    // The stop sequence is planned to end inside the grace period (src/agent/shutdown.ts); this is its backstop.
     const hardStop = setTimeout(() => {
       logger.error({ event: "node.stop_timeout" }, "shutdown exceeded the grace period; exiting");
       process.exit(1);
-    }, config.shutdownGraceMs + 5000);
+    }, config.shutdownGraceMs);
     hardStop.unref();
     node
       .stop(`received ${signal}`)

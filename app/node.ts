@@ -122,10 +122,12 @@ export async function startNode(config: Config, parts: NodeParts = {}): Promise<
     port,
     stop(reason = "stop requested") {
       stopping ??= (async () => {
+        // One budget from here: the planner's drain and the broker's stop both fit in CLAWFLEET_SHUTDOWN_GRACE_MS.
+        const startedAt = Date.now();
         logger.info({ event: "node.stopping", reason }, "stopping: no new work, releasing running tasks");
-        const planner = broker.getLocalService("planner") as unknown as { drain?(ms: number): Promise<boolean> } | undefined;
+        const planner = broker.getLocalService("planner") as unknown as { drain?(graceMs: number, startedAt: number): Promise<boolean> } | undefined;
         if (planner?.drain) {
-          const drained = await planner.drain(config.shutdownGraceMs);
+          const drained = await planner.drain(config.shutdownGraceMs, startedAt);
           if (!drained) logger.warn({ event: "node.drain_timeout" }, "grace period over with tasks still running; their leases will lapse");
         }
         await broker.stop();

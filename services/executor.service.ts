@@ -6,7 +6,7 @@
  */
 import type { Context, LoggerInstance, ServiceSchema } from "moleculer";
 import { Executor, parseParams, type ToolResult } from "../src/contracts";
-import { messageOf } from "../src/errors";
+import { CallCancelledError, messageOf } from "../src/errors";
 import type { Resources } from "../src/node/resources";
 import { ToolExecutor } from "../src/tools/executor";
 import { McpToolSource } from "../src/tools/mcp";
@@ -18,12 +18,15 @@ import { brokerDirectory, ServiceToolSource } from "../src/tools/sources/service
 import type { ToolDefinition } from "../src/tools/tool";
 import type { Metrics } from "../src/telemetry/metrics";
 import { observeToolCall } from "../src/telemetry/toolTelemetry";
+import { CALL_CANCEL_EVENT, CancelRegistry } from "../src/transport/cancel";
 
 /** `localTools`: the in-process tools (`defineTool`) this executor runs; tool services are found in the cluster. */
 export function executorService(resources: Resources, metrics: Metrics, localTools: readonly ToolDefinition[] = []): ServiceSchema {
   const registry = new ToolRegistry();
   for (const tool of localTools) registry.register(tool);
   let executor: ToolExecutor | undefined;
+  // Calls their planner asked to cancel (it is shutting down): ToolExecutor.run says which may stop.
+  const cancels = new CancelRegistry();
   const ready = (): ToolExecutor => {
     if (!executor) throw new Error("executor service is not started");
     return executor;
@@ -37,15 +40,18 @@ export function executorService(resources: Resources, metrics: Metrics, localToo
         async handler(this: { logger: LoggerInstance }, ctx: Context): Promise<ToolResult> {
           const call = parseParams(Executor.run, ctx.params, "executor.run");
           const line = { event: "tool.executed", taskId: call.taskId, step: call.step, tool: call.tool, idempotencyKey: call.idempotencyKey };
+          const cancel = cancels.open((ctx.meta as { callId?: unknown }).callId);
           try {
             // The `execute_tool` span and the tool series, recorded here where the tool runs.
-            const result = await observeToolCall(metrics, call, () => ready().run(call));
+            const result = await observeToolCall(metrics, call, () => ready().run(call, cancel.signal));
             this.logger.info({ ...line, ok: result.ok, duration_ms: result.duration_ms, ...(result.replayed ? { replayed: true } : {}) }, "tool executed");
             return result;
           } catch (err) {
             // Retryable: the step is retried under the same key. A side-effect tool may have acted: the ledger knows.
             this.logger.warn({ ...line, ok: false, err: messageOf(err) }, "tool execution did not complete");
             throw err;
+          } finally {
+            cancel.done();
           }
         },
       },
@@ -54,6 +60,11 @@ export function executorService(resources: Resources, metrics: Metrics, localToo
           const p = parseParams(Executor.specs, ctx.params, "executor.specs");
           return ready().specs(p.agent, p.names);
         },
+      },
+    },
+    events: {
+      [CALL_CANCEL_EVENT](ctx: Context) {
+        cancels.cancel(ctx.params, new CallCancelledError("the caller cancelled the tool call"));
       },
     },
     created() {

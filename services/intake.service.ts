@@ -11,11 +11,14 @@ import { channelSender } from "../src/queue/channels";
 import { ReaperLoop } from "../src/queue/reaperLoop";
 import { WakeUps } from "../src/queue/wakeups";
 import type { Resources } from "../src/node/resources";
-import { parseParams } from "../src/contracts";
+import { parseParams, TenantSchema } from "../src/contracts";
 import { RemoteTaskStore } from "../src/store/remoteStore";
+import { submitQuotaFor } from "../src/tenancy";
 
-const SubmitParams = z.object({ body: z.unknown(), idempotencyKey: z.string().optional() });
-const RedriveParams = z.object({ taskId: z.string() });
+// `tenant`: the API key's (README, "Authentication and tenants"); callers inside the cluster may leave it out.
+const SubmitParams = z.object({ body: z.unknown(), idempotencyKey: z.string().optional(), tenant: TenantSchema.optional() });
+const RedriveParams = z.object({ taskId: z.string(), tenant: TenantSchema.optional() });
+const DeadLetterParams = z.object({ limit: z.unknown().optional(), tenant: TenantSchema.optional() });
 
 export function intakeService(resources: Resources): ServiceSchema {
   const { config } = resources;
@@ -31,18 +34,19 @@ export function intakeService(resources: Resources): ServiceSchema {
       submit: {
         async handler(ctx: Context): Promise<SubmitResult> {
           const p = parseParams(SubmitParams, ctx.params, "intake.submit");
-          return created().intake.submit(p.body, p.idempotencyKey);
+          return created().intake.submit(p.body, p.idempotencyKey, p.tenant);
         },
       },
       deadLetters: {
         async handler(ctx: Context) {
-          return created().intake.deadLetters((ctx.params as { limit?: unknown }).limit);
+          const p = parseParams(DeadLetterParams, ctx.params, "intake.deadLetters");
+          return created().intake.deadLetters(p.limit, p.tenant);
         },
       },
       redrive: {
         async handler(ctx: Context) {
-          const { taskId } = parseParams(RedriveParams, ctx.params, "intake.redrive");
-          return created().intake.redrive(taskId);
+          const { taskId, tenant } = parseParams(RedriveParams, ctx.params, "intake.redrive");
+          return created().intake.redrive(taskId, tenant);
         },
       },
       agents: {
@@ -54,7 +58,9 @@ export function intakeService(resources: Resources): ServiceSchema {
       const wakeUps = new WakeUps(channelSender(broker), this.logger, { dropRate: config.faults.dropWakeups });
       const store = new RemoteTaskStore((action, params) => broker.call(action, params));
       const events = { sink: taskEventSink(broker, this.logger), node: broker.nodeID };
-      parts = { intake: new Intake({ store, agents: resources.agents, wakeUps, events }), wakeUps };
+      // The submit buckets are shared through Redis by every intake of a cluster; embedded, they are in memory.
+      const submitQuota = submitQuotaFor(config.tenants, config.mode === "distributed" ? () => resources.redis() : undefined, config.namespace);
+      parts = { intake: new Intake({ store, agents: resources.agents, wakeUps, events, ...(submitQuota ? { submitQuota } : {}) }), wakeUps };
     },
     started() {
       const broker = this.broker;

@@ -6,6 +6,8 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { AttemptEvents, taskEventSink } from "../src/agent/events";
 import { TaskWorker } from "../src/agent/taskWorker";
+import { RETRY_BACKOFF } from "../src/agent/settle";
+import { drainWorker, shutdownPlan } from "../src/agent/shutdown";
 import type { AgentDefinition } from "../src/agent/definition";
 import type { AttemptInterceptor } from "../src/agent/interceptors";
 import { WakeUpSchema } from "../src/contracts";
@@ -17,8 +19,10 @@ import type { Resources } from "../src/node/resources";
 import { consumerId, subscriptionState } from "../src/queue/subscription";
 import { ConsumeWatchdog } from "../src/health/watchdog";
 import { RemoteTaskStore } from "../src/store/remoteStore";
+import { TenantQuotas } from "../src/tenancy";
 import type { Metrics } from "../src/telemetry/metrics";
 import type { ToolResult } from "../src/contracts";
+import { cancellableCall, type CancellableBroker } from "../src/transport/cancel";
 
 /** How long a planner reuses an agent's tool specs before asking the executor again. */
 const TOOL_SPECS_TTL_MS = 5_000;
@@ -30,16 +34,29 @@ export class ShutdownSignal extends Error {
   }
 }
 
+/** The roles every attempt calls; a wake-up waits up to ROLES_WAIT_MS for them to be known. */
+const ATTEMPT_ROLES = ["checkpoint", "executor", "rate-gateway"];
+const ROLES_WAIT_MS = 30_000;
+
 export function plannerService(resources: Resources, metrics: Metrics): ServiceSchema {
   const { config } = resources;
   let worker: TaskWorker | undefined;
   let watchdog: ConsumeWatchdog | undefined;
+  // One drain per shutdown, whoever asks first (the node's stop sequence, or the broker stopping the service).
+  let draining: Promise<boolean> | undefined;
+  // A shutdown also ends the wait of a wake-up for the attempt's roles (the worker then takes nothing).
+  let endRoleWaits = () => {};
+  const shutdown = new Promise<void>((resolve) => (endRoleWaits = resolve));
+  const drainOnce = (graceMs: number, startedAt: number): Promise<boolean> => {
+    endRoleWaits();
+    return (draining ??= worker ? drainWorker(worker, shutdownPlan(graceMs), new ShutdownSignal(), startedAt) : Promise.resolve(true));
+  };
   return {
     name: "planner",
     channels: {
       [TASKS_READY_CHANNEL]: {
         ...plannerConsumer(config),
-        async handler(this: { logger: Context["broker"]["logger"] }, payload: unknown) {
+        async handler(this: { logger: Context["broker"]["logger"]; broker: Context["broker"] }, payload: unknown) {
           watchdog?.begin();
           try {
             const parsed = WakeUpSchema.safeParse(payload);
@@ -48,7 +65,11 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
               return;
             }
             if (!worker) throw new Error("planner is not started");
-            await worker.handle(parsed.data.taskId, parsed.data.traceparent);
+            // No task is claimed before the roles every attempt calls are known: a planner that started (or lost
+            // them) first would otherwise spend an attempt of each task it claimed on "service not found". The
+            // wake-up waits instead; past the bound, the attempt runs and its failure is an ordinary retry.
+            await Promise.race([this.broker.waitForServices(ATTEMPT_ROLES, ROLES_WAIT_MS).catch(() => undefined), shutdown]);
+            await worker.handle(parsed.data.taskId, parsed.data.traceparent, parsed.data.reason);
           } finally {
             watchdog?.end();
           }
@@ -56,17 +77,24 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
       },
     },
     methods: {
-      /** Stops taking work, lets running tasks reach a step boundary, releases them. */
-      async drain(timeoutMs: number): Promise<boolean> {
+      /**
+       * Stops taking work, lets running tasks reach a step boundary, then aborts the calls still in flight, and
+       * releases every task uncounted: all within `graceMs` from `startedAt` (src/agent/shutdown.ts).
+       */
+      async drain(graceMs: number, startedAt?: number): Promise<boolean> {
         watchdog?.drain();
-        if (!worker) return true;
-        worker.stop(new ShutdownSignal());
-        return worker.drain(timeoutMs);
+        return drainOnce(graceMs, typeof startedAt === "number" ? startedAt : Date.now());
       },
     },
     created() {
       const broker = this.broker;
       const store = new RemoteTaskStore((action, params) => broker.call(action, params));
+      // Model and tool calls a shutdown can cut short (src/transport/cancel.ts).
+      const calls: CancellableBroker = {
+        call: (action, params, opts) => broker.call(action, params, opts),
+        broadcast: (event, payload, groups) => broker.broadcast(event, payload, groups),
+        getLogger: (name) => broker.getLogger(name),
+      };
       const wakeUps = new WakeUps(channelSender(broker), this.logger);
       // Tools come and go with the services that hold them (any node, any time): a spec list is kept briefly.
       const specCache = new Map<string, { specs: Promise<ToolSpec[]>; until: number }>();
@@ -86,8 +114,14 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
           store,
           leases: resources.leases(),
           agents: resources.agents,
-          llm: { complete: (req) => broker.call<CompleteResponse, typeof req>("rate-gateway.complete", req, { timeout: 0 }) },
-          tools: { run: (call) => broker.call<ToolResult, typeof call>("executor.run", call, { timeout: 120_000 }) },
+          wakeUps,
+          // An aborted model call is abandoned at once (its answer would only be thrown away) and cancelled at the gateway.
+          llm: { complete: (req, signal) => cancellableCall<CompleteResponse, typeof req>(calls, "rate-gateway.complete", req, signal, { timeout: 0, groups: ["rate-gateway"] }) },
+          // A tool call is not abandoned: the executor stops it only if it has no side effects, else its outcome is awaited.
+          tools: {
+            run: (call, signal) =>
+              cancellableCall<ToolResult, typeof call>(calls, "executor.run", call, signal, { timeout: 120_000, abandon: false, groups: ["executor"] }),
+          },
           toolSpecs: (agent: AgentDefinition) => {
             const key = `${agent.name}@${agent.promptVersion}`;
             const cached = specCache.get(key);
@@ -108,7 +142,9 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
           leaseTtlMs: config.lease.ttlMs,
           leaseRenewMs: config.lease.renewMs,
           maxAttempts: config.retries.maxAttempts,
+          retryBackoff: { ...RETRY_BACKOFF, baseMs: config.retries.backoffMs },
           defaultMaxSteps: config.planner.defaultMaxSteps,
+          caps: new TenantQuotas(config.tenants).runningCaps(),
         },
         {
           onClaimed: (task) => events.claimed(task),
@@ -143,10 +179,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
       resources.health.unregister("planner");
       watchdog?.stop();
       metrics.attachLeaseSource(undefined);
-      if (worker) {
-        worker.stop(new ShutdownSignal());
-        await worker.drain(config.shutdownGraceMs);
-      }
+      await drainOnce(config.shutdownGraceMs, Date.now());
     },
   };
 }

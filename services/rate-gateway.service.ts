@@ -8,12 +8,16 @@ import type { CompleteResponse } from "../src/contracts";
 import { RateGateway } from "../src/llm/rateGateway";
 import type { Resources } from "../src/node/resources";
 import { Gateway, parseParams } from "../src/contracts";
+import { CallCancelledError } from "../src/errors";
+import { CALL_CANCEL_EVENT, CancelRegistry } from "../src/transport/cancel";
 import type { Metrics } from "../src/telemetry/metrics";
 
 export function rateGatewayService(resources: Resources, metrics: Metrics): ServiceSchema {
   const { config } = resources;
   const pingModel = Object.values(resources.agents.list()[0]?.tiers ?? {})[0]?.model ?? "claude-haiku-4-5";
   let gateway: RateGateway | undefined;
+  // Model calls their planner gave up on (it is shutting down): their provider requests are aborted.
+  const cancels = new CancelRegistry();
 
   return {
     name: "rate-gateway",
@@ -21,8 +25,19 @@ export function rateGatewayService(resources: Resources, metrics: Metrics): Serv
       complete: {
         async handler(ctx: Context): Promise<CompleteResponse> {
           if (!gateway) throw new Error("rate-gateway is not started");
-          return gateway.complete(parseParams(Gateway.complete, ctx.params, "rate-gateway.complete"));
+          const req = parseParams(Gateway.complete, ctx.params, "rate-gateway.complete");
+          const call = cancels.open((ctx.meta as { callId?: unknown }).callId);
+          try {
+            return await gateway.complete(req, call.signal);
+          } finally {
+            call.done();
+          }
         },
+      },
+    },
+    events: {
+      [CALL_CANCEL_EVENT](ctx: Context) {
+        cancels.cancel(ctx.params, new CallCancelledError("the caller cancelled the model call"));
       },
     },
     async started() {

@@ -10,6 +10,7 @@ import { ConfigError } from "./errors";
 import { DEFAULT_PRICES, PricesSchema, type ModelPrice } from "./llm/pricing";
 import { projectRoot } from "./paths";
 import { RateLimitTableSchema, type RateLimitTable } from "./ratelimit/limits";
+import { TenantQuotaTableSchema, type TenantQuotaSettings } from "./tenancy/quotas";
 
 /** `tools` runs only the project's own Moleculer services (CLAWFLEET_USER_SERVICES); every other role is Clawfleet's. */
 export const ROLES = ["api", "intake", "planner", "executor", "rate-gateway", "checkpoint", "metrics", "tools"] as const;
@@ -85,6 +86,8 @@ export interface Config {
   readonly retries: {
     /** Attempts (lease acquisitions) before a task is failed and dead-lettered. @default 5 */
     readonly maxAttempts: number;
+    /** Backoff after a task's first failed attempt; it doubles per attempt, up to a minute. @default 1000 */
+    readonly backoffMs: number;
   };
   readonly tools: {
     /**
@@ -128,10 +131,22 @@ export interface Config {
     /** Longest a call waits in the gateway's priority queue before a retryable `rate_limited` with `retryAfter`. @default 2000 */
     readonly maxWaitMs: number;
   };
+  /**
+   * Per-tenant quotas, all off by default: running tasks (honoured when a planner claims) and submissions
+   * per second with a burst (intake answers 429 over it); CLAWFLEET_TENANT_QUOTAS overrides them per tenant.
+   */
+  readonly tenants: TenantQuotaSettings;
   /** USD per million tokens, per model: the built-in table with `CLAWFLEET_PRICES` entries over it. */
   readonly prices: Readonly<Record<string, ModelPrice>>;
   /** Settings of the in-process simulated model (embedded mode without an API key). */
   readonly sim: SimConfig;
+  /** REST API authentication (README, "Authentication and tenants"). */
+  readonly auth: {
+    /** CLAWFLEET_AUTH. Off: every request is tenant `default` with every scope. @default off embedded, on distributed */
+    readonly enabled: boolean;
+    /** CLAWFLEET_ADMIN_KEY: a secret that acts as an `admin` key of tenant `default`, to create the first keys. Never logged. */
+    readonly adminKey: string | undefined;
+  };
 }
 
 /** The simulated model's settings; `clawfleet sim` reads only these (`loadSimConfig`). */
@@ -226,6 +241,7 @@ const EnvSchema = z.object({
   CLAWFLEET_REAPER_INTERVAL_MS: intFrom("CLAWFLEET_REAPER_INTERVAL_MS", 1000, 100),
   CLAWFLEET_REAPER_QUEUED_AFTER_MS: intFrom("CLAWFLEET_REAPER_QUEUED_AFTER_MS", 5000, 100),
   CLAWFLEET_MAX_ATTEMPTS: intFrom("CLAWFLEET_MAX_ATTEMPTS", 5, 1),
+  CLAWFLEET_RETRY_BACKOFF_MS: intFrom("CLAWFLEET_RETRY_BACKOFF_MS", 1000, 0),
   CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES: intFrom("CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES", 5, 1),
   CLAWFLEET_SHUTDOWN_GRACE_MS: intFrom("CLAWFLEET_SHUTDOWN_GRACE_MS", 25000, 0),
   CLAWFLEET_LIVENESS_MAX_BLOCK_MS: intFrom("CLAWFLEET_LIVENESS_MAX_BLOCK_MS", 10000, 50),
@@ -238,6 +254,15 @@ const EnvSchema = z.object({
   CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS: intFrom("CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS", 2000, 0),
   CLAWFLEET_PRICES: jsonFrom("CLAWFLEET_PRICES", PricesSchema, {}),
   CLAWFLEET_FAULT_DROP_WAKEUPS: numFrom("CLAWFLEET_FAULT_DROP_WAKEUPS", 0, 0, 1),
+  CLAWFLEET_TENANT_MAX_RUNNING: intFrom("CLAWFLEET_TENANT_MAX_RUNNING", 0, 0),
+  CLAWFLEET_TENANT_SUBMIT_RATE: numFrom("CLAWFLEET_TENANT_SUBMIT_RATE", 0, 0, 1_000_000),
+  CLAWFLEET_TENANT_SUBMIT_BURST: intFrom("CLAWFLEET_TENANT_SUBMIT_BURST", 0, 0),
+  CLAWFLEET_TENANT_QUOTAS: jsonFrom("CLAWFLEET_TENANT_QUOTAS", TenantQuotaTableSchema, {}),
+  CLAWFLEET_AUTH: z.enum(["on", "off"]).optional(),
+  // The value is a secret: the message never repeats it.
+  CLAWFLEET_ADMIN_KEY: optionalString.refine((v) => v === undefined || (v.length >= 24 && v.length <= 256 && /^[\x21-\x7e]+$/.test(v)), {
+    message: "CLAWFLEET_ADMIN_KEY must be 24 to 256 printable ASCII characters without spaces (e.g. `openssl rand -base64 32`)",
+  }),
 });
 
 const SimEnvSchema = EnvSchema.pick({ CLAWFLEET_SIM_LATENCY_MS: true, CLAWFLEET_SIM_FAILURE_RATE: true, CLAWFLEET_SIM_POLICIES: true });
@@ -418,6 +443,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   const ttl = e.CLAWFLEET_LEASE_TTL_MS;
   const renew = e.CLAWFLEET_LEASE_RENEW_MS === 0 ? Math.floor(ttl / 3) : e.CLAWFLEET_LEASE_RENEW_MS;
   if (renew >= ttl) throw new ConfigError("CLAWFLEET_LEASE_RENEW_MS", `must be shorter than the lease TTL (${ttl} ms)`);
+  if (e.CLAWFLEET_TENANT_SUBMIT_BURST > 0 && e.CLAWFLEET_TENANT_SUBMIT_RATE === 0) {
+    throw new ConfigError("CLAWFLEET_TENANT_SUBMIT_BURST", "is the bucket of CLAWFLEET_TENANT_SUBMIT_RATE, which is not set (0 = no submit rate)");
+  }
   const promptPatterns = patternsOf(e.CLAWFLEET_PROMPTS_DIR ?? "prompts", cwd);
   if (promptPatterns.length === 0) throw new ConfigError("CLAWFLEET_PROMPTS_DIR", "names no folder");
   const promptsDirs = [...new Set(promptPatterns.flatMap(expandPattern))];
@@ -448,7 +476,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     planner: { slots: e.CLAWFLEET_PLANNER_SLOTS, defaultMaxSteps: e.CLAWFLEET_MAX_STEPS },
     lease: { ttlMs: ttl, renewMs: renew },
     reaper: { intervalMs: e.CLAWFLEET_REAPER_INTERVAL_MS, queuedAfterMs: e.CLAWFLEET_REAPER_QUEUED_AFTER_MS },
-    retries: { maxAttempts: e.CLAWFLEET_MAX_ATTEMPTS },
+    retries: { maxAttempts: e.CLAWFLEET_MAX_ATTEMPTS, backoffMs: e.CLAWFLEET_RETRY_BACKOFF_MS },
     tools: { maxUnknownOutcomes: e.CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES },
     shutdownGraceMs: e.CLAWFLEET_SHUTDOWN_GRACE_MS,
     health: { maxLoopBlockMs: e.CLAWFLEET_LIVENESS_MAX_BLOCK_MS, plannerStallMs: e.CLAWFLEET_PLANNER_STALL_MS },
@@ -460,5 +488,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       maxWaitMs: e.CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS,
     },
     prices: { ...DEFAULT_PRICES, ...e.CLAWFLEET_PRICES },
+    // 0 means off for each of the three.
+    tenants: {
+      maxRunning: e.CLAWFLEET_TENANT_MAX_RUNNING || null,
+      submitRate: e.CLAWFLEET_TENANT_SUBMIT_RATE || null,
+      submitBurst: e.CLAWFLEET_TENANT_SUBMIT_BURST || null,
+      tenants: e.CLAWFLEET_TENANT_QUOTAS,
+    },
+    auth: { enabled: (e.CLAWFLEET_AUTH ?? (mode === "embedded" ? "off" : "on")) === "on", adminKey: e.CLAWFLEET_ADMIN_KEY },
   };
 }

@@ -66,7 +66,20 @@ export class ModelBehaviorError extends define("model_behavior_error", 500, fals
 /** The agent's step budget is spent. */
 export class BudgetExceededError extends define("budget_exceeded", 500, false) {}
 export class ToolNotFoundError extends define("tool_not_found", 404, false) {}
+/** No API key, or one that is unknown, expired or revoked: 401, answered with `WWW-Authenticate: Bearer`. */
+export class UnauthenticatedError extends define("unauthenticated", 401, false) {}
+/** A valid API key without the scope the route needs; `data.scope` names it. */
+export class ForbiddenError extends define("forbidden", 403, false) {}
+/** No such API key for the caller's tenant (another tenant's key is not told apart from an unknown one). */
+export class KeyNotFoundError extends define("key_not_found", 404, false) {}
+/**
+ * A checkpoint written by a newer build than this one (a rolling deploy, mid-way): not the task's fault and
+ * not this planner's to judge. Retryable: the attempt ends uncounted and the task waits for a newer planner.
+ */
+export class CheckpointTooNewError extends define("checkpoint_too_new", 503, true) {}
 export class InternalError extends define("internal_error", 500, false) {}
+/** A call its caller cancelled (a planner shutting down past its drain): nothing failed, the work is handed on. */
+export class CallCancelledError extends define("call_cancelled", 503, true) {}
 /**
  * A side-effect tool was started and its outcome is unknown (it timed out, its node was lost mid-call, the
  * call failed in transport). Retryable: the attempt ends and the same step is retried under the same
@@ -98,7 +111,11 @@ const CLASSES = {
   model_behavior_error: ModelBehaviorError,
   budget_exceeded: BudgetExceededError,
   tool_not_found: ToolNotFoundError,
+  unauthenticated: UnauthenticatedError,
+  forbidden: ForbiddenError,
+  key_not_found: KeyNotFoundError,
   internal_error: InternalError,
+  call_cancelled: CallCancelledError,
   tool_outcome_unknown: ToolOutcomeUnknownError,
 } as const satisfies Record<string, new (message: string, data?: ErrorData) => ClawfleetError>;
 
@@ -119,9 +136,32 @@ export class ClawfleetRegenerator extends Errors.Regenerator {
   }
 }
 
-/** HTTP status for any error: Clawfleet's own carry their code; anything else is a 500. */
+/**
+ * Moleculer's errors that say a node or the transport failed, not the request (a node left mid-call, a NATS
+ * blip, a role not running): by name, which survives the trip over the broker. ServiceNotFoundError is one
+ * too: the API calls only Clawfleet's own roles, so a missing one is a role down, not a wrong URL.
+ */
+const TRANSPORT_FAILURES: ReadonlySet<string> = new Set([
+  "RequestRejectedError",
+  "RequestTimeoutError",
+  "RequestSkippedError",
+  "ServiceNotAvailableError",
+  "ServiceNotFoundError",
+  "BrokerDisconnectedError",
+  "QueueIsFullError",
+  "CircuitBreakerOpenError",
+]);
+
+/** A failure of the way to a service, not of the request: the client should retry it (503 + Retry-After). */
+export function isTransportFailure(err: unknown): boolean {
+  const name = (err as { name?: unknown } | null | undefined)?.name;
+  return typeof name === "string" && TRANSPORT_FAILURES.has(name);
+}
+
+/** HTTP status for any error: Clawfleet's own carry their code; a transport failure is a 503; anything else is a 500. */
 export function httpStatusOf(err: unknown): number {
   if (err instanceof ClawfleetError) return err.code;
+  if (isTransportFailure(err)) return 503;
   return 500;
 }
 

@@ -70,6 +70,51 @@ export function redactUrl(url: string, opts: { keepUsers?: readonly string[]; fa
 /** Replaces any occurrence of the given secrets in a string. A last line of defence for free-text messages. */
 export function scrubSecrets(text: string, secrets: readonly (string | undefined)[]): string {
   let out = text;
-  for (const s of secrets) if (s !== undefined && s.length >= 8) out = out.split(s).join("[redacted]");
+  for (const s of secrets) if (s !== undefined && s.length >= 8 && out.includes(s)) out = out.split(s).join("[redacted]");
   return out;
+}
+
+/**
+ * Every form a secret can take in a JSON log line: as given, JSON-escaped, and
+ * percent-encoded (a password inside a URL). Short values are left out: scrubbing
+ * them would blank out ordinary words.
+ */
+export function secretForms(secrets: readonly (string | undefined)[]): string[] {
+  const forms = new Set<string>();
+  for (const s of secrets) {
+    if (s === undefined || s.length < 8) continue;
+    forms.add(s);
+    forms.add(JSON.stringify(s).slice(1, -1));
+    forms.add(encodeURIComponent(s));
+  }
+  // Longest first, so a form that contains another is replaced whole.
+  return [...forms].sort((a, b) => b.length - a.length);
+}
+
+/** The secrets a URL carries: its password (as written in the URL and decoded). */
+export function urlSecrets(url: string | undefined): string[] {
+  if (url === undefined) return [];
+  try {
+    const { password } = new URL(url);
+    return password === "" ? [] : [password, decodeURIComponent(password)];
+  } catch {
+    return [];
+  }
+}
+
+/** The part of a destination the logger writes to. */
+export interface LineSink {
+  write(line: string): unknown;
+}
+
+/**
+ * A log destination that scrubs the given secrets out of every line before it is
+ * written: the redaction paths above catch known field names, this catches a secret
+ * wherever else it shows up (an error message quoting a connection string, a
+ * dependency's own log line, a stack).
+ */
+export function scrubbingSink(sink: LineSink, secrets: readonly (string | undefined)[]): LineSink {
+  const forms = secretForms(secrets);
+  if (forms.length === 0) return sink;
+  return { write: (line: string) => sink.write(scrubSecrets(line, forms)) };
 }

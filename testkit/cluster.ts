@@ -85,6 +85,8 @@ export async function startNodeProcess(opts: StartOptions): Promise<NodeProcess>
   const port = opts.env.PORT !== undefined ? Number(opts.env.PORT) : await freePort();
   const { proc, output, exited } = spawnCaptured([BIN, "start"], {
     LOG_LEVEL: "info",
+    // Authentication has its own suites; a test that wants it on says so in `env`.
+    CLAWFLEET_AUTH: "off",
     CLAWFLEET_LOG_FORMAT: "json",
     ...EXAMPLES_ENV,
     ...packageResolutionEnv(),
@@ -191,19 +193,19 @@ export interface TaskJson extends TaskView {
   prompt_version: string;
 }
 
-export async function getJson<T>(url: string): Promise<T> {
-  const r = await fetch(url);
+export async function getJson<T>(url: string, headers: Record<string, string> = {}): Promise<T> {
+  const r = await fetch(url, { headers });
   return (await r.json()) as T;
 }
 
 /** Polls until every task is terminal or the deadline passes; returns the final views. */
-export async function waitForTasks(base: string, ids: readonly string[], timeoutMs: number): Promise<Map<string, TaskJson>> {
+export async function waitForTasks(base: string, ids: readonly string[], timeoutMs: number, headers: Record<string, string> = {}): Promise<Map<string, TaskJson>> {
   const deadline = Date.now() + timeoutMs;
   const done = new Map<string, TaskJson>();
   while (done.size < ids.length && Date.now() < deadline) {
     for (const id of ids) {
       if (done.has(id)) continue;
-      const t = await getJson<TaskJson>(`${base}/v1/tasks/${id}`).catch(() => undefined);
+      const t = await getJson<TaskJson>(`${base}/v1/tasks/${id}`, headers).catch(() => undefined);
       if (t && ["succeeded", "failed", "cancelled"].includes(t.status)) done.set(id, t);
     }
     if (done.size < ids.length) await new Promise((r) => setTimeout(r, 250));

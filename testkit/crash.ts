@@ -174,6 +174,8 @@ export class Cluster {
       CLAWFLEET_NODE_ID: nodeId,
       SERVICES: role.services,
       PORT: String(port),
+      // Authentication has its own suites; the drills submit without keys.
+      CLAWFLEET_AUTH: "off",
       ...EXAMPLES_ENV,
       ...packageResolutionEnv(),
       ...this.opts.env,

@@ -10,6 +10,8 @@ export interface ReceivedSpan {
   traceId: string;
   spanId: string;
   parentSpanId: string | undefined;
+  /** The span's links (trace and span ids), e.g. to a caller's span it did not adopt as parent. */
+  links: Array<{ traceId: string; spanId: string }>;
   name: string;
   /** OTLP SpanKind: 1 internal, 2 server, 3 client. */
   kind: number;
@@ -67,6 +69,7 @@ export function flatten(body: unknown): ReceivedSpan[] {
           traceId: String(s.traceId),
           spanId: String(s.spanId),
           parentSpanId: parent,
+          links: ((s.links ?? []) as Array<{ traceId?: unknown; spanId?: unknown }>).map((l) => ({ traceId: String(l.traceId), spanId: String(l.spanId) })),
           name: String(s.name),
           kind: Number(s.kind ?? 0),
           attributes: attributesOf(s.attributes as Array<{ key: string; value: AnyValue }>),

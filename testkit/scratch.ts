@@ -79,7 +79,8 @@ export async function createScratch(namespacePrefix: string, dbNamePrefix?: stri
   return {
     namespace,
     db,
-    env: (services) => ({ TRANSPORTER: NATS_TEST_URL, REDIS_URL: REDIS_TEST_URL, DATABASE_URL: db.url, CLAWFLEET_NAMESPACE: namespace, SERVICES: services }),
+    // Authentication (on by default when distributed) has its own suites; these clusters test other contracts.
+    env: (services) => ({ TRANSPORTER: NATS_TEST_URL, REDIS_URL: REDIS_TEST_URL, DATABASE_URL: db.url, CLAWFLEET_NAMESPACE: namespace, SERVICES: services, CLAWFLEET_AUTH: "off" }),
     async remove() {
       await db.drop();
       await cleanRedis(REDIS_TEST_URL, namespace);

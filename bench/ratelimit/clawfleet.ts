@@ -87,6 +87,7 @@ export async function startCluster(o: ClusterOptions): Promise<Cluster> {
     ANTHROPIC_BASE_URL: o.simUrl,
     CLAWFLEET_PROMPTS_DIR: prompts.dir,
     CLAWFLEET_PLANNER_SLOTS: String(o.slots),
+    CLAWFLEET_AUTH: "off",
     ...o.env,
   });
   const nodes: Proc[] = [];

@@ -295,6 +295,7 @@ async function main(): Promise<void> {
       DATABASE_URL: dbUrl.toString(),
       SERVICES: services,
       CLAWFLEET_NAMESPACE: namespace,
+      CLAWFLEET_AUTH: "off",
       ANTHROPIC_BASE_URL: `http://127.0.0.1:${simPort}`,
       CLAWFLEET_PLANNER_SLOTS: String(args["planner-slots"]),
     });

@@ -58,7 +58,10 @@ export interface Attempt {
   fence: number;
   agent: AgentDefinition;
   labels: TaskLabels;
+  /** Aborted to stop at the next step boundary (shutdown, lost lease). */
   signal: AbortSignal;
+  /** Aborted to cut the model and tool calls in flight short (a shutdown past its step drain). */
+  callSignal: AbortSignal;
   store: Pick<TaskStore, "listSteps" | "appendStep">;
   llm: LlmClient;
   tools: ToolRunner;

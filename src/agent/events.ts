@@ -18,6 +18,7 @@ import { emptyUsage, type TaskEventSink, type TaskRecord, type Usage } from "../
 /** What an attempt keeps between its events. */
 interface Running {
   agent: string;
+  tenant: string;
   prompt_version: string;
   attempt: number;
   step: number;
@@ -64,12 +65,13 @@ export function taskEventSink(broker: EventEmitter, logger: Pick<LoopLogger, "wa
 export function emitQueued(
   sink: TaskEventSink,
   node: string,
-  task: Pick<TaskRecord, "id" | "agent" | "prompt_version" | "priority" | "steps" | "usage">,
+  task: Pick<TaskRecord, "id" | "agent" | "prompt_version" | "priority" | "steps" | "usage" | "tenant">,
   reason: "submitted" | "redrive",
 ): void {
   sink("clawfleet.task.queued", {
     task_id: task.id,
     agent: task.agent,
+    tenant: task.tenant,
     prompt_version: task.prompt_version,
     status: "queued",
     step: task.steps,
@@ -91,13 +93,13 @@ export class AttemptEvents {
   ) {}
 
   /** The task row as the claim returned it. */
-  claimed(task: Pick<TaskRecord, "id" | "agent" | "prompt_version" | "attempts" | "steps" | "usage">): void {
+  claimed(task: Pick<TaskRecord, "id" | "agent" | "prompt_version" | "attempts" | "steps" | "usage" | "tenant">): void {
     this.running.delete(task.id);
     if (this.running.size >= MAX_TRACKED) {
       const oldest = this.running.keys().next().value;
       if (oldest !== undefined) this.running.delete(oldest);
     }
-    this.running.set(task.id, { agent: task.agent, prompt_version: task.prompt_version, attempt: task.attempts, step: task.steps, usage: task.usage });
+    this.running.set(task.id, { agent: task.agent, tenant: task.tenant, prompt_version: task.prompt_version, attempt: task.attempts, step: task.steps, usage: task.usage });
   }
 
   started(taskId: string): void {
@@ -138,6 +140,6 @@ export class AttemptEvents {
   }
 
   private base(taskId: string, r: Running) {
-    return { task_id: taskId, agent: r.agent, prompt_version: r.prompt_version, step: r.step, usage: r.usage, at: now(), node: this.node };
+    return { task_id: taskId, agent: r.agent, tenant: r.tenant, prompt_version: r.prompt_version, step: r.step, usage: r.usage, at: now(), node: this.node };
   }
 }

@@ -31,19 +31,22 @@ export interface AttemptInterceptor {
 export class InterceptorChain {
   constructor(readonly interceptors: readonly AttemptInterceptor[]) {}
 
+  /** The call's abort signal passes by the interceptors, straight to `base`. */
   llm(base: LlmClient): LlmClient {
-    const complete = this.interceptors.reduceRight<Next<CompleteRequest, CompleteResponse>>((next, i) => {
-      const around = i.modelCall?.bind(i);
-      return around ? (req) => around(req, next) : next;
-    }, (req) => base.complete(req));
+    const complete = (req: CompleteRequest, signal?: AbortSignal) =>
+      this.interceptors.reduceRight<Next<CompleteRequest, CompleteResponse>>((next, i) => {
+        const around = i.modelCall?.bind(i);
+        return around ? (r) => around(r, next) : next;
+      }, (r) => base.complete(r, signal))(req);
     return { complete };
   }
 
   tools(base: ToolRunner): ToolRunner {
-    const run = this.interceptors.reduceRight<Next<ToolCall, ToolResult>>((next, i) => {
-      const around = i.toolCall?.bind(i);
-      return around ? (call) => around(call, next) : next;
-    }, (call) => base.run(call));
+    const run = (call: ToolCall, signal?: AbortSignal) =>
+      this.interceptors.reduceRight<Next<ToolCall, ToolResult>>((next, i) => {
+        const around = i.toolCall?.bind(i);
+        return around ? (c) => around(c, next) : next;
+      }, (c) => base.run(c, signal))(call);
     return { run };
   }
 

@@ -43,13 +43,14 @@ export async function callModelWithRetry(
   req: CompleteRequest,
   signal: AbortSignal,
   policy: Partial<RetryPolicy> = {},
+  callSignal?: AbortSignal,
 ): Promise<CompleteResponse> {
   const p = { ...DEFAULTS, ...policy };
   let providerFailures = 0;
   let waitedMs = 0;
   for (;;) {
     try {
-      return await llm.complete(req);
+      return await llm.complete(req, callSignal);
     } catch (err) {
       if (signal.aborted) throw err;
       if (err instanceof RateLimitedError) {

@@ -45,6 +45,7 @@ export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
     },
     a.signal,
     a.retry,
+    a.callSignal,
   );
   const usage: Usage = a.prices.usageOf(response.model, response.usage);
   await a.store.appendStep(

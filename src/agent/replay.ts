@@ -6,6 +6,7 @@
  * tool calls were already made and which are still owed.
  */
 import { CHECKPOINT_SCHEMA_VERSION, type ContentBlock, type StepRecord, type ToolStepData } from "../contracts";
+import { CheckpointTooNewError } from "../errors";
 import type { MessageParam, UserBlock } from "../contracts";
 
 export interface PendingToolUse {
@@ -52,10 +53,14 @@ export function toolUses(content: readonly ContentBlock[]): Array<Extract<Conten
   return content.filter((b): b is Extract<ContentBlock, { type: "tool_use" }> => b.type === "tool_use");
 }
 
-/** Upgrades a stored checkpoint to the current format. Version 1 is current; older ones would be mapped here. */
+/**
+ * Upgrades a stored checkpoint to the current format. Version 1 is current; older ones would be mapped here.
+ * A newer one is a rolling deploy caught mid-way: `CheckpointTooNewError` hands the task on to a newer planner
+ * (released, the attempt not counted) instead of failing a task that is fine.
+ */
 export function upgradeStep(step: StepRecord): StepRecord {
   if (step.schema_version > CHECKPOINT_SCHEMA_VERSION) {
-    throw new CheckpointFormatError(
+    throw new CheckpointTooNewError(
       `checkpoint ${step.task_id}#${step.step} has format version ${step.schema_version}, newer than this build understands (${CHECKPOINT_SCHEMA_VERSION}); run a newer Clawfleet`,
     );
   }

@@ -21,7 +21,7 @@ import { chooseTier } from "./tierRouting";
 import { dispatchTools, logToolChoice } from "./toolDispatch";
 import { ToolCallLedger } from "./toolCallLedger";
 import type { ContentBlock, TaskRecord } from "../contracts";
-import { BudgetExceededError, ModelBehaviorError } from "../errors";
+import { BudgetExceededError, CallCancelledError, messageOf, ModelBehaviorError } from "../errors";
 import type { PriceTable } from "../llm/pricing";
 import type { LlmClient } from "../llm/client";
 import type { ToolSpec, UserBlock } from "../contracts";
@@ -54,6 +54,8 @@ export interface RunInput {
   /** Step budget when the agent sets none. */
   defaultMaxSteps: number;
   signal: AbortSignal;
+  /** Aborts the model and tool calls in flight; the attempt then ends interrupted, as at a step boundary. @default never */
+  callSignal?: AbortSignal;
   /** The wake-up's trace context: the attempt span's parent when the task row holds none. */
   traceparent?: string;
   /** Kept current by the loop, earlier attempts' checkpoints included: the caller's per-task metrics, even when the attempt throws. */
@@ -86,7 +88,7 @@ export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome
   };
   const parent = contextFromTraceparent(task.trace_context ?? run.traceparent, ROOT_CONTEXT);
   return inSpan(`invoke_agent ${agent.name}`, { kind: SpanKind.INTERNAL, attributes }, parent, async (span) => {
-    const outcome = await runAttempt(attempt, deps, agent.maxSteps ?? run.defaultMaxSteps);
+    const outcome = await runAttempt(attempt, deps, agent.maxSteps ?? run.defaultMaxSteps).catch((err: unknown) => cutShort(err, attempt));
     await settle(outcome);
     span.setAttribute(Attr.OUTCOME, outcome.kind);
     if (outcome.kind === "failed") markFailed(span, outcome.error.type, outcome.error.message);
@@ -97,6 +99,7 @@ export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome
 /** The attempt as its steps see it: its calls and checkpoints pass through one interceptor chain. */
 function openAttempt(deps: LoopDeps, run: RunInput, progress: LoopProgress): Attempt {
   const { task, agent, fence, signal } = run;
+  const callSignal = run.callSignal ?? new AbortController().signal;
   const { store, prices, logger, metrics } = deps;
   const labels = { agent: agent.name, prompt_version: agent.promptVersion };
   const chain = new InterceptorChain([
@@ -108,7 +111,19 @@ function openAttempt(deps: LoopDeps, run: RunInput, progress: LoopProgress): Att
   const { stepCheckpointed, rateLimitWaited } = chain;
   const [llm, tools] = [chain.llm(deps.llm), chain.tools(deps.tools)];
   const retry = { ...deps.retry, onRateLimitWait: rateLimitWaited };
-  return { task, fence, agent, labels, signal, store, llm, tools, prices, retry, logger, metrics, progress, stepCheckpointed };
+  return { task, fence, agent, labels, signal, callSignal, store, llm, tools, prices, retry, logger, metrics, progress, stepCheckpointed };
+}
+
+/**
+ * A call cut short by the attempt's call signal ends the attempt as a stop at a step boundary would: what was
+ * checkpointed stays, the call is made again by whoever resumes the task. Any other error is the attempt's.
+ */
+function cutShort(err: unknown, a: Attempt): RunOutcome {
+  if (a.callSignal.aborted && (err === a.callSignal.reason || err instanceof CallCancelledError)) {
+    a.logger.info({ taskId: a.task.id, event: "task.calls_aborted", err: messageOf(err) }, "calls in flight aborted; the attempt ends here");
+    return { kind: "interrupted", reason: err };
+  }
+  throw err;
 }
 
 async function runAttempt(a: Attempt, deps: Pick<LoopDeps, "toolSpecs">, maxSteps: number): Promise<RunOutcome> {

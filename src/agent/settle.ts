@@ -6,7 +6,7 @@
  * so each ending is written, counted and reported exactly once.
  */
 import type { LoopLogger, LoopProgress, RunOutcome, TerminalOutcome } from "./attempt";
-import { isRetryable, LeaseLostError, messageOf, StaleFenceError } from "../errors";
+import { CheckpointTooNewError, isRetryable, LeaseLostError, messageOf, StaleFenceError } from "../errors";
 import type { TaskRecord } from "../contracts";
 import type { TaskStore } from "../store/types";
 import type { Metrics, TaskLabels } from "../telemetry/metrics";
@@ -16,6 +16,8 @@ export type WakeUpOutcome =
   | "ignored_terminal"
   | "ignored_leased"
   | "ignored_stopping"
+  /** Nothing claimable: no task queued, or every tenant with queued work at its running cap. */
+  | "ignored_unclaimable"
   | "succeeded"
   | "failed"
   | "released"
@@ -51,6 +53,36 @@ export interface SettleDeps {
   logger: LoopLogger;
   metrics?: Pick<Metrics, "taskFinished" | "attemptSettled" | "taskRetried"> | undefined;
   hooks: Pick<WorkerHooks, "onSettled">;
+  /**
+   * A task released after a passing failure is owed a wake-up once its backoff is over; without one it would
+   * wait for the reaper, which re-publishes only once the queue has drained. @default none (the reaper's)
+   */
+  retryLater?(taskId: string, delayMs: number): void;
+  /** @default RETRY_BACKOFF */
+  backoff?: RetryBackoff;
+}
+
+export interface RetryBackoff {
+  baseMs: number;
+  maxMs: number;
+}
+
+/** Backoff of a retried task: 1 s after its first attempt, doubling, at most a minute. */
+export const RETRY_BACKOFF: RetryBackoff = { baseMs: 1_000, maxMs: 60_000 };
+/** A checkpoint from a newer build waits this long for a newer planner before an older one looks again. */
+const NEWER_BUILD_WAIT_MS = 30_000;
+
+/**
+ * How long a task released after `err` waits before it may be claimed again: exponential in the attempts it
+ * has had, with jitter (between half and all of it) so tasks failed by one outage do not return in step, and
+ * never less than a wait the error asks for (a provider's `retry-after`).
+ */
+export function retryDelayMs(attempts: number, err: unknown, backoff: RetryBackoff = RETRY_BACKOFF, random: () => number = Math.random): number {
+  if (err instanceof CheckpointTooNewError) return Math.min(backoff.maxMs, NEWER_BUILD_WAIT_MS);
+  const exp = Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.min(30, Math.max(0, attempts - 1)));
+  const jittered = Math.round(exp * (0.5 + random() / 2));
+  const asked = Number((err as { data?: { retryAfter?: unknown } } | null)?.data?.retryAfter);
+  return Math.max(jittered, Number.isFinite(asked) && asked > 0 ? Math.min(backoff.maxMs, Math.ceil(asked * 1000)) : 0);
 }
 
 /** The task's terminal write for a loop outcome; an interrupted attempt leaves the task as it is. */
@@ -70,6 +102,7 @@ export function wakeUpOutcomeOf(outcome: RunOutcome): WakeUpOutcome {
 /** One attempt's settlement; `fence` is set once the task is claimed. */
 export class Settlement {
   private fence: number | undefined;
+  private attempts = 1;
 
   constructor(
     private readonly deps: SettleDeps,
@@ -77,8 +110,10 @@ export class Settlement {
     private readonly info: AttemptInfo,
   ) {}
 
-  claimed(fence: number): void {
+  /** `attempts`: the task's attempts, this one included (its retry backoff grows with them). */
+  claimed(fence: number, attempts = 1): void {
     this.fence = fence;
+    this.attempts = attempts;
   }
 
   async settle(end: AttemptEnd): Promise<WakeUpOutcome> {
@@ -114,15 +149,19 @@ export class Settlement {
       return this.report("released");
     }
     if (isRetryable(err) || stopping) {
-      // The attempt ends; the reaper re-publishes the wake-up after its delay, which is our backoff.
-      logger.warn({ taskId, event: "task.retry", fence, err: messageOf(err) }, "attempt ended by a passing failure; task will be retried");
+      // The attempt ends; the task is claimable again after its backoff, when its own wake-up comes.
+      const delayMs = stopping ? 0 : retryDelayMs(this.attempts, err, this.deps.backoff);
+      logger.warn({ taskId, event: "task.retry", fence, err: messageOf(err), retryInMs: delayMs }, "attempt ended by a passing failure; task will be retried");
       if (!stopping) metrics?.taskRetried(info.labels);
       try {
-        await store.releaseTask(taskId, fence, { countAttempt: !stopping });
+        // A checkpoint from a newer build is not the task's failure either: it waits, uncounted, for a newer planner.
+        await store.releaseTask(taskId, fence, { countAttempt: !stopping && !(err instanceof CheckpointTooNewError), notBeforeMs: delayMs });
+        if (!stopping) this.deps.retryLater?.(taskId, delayMs);
       } catch (releaseErr) {
         logger.warn({ taskId, event: "task.release_failed", err: messageOf(releaseErr) }, "could not release task; its lease will lapse");
       }
-      return this.report("released", undefined, info);
+      // Handed back by a shutdown: reported as interrupted, so the planner publishes its wake-up at once.
+      return this.report("released", stopping ? { kind: "interrupted", reason: err } : undefined, info);
     }
     const type = (err as { errorType?: unknown }).errorType;
     logger.warn({ taskId, event: "task.failed", fence, err: messageOf(err) }, "task failed");

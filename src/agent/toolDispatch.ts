@@ -27,7 +27,9 @@ export async function dispatchTools(
   parents: ReadonlyMap<number, string>,
 ): Promise<Map<number, UserBlock>> {
   const out = new Map<number, UserBlock>();
-  await Promise.all(
+  // Every call is waited for, even once one has failed: the attempt (and its lease) must not end while a
+  // side-effect tool it started is still running, or a successor could ask for the same step meanwhile.
+  const settled = await Promise.allSettled(
     pending.map(async (use) => {
       const result = await callTool(a, use, parents.get(use.step));
       await a.store.appendStep(a.task.id, a.fence, {
@@ -48,6 +50,8 @@ export async function dispatchTools(
       out.set(use.step, toolResultBlock(use.id, result));
     }),
   );
+  const failed = settled.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
   return out;
 }
 
@@ -69,7 +73,7 @@ async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefi
       toolUseId: use.id,
       input: use.input,
       idempotencyKey: idempotencyKey(a, use),
-    }),
+    }, a.callSignal),
   );
 }
 

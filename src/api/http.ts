@@ -3,7 +3,8 @@
  * besides its body (idempotency key, trace parent), the refusal of a body that is
  * not JSON, and how an error leaves (the one error body of views.ts, as JSON).
  */
-import type { IncomingMessage, ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { messageOf } from "../errors";
 import type { Logger } from "../logging";
 import { httpError } from "./views";
@@ -48,3 +49,53 @@ export function sendError(logger: Pick<Logger, "error">, req: IncomingMessage, r
   }
   sendJson(res, status, body, headers);
 }
+
+/**
+ * Bytes Node's HTTP parser refuses before any route sees them (a head past `maxHeaderSize`, a request
+ * target with raw non-ASCII bytes, a malformed request after the body): answered with the contract's JSON
+ * error body, where Node's default is a bare 400 with none. A connection already gone is just closed.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  // Node's parser reports an error again for every later chunk of the same connection: answer once.
+  if (answered.has(socket)) return;
+  answered.add(socket);
+  if (err.code === "ECONNRESET" || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const [status, type, message] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "headers_too_large", "the request's headers are too large (16 KiB at most)"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "request_timeout", "the request was not received in time"]
+        : [400, "malformed_request", "the request is not valid HTTP/1.1"];
+  const body = JSON.stringify({ error: { type, message } });
+  // A lingering close: what the client is still sending (a large body behind a broken head) is read and
+  // dropped, so its arrival does not reset the connection before the client has read the answer. The
+  // connection closes once the client stops sending (idle), or after a total bound, whichever comes first.
+  // The HTTP parser's own listener goes: what follows is not parsed again, only read and dropped.
+  socket.removeAllListeners("data");
+  let idle = setTimeout(() => socket.destroy(), LINGER_IDLE_MS).unref();
+  const bound = setTimeout(() => socket.destroy(), LINGER_TOTAL_MS).unref();
+  socket.on("data", () => {
+    clearTimeout(idle);
+    idle = setTimeout(() => socket.destroy(), LINGER_IDLE_MS).unref();
+  });
+  socket.once("close", () => {
+    clearTimeout(idle);
+    clearTimeout(bound);
+  });
+  socket.resume();
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ""}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** Connections already answered by `answerClientError`. */
+const answered = new WeakSet<Duplex>();
+
+/** A refused connection is drained until its client has been silent this long... */
+const LINGER_IDLE_MS = 5_000;
+/** ...and for this long at most. */
+const LINGER_TOTAL_MS = 30_000;

@@ -17,21 +17,24 @@ export function taskIdOf(params: { params?: Record<string, string> }): string {
   return id;
 }
 
-/** `GET /v1/tasks/{id}`. */
-export async function readTask(store: TaskReads, id: string): Promise<TaskView> {
+/**
+ * `GET /v1/tasks/{id}`. Both reads name the caller's tenant: another tenant's
+ * task answers exactly as an unknown one, after the same two reads.
+ */
+export async function readTask(store: TaskReads, id: string, tenant: string): Promise<TaskView> {
   const [task, steps] = await Promise.all([
-    store.getTask(id),
+    store.getTask(id, tenant),
     // For usage.by_model; a task has tens of steps, one indexed read.
-    store.listSteps(id),
+    store.listSteps(id, tenant),
   ]);
   if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
   return taskView(task, steps);
 }
 
 /** `GET /v1/tasks/{id}/steps`. */
-export async function readSteps(store: TaskReads, id: string): Promise<StepsView> {
-  const task = await store.getTask(id);
+export async function readSteps(store: TaskReads, id: string, tenant: string): Promise<StepsView> {
+  const task = await store.getTask(id, tenant);
   if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
-  const steps = await store.listSteps(id);
+  const steps = await store.listSteps(id, tenant);
   return { id, status: task.status, steps: steps.map(stepView) };
 }

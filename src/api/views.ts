@@ -4,6 +4,7 @@ import {
   ClawfleetError,
   errorBody,
   httpStatusOf,
+  isTransportFailure,
   MalformedRequestError,
   PayloadTooLargeError,
   RouteNotFoundError,
@@ -46,6 +47,7 @@ export function taskView(t: TaskRecord, steps?: readonly StepRecord[]): TaskView
       ...(steps ? { by_model: usageByModel(steps) } : {}),
     },
     prompt_version: t.prompt_version,
+    tenant: t.tenant,
     created_at: t.created_at,
     started_at: t.started_at,
     finished_at: t.finished_at,
@@ -101,14 +103,19 @@ export function httpError(err: unknown): { status: number; body: ErrorBody; head
     const status = Number(h.status ?? h.statusCode ?? h.code);
     if (h.type === "entity.too.large" || status === 413) {
       e = new PayloadTooLargeError("the request body is larger than 1 MiB", { limit_bytes: 1024 * 1024 });
-    } else if (h.type === "entity.parse.failed" || h.type === "encoding.unsupported" || h.type === "charset.unsupported" || status === 400) {
+    } else if (h.type === "encoding.unsupported" || (typeof h.code === "string" && h.code.startsWith("Z_"))) {
+      // A Content-Encoding body-parser does not know, or a body that does not decode as the one named:
+      // zlib's error, whose `Z_…` code moleculer-web passes on in place of body-parser's status.
+      e = new MalformedRequestError(`the request body does not decode as its Content-Encoding${typeof h.message === "string" ? `: ${h.message}` : ""}`);
+    } else if (h.type === "entity.parse.failed" || h.type === "charset.unsupported") {
       e = new MalformedRequestError(`the request body is not valid JSON${typeof h.message === "string" ? `: ${h.message}` : ""}`);
-    } else if (
-      h.name === "ServiceNotAvailableError" ||
-      h.name === "ServiceNotFoundError" ||
-      h.name === "RequestTimeoutError" ||
-      h.name === "CircuitBreakerOpenError"
-    ) {
+    } else if (h.type === "UNABLE_DECODE_PARAM") {
+      e = new MalformedRequestError("the request path holds a broken percent-escape");
+    } else if (status === 400) {
+      e = new MalformedRequestError(`malformed request${typeof h.message === "string" ? `: ${h.message}` : ""}`);
+    } else if (isTransportFailure(err)) {
+      // The request may have been acted on (a task committed before the reply was lost): retried with the same
+      // Idempotency-Key, it is answered as the first one was.
       e = new UnavailableError("a required service is not available; retry shortly", { retryAfter: 5 });
     } else if (h.name === "NotFoundError" || status === 404) {
       e = new RouteNotFoundError("no such route");
@@ -116,6 +123,8 @@ export function httpError(err: unknown): { status: number; body: ErrorBody; head
   }
   const status = httpStatusOf(e);
   const headers: Record<string, string> = {};
+  // RFC 9110: a 401 names the scheme that would be accepted.
+  if (status === 401) headers["WWW-Authenticate"] = 'Bearer realm="clawfleet"';
   if (status === 429 || status === 503) {
     const data = (e as ClawfleetError).data as { retryAfter?: unknown } | undefined;
     const ra = Number(data?.retryAfter ?? 5);

@@ -102,6 +102,7 @@ export const TaskViewSchema = TaskRecordSchema.pick({
   attempts: true,
   steps: true,
   prompt_version: true,
+  tenant: true,
   created_at: true,
   started_at: true,
   finished_at: true,

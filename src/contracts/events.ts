@@ -36,6 +36,8 @@ const TaskEventBase = z.object({
   at: TimestampSchema,
   /** The Moleculer node that made the transition. */
   node: z.string(),
+  /** The task's tenant: a per-tenant stream filters on it. */
+  tenant: z.string(),
 });
 
 export const TaskQueuedEventSchema = TaskEventBase.extend({

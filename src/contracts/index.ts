@@ -14,4 +14,5 @@ export * from "./api";
 export * from "./store";
 export * from "./events";
 export * from "./agents";
+export * from "./keys";
 export { parseParams } from "./parse";

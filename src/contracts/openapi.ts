@@ -18,6 +18,7 @@ import {
   SubmittedSchema,
   TaskViewSchema,
 } from "./api";
+import { ApiKeyInfoSchema, CreatedKeySchema, CreateKeySchema, KeyRefSchema, type Scope } from "./keys";
 import { DeadLetterSchema, IdempotencyKeySchema, TaskIdSchema } from "./task";
 
 export type JsonSchema = Record<string, unknown>;
@@ -39,6 +40,10 @@ export interface OpenApiResponse {
 export interface OpenApiOperation {
   operationId: string;
   summary: string;
+  /** The key scope the route needs; absent on the unauthenticated health and metrics routes. */
+  "x-clawfleet-scope"?: Scope;
+  /** `[]`: no key needed (the document's default asks for a bearer key). */
+  security?: Array<Record<string, string[]>>;
   parameters?: OpenApiParameter[];
   requestBody?: { required: boolean; content: Record<string, { schema: JsonSchema }> };
   responses: Record<string, OpenApiResponse>;
@@ -47,8 +52,9 @@ export interface OpenApiOperation {
 export interface OpenApiDocument {
   openapi: "3.1.0";
   info: { title: string; version: string; description: string };
-  paths: Record<string, Partial<Record<"get" | "post", OpenApiOperation>>>;
-  components: { schemas: Record<string, JsonSchema> };
+  paths: Record<string, Partial<Record<"get" | "post" | "delete", OpenApiOperation>>>;
+  security: Array<Record<string, string[]>>;
+  components: { schemas: Record<string, JsonSchema>; securitySchemes: Record<string, JsonSchema> };
 }
 
 /** The document's named schemas; `io` is the side a client sees (what it sends, or what it gets back). */
@@ -61,6 +67,10 @@ const COMPONENTS = {
   RedriveResult: { schema: RedriveResultSchema, io: "output" },
   Error: { schema: ErrorBodySchema, io: "output" },
   LiveReport: { schema: LiveReportSchema, io: "output" },
+  CreateKey: { schema: CreateKeySchema, io: "input" },
+  CreatedKey: { schema: CreatedKeySchema, io: "output" },
+  ApiKey: { schema: ApiKeyInfoSchema, io: "output" },
+  ApiKeys: { schema: z.array(ApiKeyInfoSchema), io: "output" },
   ReadyReport: { schema: ReadyReportSchema, io: "output" },
 } as const satisfies Record<string, { schema: z.ZodType; io: "input" | "output" }>;
 
@@ -78,18 +88,29 @@ const retryAfter = { "Retry-After": { description: "seconds to wait before retry
 
 const ERRORS = {
   400: "the body is not JSON, or not sent as `application/json`",
-  404: "unknown task, agent or route",
+  401: "no API key, or one that is unknown, expired or revoked (`unauthenticated`; answered with `WWW-Authenticate: Bearer`)",
+  403: "the key lacks the route's scope (`forbidden`; `details.scope` names it)",
+  404: "unknown task, agent, key or route, or one of another tenant",
   409: "the task is not `failed`, so it cannot be redriven (`task_not_failed`)",
   413: "the body is over 1 MiB",
   422: "schema violation; `details.field` names the field (`body` when the body is not an object)",
-  503: "a dependency is down; retry after `Retry-After` seconds",
+  429: "the tenant's submit rate is spent (`rate_limited`); retry after `Retry-After` seconds with the same `Idempotency-Key`",
+  503: "a dependency or a cluster node is unavailable; retry after `Retry-After` seconds (a submit: with the same `Idempotency-Key`)",
 } as const;
 
 function errors(...statuses: Array<keyof typeof ERRORS>): Record<string, OpenApiResponse> {
   return Object.fromEntries(
-    statuses.map((status) => [String(status), { description: ERRORS[status], ...(status === 503 ? { headers: retryAfter } : {}), content: json("Error") }]),
+    statuses.map((status) => [
+      String(status),
+      { description: ERRORS[status], ...(status === 503 || status === 429 ? { headers: retryAfter } : {}), content: json("Error") },
+    ]),
   );
 }
+
+/** The errors every authenticated route can answer, besides its own. */
+const AUTH_ERRORS = [401, 403] as const;
+
+const keyIdParam: OpenApiParameter = { name: "id", in: "path", required: true, description: "the key's id", schema: jsonSchema(KeyRefSchema, "input") };
 
 const taskIdParam: OpenApiParameter = { name: "id", in: "path", required: true, description: "the task id", schema: jsonSchema(TaskIdSchema, "input") };
 
@@ -106,51 +127,59 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
     info: {
       title: "Clawfleet",
       version: opts.version ?? packageVersion(),
-      description: "Submit agent tasks, follow them step by step, and redrive the ones that failed for good.",
+      description:
+        "Submit agent tasks, follow them step by step, and redrive the ones that failed for good. Every /v1 route takes " +
+        "`Authorization: Bearer <key>` (unless the cluster runs with CLAWFLEET_AUTH=off); `x-clawfleet-scope` names the scope it needs.",
     },
+    security: [{ bearer: [] }],
     paths: {
       "/v1/tasks": {
         post: {
           operationId: "submitTask",
           summary: "Submit a task; answered once the task is committed",
+          "x-clawfleet-scope": "submit",
           parameters: [
             { name: "Idempotency-Key", in: "header", required: false, description: "the same key within 24 h answers the same task", schema: jsonSchema(IdempotencyKeySchema, "input") },
-            { name: "traceparent", in: "header", required: false, description: "W3C trace context: the caller's span becomes the task trace's parent", schema: { type: "string" } },
+            { name: "traceparent", in: "header", required: false, description: "W3C trace context: linked from the task trace's root span (never adopted as its parent)", schema: { type: "string" } },
           ],
           requestBody: { required: true, content: json("SubmitTask") },
           responses: {
             202: { description: "committed and queued", headers: { Location: { description: "`/v1/tasks/{id}`", schema: { type: "string" } } }, content: json("Submitted") },
-            ...errors(400, 404, 413, 422, 503),
+            ...errors(400, ...AUTH_ERRORS, 404, 413, 422, 429, 503),
           },
         },
       },
       "/v1/tasks/{id}": {
         get: {
           operationId: "getTask",
+          "x-clawfleet-scope": "read",
           summary: "A task: status, result, error and usage (per model in `usage.by_model`)",
           parameters: [taskIdParam],
-          responses: { 200: { description: "the task", content: json("Task") }, ...errors(404, 503) },
+          responses: { 200: { description: "the task", content: json("Task") }, ...errors(...AUTH_ERRORS, 404, 503) },
         },
       },
       "/v1/tasks/{id}/steps": {
         get: {
           operationId: "getSteps",
+          "x-clawfleet-scope": "read",
           summary: "Every model and tool step of a task, in order",
           parameters: [taskIdParam],
-          responses: { 200: { description: "the task's checkpoints", content: json("Steps") }, ...errors(404, 503) },
+          responses: { 200: { description: "the task's checkpoints", content: json("Steps") }, ...errors(...AUTH_ERRORS, 404, 503) },
         },
       },
       "/v1/tasks/{id}/redrive": {
         post: {
           operationId: "redrive",
+          "x-clawfleet-scope": "operate",
           summary: "Put a failed task back in the queue; it resumes from its checkpoints",
           parameters: [taskIdParam],
-          responses: { 200: { description: "whether the task was redriven", content: json("RedriveResult") }, ...errors(400, 404, 409, 503) },
+          responses: { 200: { description: "whether the task was redriven", content: json("RedriveResult") }, ...errors(400, ...AUTH_ERRORS, 404, 409, 503) },
         },
       },
       "/v1/dead-letters": {
         get: {
           operationId: "deadLetters",
+          "x-clawfleet-scope": "read",
           summary: "Tasks that failed for good, most recent first",
           parameters: [
             {
@@ -161,12 +190,40 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
               schema: jsonSchema(DeadLetterLimitSchema, "input"),
             },
           ],
-          responses: { 200: { description: "the dead letters", content: json("DeadLetters") }, ...errors(503) },
+          responses: { 200: { description: "the dead letters", content: json("DeadLetters") }, ...errors(...AUTH_ERRORS, 503) },
+        },
+      },
+      "/v1/keys": {
+        post: {
+          operationId: "createKey",
+          summary: "Create an API key (rotation: `replaces` an older key, which keeps working `overlap_seconds` more); the key is shown once",
+          "x-clawfleet-scope": "admin",
+          requestBody: { required: true, content: json("CreateKey") },
+          responses: {
+            201: { description: "the key, shown this once; only its hash is stored", content: json("CreatedKey") },
+            ...errors(400, ...AUTH_ERRORS, 404, 422, 503),
+          },
+        },
+        get: {
+          operationId: "listKeys",
+          summary: "The API keys an admin manages, without secrets",
+          "x-clawfleet-scope": "admin",
+          responses: { 200: { description: "the keys", content: json("ApiKeys") }, ...errors(...AUTH_ERRORS, 503) },
+        },
+      },
+      "/v1/keys/{id}": {
+        delete: {
+          operationId: "revokeKey",
+          summary: "Revoke an API key at once",
+          "x-clawfleet-scope": "admin",
+          parameters: [keyIdParam],
+          responses: { 200: { description: "the revoked key", content: json("ApiKey") }, ...errors(...AUTH_ERRORS, 404, 503) },
         },
       },
       "/health/live": {
         get: {
           operationId: "live",
+          security: [],
           summary: "Liveness",
           responses: {
             200: { description: "alive", content: json("LiveReport") },
@@ -177,6 +234,7 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
       "/health/ready": {
         get: {
           operationId: "ready",
+          security: [],
           summary: "Readiness of every role this process runs",
           responses: {
             200: { description: "ready", content: json("ReadyReport") },
@@ -187,12 +245,13 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
       "/metrics": {
         get: {
           operationId: "metrics",
+          security: [],
           summary: "Prometheus metrics",
           responses: { 200: { description: "Prometheus text exposition", content: { "text/plain": { schema: { type: "string" } } } } },
         },
       },
     },
-    components: { schemas },
+    components: { schemas, securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "an API key: `cfk_<id>_<secret>`" } } },
   };
 }
 

@@ -71,6 +71,8 @@ export const NewTaskSchema = z.object({
   prompt_version: z.string(),
   /** W3C `traceparent` of the submitting span; absent when tracing is off. */
   trace_context: z.string().max(512).optional(),
+  /** The submitting key's tenant (migration 005). @default "default" */
+  tenant: z.string().min(1).max(64).optional(),
 });
 export type NewTask = z.infer<typeof NewTaskSchema>;
 
@@ -89,6 +91,7 @@ export const TaskRecordSchema = NewTaskSchema.extend({
   wakeup_at: TimestampSchema,
   /** W3C `traceparent` of the span that submitted the task: every attempt's span joins this trace. */
   trace_context: z.string().nullable(),
+  tenant: z.string(),
 });
 export type TaskRecord = z.infer<typeof TaskRecordSchema>;
 
@@ -117,6 +120,7 @@ export const DeadLetterSchema = z.object({
   error: TaskErrorSchema,
   attempts: count,
   created_at: TimestampSchema,
+  tenant: z.string(),
 });
 export type DeadLetter = z.infer<typeof DeadLetterSchema>;
 

@@ -9,8 +9,8 @@
  * span is the one span per LLM call, with task and prompt attributes on it.
  */
 import Anthropic from "@anthropic-ai/sdk";
-import { ProviderError, ProviderRequestError, RateLimitedError } from "../errors";
-import type { ContentBlock } from "../contracts";
+import { ModelBehaviorError, ProviderError, ProviderRequestError, RateLimitedError } from "../errors";
+import { ContentBlockSchema, type ContentBlock } from "../contracts";
 import type { CompleteRequest, CompleteResponse } from "../contracts";
 
 export interface GatewayOptions {
@@ -74,7 +74,8 @@ export class AnthropicGateway {
 
   private readonly maxRetries: number;
 
-  async complete(req: CompleteRequest): Promise<ProviderResponse> {
+  /** `signal`: aborts the provider request in flight (the caller gave up); the call then rejects with the signal's reason. */
+  async complete(req: CompleteRequest, signal?: AbortSignal): Promise<ProviderResponse> {
     const started = performance.now();
     for (let attempt = 0; ; attempt++) {
       try {
@@ -86,7 +87,7 @@ export class AnthropicGateway {
             messages: req.messages,
             ...(req.tools.length > 0 ? { tools: req.tools as Anthropic.Tool[] } : {}),
             metadata: { user_id: req.taskId },
-          })
+          }, signal ? { signal } : undefined)
           .withResponse();
         return {
           id: data.id,
@@ -103,6 +104,10 @@ export class AnthropicGateway {
           rateLimit: readRateLimitHeaders(response.headers),
         };
       } catch (err) {
+        // The provider answered, and the answer is malformed: a fact about this answer, not a passing failure.
+        if (err instanceof ModelBehaviorError) throw err;
+        // Not a provider failure, and never retried: whoever aborted has stopped waiting for the answer.
+        if (signal?.aborted) throw signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason));
         const mapped = mapProviderError(err);
         if (mapped instanceof ProviderError && attempt < this.maxRetries) {
           await new Promise((r) => setTimeout(r, 200 * 2 ** attempt + Math.random() * 100));
@@ -123,7 +128,25 @@ export class AnthropicGateway {
   }
 }
 
-function toBlock(b: Anthropic.ContentBlock): ContentBlock {
+/**
+ * A content block as Clawfleet stores and replays it. A block the Messages API would never send (a tool_use
+ * without an id or a name, a text block without text) is the model's answer being malformed: a typed
+ * `model_behavior_error` naming the block, rather than a contract failure deep in the checkpoint write.
+ */
+function toBlock(b: Anthropic.ContentBlock, index: number): ContentBlock {
+  const block = rawBlock(b);
+  // The block's own variant, so the error names its missing field rather than "matches no variant".
+  const variant = ContentBlockSchema.options.find((o) => o.shape.type.value === (block as { type: string }).type) ?? ContentBlockSchema;
+  const checked = variant.safeParse(block);
+  if (!checked.success) {
+    const issue = checked.error.issues[0];
+    const field = issue?.path.length ? `.${issue.path.join(".")}` : "";
+    throw new ModelBehaviorError(`the model's answer holds a malformed ${String(b.type)} block: content[${index}]${field} ${issue?.message ?? "is invalid"}`);
+  }
+  return checked.data;
+}
+
+function rawBlock(b: Anthropic.ContentBlock): unknown {
   switch (b.type) {
     case "text":
       return { type: "text", text: b.text };

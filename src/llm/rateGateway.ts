@@ -43,11 +43,12 @@ export class RateGateway {
     return new RateGateway(provider, limiter, telemetry, health);
   }
 
-  async complete(req: CompleteRequest): Promise<CompleteResponse> {
+  /** `signal`: the caller cancelled; the provider request in flight is aborted (see src/transport/cancel.ts). */
+  async complete(req: CompleteRequest, signal?: AbortSignal): Promise<CompleteResponse> {
     const permit = await this.telemetry.admission(req, () => this.limiter.acquire(req));
     let answer: ProviderResponse;
     try {
-      answer = await this.telemetry.call(req, () => this.provider.gateway.complete(req));
+      answer = await this.telemetry.call(req, () => this.provider.gateway.complete(req, signal));
     } catch (err) {
       await permit.failed(err);
       throw err;

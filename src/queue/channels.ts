@@ -14,7 +14,7 @@ import type { Middleware, ServiceBroker } from "moleculer";
 import { type MemoryAdapter, memoryAdapter, type QueueDepth } from "./memoryAdapter";
 import { RedisStreamsAdapter } from "./redisStreamsAdapter";
 import { readStreamGroup } from "./streamGroup";
-import { WAKEUP_DEAD_LETTERING, WAKEUP_MAX_RETRIES, type ChannelSend } from "./wakeups";
+import { TASKS_DEAD_MAXLEN, WAKEUP_DEAD_LETTERING, WAKEUP_MAX_RETRIES, type ChannelSend } from "./wakeups";
 
 export type { QueueDepth } from "./memoryAdapter";
 
@@ -56,6 +56,8 @@ export interface DistributedChannelsOptions extends CommonOptions {
   minIdleTimeMs?: number;
   /** @default DEFAULT_CLAIM_INTERVAL_MS */
   claimIntervalMs?: number;
+  /** Entries the dead-letter stream keeps. @default TASKS_DEAD_MAXLEN */
+  deadLetterMaxLen?: number;
 }
 
 export type ChannelsOptions = EmbeddedChannelsOptions | DistributedChannelsOptions;
@@ -78,12 +80,14 @@ export function channelsMiddleware(opts: ChannelsOptions): Middleware {
   } else {
     checkInteger("minIdleTimeMs", opts.minIdleTimeMs, 1);
     checkInteger("claimIntervalMs", opts.claimIntervalMs, 1);
+    checkInteger("deadLetterMaxLen", opts.deadLetterMaxLen, 1);
     // The library's Redis adapter, hardened for a Redis that restarts empty (see redisStreamsAdapter.ts).
     adapter = new RedisStreamsAdapter({
       prefix: opts.namespace,
       serializer: "JSON",
       maxRetries,
       deadLettering,
+      deadLetterMaxLen: opts.deadLetterMaxLen ?? TASKS_DEAD_MAXLEN,
       redis: {
         url: opts.redisUrl,
         consumerOptions: {
@@ -105,7 +109,13 @@ export function channelsMiddleware(opts: ChannelsOptions): Middleware {
 
 /** The in-process adapter with the wake-up policy (a caller that keeps a handle on it for `depth()` makes it here). */
 export function embeddedAdapter(opts: { maxRetries?: number; retryDelayMs?: number } = {}): MemoryAdapter {
-  return memoryAdapter({ maxRetries: WAKEUP_MAX_RETRIES, ...opts, deadLettering: { ...WAKEUP_DEAD_LETTERING }, serializer: "JSON" });
+  return memoryAdapter({
+    maxRetries: WAKEUP_MAX_RETRIES,
+    ...opts,
+    deadLettering: { ...WAKEUP_DEAD_LETTERING },
+    deadLetterMaxLen: TASKS_DEAD_MAXLEN,
+    serializer: "JSON",
+  });
 }
 
 export interface SendOptions {

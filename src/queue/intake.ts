@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { AgentCatalog } from "../agent/definition";
 import { emitQueued } from "../agent/events";
-import { IdempotencyKeySchema, parseParams, SubmitTaskSchema } from "../contracts";
+import { DEFAULT_TENANT, IdempotencyKeySchema, parseParams, SubmitTaskSchema } from "../contracts";
 import { TaskNotFailedError, TaskNotFoundError, ValidationError } from "../errors";
 import type { AgentSummary, DeadLetter, TaskEventSink } from "../contracts";
 import type { TaskStore } from "../store/types";
@@ -27,6 +27,8 @@ export interface IntakeDeps {
   wakeUps: Pick<WakeUps, "publishCommitted">;
   /** Where `clawfleet.task.queued` goes, and the node named in it. @default none emitted */
   events?: { sink: TaskEventSink; node: string };
+  /** The tenants' submit rate (src/tenancy): over it, a 429 and nothing stored. @default not limited */
+  submitQuota?: { admit(tenant: string): Promise<void> };
 }
 
 /** Dead letters listed when the caller names no (valid) limit, and the most it may name. */
@@ -37,13 +39,15 @@ export class Intake {
   constructor(private readonly deps: IntakeDeps) {}
 
   /** Commits the task (or finds the one its idempotency key already names) and wakes a planner for a new one. */
-  async submit(body: unknown, idempotencyKey: string | undefined): Promise<SubmitResult> {
+  async submit(body: unknown, idempotencyKey: string | undefined, tenant: string = DEFAULT_TENANT): Promise<SubmitResult> {
     if (body === undefined || body === null || typeof body !== "object" || Array.isArray(body)) {
       throw new ValidationError("the request body must be a JSON object", { field: "body" });
     }
     const submission = parseParams(SubmitTaskSchema, body, "invalid task");
     const key = idempotencyKey === undefined ? undefined : parseParams(IdempotencyKeySchema, idempotencyKey, "Idempotency-Key header");
     const agent = this.deps.agents.get(submission.agent);
+    // Only a valid submission takes a token; one over the rate is refused before anything is stored.
+    await this.deps.submitQuota?.admit(tenant);
     // The submitting request's span, the task's trace root: stored with the task, every attempt joins its trace.
     const traceContext = traceparentOf();
     const { task, created } = await this.deps.store.createTask(
@@ -55,6 +59,7 @@ export class Intake {
         metadata: submission.metadata ?? {},
         prompt_version: agent.promptVersion,
         ...(traceContext !== undefined ? { trace_context: traceContext } : {}),
+        tenant,
       },
       key,
     );
@@ -69,10 +74,11 @@ export class Intake {
    * Puts a dead-lettered task back in the queue. Throws TaskNotFoundError for an
    * unknown task and TaskNotFailedError (409) for one that is not `failed`.
    */
-  async redrive(taskId: string): Promise<{ taskId: string; redriven: boolean }> {
-    const redriven = await this.deps.store.redrive(taskId);
+  async redrive(taskId: string, tenant?: string): Promise<{ taskId: string; redriven: boolean }> {
+    const redriven = await this.deps.store.redrive(taskId, tenant);
     if (!redriven) {
-      const task = await this.deps.store.getTask(taskId);
+      // With a tenant, another tenant's task is "no task", as an unknown one.
+      const task = await this.deps.store.getTask(taskId, tenant);
       if (!task) throw new TaskNotFoundError(`no task ${taskId}`, { id: taskId });
       throw new TaskNotFailedError(`task ${taskId} is ${task.status}, not failed; only a failed task can be redriven`, { id: taskId, status: task.status });
     }
@@ -98,8 +104,8 @@ export class Intake {
   }
 
   /** The newest dead letters; a limit that is not a positive integer means the default. */
-  deadLetters(limit: unknown): Promise<DeadLetter[]> {
+  deadLetters(limit: unknown, tenant?: string): Promise<DeadLetter[]> {
     const n = Number(limit ?? DEAD_LETTERS_DEFAULT);
-    return this.deps.store.listDeadLetters(Number.isInteger(n) && n > 0 ? Math.min(n, DEAD_LETTERS_MAX) : DEAD_LETTERS_DEFAULT);
+    return this.deps.store.listDeadLetters(Number.isInteger(n) && n > 0 ? Math.min(n, DEAD_LETTERS_MAX) : DEAD_LETTERS_DEFAULT, tenant);
   }
 }

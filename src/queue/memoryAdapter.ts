@@ -48,6 +48,8 @@ export interface MemoryAdapterOptions {
   /** Messages one subscriber handles at once; a channel's own setting wins. @default 1 */
   maxInFlight?: number;
   deadLettering?: { enabled: boolean; queueName: string };
+  /** Messages the dead-letter topic keeps; older ones are dropped. @default unbounded */
+  deadLetterMaxLen?: number;
   /** Pause before a failed message is delivered again, so a persistent failure does not spin. @default 1000 */
   retryDelayMs?: number;
   /** A Moleculer serializer name. @default "JSON" */
@@ -156,8 +158,14 @@ class Topic {
     return this.firstSeq + this.log.length;
   }
 
-  append(body: Buffer, headers: Record<string, unknown> | undefined): void {
+  /** Adds a message; past `maxLen` the oldest go, read or not (Redis' XADD MAXLEN), and groups skip them. */
+  append(body: Buffer, headers: Record<string, unknown> | undefined, maxLen = Infinity): void {
     this.log.push({ id: String(this.nextSeq), body, headers });
+    while (this.log.length > maxLen) {
+      this.log.shift();
+      this.firstSeq++;
+    }
+    for (const g of this.groups.values()) g.cursor = Math.max(g.cursor, this.firstSeq);
   }
 
   /** Forgets what every group has taken. With no group yet, everything is kept for the first one. */
@@ -178,11 +186,13 @@ export class MemoryAdapter extends BaseAdapter {
   private readonly immediates = new Set<NodeJS.Immediate>();
   private readonly pendingRetries = new Map<NodeJS.Timeout, { group: Group; topic: Topic; delivery: Delivery }>();
   private readonly retryDelayMs: number;
+  private readonly deadLetterMaxLen: number;
 
   constructor(opts: MemoryAdapterOptions = {}) {
-    const { retryDelayMs, ...base } = opts;
+    const { retryDelayMs, deadLetterMaxLen, ...base } = opts;
     super(base);
     this.retryDelayMs = retryDelayMs ?? 1000;
+    this.deadLetterMaxLen = deadLetterMaxLen ?? Infinity;
   }
 
   override async connect(): Promise<void> {
@@ -379,12 +389,16 @@ export class MemoryAdapter extends BaseAdapter {
     }
     if (sub.deadLetterQueue !== undefined) {
       const dead = this.topic(sub.deadLetterQueue);
-      dead.append(delivery.envelope.body, {
-        ...delivery.envelope.headers,
-        [HEADER_ORIGINAL_ID]: delivery.envelope.id,
-        [HEADER_ORIGINAL_CHANNEL]: chan.name,
-        [HEADER_ORIGINAL_GROUP]: chan.group,
-      });
+      dead.append(
+        delivery.envelope.body,
+        {
+          ...delivery.envelope.headers,
+          [HEADER_ORIGINAL_ID]: delivery.envelope.id,
+          [HEADER_ORIGINAL_CHANNEL]: chan.name,
+          [HEADER_ORIGINAL_GROUP]: chan.group,
+        },
+        this.deadLetterMaxLen,
+      );
       this.metricsIncrement(METRIC_DEAD_LETTERING, chan);
       this.logger.warn(
         `Moved message ${delivery.envelope.id} of '${chan.name}' to '${sub.deadLetterQueue}' after ${delivery.failures} deliveries: ${messageOf(err)}`,

@@ -4,13 +4,16 @@
  * and the publish, a queue that lost data), or `running` with nobody holding its
  * lease (the planner died). The reaper finds both and publishes a new wake-up;
  * a duplicate wake-up is harmless (the lease decides who runs the task).
+ *
+ * It also keeps the idempotency keys bounded: keys past their 24 h window answer
+ * nothing any more, and a sweep deletes them a batch at a time.
  */
 import type { LeaseManager } from "../lease/types";
 import type { TaskStore } from "../store/types";
 import type { WakeUp } from "../contracts";
 
 export interface ReaperDeps {
-  store: Pick<TaskStore, "listStaleQueued" | "listRunning" | "touchWakeup">;
+  store: Pick<TaskStore, "listStaleQueued" | "listRunning" | "touchWakeup" | "purgeIdempotencyKeys">;
   leases: Pick<LeaseManager, "held">;
   publish(wakeUp: WakeUp): Promise<void>;
   /** Wake-ups waiting in the queue, not yet delivered; undefined when unknown. */
@@ -23,16 +26,23 @@ export interface ReaperOptions {
   /** A running task without a live lease is re-published after this many consecutive sweeps find it so. */
   unleasedSweeps: number;
   batch: number;
+  /** Expired idempotency keys are purged at most this often (sooner while a full batch comes back). @default 60000 */
+  purgeEveryMs?: number;
+  /** Clock, for tests. @default Date.now */
+  now?: () => number;
 }
 
 export interface SweepResult {
   requeuedQueued: number;
   requeuedRunning: number;
+  /** Expired idempotency keys deleted by this sweep. */
+  purgedKeys: number;
 }
 
 export class Reaper {
   /** Running tasks seen without a lease, by id → consecutive sweeps. Guards the instant between claim and first renew. */
   private readonly unleased = new Map<string, number>();
+  private lastPurgeAt = -Infinity;
 
   constructor(
     private readonly deps: ReaperDeps,
@@ -40,7 +50,7 @@ export class Reaper {
   ) {}
 
   async sweep(): Promise<SweepResult> {
-    const result: SweepResult = { requeuedQueued: 0, requeuedRunning: 0 };
+    const result: SweepResult = { requeuedQueued: 0, requeuedRunning: 0, purgedKeys: 0 };
     const running = await this.deps.store.listRunning(this.opts.batch);
     if (running.length > 0) {
       const held = await this.deps.leases.held(running.map((r) => r.id));
@@ -72,6 +82,16 @@ export class Reaper {
       if (stale.length > 0) await this.deps.store.touchWakeup(stale);
       result.requeuedQueued = stale.length;
     }
+    result.purgedKeys = await this.purgeKeys();
     return result;
+  }
+
+  private async purgeKeys(): Promise<number> {
+    const now = (this.opts.now ?? Date.now)();
+    if (now - this.lastPurgeAt < (this.opts.purgeEveryMs ?? 60_000)) return 0;
+    const purged = await this.deps.store.purgeIdempotencyKeys(this.opts.batch);
+    // A full batch means more are waiting: the next sweep goes on at once.
+    if (purged < this.opts.batch) this.lastPurgeAt = now;
+    return purged;
   }
 }

@@ -84,8 +84,9 @@ export class ReaperLoop {
       if (!mine) return;
       const r = await this.reaper.sweep();
       if (r.requeuedQueued + r.requeuedRunning > 0) {
-        logger.info({ event: "reaper.requeued", ...r }, "reaper re-published orphaned tasks");
+        logger.info({ event: "reaper.requeued", requeuedQueued: r.requeuedQueued, requeuedRunning: r.requeuedRunning }, "reaper re-published orphaned tasks");
       }
+      if (r.purgedKeys > 0) logger.info({ event: "reaper.purged_keys", purged: r.purgedKeys }, "reaper deleted expired idempotency keys");
     } catch (err) {
       logger.warn({ event: "reaper.failed", err: messageOf(err) }, "reaper sweep failed");
     } finally {

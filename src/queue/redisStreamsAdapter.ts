@@ -16,6 +16,9 @@
  *   itself never depended on it.
  * - Any other read failure pauses the loop briefly instead of spinning.
  *
+ * - The dead-letter stream is written without a length cap. Here it is capped
+ *   (`deadLetterMaxLen`; dead-lettering is rare, so trimming is exact).
+ *
  * Queued tasks whose wake-ups were lost with the stream are found again by the
  * reaper (Postgres is the truth).
  */
@@ -35,6 +38,24 @@ const isNoGroup = (err: unknown): boolean => /^NOGROUP\b/.test(messageOf(err));
 type Command = (...args: unknown[]) => Promise<unknown>;
 
 export class RedisStreamsAdapter extends RedisAdapter {
+  private readonly deadLetterMaxLen: number | undefined;
+
+  /** The library's options, plus `deadLetterMaxLen`: entries the dead-letter stream keeps. */
+  constructor(opts: Record<string, unknown> & { deadLetterMaxLen?: number }) {
+    super(opts as ConstructorParameters<typeof RedisAdapter>[0]);
+    this.deadLetterMaxLen = opts.deadLetterMaxLen;
+  }
+
+  /** The library's move, then the stream trimmed to its cap. */
+  override async moveToDeadLetter(chan: Chan, originalID: string, message: unknown, headers: unknown): Promise<void> {
+    await super.moveToDeadLetter(chan, originalID, message, headers);
+    const cap = this.deadLetterMaxLen;
+    const queue = (chan as { deadLettering?: { queueName?: string } }).deadLettering?.queueName;
+    if (cap === undefined || queue === undefined) return;
+    const client = (this as unknown as { clients: Map<string, Redis>; nackedName: string }).clients.get((this as unknown as { nackedName: string }).nackedName);
+    await client?.xtrim(queue, "MAXLEN", cap);
+  }
+
   override async createRedisClient(name: string, opts: unknown): Promise<Redis> {
     // The library never builds a cluster client with our options (no `cluster` key), so this is a Redis.
     const client = (await super.createRedisClient(name, opts)) as Redis;

@@ -35,6 +35,14 @@ export const WAKEUP_DEAD_LETTERING = { enabled: true, queueName: TASKS_DEAD_CHAN
  */
 export const TASKS_READY_MAXLEN = "~100000";
 
+/**
+ * Length cap of the dead-letter stream (and of the embedded dead-letter topic): the most
+ * recent ~10,000 wake-ups that failed every delivery. They are forensics, not work: the task
+ * each one named is still in Postgres (queued, so the reaper re-publishes it, or settled).
+ * Without a cap a handler failing in a loop would grow Redis without bound.
+ */
+export const TASKS_DEAD_MAXLEN = 10_000;
+
 export interface ConsumerPolicy {
   group: string;
   maxInFlight: number;

@@ -9,15 +9,17 @@
  * A call reserves 1 request, its estimated input tokens and `max_tokens` of
  * output. Settling charges or refunds the difference; the provider's
  * `anthropic-ratelimit-*-remaining` headers cap the local view and a provider 429
- * drains the scope, cluster-wide, until the time it names. Models without
- * configured limits take the limits the provider reports in its headers.
+ * drains the scope, cluster-wide, until the time it names. The limits the
+ * provider reports in its headers are shared by every gateway (learned.ts): they
+ * tighten configured limits and stand in for absent ones.
  */
 import type { Priority } from "../contracts";
 import { ProviderRequestError, RateLimitedError, messageOf } from "../errors";
 import type { MessageParam, ToolSpec, LlmUsage } from "../contracts";
 import type { Buckets } from "./buckets";
 import { InputTokenEstimator } from "./estimator";
-import { bucketSpecs, limitOf, resolveScope, type BucketSpec, type LimitSpec, type RateLimitTable, type Triple } from "./limits";
+import { LearnedLimits, type Learned } from "./learned";
+import { bucketSpecs, limitOf, resolveScope, type BucketSpec, type LimitSpec, type RateLimitTable, type Scope, type Triple } from "./limits";
 import { ScopeWaitQueue } from "./waitQueue";
 
 export interface RateLimiterOptions {
@@ -32,6 +34,10 @@ export interface RateLimiterOptions {
    * many booked calls at once. @default 10
    */
   horizonMs?: number;
+  /** How long learned provider limits last after the last answer that reported them. @default 60 windows */
+  learnedTtlMs?: number;
+  /** How often each gateway re-reads the shared learned limits. @default 1000 */
+  learnedRefreshMs?: number;
   logger?: { warn(obj: Record<string, unknown>, msg: string): void };
   random?: () => number;
 }
@@ -63,21 +69,39 @@ const LIMIT_NAMES = ["requests", "input tokens", "output tokens"] as const;
 export class RateLimiter {
   readonly estimator = new InputTokenEstimator();
   private readonly queues = new Map<string, ScopeWaitQueue>();
-  /** Limits the provider reported, per model; they tighten configured ones and stand in for absent ones. */
-  private readonly learned = new Map<string, LimitSpec>();
+  /** Limits the provider reported, per model, shared with the other gateways. */
+  readonly learned: LearnedLimits;
 
   constructor(
     private readonly buckets: Buckets,
     private readonly opts: RateLimiterOptions,
-  ) {}
+  ) {
+    this.learned = new LearnedLimits(buckets, {
+      ttlMs: opts.learnedTtlMs ?? 60 * opts.windowMs,
+      refreshMs: opts.learnedRefreshMs ?? 1000,
+      maxWaitMs: opts.maxWaitMs,
+      logger: opts.logger,
+    });
+  }
 
   /** Waits for capacity (by priority) and reserves it; `RateLimitedError` (retryable, `retryAfter` s) after `maxWaitMs`. */
   async acquire(call: LimitedCall): Promise<Permit> {
     const scope = resolveScope(this.opts.limits, call.model, call.tier);
-    const limits = tighten(scope.limits, this.learned.get(call.model));
-    const specs = bucketSpecs(limits, this.opts.windowMs);
+    // Nothing configured and nothing learned yet: one call at a time finds the limits out.
+    const endTurn = scope.limits === undefined && (await this.learned.current(call.model)) === undefined ? await this.learned.turn(call.model) : undefined;
+    try {
+      return await this.admit(call, scope, await this.learned.current(call.model), endTurn);
+    } catch (err) {
+      endTurn?.();
+      throw err;
+    }
+  }
+
+  private async admit(call: LimitedCall, scope: Scope, learned: Learned, endTurn: (() => void) | undefined): Promise<Permit> {
+    const specs = this.specsFor(scope.limits, learned);
     const estimate = this.estimator.estimate(call.model, call);
     const need: Triple<number> = [1, estimate.tokens, call.maxTokens];
+    const limits = tighten(scope.limits, learned === "none" ? undefined : learned);
     for (const i of [0, 1, 2] as const) {
       const limit = limitOf(limits, i);
       if (limit !== undefined && need[i] > limit) {
@@ -88,7 +112,7 @@ export class RateLimiter {
       }
     }
     await this.queueOf(scope.key).enter(specs, need, call.priority);
-    return new Permit(this, scope.key, call.model, specs, need, estimate.raw);
+    return new Permit(this, scope, call.model, specs, need, estimate.raw, endTurn);
   }
 
   /** Callers waiting in this process, per scope (for metrics and tests). */
@@ -109,6 +133,11 @@ export class RateLimiter {
     return q;
   }
 
+  /** @internal The buckets of a scope with its configured limits, tightened by what was learned. */
+  specsFor(configured: LimitSpec | undefined, learned: Learned): Triple<BucketSpec> {
+    return bucketSpecs(tighten(configured, learned === "none" ? undefined : learned), this.opts.windowMs);
+  }
+
   /** @internal Permit's way back in. */
   async apply(scope: string, specs: Triple<BucketSpec>, op: { delta: Triple<number>; remaining?: Triple<number | undefined> } | { penaltyMs: number }): Promise<void> {
     try {
@@ -120,11 +149,6 @@ export class RateLimiter {
     }
   }
 
-  /** @internal */
-  learn(model: string, h: ProviderLimitHeaders): void {
-    if (h.requestsLimit === undefined && h.inputTokensLimit === undefined && h.outputTokensLimit === undefined) return;
-    this.learned.set(model, { rpm: h.requestsLimit, itpm: h.inputTokensLimit, otpm: h.outputTokensLimit });
-  }
 }
 
 function tighten(configured: LimitSpec | undefined, reported: LimitSpec | undefined): LimitSpec | undefined {
@@ -137,16 +161,21 @@ function tighten(configured: LimitSpec | undefined, reported: LimitSpec | undefi
 /** One admitted call's reservation, to be settled exactly once. */
 export class Permit {
   private done = false;
+  readonly scope: string;
 
   constructor(
     private readonly limiter: RateLimiter,
-    readonly scope: string,
+    private readonly scoped: Scope,
     readonly model: string,
     private readonly specs: Triple<BucketSpec>,
     /** What was reserved: 1 request, estimated input tokens, `max_tokens`. */
     readonly reserved: Triple<number>,
     private readonly rawEstimate: number,
-  ) {}
+    /** Ends this call's turn as the one finding out the model's limits, if it was that call. */
+    private readonly endTurn: (() => void) | undefined = undefined,
+  ) {
+    this.scope = scoped.key;
+  }
 
   /** Charges or refunds the difference to actual usage; the provider's headers cap the local view. */
   async settle(usage: LlmUsage, headers: ProviderLimitHeaders = {}): Promise<void> {
@@ -155,9 +184,16 @@ export class Permit {
     // The provider counts uncached input and cache writes against the input limit; cache reads are free of it.
     const input = usage.input_tokens + usage.cache_creation_input_tokens;
     this.limiter.estimator.observe(this.model, this.rawEstimate, input);
-    this.limiter.learn(this.model, headers);
-    await this.limiter.apply(this.scope, this.specs, {
-      delta: [0, input - this.reserved[1], usage.output_tokens - this.reserved[2]],
+    const shared = this.limiter.learned.report(this.model, headers);
+    this.endTurn?.();
+    // Limits learned from this very answer apply now: a bucket that was unlimited at reserve time is charged the whole usage.
+    const specs = this.limiter.specsFor(this.scoped.limits, this.limiter.learned.known(this.model));
+    const actual: Triple<number> = [1, input, usage.output_tokens];
+    const d = (j: 0 | 1 | 2) => (this.specs[j].capacity > 0 || specs[j].capacity <= 0 ? actual[j] - this.reserved[j] : actual[j]);
+    const delta: Triple<number> = [d(0), d(1), d(2)];
+    await shared;
+    await this.limiter.apply(this.scope, specs, {
+      delta,
       remaining: [headers.requestsRemaining, headers.inputTokensRemaining, headers.outputTokensRemaining],
     });
   }
@@ -169,6 +205,7 @@ export class Permit {
   async failed(err: unknown): Promise<void> {
     if (this.done) return;
     this.done = true;
+    this.endTurn?.();
     if (err instanceof RateLimitedError) {
       const data = (err.data ?? {}) as { retryAfter?: unknown; retryAfterMs?: unknown };
       const ms = typeof data.retryAfterMs === "number" ? data.retryAfterMs : Number(data.retryAfter ?? 1) * 1000;

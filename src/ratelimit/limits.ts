@@ -2,12 +2,14 @@
  * From configured limits ("N per window") to bucket shapes, and from a model and
  * tier to the bucket scope that pays for the call.
  *
+ * Every bucket is shaped so that capacity + refill × window <= limit: whatever the
+ * order of calls, no window of the limit's length admits more than the limit (a
+ * bucket holding a whole window AND refilling would admit up to twice it).
  * Requests are paced: the bucket holds one request and refills so that every
  * 1/60 of the window (the provider's "60 RPM may be enforced as 1 per second")
- * stays within the limit, which implies the whole window does too. Token buckets
- * have the provider's own shape (capacity = the window's limit): reservations are
- * upper bounds (`max_tokens`) that settle much lower, and a one-request capacity
- * would let only one call be in flight.
+ * stays within the limit, which implies the whole window does too. Token
+ * buckets hold 1/60 of the limit and refill the other 59/60 over the window; a
+ * call needing more than the capacity books the refill it lacks (bucketMath.ts).
  */
 import { z } from "zod";
 
@@ -69,8 +71,17 @@ export function requestBucket(limit: number, windowMs: number): BucketSpec {
   return { capacity: 1, refillPerMs: perWindow / windowMs };
 }
 
+/**
+ * 1/60 of the limit of burst, refilled at the rest less half a short window's
+ * worth: capacity + refill × window = limit − limit/120 (99.2%; the steady rate is
+ * 97.5% of the limit). The slack, like the request bucket's, absorbs delivery
+ * jitter, and a refund of unused `max_tokens` that returns while its call's
+ * window is still open (calls shorter than 1/120 of the window are covered).
+ */
 export function tokenBucket(limit: number, windowMs: number): BucketSpec {
-  return { capacity: limit, refillPerMs: limit / windowMs };
+  const capacity = limit / SHORT_WINDOW_DIVISOR;
+  const slack = (limit * SHORT_WINDOW_SLACK) / SHORT_WINDOW_DIVISOR;
+  return { capacity, refillPerMs: (limit - capacity - slack) / windowMs };
 }
 
 export function bucketSpecs(limits: LimitSpec | undefined, windowMs: number): Triple<BucketSpec> {

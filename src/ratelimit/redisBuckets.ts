@@ -8,7 +8,7 @@ import { awaitRedis } from "../redis/connection";
 import { RedisScripts, luaDir } from "../redis/scripts";
 import type { Buckets, ReserveOutcome } from "./buckets";
 import { NO_REMAINING } from "./buckets";
-import type { BucketSpec, Triple } from "./limits";
+import { LimitSpecSchema, type BucketSpec, type LimitSpec, type Triple } from "./limits";
 
 export interface RedisBucketsOptions {
   /** Namespaces the keys: `${prefix}:ratelimit:${scope}`. Usually the Moleculer namespace. */
@@ -45,6 +45,27 @@ export class RedisBuckets implements Buckets {
 
   async penalize(scope: string, specs: Triple<BucketSpec>, delayMs: number): Promise<void> {
     await this.call("penalize", this.scripts.run("penalizeRate", [this.key(scope)], [delayMs, ...specArgs(specs)]));
+  }
+
+  /** Where a model's learned limits live (JSON, with a TTL): beside the buckets, never a scope's key. */
+  learnedKey(model: string): string {
+    return `${this.opts.prefix}:ratelimit-learned:${model}`;
+  }
+
+  async learnedLimits(model: string): Promise<LimitSpec | undefined> {
+    const raw = await this.call("learned", this.redis.get(this.learnedKey(model)));
+    if (raw === null) return undefined;
+    try {
+      const parsed = LimitSpecSchema.safeParse(JSON.parse(raw));
+      return parsed.success ? parsed.data : undefined;
+    } catch {
+      // Not ours to trust: no learned limits, the next provider answer writes good ones.
+      return undefined;
+    }
+  }
+
+  async learnLimits(model: string, limits: LimitSpec, ttlMs: number): Promise<void> {
+    await this.call("learn", this.redis.set(this.learnedKey(model), JSON.stringify(limits), "PX", Math.max(1, Math.ceil(ttlMs))));
   }
 
   /** The connection is shared (leases, queue statistics); whoever opened it closes it. */

@@ -19,7 +19,12 @@ export function estimateInputTokens(req: Pick<CountTokensRequest, "system" | "me
 
 export function contentChars(content: readonly SimContentBlock[]): number {
   let chars = 0;
-  for (const block of content) chars += block.type === "text" ? block.text.length : block.name.length + JSON.stringify(block.input).length;
+  // A policy is user code and may leave a field out; what it answered is counted, never a crash.
+  const text = (v: unknown) => (typeof v === "string" ? v.length : 0);
+  for (const block of content) {
+    const b = block as Partial<Record<"text" | "name" | "input", unknown>> & { type: string };
+    chars += b.type === "text" ? text(b.text) : text(b.name) + (JSON.stringify(b.input) ?? "").length;
+  }
   return chars;
 }
 

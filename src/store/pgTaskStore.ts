@@ -14,9 +14,15 @@
 import type pg from "pg";
 import {
   CHECKPOINT_SCHEMA_VERSION,
+  DEFAULT_TENANT,
   isTaskId,
+  type ApiKeyInfo,
+  type ApiKeyRecord,
+  type KeyReplacement,
+  type NewApiKey,
   TASK_STATUSES,
   type ClaimResult,
+  type RunningCaps,
   type CreateTaskResult,
   type DeadLetter,
   type NewStep,
@@ -30,8 +36,10 @@ import {
   type ToolOutcome,
   type Usage,
 } from "../contracts";
-import { InternalError, StaleFenceError, TaskNotFoundError } from "../errors";
+import { InternalError, messageOf, StaleFenceError, TaskNotFoundError, ValidationError } from "../errors";
+import { createApiKey, findApiKey, listApiKeys, revokeApiKey, type ApiKeyRow } from "./apiKeys";
 import { sqlStateOf, toStoreError } from "./dbErrors";
+import { anyCap, capParams, CLAIM_NEXT_SQL, FAIR_CLAIM_LOCK_SQL, QUEUED_HEAD_SQL } from "./fairClaim";
 import { migrate } from "./migrate";
 import { createPool, type PoolOptions, type StoreKind } from "./pool";
 import { toDeadLetter, toStep, toTask, iso, num, type DeadLetterRow, type StepRow, type TaskRow } from "./rows";
@@ -45,27 +53,50 @@ import type { TaskStore } from "./types";
 export class DuplicateStepError extends InternalError {}
 
 
-/** jsonb parameters: `pg` would send a JS array as a Postgres array and a string unquoted. */
-const json = (v: unknown): string => JSON.stringify(v === undefined ? null : v);
+/**
+ * A NUL or a lone surrogate, as `JSON.stringify` escapes them (an even run of backslashes before, so a
+ * literal backslash followed by "u0000" is not one): jsonb cannot hold either.
+ */
+const UNSTORABLE_ESCAPE = /(?<!\\)((?:\\\\)*)\\u(?:0000|d[89a-f][0-9a-f]{2})/gi;
+
+/**
+ * jsonb parameters: `pg` would send a JS array as a Postgres array and a string unquoted. What a model or a
+ * tool answered may hold a NUL or a lone surrogate, which jsonb refuses: each is stored as U+FFFD, so the
+ * step is kept (a task's own input never gets here with one: the API refuses it with a 422). A value JSON
+ * cannot write at all (nested past the stack, a BigInt) is a `ValidationError`, not a crash of the writer.
+ */
+function json(v: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(v === undefined ? null : v);
+  } catch (err) {
+    throw new ValidationError(`the value cannot be stored as JSON: ${messageOf(err)}`);
+  }
+  return text.includes("\\u") ? text.replace(UNSTORABLE_ESCAPE, "$1\\ufffd") : text;
+}
 
 const limitOf = (n: number): number => (Number.isFinite(n) ? Math.max(0, Math.floor(n)) : 0);
 
 const SQL = {
   insertTask: `
-    INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version, trace_context)
-    VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7)
+    INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version, trace_context, tenant)
+    VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8)
     RETURNING *`,
   // Takes the key, or replaces one older than the 24 h window; a fresh key held by another task returns no row.
+  // Keys are per tenant (migration 005): another tenant's same key is a different key.
   claimKey: `
-    INSERT INTO idempotency_keys (key, task_id) VALUES ($1, $2)
-    ON CONFLICT (key) DO UPDATE SET task_id = EXCLUDED.task_id, created_at = now()
+    INSERT INTO idempotency_keys (key, task_id, tenant) VALUES ($1, $2, $3)
+    ON CONFLICT (tenant, key) DO UPDATE SET task_id = EXCLUDED.task_id, created_at = now()
       WHERE idempotency_keys.created_at < now() - interval '24 hours'
     RETURNING task_id`,
-  taskByKey: `SELECT t.* FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id WHERE k.key = $1`,
-  getTask: `SELECT * FROM tasks WHERE id = $1`,
+  taskByKey: `SELECT t.* FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id WHERE k.key = $1 AND k.tenant = $2`,
+  // A null tenant ($2) reads any task: the roles inside the cluster; the API always names one.
+  getTask: `SELECT * FROM tasks WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)`,
   listSteps: `
     SELECT task_id, step, kind, schema_version, fence, data, created_at
-    FROM steps WHERE task_id = $1 ORDER BY step`,
+    FROM steps s WHERE task_id = $1
+      AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.tenant = $2))
+    ORDER BY step`,
   claim: `
     UPDATE tasks
     SET fence = fence + 1, attempts = attempts + 1, status = 'running', lease_owner = $2,
@@ -94,17 +125,18 @@ const SQL = {
       UPDATE tasks
       SET status = $3, result = $4::jsonb, error = $5::jsonb, finished_at = now(), updated_at = now(), lease_owner = NULL
       WHERE id = $1 AND fence = $2 AND status = 'running'
-      RETURNING id, agent, status, error, attempts
+      RETURNING id, agent, status, error, attempts, tenant
     ), letter AS (
-      INSERT INTO dead_letters (task_id, agent, error, attempts)
-      SELECT id, agent, error, attempts FROM task WHERE status = 'failed'
+      INSERT INTO dead_letters (task_id, agent, error, attempts, tenant)
+      SELECT id, agent, error, attempts, tenant FROM task WHERE status = 'failed'
       ON CONFLICT (task_id) DO UPDATE
-        SET agent = EXCLUDED.agent, error = EXCLUDED.error, attempts = EXCLUDED.attempts, created_at = now()
+        SET agent = EXCLUDED.agent, error = EXCLUDED.error, attempts = EXCLUDED.attempts, tenant = EXCLUDED.tenant, created_at = now()
     )
     SELECT count(*)::int AS n FROM task`,
   release: `
     UPDATE tasks SET status = 'queued', lease_owner = NULL, wakeup_at = now(), updated_at = now(),
-      attempts = CASE WHEN $3::boolean THEN attempts ELSE GREATEST(attempts - 1, 0) END
+      attempts = CASE WHEN $3::boolean THEN attempts ELSE GREATEST(attempts - 1, 0) END,
+      not_before = CASE WHEN $4::double precision > 0 THEN now() + $4::double precision * interval '1 millisecond' END
     WHERE id = $1 AND fence = $2 AND status = 'running'`,
   fenceOf: `SELECT fence, status FROM tasks WHERE id = $1`,
   touch: `UPDATE tasks SET wakeup_at = now() WHERE id = ANY($1::uuid[])`,
@@ -114,15 +146,20 @@ const SQL = {
     ORDER BY wakeup_at, id LIMIT $2`,
   running: `SELECT id, fence, updated_at FROM tasks WHERE status = 'running' ORDER BY updated_at LIMIT $1`,
   countByStatus: `SELECT status, count(*)::int AS n FROM tasks GROUP BY status`,
+  purgeKeys: `
+    DELETE FROM idempotency_keys WHERE ctid IN (
+      SELECT ctid FROM idempotency_keys WHERE created_at < now() - interval '24 hours' ORDER BY created_at LIMIT $1
+    )`,
   deadLetters: `
-    SELECT task_id, agent, error, attempts, created_at FROM dead_letters
+    SELECT task_id, agent, error, attempts, created_at, tenant FROM dead_letters
+    WHERE ($2::text IS NULL OR tenant = $2)
     ORDER BY created_at DESC, task_id LIMIT $1`,
   redrive: `
     WITH task AS (
       UPDATE tasks
       SET status = 'queued', attempts = 0, error = NULL, result = NULL, finished_at = NULL,
           lease_owner = NULL, wakeup_at = now(), updated_at = now()
-      WHERE id = $1 AND status = 'failed'
+      WHERE id = $1 AND status = 'failed' AND ($2::text IS NULL OR tenant = $2)
       RETURNING id
     ), letter AS (
       DELETE FROM dead_letters WHERE task_id IN (SELECT id FROM task)
@@ -169,7 +206,8 @@ export class PgTaskStore implements TaskStore {
   }
 
   async createTask(task: NewTask, idempotencyKey?: string): Promise<CreateTaskResult> {
-    const values = [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version, task.trace_context ?? null];
+    const tenant = task.tenant ?? DEFAULT_TENANT;
+    const values = [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version, task.trace_context ?? null, tenant];
     if (idempotencyKey === undefined) {
       const { rows } = await this.query<TaskRow>("createTask", SQL.insertTask, values);
       return { task: toTask(one(rows, "createTask")), created: true };
@@ -178,12 +216,12 @@ export class PgTaskStore implements TaskStore {
     // row until this transaction ends, then finds it taken and reads the winner.
     for (let attempt = 0; attempt < 3; attempt++) {
       const outcome = await this.transaction("createTask", async (client) => {
-        const claimed = await client.query(SQL.claimKey, [idempotencyKey, task.id]);
+        const claimed = await client.query(SQL.claimKey, [idempotencyKey, task.id, tenant]);
         if (claimed.rowCount === 1) {
           const { rows } = await client.query<TaskRow>(SQL.insertTask, values);
           return { task: toTask(one(rows, "createTask")), created: true };
         }
-        const { rows } = await client.query<TaskRow>(SQL.taskByKey, [idempotencyKey]);
+        const { rows } = await client.query<TaskRow>(SQL.taskByKey, [idempotencyKey, tenant]);
         const winner = rows[0];
         return winner === undefined ? undefined : { task: toTask(winner), created: false };
       });
@@ -193,16 +231,16 @@ export class PgTaskStore implements TaskStore {
     throw new InternalError("idempotency key kept changing hands", { operation: "createTask" });
   }
 
-  async getTask(id: string): Promise<TaskRecord | null> {
+  async getTask(id: string, tenant?: string): Promise<TaskRecord | null> {
     if (!isTaskId(id)) return null;
-    const { rows } = await this.query<TaskRow>("getTask", SQL.getTask, [id]);
+    const { rows } = await this.query<TaskRow>("getTask", SQL.getTask, [id, tenant ?? null]);
     const row = rows[0];
     return row === undefined ? null : toTask(row);
   }
 
-  async listSteps(taskId: string): Promise<StepRecord[]> {
+  async listSteps(taskId: string, tenant?: string): Promise<StepRecord[]> {
     if (!isTaskId(taskId)) return [];
-    const { rows } = await this.query<StepRow>("listSteps", SQL.listSteps, [taskId]);
+    const { rows } = await this.query<StepRow>("listSteps", SQL.listSteps, [taskId, tenant ?? null]);
     return rows.map(toStep);
   }
 
@@ -213,6 +251,26 @@ export class PgTaskStore implements TaskStore {
     if (row === undefined) return null;
     const task = toTask(row);
     return { task, fence: task.fence };
+  }
+
+  /** See the store's method table and fairClaim.ts. */
+  async claimNext(owner: string, caps: RunningCaps): Promise<ClaimResult | null> {
+    const values = [owner, ...capParams(caps)];
+    const rows = anyCap(caps)
+      ? await this.transaction("claimNext", async (client) => {
+          await client.query(FAIR_CLAIM_LOCK_SQL);
+          return (await client.query<TaskRow>(CLAIM_NEXT_SQL, values)).rows;
+        })
+      : (await this.query<TaskRow>("claimNext", CLAIM_NEXT_SQL, values)).rows;
+    const row = rows[0];
+    if (row === undefined) return null;
+    const task = toTask(row);
+    return { task, fence: task.fence };
+  }
+
+  async queuedHead(tenant: string): Promise<string | null> {
+    const { rows } = await this.query<{ id: string }>("queuedHead", QUEUED_HEAD_SQL, [tenant]);
+    return rows[0]?.id ?? null;
   }
 
   /**
@@ -263,8 +321,9 @@ export class PgTaskStore implements TaskStore {
   }
 
   /** Fenced. Releasing twice with the same fence is a no-op. */
-  async releaseTask(taskId: string, fence: number, opts: { countAttempt?: boolean } = {}): Promise<void> {
-    const { rowCount } = await this.query("releaseTask", SQL.release, [taskId, fence, opts.countAttempt ?? true], { raw: true });
+  async releaseTask(taskId: string, fence: number, opts: { countAttempt?: boolean; notBeforeMs?: number } = {}): Promise<void> {
+    const delay = Math.max(0, opts.notBeforeMs ?? 0);
+    const { rowCount } = await this.query("releaseTask", SQL.release, [taskId, fence, opts.countAttempt ?? true, delay], { raw: true });
     if (rowCount === 1) return;
     await this.rejectFencedWrite("releaseTask", taskId, fence, (status) => status === "queued");
   }
@@ -287,6 +346,11 @@ export class PgTaskStore implements TaskStore {
     return rows.map((r) => ({ id: r.id, fence: num(r.fence), updated_at: iso(r.updated_at) }));
   }
 
+  async purgeIdempotencyKeys(limit: number): Promise<number> {
+    const { rowCount } = await this.query("purgeIdempotencyKeys", SQL.purgeKeys, [limitOf(limit)]);
+    return rowCount ?? 0;
+  }
+
   async countByStatus(): Promise<TaskCounts> {
     const { rows } = await this.query<{ status: string; n: number }>("countByStatus", SQL.countByStatus, []);
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as TaskCounts;
@@ -298,8 +362,8 @@ export class PgTaskStore implements TaskStore {
   }
 
   /** Most recent first. */
-  async listDeadLetters(limit: number): Promise<DeadLetter[]> {
-    const { rows } = await this.query<DeadLetterRow>("listDeadLetters", SQL.deadLetters, [limitOf(limit)]);
+  async listDeadLetters(limit: number, tenant?: string): Promise<DeadLetter[]> {
+    const { rows } = await this.query<DeadLetterRow>("listDeadLetters", SQL.deadLetters, [limitOf(limit), tenant ?? null]);
     return rows.map(toDeadLetter);
   }
 
@@ -308,9 +372,9 @@ export class PgTaskStore implements TaskStore {
    * than paying for them again. Publishing the wake-up is the caller's job; if
    * that is lost, the reaper finds the task by its fresh `wakeup_at`.
    */
-  async redrive(taskId: string): Promise<boolean> {
+  async redrive(taskId: string, tenant?: string): Promise<boolean> {
     if (!isTaskId(taskId)) return false;
-    const { rows } = await this.query<{ n: number }>("redrive", SQL.redrive, [taskId]);
+    const { rows } = await this.query<{ n: number }>("redrive", SQL.redrive, [taskId, tenant ?? null]);
     return rows[0]?.n === 1;
   }
 
@@ -333,6 +397,22 @@ export class PgTaskStore implements TaskStore {
     const row = rows[0] ?? (await this.query<ToolCallRow>("toolCallFinished", SQL.toolCall, [idempotencyKey])).rows[0];
     if (row === undefined) throw new InternalError(`tool call ${idempotencyKey} finished without being started`, { operation: "toolCallFinished" });
     return toOutcome(row.outcome);
+  }
+
+  createKey(key: NewApiKey, replaces?: KeyReplacement): Promise<ApiKeyInfo> {
+    return this.transaction("createKey", (client) => createApiKey(client, key, replaces));
+  }
+
+  findKey(id: string): Promise<ApiKeyRecord | null> {
+    return findApiKey((text, values) => this.query<ApiKeyRow>("findKey", text, values), id);
+  }
+
+  listKeys(tenant?: string): Promise<ApiKeyInfo[]> {
+    return listApiKeys((text, values) => this.query<ApiKeyRow>("listKeys", text, values), tenant);
+  }
+
+  revokeKey(id: string, tenant?: string): Promise<ApiKeyInfo | null> {
+    return revokeApiKey((text, values) => this.query<ApiKeyRow>("revokeKey", text, values), id, tenant);
   }
 
   close(): Promise<void> {

@@ -44,6 +44,7 @@ export interface TaskRow {
   updated_at: Date | string;
   wakeup_at: Date | string;
   trace_context: string | null;
+  tenant: string;
 }
 
 export interface StepRow {
@@ -62,6 +63,7 @@ export interface DeadLetterRow {
   error: unknown;
   attempts: number;
   created_at: Date | string;
+  tenant: string;
 }
 
 function corrupt(what: string, value: unknown): InternalError {
@@ -141,6 +143,7 @@ export function toTask(row: TaskRow): TaskRecord {
     finished_at: isoOrNull(row.finished_at),
     wakeup_at: iso(row.wakeup_at),
     trace_context: row.trace_context ?? null,
+    tenant: row.tenant,
   };
 }
 
@@ -168,5 +171,6 @@ export function toDeadLetter(row: DeadLetterRow): DeadLetter {
     error: taskError(row.error) ?? { type: "unknown", message: "no error recorded" },
     attempts: row.attempts,
     created_at: iso(row.created_at),
+    tenant: row.tenant,
   };
 }

@@ -13,6 +13,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import { TASK_STATUSES } from "../contracts";
+import { cachedQuery, type CachedQueryOptions } from "./cachedQuery";
 
 /** OpenTelemetry GenAI semantic conventions, bucket advice for `gen_ai.client.token.usage`. */
 export const GEN_AI_TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864];
@@ -265,9 +266,12 @@ export class Metrics {
     });
   }
 
-  /** The metrics role attaches the cluster-wide source; other processes export only their own series. */
-  attachClusterSource(source: ClusterSource | undefined): void {
-    this.source = source;
+  /**
+   * The metrics role attaches the cluster-wide source; other processes export only their own series. `countByStatus` (a database query) is cached: scrapes
+   * within `cache.ttlMs` (5 s) of it, and concurrent ones, share one query.
+   */
+  attachClusterSource(source: ClusterSource | undefined, cache: CachedQueryOptions = {}): void {
+    this.source = source && { ...source, countByStatus: cachedQuery(() => source.countByStatus(), cache) };
   }
 
   /** The planner tells how many task leases it holds. */

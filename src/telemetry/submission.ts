@@ -1,10 +1,14 @@
 /**
  * The root of a task's trace: the api's span for the submitting request, named
  * for the task (`invoke_agent {agent}`). Intake stores its context with the task,
- * so every attempt, on any planner and after any crash, is a child of it. A
- * `traceparent` header on the request makes the caller's span its parent.
+ * so every attempt, on any planner and after any crash, is a child of it.
+ *
+ * A `traceparent` header on the request is linked, never adopted as the parent: the
+ * header is client input, and as a parent it would let any client graft a task's spans
+ * onto a trace it does not own (another task's, another tenant's). Every task starts a
+ * trace of its own; the link lets a tracing backend jump from the caller's span to it.
  */
-import { ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
+import { ROOT_CONTEXT, SpanKind, trace, type Link } from "@opentelemetry/api";
 import { httpStatusOf } from "../errors";
 import { Attr, contextFromTraceparent, inSpan } from "./spans";
 
@@ -27,7 +31,9 @@ export function traceSubmission<R extends Submitted>(incomingTraceparent: string
     "http.route": "/v1/tasks",
   };
   const name = agentName === undefined ? "invoke_agent" : `invoke_agent ${agentName}`;
-  return inSpan(name, { kind: SpanKind.SERVER, attributes }, contextFromTraceparent(incomingTraceparent, ROOT_CONTEXT), async (span) => {
+  const caller = trace.getSpanContext(contextFromTraceparent(incomingTraceparent, ROOT_CONTEXT));
+  const links: Link[] = caller === undefined ? [] : [{ context: caller, attributes: { "clawfleet.link": "http.traceparent" } }];
+  return inSpan(name, { kind: SpanKind.SERVER, attributes, links, root: true }, ROOT_CONTEXT, async (span) => {
     let r: R;
     try {
       r = await submit();

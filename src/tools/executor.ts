@@ -91,7 +91,12 @@ export class ToolExecutor implements ToolRunner {
     return [...out.values()];
   }
 
-  async run(call: ToolCall): Promise<ToolResult> {
+  /**
+   * `cancel`: the caller gave up (its planner is shutting down). A tool without side effects is stopped and the
+   * call rejects with the cancel's reason (the step is asked again later); a side-effect tool is never stopped
+   * midway: it runs to its outcome, which is recorded, so the step's next call gets that outcome, not a second run.
+   */
+  async run(call: ToolCall, cancel?: AbortSignal): Promise<ToolResult> {
     const started = performance.now();
     const result = (ok: boolean, output: unknown, replayed?: boolean): ToolResult => ({
       ok,
@@ -129,8 +134,10 @@ export class ToolExecutor implements ToolRunner {
     if (issues) return refuse({ error: "invalid input", issues });
 
     if (!tool.sideEffect) {
-      const a = await this.attempt(tool, call);
+      const a = await this.attempt(tool, call, cancel);
       if (a.kind === "answered") return result(true, a.output);
+      // Whatever it ended with may be the cancel's doing, not the tool's: no result for the model to see.
+      if (cancel?.aborted) throw cancel.reason;
       if (a.kind === "failed") return result(false, { error: a.message });
       // Nothing changed the world: a timeout is the model's to hear about, a broken way to the tool is retried.
       if (a.timedOut) return result(false, { error: a.reason });
@@ -176,12 +183,13 @@ export class ToolExecutor implements ToolRunner {
     return all;
   }
 
-  /** One call of the tool, bounded by its timeout (its `ctx.signal` aborts then). */
-  private async attempt(tool: ResolvedTool, call: ToolCall): Promise<Attempted> {
+  /** One call of the tool, bounded by its timeout (its `ctx.signal` aborts then) and by `cancel` when given. */
+  private async attempt(tool: ResolvedTool, call: ToolCall, cancel?: AbortSignal): Promise<Attempted> {
     const timeoutMs = tool.timeoutMs ?? this.defaultTimeoutMs;
     const base = { taskId: call.taskId, step: call.step, agent: call.agent, idempotencyKey: call.idempotencyKey, timeoutMs };
     try {
-      return { kind: "answered", output: await withToolTimeout(tool.name, timeoutMs, (signal) => tool.invoke(call.input, { ...base, signal })) };
+      const running = withToolTimeout(tool.name, timeoutMs, (signal) => tool.invoke(call.input, { ...base, signal: cancel ? AbortSignal.any([signal, cancel]) : signal }));
+      return { kind: "answered", output: await (cancel ? untilAborted(running, cancel) : running) };
     } catch (err) {
       if (err instanceof ToolTimeout || isTimeout(err)) {
         return { kind: "unknown", reason: `tool ${tool.name} timed out after ${timeoutMs} ms`, timedOut: true, err };
@@ -203,6 +211,16 @@ export class ToolExecutor implements ToolRunner {
       : `side-effect tool ${call.tool} (${call.idempotencyKey}): outcome unknown (${reason}); the step is retried with the same idempotency key`;
     return new ToolOutcomeUnknownError(message, data);
   }
+}
+
+/** `p`, or the signal's reason once it aborts (a tool that ignores its signal is not waited for). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    signal.addEventListener("abort", onAbort, { once: true });
+    void p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }
 
 /** Timeouts on the way to the tool or inside it (a Moleculer call's, an MCP request's): the tool may have acted. */

@@ -28,5 +28,6 @@ export interface ToolDefinition<I = unknown, O = unknown> {
 
 /** What the agent loop calls to run a tool: `executor.run` over the broker, or a local registry in tests. */
 export interface ToolRunner {
-  run(call: ToolCall): Promise<ToolResult>;
+  /** `signal`: the caller gives up (a shutdown past its drain); what the call then does is the runner's to say. */
+  run(call: ToolCall, signal?: AbortSignal): Promise<ToolResult>;
 }

@@ -125,6 +125,42 @@ describe.skipIf(!hasService("redis"))("channels (redis streams)", () => {
     expect(await queueStats(redis, ns, TASKS_READY_CHANNEL, PLANNERS_GROUP)).toEqual({ waiting: 2, inFlight: 1 });
   });
 
+  it("dead letters - the dead-letter stream keeps only the newest deadLetterMaxLen entries", async () => {
+    const ns = newNamespace();
+    let attempts = 0;
+    const b = new ServiceBroker({
+      logger: false,
+      namespace: ns,
+      nodeID: uniqueId("node-"),
+      middlewares: [channelsMiddleware({ mode: "distributed", redisUrl: REDIS_TEST_URL, namespace: ns, deadLetterMaxLen: 3 })],
+    });
+    brokers.push(b);
+    b.createService({
+      name: "planner",
+      channels: {
+        [TASKS_READY_CHANNEL]: {
+          group: PLANNERS_GROUP,
+          maxRetries: 0,
+          handler: () => {
+            attempts++;
+            throw new Error("boom");
+          },
+        },
+      },
+    });
+    await b.start();
+    for (let i = 0; i < 6; i++) await sendToChannel(b, TASKS_READY_CHANNEL, { taskId: `t-${i}`, reason: "submitted" });
+    const dead = `${ns}.${TASKS_DEAD_CHANNEL}`;
+    await waitFor("six failed deliveries", () => attempts >= 6);
+    await waitFor("the last one dead-lettered", async () => {
+      const last = await redis.xrevrange(dead, "+", "-", "COUNT", 1);
+      return last[0]?.[1]?.[1]?.includes("t-5") === true;
+    });
+    expect(await redis.xlen(dead)).toBe(3);
+    const kept = (await redis.xrange(dead, "-", "+")).map(([, fields]) => JSON.parse(fields[1] ?? "null") as { taskId: string });
+    expect(kept.map((k) => k.taskId)).toEqual(["t-3", "t-4", "t-5"]);
+  });
+
   it("options - stream keys, dead letters, claim timing and startID are what the design says", async () => {
     const ns = newNamespace();
     const b = broker(ns);

@@ -13,6 +13,7 @@ import { startNode, type ClawfleetNode } from "../../app/node";
 import { ORDER_ROUTER_PROMPTS } from "../../testkit/examples";
 import { freePort } from "../../testkit/cluster";
 import { createTestDatabase, hasService, NATS_TEST_URL, REDIS_TEST_URL, uniqueId, type TestDatabase } from "../helpers/services";
+import { bearer, issueTestKey, TEST_ADMIN_KEY } from "../../testkit/auth";
 
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
@@ -93,7 +94,7 @@ describe.skipIf(!ready)("health - readiness and liveness of distributed nodes", 
     db = await createTestDatabase();
     await new Promise<void>((r) => provider.server.listen(0, "127.0.0.1", () => r()));
     const providerUrl = `http://127.0.0.1:${(provider.server.address() as AddressInfo).port}`;
-    const common = { CLAWFLEET_PROMPTS_DIR: ORDER_ROUTER_PROMPTS, TRANSPORTER: NATS_TEST_URL, REDIS_URL: REDIS_TEST_URL, DATABASE_URL: db.url, PORT: "0", LOG_LEVEL: "fatal" };
+    const common = { CLAWFLEET_PROMPTS_DIR: ORDER_ROUTER_PROMPTS, TRANSPORTER: NATS_TEST_URL, REDIS_URL: REDIS_TEST_URL, DATABASE_URL: db.url, PORT: "0", LOG_LEVEL: "fatal", CLAWFLEET_ADMIN_KEY: TEST_ADMIN_KEY };
     node = await startNode(
       loadConfig({
         ...common,
@@ -147,7 +148,7 @@ describe.skipIf(!ready)("health - readiness and liveness of distributed nodes", 
   it("answers 503 naming the planner when it has a task in flight and no progress past the stall limit, 200 once it moves", async () => {
     const r = await fetch(`${base}/v1/tasks`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...bearer(await issueTestKey(base)) },
       body: JSON.stringify({ agent: "order-router", input: { order_id: "ORD-1042" } }),
     });
     expect(r.status).toBe(202);

@@ -127,7 +127,8 @@ describe.skipIf(!hasService("nats"))("side effects at most once - a tool that co
         prices: new PriceTable(),
         logger: { info: () => undefined, warn: () => undefined },
       },
-      { owner: "planner-a", leaseTtlMs: 10_000, leaseRenewMs: 3_000, maxAttempts: 10, defaultMaxSteps: 20 },
+      // Retried at once (no backoff): each wake-up below is the next attempt.
+      { owner: "planner-a", leaseTtlMs: 10_000, leaseRenewMs: 3_000, maxAttempts: 10, defaultMaxSteps: 20, retryBackoff: { baseMs: 0, maxMs: 0 } },
     );
     const id = randomUUID();
     await store.createTask({ id, agent: "router", input: { order_id: "ORD-1042" }, priority: "normal", metadata: {}, prompt_version: "test" });

@@ -382,7 +382,7 @@ function storeContract(backend: Backend): void {
       expect(failed).toMatchObject({ status: "failed", error, attempts: 1 });
       expect(failed?.finished_at).not.toBeNull();
       const letters = await store.listDeadLetters(10);
-      expect(letters).toEqual([{ task_id: r.id, agent: "order-router", error, attempts: 1, created_at: expect.any(String) }]);
+      expect(letters).toEqual([{ task_id: r.id, agent: "order-router", error, attempts: 1, created_at: expect.any(String), tenant: "default" }]);
 
       expect(await store.redrive(r.id)).toBe(true);
       expect(await store.listDeadLetters(10)).toEqual([]);

@@ -17,6 +17,7 @@ import {
   type TaskRecord,
 } from "../../src/contracts";
 import { openApiDocument, type OpenApiOperation } from "../../src/contracts/openapi";
+import { V1_ROUTES } from "../../src/api/routes";
 import { Health, type CheckResult, type LiveReport } from "../../src/health/health";
 
 const doc = openApiDocument();
@@ -27,6 +28,9 @@ const ROUTES = [
   "get /v1/tasks/{id}/steps",
   "post /v1/tasks/{id}/redrive",
   "get /v1/dead-letters",
+  "post /v1/keys",
+  "get /v1/keys",
+  "delete /v1/keys/{id}",
   "get /health/live",
   "get /health/ready",
   "get /metrics",
@@ -76,6 +80,17 @@ describe("contracts - OpenAPI document", () => {
     }
   });
 
+  it("names, for every /v1 route, the scope the gateway demands, and asks no key of health and metrics", () => {
+    for (const r of V1_ROUTES) {
+      const route = `${r.method.toLowerCase()} /v1${r.path.replace(/:(\w+)/g, "{$1}")}`;
+      const op = operations().find(([name]) => name === route)?.[1];
+      expect(op?.["x-clawfleet-scope"], route).toBe(r.scope);
+      expect(Object.keys(op?.responses ?? {}), route).toEqual(expect.arrayContaining(["401", "403"]));
+    }
+    expect(doc.security).toEqual([{ bearer: [] }]);
+    for (const route of ["get /health/live", "get /health/ready", "get /metrics"]) expect(operations().find(([name]) => name === route)?.[1].security).toEqual([]);
+  });
+
   it("resolves every $ref inside the document", () => {
     const found = refs(doc);
     expect(found.length).toBeGreaterThan(0);
@@ -123,6 +138,7 @@ describe("contracts - the API's answers fit the published schemas", () => {
     finished_at: "2025-01-01T00:00:09.000Z",
     wakeup_at: "2025-01-01T00:00:00.000Z",
     trace_context: null,
+    tenant: "default",
   };
   const stored = { task_id: task.id, schema_version: 1, fence: 1, created_at: "2025-01-01T00:00:02.000Z" };
   const steps: StepRecord[] = [

@@ -169,6 +169,35 @@ describe("memory adapter", () => {
     expect(adapter.depth(CHANNEL, "planners")).toEqual({ waiting: 0, inFlight: 0 });
   });
 
+  it("retries - the dead-letter topic keeps only the newest deadLetterMaxLen messages", async () => {
+    let attempts = 0;
+    const { broker, ready } = startBroker(
+      [
+        consumer({
+          name: "c",
+          group: "planners",
+          maxRetries: 1,
+          deadLettering: { enabled: true, queueName: "tasks.dead" },
+          handle: () => {
+            attempts++;
+            throw new Error("boom");
+          },
+        }),
+      ],
+      { deadLetterMaxLen: 2 },
+    );
+    await ready;
+    for (let i = 0; i < 5; i++) await sendToChannel(broker, CHANNEL, { i });
+    await waitFor("5 failed deliveries", () => attempts === 5);
+    await sleep(20);
+    // A reader that joins now finds what the topic kept: the newest two.
+    const dead: unknown[] = [];
+    broker.createService(consumer({ name: "dlq", channel: "tasks.dead", handle: (payload) => void dead.push(payload) }));
+    await waitFor("dead letters read", () => dead.length >= 2);
+    await sleep(20);
+    expect(dead).toEqual([{ i: 3 }, { i: 4 }]);
+  });
+
   it("retries - a message that fails once is delivered again and not dead-lettered", async () => {
     const deliveries: number[] = [];
     const dead: unknown[] = [];

@@ -85,7 +85,8 @@ describe("ratelimiter - backpressure", () => {
 
 describe("ratelimiter - reserve, then settle", () => {
   it("settle - output is reserved from max_tokens and refunded to actual usage", async () => {
-    const rl = limiter({ "claude-sonnet-5-5": { otpm: 1000 } }, { windowMs: 600_000, maxWaitMs: 10 });
+    // Holds 1000 output tokens (1/60 of the limit), refilling ~1 per ms.
+    const rl = limiter({ "claude-sonnet-5-5": { otpm: 60_000 } }, { windowMs: 60_000, maxWaitMs: 10 });
     const first = await rl.acquire(call({ maxTokens: 600 }));
     expect(first.reserved[2]).toBe(600);
     await expect(rl.acquire(call({ maxTokens: 600 }))).rejects.toBeInstanceOf(RateLimitedError);
@@ -96,11 +97,28 @@ describe("ratelimiter - reserve, then settle", () => {
   });
 
   it("headers - an unconfigured model takes the limits the provider reports, and a remaining of 0 empties the bucket", async () => {
-    const rl = limiter({}, { windowMs: 60_000, maxWaitMs: 10 });
-    const p = await rl.acquire(call());
-    await p.settle(usage(10, 5), { requestsLimit: 600, requestsRemaining: 500, inputTokensLimit: 100_000, inputTokensRemaining: 0 });
-    // Input tokens now limited at 100k/min and the provider says none remain.
-    await expect(rl.acquire(call())).rejects.toBeInstanceOf(RateLimitedError);
+    const big = call({ messages: [{ role: "user", content: "x".repeat(2000) }] }); // ~500 input tokens
+    for (const remaining of [undefined, 0]) {
+      const rl = limiter({}, { windowMs: 60_000, maxWaitMs: 10 });
+      const p = await rl.acquire(call());
+      await p.settle(usage(10, 5), { inputTokensLimit: 100_000, inputTokensRemaining: remaining });
+      // Input tokens now limited at 100k/min (a bucket of ~1667, ~1.6 per ms): 500 fit, unless the provider says none remain.
+      const next = rl.acquire(big);
+      if (remaining === undefined) await expect(next).resolves.toBeDefined();
+      else await expect(next).rejects.toBeInstanceOf(RateLimitedError);
+    }
+  });
+
+  it("headers - until a model's limits are known, its calls go one at a time; an answer without limit headers makes it unlimited", async () => {
+    const rl = limiter({}, { maxWaitMs: 5000 });
+    const admitted: number[] = [];
+    const first = await rl.acquire(call());
+    const waiting = [1, 2].map((i) => rl.acquire(call()).then((p) => (admitted.push(i), p)));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(admitted).toEqual([]);
+    await first.settle(usage(10, 5));
+    await Promise.all(waiting);
+    expect(admitted.sort()).toEqual([1, 2]);
   });
 
   it("estimator - the input estimate learns the ratio of actual to estimated tokens per model", async () => {

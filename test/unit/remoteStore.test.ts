@@ -15,6 +15,8 @@ const step: NewStep = {
   step: 2,
   data: { tool: "route_order", tool_use_id: "toolu_1", input: {}, output: { ok: 1 }, ok: true, duration_ms: 3, idempotency_key: `${ID}:2` },
 };
+const KEY_ID = "0123456789abcdef";
+const newKey = { id: KEY_ID, tenant: "acme", scopes: ["read" as const], secret_hash: "a".repeat(64) };
 const usage = { input_tokens: 1, output_tokens: 2, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, cost_usd: 0.1 };
 
 /** Each method called once, with the action params it sends and the arguments the store receives. */
@@ -24,6 +26,13 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
   { call: (s) => s.getTask(ID), action: "getTask", params: { id: ID }, args: [ID] },
   { call: (s) => s.listSteps(ID), action: "listSteps", params: { taskId: ID }, args: [ID] },
   { call: (s) => s.claimTask(ID, "node-1"), action: "claimTask", params: { id: ID, owner: "node-1" }, args: [ID, "node-1"] },
+  {
+    call: (s) => s.claimNext("node-1", { default: 5, tenants: { acme: null, beta: 2 } }),
+    action: "claimNext",
+    params: { owner: "node-1", caps: { default: 5, tenants: { acme: null, beta: 2 } } },
+    args: ["node-1", { default: 5, tenants: { acme: null, beta: 2 } }],
+  },
+  { call: (s) => s.queuedHead("acme"), action: "queuedHead", params: { tenant: "acme" }, args: ["acme"] },
   { call: (s) => s.appendStep(ID, 3, step, usage), action: "appendStep", params: { taskId: ID, fence: 3, step, usageDelta: usage }, args: [ID, 3, step, usage] },
   {
     call: (s) => s.finishTask(ID, 3, { status: "failed", error: { type: "x", message: "y" } }),
@@ -31,19 +40,40 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
     params: { taskId: ID, fence: 3, outcome: { status: "failed", error: { type: "x", message: "y" } } },
     args: [ID, 3, { status: "failed", error: { type: "x", message: "y" } }],
   },
-  { call: (s) => s.releaseTask(ID, 3), action: "releaseTask", params: { taskId: ID, fence: 3, countAttempt: true }, args: [ID, 3, { countAttempt: true }] },
   {
-    call: (s) => s.releaseTask(ID, 3, { countAttempt: false }),
+    call: (s) => s.releaseTask(ID, 3),
     action: "releaseTask",
-    params: { taskId: ID, fence: 3, countAttempt: false },
-    args: [ID, 3, { countAttempt: false }],
+    params: { taskId: ID, fence: 3, countAttempt: true, notBeforeMs: 0 },
+    args: [ID, 3, { countAttempt: true, notBeforeMs: 0 }],
+  },
+  {
+    call: (s) => s.releaseTask(ID, 3, { countAttempt: false, notBeforeMs: 1500 }),
+    action: "releaseTask",
+    params: { taskId: ID, fence: 3, countAttempt: false, notBeforeMs: 1500 },
+    args: [ID, 3, { countAttempt: false, notBeforeMs: 1500 }],
   },
   { call: (s) => s.touchWakeup([ID]), action: "touchWakeup", params: { taskIds: [ID] }, args: [[ID]] },
   { call: (s) => s.listStaleQueued(5000, 10), action: "listStaleQueued", params: { olderThanMs: 5000, limit: 10 }, args: [5000, 10] },
   { call: (s) => s.listRunning(10), action: "listRunning", params: { limit: 10 }, args: [10] },
   { call: (s) => s.countByStatus(), action: "countByStatus", params: {}, args: [] },
+  { call: (s) => s.purgeIdempotencyKeys(500), action: "purgeIdempotencyKeys", params: { limit: 500 }, args: [500] },
   { call: (s) => s.listDeadLetters(100), action: "listDeadLetters", params: { limit: 100 }, args: [100] },
   { call: (s) => s.redrive(ID), action: "redrive", params: { taskId: ID }, args: [ID] },
+  { call: (s) => s.getTask(ID, "acme"), action: "getTask", params: { id: ID, tenant: "acme" }, args: [ID, "acme"] },
+  { call: (s) => s.listSteps(ID, "acme"), action: "listSteps", params: { taskId: ID, tenant: "acme" }, args: [ID, "acme"] },
+  { call: (s) => s.listDeadLetters(10, "acme"), action: "listDeadLetters", params: { limit: 10, tenant: "acme" }, args: [10, "acme"] },
+  { call: (s) => s.redrive(ID, "acme"), action: "redrive", params: { taskId: ID, tenant: "acme" }, args: [ID, "acme"] },
+  { call: (s) => s.createKey(newKey), action: "createKey", params: { key: newKey }, args: [newKey] },
+  {
+    call: (s) => s.createKey(newKey, { id: KEY_ID, overlap_seconds: 60 }),
+    action: "createKey",
+    params: { key: newKey, replaces: { id: KEY_ID, overlap_seconds: 60 } },
+    args: [newKey, { id: KEY_ID, overlap_seconds: 60 }],
+  },
+  { call: (s) => s.findKey(KEY_ID), action: "findKey", params: { id: KEY_ID }, args: [KEY_ID] },
+  { call: (s) => s.listKeys(), action: "listKeys", params: {}, args: [] },
+  { call: (s) => s.listKeys("acme"), action: "listKeys", params: { tenant: "acme" }, args: ["acme"] },
+  { call: (s) => s.revokeKey(KEY_ID, "acme"), action: "revokeKey", params: { id: KEY_ID, tenant: "acme" }, args: [KEY_ID, "acme"] },
   {
     call: (s) => s.toolCallStarted(`${ID}:2`, ID, 2, "route_order"),
     action: "toolCallStarted",
@@ -118,7 +148,7 @@ describe("remote store", () => {
     await serveStoreCall(recordingStore(received), "releaseTask", { taskId: ID, fence: 1 }, "checkpoint.releaseTask");
     await serveStoreCall(recordingStore(received), "listDeadLetters", {}, "checkpoint.listDeadLetters");
     expect(received).toEqual([
-      { method: "releaseTask", args: [ID, 1, { countAttempt: true }] },
+      { method: "releaseTask", args: [ID, 1, { countAttempt: true, notBeforeMs: 0 }] },
       { method: "listDeadLetters", args: [100] },
     ]);
   });

@@ -9,6 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { CheckpointFormatError, replay, upgradeStep } from "../../src/agent/replay";
+import { CheckpointTooNewError } from "../../src/errors";
 import { CHECKPOINT_SCHEMA_VERSION, type StepRecord } from "../../src/contracts";
 import type { MessageParam } from "../../src/contracts";
 
@@ -128,11 +129,11 @@ describe("replay - refusing checkpoints it cannot trust", () => {
     const newer = { ...stepNo(fx.steps, 6), schema_version: CHECKPOINT_SCHEMA_VERSION + 1 };
     const steps = fx.steps.map((s) => (s.step === 6 ? newer : s));
 
-    expect(() => replay(fx.task.input, steps)).toThrow(CheckpointFormatError);
+    expect(() => replay(fx.task.input, steps)).toThrow(CheckpointTooNewError);
     expect(() => replay(fx.task.input, steps)).toThrow(
       `checkpoint ${fx.task.id}#6 has format version ${CHECKPOINT_SCHEMA_VERSION + 1}, newer than this build understands (${CHECKPOINT_SCHEMA_VERSION}); run a newer Clawfleet`,
     );
-    expect(() => upgradeStep(newer)).toThrow(CheckpointFormatError);
+    expect(() => upgradeStep(newer)).toThrow(CheckpointTooNewError);
     expect(upgradeStep(stepNo(fx.steps, 6))).toEqual(stepNo(fx.steps, 6));
   });
 

@@ -5,7 +5,7 @@
  * subscriber would receive them and checked against their schemas.
  */
 import { randomUUID } from "node:crypto";
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AttemptEvents } from "../../src/agent/events";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
@@ -19,6 +19,7 @@ import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse, type ScriptedTurn } from "../../src/llm/scriptedModel";
 import type { LlmClient } from "../../src/llm/client";
 import { Intake } from "../../src/queue/intake";
+import { NO_CAPS } from "../../src/store/fairClaim";
 import type { PgTaskStore } from "../../src/store/pgTaskStore";
 import { ToolRegistry } from "../../src/tools/registry";
 import { useMemoryStore } from "../helpers/memoryStore";
@@ -32,6 +33,13 @@ const finalTurn: ScriptedTurn = { content: [text("shipped")] };
 
 let store: PgTaskStore;
 useMemoryStore((s) => (store = s));
+
+// A wake-up claims the fairest queued task, whichever it names: what an earlier test left queued goes first.
+beforeEach(async () => {
+  for (let c = await store.claimNext("cleanup", NO_CAPS); c !== null; c = await store.claimNext("cleanup", NO_CAPS)) {
+    await store.finishTask(c.task.id, c.fence, { status: "failed", error: { type: "test_cleanup", message: "left queued by an earlier test" } });
+  }
+});
 
 interface Received {
   name: TaskEventName;
@@ -63,6 +71,9 @@ function shipTool(body: (nth: number) => Promise<void> = async () => undefined) 
   });
 }
 
+/** These tests retry a task at once. */
+const NO_BACKOFF = { baseMs: 0, maxMs: 0 };
+
 function worker(s: { llm: LlmClient; registry: ToolRegistry; leases: LeaseManager; sink: TaskEventSink; owner?: string; opts?: Partial<WorkerOptions> }): TaskWorker {
   const events = new AttemptEvents(s.sink, s.owner ?? "planner-a");
   const steps: AttemptInterceptor = { name: "events", stepCheckpointed: (e) => events.step(e) };
@@ -79,7 +90,7 @@ function worker(s: { llm: LlmClient; registry: ToolRegistry; leases: LeaseManage
       retry: { baseDelayMs: 1, maxDelayMs: 5, maxProviderRetries: 1, maxRateLimitWaitMs: 1_000 },
       interceptors: [steps],
     },
-    { owner: s.owner ?? "planner-a", leaseTtlMs: 5_000, leaseRenewMs: 60_000, maxAttempts: 3, defaultMaxSteps: 20, now: () => 0, ...s.opts },
+    { owner: s.owner ?? "planner-a", leaseTtlMs: 5_000, leaseRenewMs: 60_000, maxAttempts: 3, defaultMaxSteps: 20, now: () => 0, retryBackoff: NO_BACKOFF, ...s.opts },
     { onClaimed: (t) => events.claimed(t), onStarted: (id) => events.started(id), onSettled: (id, o, d) => events.settled(id, o, d) },
   );
 }

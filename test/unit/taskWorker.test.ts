@@ -4,17 +4,20 @@
  * store (PGlite in memory), a real tool registry and a scripted model.
  */
 import { randomUUID } from "node:crypto";
-import { describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
 import { TaskWorker, type WakeUpOutcome, type WorkerHooks, type WorkerOptions } from "../../src/agent/taskWorker";
-import type { StepRecord, TaskRecord } from "../../src/contracts";
-import { ProviderRequestError, StaleFenceError, UnavailableError } from "../../src/errors";
+import { drainWorker } from "../../src/agent/shutdown";
+import { RETRY_BACKOFF, retryDelayMs } from "../../src/agent/settle";
+import type { StepRecord, TaskRecord, WakeUp } from "../../src/contracts";
+import { ProviderRequestError, RateLimitedError, StaleFenceError, UnavailableError } from "../../src/errors";
 import { MemoryLeaseManager } from "../../src/lease/memory";
 import type { LeaseManager } from "../../src/lease/types";
 import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse, type ScriptedTurn } from "../../src/llm/scriptedModel";
 import type { LlmClient } from "../../src/llm/client";
+import { NO_CAPS } from "../../src/store/fairClaim";
 import type { PgTaskStore } from "../../src/store/pgTaskStore";
 import { useMemoryStore } from "../helpers/memoryStore";
 import type { TaskStore } from "../../src/store/types";
@@ -64,7 +67,18 @@ function routeTool(body: (ctx: ToolContext, nth: number) => Promise<void> = asyn
 let store: PgTaskStore;
 useMemoryStore((s) => (store = s));
 
+// A wake-up claims the fairest queued task, whichever it names: each test starts with an empty queue, so the
+// task it names is the one it runs. What an earlier test left queued is failed out of the way.
+beforeEach(async () => {
+  for (let c = await store.claimNext("cleanup", NO_CAPS); c !== null; c = await store.claimNext("cleanup", NO_CAPS)) {
+    await store.finishTask(c.task.id, c.fence, { status: "failed", error: { type: "test_cleanup", message: "left queued by an earlier test" } });
+  }
+});
+
 const quiet = { info: () => undefined, warn: () => undefined };
+
+/** These tests retry a task at once; the backoff has a test of its own. */
+const NO_BACKOFF = { baseMs: 0, maxMs: 0 };
 
 interface WorkerSetup {
   llm: LlmClient;
@@ -73,6 +87,7 @@ interface WorkerSetup {
   store?: TaskStore;
   opts?: Partial<WorkerOptions>;
   hooks?: WorkerHooks;
+  wakeUps?: { publish(w: WakeUp): Promise<void> };
 }
 
 function worker(s: WorkerSetup): TaskWorker {
@@ -87,9 +102,10 @@ function worker(s: WorkerSetup): TaskWorker {
       prices: new PriceTable(),
       logger: quiet,
       retry: { baseDelayMs: 1, maxDelayMs: 5, maxProviderRetries: 1, maxRateLimitWaitMs: 1_000 },
+      ...(s.wakeUps ? { wakeUps: s.wakeUps } : {}),
     },
     // A frozen lease-deadline clock unless a test passes its own: these tests move lease time by hand.
-    { owner: "planner-a", leaseTtlMs: 5_000, leaseRenewMs: 60_000, maxAttempts: 3, defaultMaxSteps: 20, now: () => 0, ...s.opts },
+    { owner: "planner-a", leaseTtlMs: 5_000, leaseRenewMs: 60_000, maxAttempts: 3, defaultMaxSteps: 20, now: () => 0, retryBackoff: NO_BACKOFF, ...s.opts },
     s.hooks,
   );
 }
@@ -154,8 +170,9 @@ describe("task worker - settling an attempt", () => {
 
     const held = await newTask();
     expect(await leases.acquire(held, "planner-b", 5_000)).toBe(true);
+    // The claim comes before the lease: the task was claimed (fence 1), then handed back unstarted and uncounted.
     expect(await w.handle(held)).toBe("ignored_leased");
-    expect(await getTask(held)).toMatchObject({ status: "queued", attempts: 0, fence: 0 });
+    expect(await getTask(held)).toMatchObject({ status: "queued", attempts: 0, fence: 1 });
     // The other planner's lease is untouched.
     expect(await leases.release(held, "planner-b")).toBe(true);
     expect(model.requests).toHaveLength(1);
@@ -206,10 +223,91 @@ describe("task worker - settling an attempt", () => {
   });
 });
 
+describe("task worker - wake-ups are tickets", () => {
+  it("a task's own wake-up, arriving after another ticket claimed it but before that planner took its lease, does not take it over", async () => {
+    const id = await newTask();
+    // Another planner's ticket claimed the task; its lease is not taken yet.
+    const claim = await store.claimNext("planner-b", NO_CAPS);
+    expect(claim?.task.id).toBe(id);
+    const { registry } = routeTool();
+    const leases = new MemoryLeaseManager();
+    const model = new ScriptedModel([routeTurn, finalTurn]);
+    expect(await worker({ llm: model, registry, leases }).handle(id, undefined, "submitted")).toBe("ignored_unclaimable");
+    expect(model.requests).toHaveLength(0);
+    expect(await getTask(id)).toMatchObject({ status: "running", attempts: 1, fence: claim?.fence });
+    expect(await leases.held([id])).toEqual([false]);
+  });
+});
+
+describe("task worker - retry backoff", () => {
+  it("a task released after a passing failure is not claimed before its backoff, and gets its own wake-up when it is over", async () => {
+    const id = await newTask();
+    let failRoute = true;
+    const { registry } = routeTool(async () => {
+      if (failRoute) throw new UnavailableError("routing database unreachable");
+    });
+    const leases = new MemoryLeaseManager();
+    const published: Array<{ w: WakeUp; at: number }> = [];
+    const wakeUps = { publish: async (w: WakeUp) => void published.push({ w, at: Date.now() }) };
+    const w = worker({ llm: new ScriptedModel([routeTurn, finalTurn]), registry, leases, wakeUps, opts: { retryBackoff: { baseMs: 400, maxMs: 400 } } });
+
+    const releasedAt = Date.now();
+    expect(await w.handle(id)).toBe("released");
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 1 });
+    // Inside the backoff: a wake-up (another task's, a duplicate) finds nothing it may claim.
+    expect(await w.handle(id)).toBe("ignored_unclaimable");
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 1 });
+
+    // The task's own wake-up comes once the backoff (200-400 ms with jitter) is over, not from the reaper.
+    while (published.length === 0) await new Promise((r) => setTimeout(r, 10));
+    expect(published[0]?.w).toEqual({ taskId: id, reason: "retry" });
+    expect(published[0]!.at - releasedAt).toBeGreaterThanOrEqual(200);
+    failRoute = false;
+    expect(await w.handle(id)).toBe("succeeded");
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", attempts: 2 });
+  });
+
+  it("backs off exponentially with jitter, never below what the error asks for, at most the cap", () => {
+    const half = () => 0;
+    const full = () => 1;
+    expect([1, 2, 3, 4].map((n) => retryDelayMs(n, new UnavailableError("x"), RETRY_BACKOFF, full))).toEqual([1_000, 2_000, 4_000, 8_000]);
+    expect(retryDelayMs(1, new UnavailableError("x"), RETRY_BACKOFF, half)).toBe(500);
+    expect(retryDelayMs(20, new UnavailableError("x"), RETRY_BACKOFF, full)).toBe(60_000);
+    expect(retryDelayMs(1, new RateLimitedError("slow down", { retryAfter: 7 }), RETRY_BACKOFF, half)).toBe(7_000);
+  });
+});
+
+describe("task worker - a rolling deploy", () => {
+  it("releases a task whose checkpoint is newer than this build, uncounted and not failed; a newer planner then finishes it", async () => {
+    const id = await newTask();
+    let failRoute = true;
+    const { registry } = routeTool(async () => {
+      if (failRoute) throw new UnavailableError("routing database unreachable");
+    });
+    const leases = new MemoryLeaseManager();
+    // A first attempt checkpoints the model's turn, then ends on a passing failure.
+    expect(await worker({ llm: new ScriptedModel([routeTurn]), registry, leases }).handle(id)).toBe("released");
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 1, steps: 1 });
+
+    // An older planner reads that checkpoint as written by a newer build (format version 2).
+    const newerSteps = Object.assign(Object.create(store) as PgTaskStore, {
+      listSteps: async (taskId: string) => (await store.listSteps(taskId)).map((st) => ({ ...st, schema_version: st.schema_version + 1 })),
+    });
+    const old = new ScriptedModel([finalTurn]);
+    expect(await worker({ llm: old, registry, leases, store: newerSteps }).handle(id)).toBe("released");
+    expect(old.requests).toHaveLength(0);
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 1, error: null });
+    expect(await deadLetterOf(id)).toBeUndefined();
+
+    failRoute = false;
+    expect(await worker({ llm: new ScriptedModel([finalTurn]), registry, leases }).handle(id)).toBe("succeeded");
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", attempts: 2, result: FINAL });
+  });
+});
+
 describe("task worker - graceful stop", () => {
   it("lets the running step finish and checkpoint, then releases the task and its lease; a successor resumes it", async () => {
     const id = await newTask();
-    const other = await newTask();
     const toolStarted = gate();
     const slow = gate();
     const { registry, keys } = routeTool(async (_ctx, nth) => {
@@ -223,6 +321,8 @@ describe("task worker - graceful stop", () => {
 
     const handling = w.handle(id);
     await toolStarted.wait;
+    // Queued only now: the first wake-up's ticket must have taken `id`, the one task then queued.
+    const other = await newTask();
     w.stop(new Error("SIGTERM"));
     expect(await w.handle(other)).toBe("ignored_stopping");
     expect(w.activeTasks).toBe(1);
@@ -292,6 +392,39 @@ describe("task worker - graceful stop", () => {
     expect(await w.drain(2_000)).toBe(true);
     expect(await inner.held([id])).toEqual([false]);
     expect(await handling).toBe("released");
+  });
+
+  it("shutdown past the step drain - a model call in flight is abandoned, the task released uncounted and reported interrupted; a successor finishes it", async () => {
+    const id = await newTask();
+    const { registry, keys } = routeTool();
+    const asked = gate();
+    // A model that never answers in time; it honours the call's signal, as the planner's gateway call does.
+    const slow: LlmClient = {
+      complete: (_req, signal) =>
+        new Promise((_resolve, reject) => {
+          asked.open();
+          signal?.addEventListener("abort", () => reject(signal.reason as Error), { once: true });
+        }),
+    };
+    const leases = new MemoryLeaseManager();
+    const settled: Array<[string, WakeUpOutcome, string | undefined]> = [];
+    const w = worker({ llm: slow, registry, leases, hooks: { onSettled: (t, o, d) => settled.push([t, o, d?.kind]) } });
+
+    const handling = w.handle(id);
+    await asked.wait;
+    // No time for the step to finish: its call is aborted at once.
+    expect(await drainWorker(w, { stepDrainMs: 0, releaseByMs: 5_000 }, new Error("SIGTERM"))).toBe(true);
+
+    expect(await handling).toBe("released");
+    // Reported interrupted: the planner publishes the task's wake-up at once.
+    expect(settled).toEqual([[id, "released", "interrupted"]]);
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 0, fence: 1, steps: 0 });
+    expect(await leases.held([id])).toEqual([false]);
+
+    const successorModel = new ScriptedModel([routeTurn, finalTurn]);
+    expect(await worker({ llm: successorModel, registry, leases, opts: { owner: "planner-b" } }).handle(id)).toBe("succeeded");
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", attempts: 1, fence: 2 });
+    expect(keys).toEqual([`${id}:2`]);
   });
 });
 

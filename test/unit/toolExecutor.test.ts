@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
 import type { ToolCall } from "../../src/contracts";
-import { isRetryable, restoreError, ToolOutcomeUnknownError, UnavailableError } from "../../src/errors";
+import { CallCancelledError, isRetryable, restoreError, ToolOutcomeUnknownError, UnavailableError } from "../../src/errors";
 import type { PgTaskStore } from "../../src/store/pgTaskStore";
 import { ToolExecutor } from "../../src/tools/executor";
 import { ToolRegistry } from "../../src/tools/registry";
@@ -286,5 +286,58 @@ describe("tool executor - side effects run at most once per idempotency key", ()
     expect(await store.toolCallFinished(key, { ok: true, output: { n: 2 } })).toEqual({ ok: true, output: { n: 1 } });
     // A recorded outcome stops the count.
     expect(await store.toolCallStarted(key, "t", 3, "charge")).toEqual({ starts: 2, outcome: { ok: true, output: { n: 1 } } });
+  });
+});
+
+/** A promise to wait on and the function that resolves it. */
+function opening(): { promise: Promise<void>; resolve(): void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+describe("tool executor - a caller's cancel (its planner shutting down)", () => {
+  it("cancel - a tool without side effects is stopped: its signal aborts and the call rejects with the cancel's reason, no result for the model", async () => {
+    let signal: AbortSignal | undefined;
+    const reached = opening();
+    const source = new FakeSource().add("slow_lookup", async (_i, ctx) => {
+      signal = ctx.signal;
+      reached.resolve();
+      return never();
+    });
+    const cancel = new AbortController();
+    const running = executor([source]).exec.run(call("slow_lookup", { amount: 1 }), cancel.signal);
+    await reached.promise;
+    const reason = new CallCancelledError("the caller cancelled the tool call");
+    cancel.abort(reason);
+    await expect(running).rejects.toBe(reason);
+    expect(signal?.aborted).toBe(true);
+  });
+
+  it("cancel - a side-effect tool is never stopped midway: it runs to its outcome, which is recorded and answers the step's next call", async () => {
+    let signal: AbortSignal | undefined;
+    const reached = opening();
+    const finish = opening();
+    const source = new FakeSource().add(
+      "charge",
+      async (_i, ctx) => {
+        signal = ctx.signal;
+        reached.resolve();
+        await finish.promise;
+        return { charged: 5 };
+      },
+      { sideEffect: true },
+    );
+    const { exec } = executor([source]);
+    const c = call("charge", { amount: 5 });
+    const cancel = new AbortController();
+    const running = exec.run(c, cancel.signal);
+    await reached.promise;
+    cancel.abort(new CallCancelledError("the caller cancelled the tool call"));
+    finish.resolve();
+    expect(await running).toMatchObject({ ok: true, output: { charged: 5 } });
+    expect(signal?.aborted).toBe(false);
+    expect(await exec.run(c)).toMatchObject({ ok: true, output: { charged: 5 }, replayed: true });
+    expect(source.calls).toHaveLength(1);
   });
 });

@@ -66,6 +66,7 @@ describe("wakeups - the reaper loop", () => {
             },
             listStaleQueued: async () => [],
             touchWakeup: async () => undefined,
+            purgeIdempotencyKeys: async () => 0,
           }),
           leases,
           wakeUps: { publish: async () => undefined },

@@ -15,19 +15,20 @@
     0  a longer penalty was already in force
 ]]
 --- @include "includes/clock"
+--- @include "includes/effective"
 --- @include "includes/refill"
 --- @include "includes/store"
 
 local now = redisNowMs()
-local h = redis.call("HMGET", KEYS[1], "ts", "l1", "l2", "l3")
-local until_ms = now + tonumber(ARGV[1])
--- Against the stored clock, before the refill moves it: a penalty running longer stays.
-if until_ms <= (tonumber(h[1]) or now) then return 0 end
 local cap, rate = {}, {}
 for j = 1, 3 do
   cap[j] = tonumber(ARGV[1 + j])
   rate[j] = tonumber(ARGV[4 + j])
 end
+local h = loadBuckets(KEYS[1], cap, rate)
+local until_ms = now + tonumber(ARGV[1])
+-- Against the stored clock, before the refill moves it: a penalty running longer stays.
+if until_ms <= (tonumber(h[1]) or now) then return 0 end
 local level = refill(h, cap, rate, now)
 for j = 1, 3 do
   if cap[j] > 0 then level[j] = math.min(level[j], 0) end

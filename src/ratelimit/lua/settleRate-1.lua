@@ -16,6 +16,7 @@
     1
 ]]
 --- @include "includes/clock"
+--- @include "includes/effective"
 --- @include "includes/refill"
 --- @include "includes/store"
 
@@ -25,7 +26,7 @@ for j = 1, 3 do
   cap[j] = tonumber(ARGV[j])
   rate[j] = tonumber(ARGV[3 + j])
 end
-local level, ts = refill(redis.call("HMGET", KEYS[1], "ts", "l1", "l2", "l3"), cap, rate, now)
+local level, ts = refill(loadBuckets(KEYS[1], cap, rate), cap, rate, now)
 
 local limited = false
 for j = 1, 3 do

@@ -3,7 +3,7 @@
   src/ratelimit/bucketMath.ts, in Lua. Continuous, capped at capacity, counted
   from the refill clock `ts` (a 429 penalty puts it in the future: nothing
   refills before it). An absent hash or level is a full bucket; an unlimited
-  bucket (capacity 0) reads 0.
+  bucket (capacity 0) reads 0 and is never stored.
 
   Input:
     h     the scope hash's ts, l1, l2, l3 (HMGET)

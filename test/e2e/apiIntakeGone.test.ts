@@ -1,0 +1,93 @@
+/**
+ * api - a submit whose intake node dies mid-call (real processes on NATS). The
+ * checkpoint node is paused, so the intake is inside its commit when it is
+ * killed; the api node's call is then rejected by the broker (RequestRejectedError,
+ * the node left). The client gets a 503 with Retry-After, not a 500: the task may
+ * well be committed (the paused checkpoint finishes the write once it resumes), and
+ * the retry with the same Idempotency-Key answers that very task, once.
+ */
+import { randomUUID } from "node:crypto";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Cluster, sleep } from "../../testkit/crash";
+import { createScratch, NATS_TEST_URL, REDIS_TEST_URL, type Scratch } from "../../testkit/scratch";
+import { hasService } from "../helpers/services";
+
+const ready = hasService("postgres") && hasService("redis") && hasService("nats");
+
+async function post(base: string, key: string): Promise<{ status: number; retryAfter: string | null; body: { id?: string; error?: { type?: string } } }> {
+  const r = await fetch(`${base}/v1/tasks`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "Idempotency-Key": key },
+    body: JSON.stringify({ agent: "order-router", input: { order_id: "ORD-1042" } }),
+    signal: AbortSignal.timeout(90_000),
+  });
+  return { status: r.status, retryAfter: r.headers.get("retry-after"), body: (await r.json()) as { id?: string } };
+}
+
+/** Posts until the answer is not a 503 (a role not yet discovered, or gone), as a client told to retry does. */
+async function postRetrying(base: string, key: string): Promise<Awaited<ReturnType<typeof post>>> {
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const answer = await post(base, key);
+    if (answer.status !== 503 || Date.now() > deadline) return answer;
+    await sleep(Number(answer.retryAfter ?? 1) * 100);
+  }
+}
+
+describe.skipIf(!ready)("api - the intake node gone mid-submit", () => {
+  let scratch: Scratch;
+  let cluster: Cluster;
+  let client: pg.Client;
+  let base: string;
+
+  beforeAll(async () => {
+    scratch = await createScratch("apigone");
+    cluster = new Cluster({
+      namespace: scratch.namespace,
+      databaseUrl: scratch.db.url,
+      redisUrl: REDIS_TEST_URL,
+      natsUrl: NATS_TEST_URL,
+      // No model is called here.
+      simUrl: "http://127.0.0.1:9",
+      env: { CLAWFLEET_AUTH: "off" },
+    });
+    await cluster.start("checkpoint", "checkpoint");
+    const [api] = await Promise.all([cluster.start("api", "api,metrics"), cluster.start("intake", "intake")]);
+    base = `http://127.0.0.1:${api.port}`;
+    client = new pg.Client({ connectionString: scratch.db.url });
+    await client.connect();
+  }, 180_000);
+
+  afterAll(async () => {
+    cluster?.get("checkpoint").signal("SIGCONT");
+    await client?.end().catch(() => undefined);
+    await cluster?.stopAll();
+    await scratch?.remove();
+  }, 120_000);
+
+  it("intake killed mid-commit - the client gets 503 with Retry-After; the retry with the same Idempotency-Key answers the one task", async () => {
+    expect((await postRetrying(base, randomUUID())).status).toBe(202);
+
+    const checkpoint = cluster.get("checkpoint");
+    checkpoint.signal("SIGSTOP");
+    const key = randomUUID();
+    const answer = post(base, key);
+    // The request reaches the intake, which waits on the paused checkpoint; then the intake dies.
+    await sleep(1_500);
+    await cluster.kill("intake");
+
+    const first = await answer;
+    expect(first.status, JSON.stringify(first.body)).toBe(503);
+    expect(Number(first.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(first.body.error?.type).toBe("unavailable");
+
+    // The checkpoint resumes and finishes the write it was asked for; an intake is back.
+    checkpoint.signal("SIGCONT");
+    await cluster.start("intake");
+    const retried = await postRetrying(base, key);
+    expect(retried.status, JSON.stringify(retried.body)).toBe(202);
+    const { rows } = await client.query<{ task_id: string }>("SELECT task_id FROM idempotency_keys WHERE key LIKE '%' || $1", [key]);
+    expect(rows.map((r) => r.task_id)).toEqual([retried.body.id]);
+  }, 240_000);
+});
