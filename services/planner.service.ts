@@ -3,7 +3,7 @@
  * runs the agent loop, one task per slot (`maxInFlight` = slots). Model calls go
  * to `rate-gateway`, tool calls to `executor`, checkpoints to `checkpoint`.
  */
-import type { Context, ServiceSchema } from "moleculer";
+import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import { AttemptEvents, taskEventSink } from "../src/agent/events";
 import { TaskWorker } from "../src/agent/taskWorker";
 import { RETRY_BACKOFF } from "../src/agent/settle";
@@ -38,6 +38,11 @@ export class ShutdownSignal extends Error {
 const ATTEMPT_ROLES = ["checkpoint", "executor", "rate-gateway"];
 const ROLES_WAIT_MS = 30_000;
 
+/** Whether the registry knows a service (the registry's own check; its typings leave it out). */
+function hasService(broker: ServiceBroker, name: string): boolean {
+  return (broker.registry as unknown as { hasService(name: string): boolean }).hasService(name);
+}
+
 export function plannerService(resources: Resources, metrics: Metrics): ServiceSchema {
   const { config } = resources;
   let worker: TaskWorker | undefined;
@@ -68,7 +73,8 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
             // No task is claimed before the roles every attempt calls are known: a planner that started (or lost
             // them) first would otherwise spend an attempt of each task it claimed on "service not found". The
             // wake-up waits instead; past the bound, the attempt runs and its failure is an ordinary retry.
-            await Promise.race([this.broker.waitForServices(ATTEMPT_ROLES, ROLES_WAIT_MS).catch(() => undefined), shutdown]);
+            const missing = ATTEMPT_ROLES.filter((name) => !hasService(this.broker, name));
+            if (missing.length > 0) await Promise.race([this.broker.waitForServices(missing, ROLES_WAIT_MS).catch(() => undefined), shutdown]);
             await worker.handle(parsed.data.taskId, parsed.data.traceparent, parsed.data.reason);
           } finally {
             watchdog?.end();

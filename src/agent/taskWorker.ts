@@ -74,7 +74,12 @@ export class TaskWorker {
   async handle(taskId: string, traceparent?: string, reason: WakeUp["reason"] = "reaped"): Promise<WakeUpOutcome> {
     if (this.stopping) return "ignored_stopping";
     const seen = await this.deps.store.getTask(taskId);
-    if (seen?.status === "running" && reason === "reaped") return this.takeOver(seen, traceparent);
+    if (seen?.status === "running" && reason === "reaped") {
+      const took = await this.takeOver(seen, traceparent);
+      // Its lease is held: not an orphan after all (the reaper named it while queued, and another ticket claimed
+      // it since). The ticket still stands for one queued task: dropped here, that task would wait a sweep.
+      if (took !== "ignored_leased") return took;
+    }
     return this.claimFairest(seen);
   }
 

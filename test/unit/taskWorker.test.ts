@@ -239,6 +239,22 @@ describe("task worker - wake-ups are tickets", () => {
   });
 });
 
+describe("task worker - a reaper's ticket", () => {
+  it("a reaper's wake-up naming a task another planner holds still claims a queued task", async () => {
+    const held = await newTask();
+    const waiting = await newTask();
+    // The reaper named `held` while it was queued; another ticket claimed it since, and its planner holds the lease.
+    const claim = await store.claimNext("planner-b", NO_CAPS);
+    expect(claim?.task.id).toBe(held);
+    const leases = new MemoryLeaseManager();
+    expect(await leases.acquire(held, "planner-b:attempt", 60_000)).toBe(true);
+    const { registry } = routeTool();
+    expect(await worker({ llm: new ScriptedModel([routeTurn, finalTurn]), registry, leases }).handle(held, undefined, "reaped")).toBe("succeeded");
+    expect(await getTask(waiting)).toMatchObject({ status: "succeeded", attempts: 1 });
+    expect(await getTask(held)).toMatchObject({ status: "running", attempts: 1, fence: claim?.fence });
+  });
+});
+
 describe("task worker - retry backoff", () => {
   it("a task released after a passing failure is not claimed before its backoff, and gets its own wake-up when it is over", async () => {
     const id = await newTask();
@@ -453,7 +469,8 @@ describe("task worker - fencing", () => {
 
     const firstRun = first.handle(id);
     await firstInTool.wait;
-    expect(await second.handle(id)).toBe("ignored_leased");
+    // The lease is held: no take-over, and the ticket finds no other queued task to claim.
+    expect(await second.handle(id)).toBe("ignored_unclaimable");
 
     now += 5_000; // the first slot's lease lapses; the second slot takes the task over
     const secondRun = second.handle(id);
