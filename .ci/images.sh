@@ -649,7 +649,15 @@ cid() { dc ps -q "$1" | head -1; }
 
 health_of() { "$DOCKER" inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$1" 2> /dev/null || echo gone; }
 
-api() { curl -sS -m 10 "$@"; }
+# Every /v1 call carries the stack's API key (authentication is on in distributed mode).
+api() { curl -sS -m 10 ${API_KEY:+-H "Authorization: Bearer $API_KEY"} "$@"; }
+
+# issue_key: an API key of tenant default for the checks below, created with the bootstrap admin key.
+issue_key() {
+  curl -sS -m 10 -X POST "http://127.0.0.1:$API_PORT/v1/keys" -H "Authorization: Bearer $CLAWFLEET_ADMIN_KEY" \
+    -H 'Content-Type: application/json' -d '{"tenant": "default", "scopes": ["submit", "read", "operate"]}' |
+    node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const r=JSON.parse(s);if(!r.key){console.error(s);process.exit(1)}console.log(r.key)})'
+}
 
 # wait_task ID SECONDS: until the task is succeeded (0) or failed/cancelled or out of time (1).
 wait_task() {
@@ -719,8 +727,9 @@ stack_cleanup() {
 }
 
 stack() {
-  export POSTGRES_PASSWORD
+  export POSTGRES_PASSWORD CLAWFLEET_ADMIN_KEY
   POSTGRES_PASSWORD=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  CLAWFLEET_ADMIN_KEY=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
   export CLAWFLEET_TAG=$TAG CLAWFLEET_REGISTRY=clawfleet CLAWFLEET_PORT=127.0.0.1:$API_PORT \
     CLAWFLEET_NAMESPACE=clawfleet-images-ci CLAWFLEET_OFFLINE_IMAGES=$OFFLINE
   # Long enough model calls that the planner can be killed while a task is between steps.
@@ -789,8 +798,9 @@ stack() {
   "$DOCKER" stats --no-stream --format '{{.Name}} {{.MemUsage}} {{.CPUPerc}}' $(for s in "${ROLES[@]}"; do cid "$s"; done) |
     sed "s/^${PROJECT}_/images:   /; s/_1 / /"
 
-  # A task through the api container.
+  # A task through the api container, with an API key the bootstrap admin key created.
   local id t1 calls_whole steps_whole
+  API_KEY=$(issue_key) || die "POST /v1/keys failed"
   t1=$SECONDS
   id=$(submit '{"agent": "order-router", "input": {"order_id": "ORD-1042"}}') || die "POST /v1/tasks failed"
   wait_task "$id" 90 || {

@@ -8,6 +8,29 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openStore } from "../../src/store/pgTaskStore";
 import { getJson, startNodeProcess, stopAll, submitTask, tempDir, waitForTasks, type NodeProcess } from "../../testkit/cluster";
 
+/** One embedded node process for a describe block, on a data dir of its own; `base()` is its URL. */
+function useNode(name: string, env: Record<string, string>): { base: () => string; dataDir: () => string; stop: () => Promise<number | null> } {
+  const data = tempDir(`clawfleet-${name}-`);
+  let node: NodeProcess | undefined;
+  beforeAll(async () => {
+    node = await startNodeProcess({ name, env: { CLAWFLEET_DATA_DIR: data.dir, CLAWFLEET_NAMESPACE: `e2e-${name}-${process.pid}`, ...env } });
+  }, 90_000);
+  afterAll(async () => {
+    if (node) await stopAll([node]);
+    data.remove();
+  });
+  return {
+    base: () => `http://127.0.0.1:${node?.port}`,
+    dataDir: () => data.dir,
+    // A graceful stop; answers the exit code.
+    stop: async () => {
+      if (!node) return null;
+      await stopAll([node]);
+      return (await node.exited).code;
+    },
+  };
+}
+
 interface TaskTimes {
   status: string;
   attempts: number;
@@ -16,32 +39,16 @@ interface TaskTimes {
 }
 
 describe("tenant quotas - running cap", () => {
-  const data = tempDir("clawfleet-cap-");
-  let node: NodeProcess;
-  let base: string;
-
-  beforeAll(async () => {
-    node = await startNodeProcess({
-      name: "capped",
-      env: {
-        CLAWFLEET_DATA_DIR: data.dir,
-        CLAWFLEET_NAMESPACE: `e2e-cap-${process.pid}`,
-        CLAWFLEET_SIM_LATENCY_MS: "20",
-        CLAWFLEET_PLANNER_SLOTS: "4",
-        CLAWFLEET_TENANT_MAX_RUNNING: "1",
-        // No sweep within the test: only the settle path can wake the capped tasks.
-        CLAWFLEET_REAPER_INTERVAL_MS: "600000",
-      },
-    });
-    base = `http://127.0.0.1:${node.port}`;
-  }, 90_000);
-
-  afterAll(async () => {
-    if (node) await stopAll([node]);
-    data.remove();
+  const node = useNode("capped", {
+    CLAWFLEET_SIM_LATENCY_MS: "20",
+    CLAWFLEET_PLANNER_SLOTS: "4",
+    CLAWFLEET_TENANT_MAX_RUNNING: "1",
+    // No sweep within the test: only the settle path can wake the capped tasks.
+    CLAWFLEET_REAPER_INTERVAL_MS: "600000",
   });
 
   it("runs one task of the tenant at a time, and every one of them finishes without the reaper", async () => {
+    const base = node.base();
     const submitted = await Promise.all(Array.from({ length: 6 }, (_, i) => submitTask(base, { agent: "order-router", input: { order_id: `ORD-100${i}` } })));
     for (const s of submitted) expect(s.status).toBe(202);
     const ids = submitted.map((s) => s.id);
@@ -57,29 +64,10 @@ describe("tenant quotas - running cap", () => {
 });
 
 describe("tenant quotas - submit rate", () => {
-  const data = tempDir("clawfleet-rate-");
-  let node: NodeProcess;
-  let base: string;
-
-  beforeAll(async () => {
-    node = await startNodeProcess({
-      name: "rated",
-      env: {
-        CLAWFLEET_DATA_DIR: data.dir,
-        CLAWFLEET_NAMESPACE: `e2e-rate-${process.pid}`,
-        CLAWFLEET_TENANT_SUBMIT_RATE: "0.2",
-        CLAWFLEET_TENANT_SUBMIT_BURST: "2",
-      },
-    });
-    base = `http://127.0.0.1:${node.port}`;
-  }, 90_000);
-
-  afterAll(async () => {
-    if (node) await stopAll([node]);
-    data.remove();
-  });
+  const node = useNode("rated", { CLAWFLEET_TENANT_SUBMIT_RATE: "0.2", CLAWFLEET_TENANT_SUBMIT_BURST: "2" });
 
   it("answers 429 rate_limited with Retry-After over the rate, and stores nothing for it", async () => {
+    const base = node.base();
     const body = { agent: "order-router", input: { order_id: "ORD-1001" } };
     expect((await submitTask(base, body)).status).toBe(202);
     expect((await submitTask(base, body)).status).toBe(202);
@@ -94,9 +82,8 @@ describe("tenant quotas - submit rate", () => {
     expect(err.error.type).toBe("rate_limited");
     expect(err.error.message).toContain("submit rate");
 
-    await stopAll([node]);
-    expect((await node.exited).code).toBe(0);
-    const db = await openStore({ dataDir: data.dir });
+    expect(await node.stop()).toBe(0);
+    const db = await openStore({ dataDir: node.dataDir() });
     try {
       const { rows } = await db.pool.query<{ n: number }>("SELECT count(*)::int AS n FROM tasks");
       expect(rows[0]?.n).toBe(2);

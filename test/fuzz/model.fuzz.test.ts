@@ -11,22 +11,14 @@
  * Fixed seed and size here; CLAWFLEET_FUZZ_RUNS / CLAWFLEET_FUZZ_SEED for longer runs (README, "Tests").
  */
 import fc from "fast-check";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { genScript } from "./modelArbitraries";
-import { observed, startModelRig, stepProblems, type ModelRig } from "./modelRig";
+import { observed, stepProblems, useModelRig } from "./modelRig";
 import { fuzzSettings } from "./settings";
 import { impossibilities } from "./taskStates";
 
 describe("model-response fuzz (official SDK against the simulated model)", () => {
-  let rig: ModelRig;
-
-  beforeAll(async () => {
-    rig = await startModelRig();
-  }, 60_000);
-
-  afterAll(async () => {
-    await rig?.stop();
-  });
+  const rig = useModelRig();
 
   it("ends every task within the bound, succeeded or failed with a typed error, in a possible state", async () => {
     const { numRuns, ...settings } = fuzzSettings("model", 80, 20_250_602);
@@ -34,7 +26,7 @@ describe("model-response fuzz (official SDK against the simulated model)", () =>
     const outcomes = new Map<string, number>();
     await fc.assert(
       fc.asyncProperty(genScript, fc.constantFrom("fz-text" as const, "fz-json" as const), async (script, agent) => {
-        const { task, steps } = await rig.run(agent, script);
+        const { task, steps } = await rig().run(agent, script);
         const kind = task.status === "failed" ? `failed:${task.error?.type}` : "succeeded";
         outcomes.set(kind, (outcomes.get(kind) ?? 0) + 1);
         expect(impossibilities(task)).toEqual([]);

@@ -3,7 +3,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSimServer, type PolicyRoute, type SimServer, type SimTurn } from "../../src/sim";
-import { startModelRig, type ModelRig } from "./modelRig";
+import { useModelRig } from "./modelRig";
 
 describe("the simulated model plays a policy's turn as it is", () => {
   let sim: SimServer;
@@ -38,13 +38,7 @@ describe("the simulated model plays a policy's turn as it is", () => {
 });
 
 describe("a model answer holding what jsonb cannot store", () => {
-  let rig: ModelRig;
-  beforeAll(async () => {
-    rig = await startModelRig();
-  }, 60_000);
-  afterAll(async () => {
-    await rig?.stop();
-  });
+  const rig = useModelRig();
 
   // A NUL or a lone surrogate in a model's text or tool input used to fail the checkpoint write
   // (SQLSTATE 22P02) and the task as internal_error; each is now stored as U+FFFD and the task goes on.
@@ -52,7 +46,7 @@ describe("a model answer holding what jsonb cannot store", () => {
     ["a NUL in text", "a\u0000b", "a\ufffdb"],
     ["a lone surrogate in text", "x\ud800y", "x\ufffdy"],
   ])("keeps %s as U+FFFD and the task succeeds", async (_what, text, stored) => {
-    const { task, steps } = await rig.run("fz-text", [{ content: [{ type: "text", text }], stop_reason: "end_turn" }]);
+    const { task, steps } = await rig().run("fz-text", [{ content: [{ type: "text", text }], stop_reason: "end_turn" }]);
     expect(task.status, JSON.stringify(task.error)).toBe("succeeded");
     expect(JSON.stringify(steps)).toContain(JSON.stringify(stored).slice(1, -1));
   });
@@ -60,14 +54,14 @@ describe("a model answer holding what jsonb cannot store", () => {
   // A tool_use block without an id used to fail as validation_error "checkpoint.appendStep: field
   // step.data.content.0: Invalid input", blaming an internal contract for the model's answer.
   it("fails a task whose model answers a tool_use block without an id as model_behavior_error naming the block", async () => {
-    const { task } = await rig.run("fz-text", [{ content: [{ type: "tool_use", name: "lookup", id: "missing", input: { id: "x" }, omitInput: false }], stop_reason: "tool_use" }]);
+    const { task } = await rig().run("fz-text", [{ content: [{ type: "tool_use", name: "lookup", id: "missing", input: { id: "x" }, omitInput: false }], stop_reason: "tool_use" }]);
     expect(task.status).toBe("failed");
     expect(task.error?.type).toBe("model_behavior_error");
     expect(task.error?.message).toMatch(/malformed tool_use block: content\[0\]\.id/);
   });
 
   it("keeps a NUL inside a tool call's input as U+FFFD, and the call is made", async () => {
-    const { task, steps } = await rig.run("fz-text", [
+    const { task, steps } = await rig().run("fz-text", [
       { content: [{ type: "tool_use", name: "lookup", id: "fresh", input: { id: "a\u0000b" }, omitInput: false }], stop_reason: "tool_use" },
       { content: [{ type: "text", text: "done" }], stop_reason: "end_turn" },
     ]);

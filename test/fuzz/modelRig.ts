@@ -4,6 +4,7 @@
  * the official SDK, serving two agents (text and json results) and three
  * in-process tools that record what they were called with.
  */
+import { afterAll, beforeAll } from "vitest";
 import { z } from "zod";
 import { startNode, type ClawfleetNode } from "../../app/node";
 import { defineAgent } from "../../src/agent/definition";
@@ -167,5 +168,20 @@ export async function startModelRig(env: Record<string, string> = {}): Promise<M
       await node.stop();
       await sim.close();
     },
+  };
+}
+
+/** A rig for a describe block: started before its tests, stopped after them. */
+export function useModelRig(): () => ModelRig {
+  let rig: ModelRig | undefined;
+  beforeAll(async () => {
+    rig = await startModelRig();
+  }, 60_000);
+  afterAll(async () => {
+    await rig?.stop();
+  });
+  return () => {
+    if (!rig) throw new Error("the model rig did not start");
+    return rig;
   };
 }

@@ -3,17 +3,13 @@
  * tasks table): a status of the contract, and the fields that status implies.
  */
 import { TASK_STATUSES } from "../../src/contracts";
+import type { TaskView } from "../../testkit/cluster";
 
-export interface TaskShape {
-  id: string;
-  status: string;
-  result: unknown;
-  error: unknown;
-  attempts: number;
-  steps: number;
+/** A task as the API answers it or the tasks table holds it: what every view has, and its times. */
+export interface TaskShape extends TaskView {
   input: unknown;
   metadata: unknown;
-  usage: { input_tokens: number; output_tokens: number; cost_usd: number };
+  usage: TaskView["usage"] & { cost_usd: number };
   created_at: string | Date;
   started_at: string | Date | null;
   finished_at: string | Date | null;
