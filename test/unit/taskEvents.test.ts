@@ -5,7 +5,7 @@
  * subscriber would receive them and checked against their schemas.
  */
 import { randomUUID } from "node:crypto";
-import { beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AttemptEvents } from "../../src/agent/events";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
@@ -19,7 +19,6 @@ import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse, type ScriptedTurn } from "../../src/llm/scriptedModel";
 import type { LlmClient } from "../../src/llm/client";
 import { Intake } from "../../src/queue/intake";
-import { NO_CAPS } from "../../src/store/fairClaim";
 import type { PgTaskStore } from "../../src/store/pgTaskStore";
 import { ToolRegistry } from "../../src/tools/registry";
 import { useMemoryStore } from "../helpers/memoryStore";
@@ -32,14 +31,8 @@ const shipTurn: ScriptedTurn = { content: [toolUse("tu_ship", "ship", { what: "b
 const finalTurn: ScriptedTurn = { content: [text("shipped")] };
 
 let store: PgTaskStore;
-useMemoryStore((s) => (store = s));
+useMemoryStore((s) => (store = s), { failQueuedBeforeEach: true });
 
-// A wake-up claims the fairest queued task, whichever it names: what an earlier test left queued goes first.
-beforeEach(async () => {
-  for (let c = await store.claimNext("cleanup", NO_CAPS); c !== null; c = await store.claimNext("cleanup", NO_CAPS)) {
-    await store.finishTask(c.task.id, c.fence, { status: "failed", error: { type: "test_cleanup", message: "left queued by an earlier test" } });
-  }
-});
 
 interface Received {
   name: TaskEventName;

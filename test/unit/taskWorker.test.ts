@@ -4,7 +4,7 @@
  * store (PGlite in memory), a real tool registry and a scripted model.
  */
 import { randomUUID } from "node:crypto";
-import { beforeEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
 import { TaskWorker, type WakeUpOutcome, type WorkerHooks, type WorkerOptions } from "../../src/agent/taskWorker";
@@ -65,15 +65,10 @@ function routeTool(body: (ctx: ToolContext, nth: number) => Promise<void> = asyn
 }
 
 let store: PgTaskStore;
-useMemoryStore((s) => (store = s));
+useMemoryStore((s) => (store = s), { failQueuedBeforeEach: true });
 
 // A wake-up claims the fairest queued task, whichever it names: each test starts with an empty queue, so the
 // task it names is the one it runs. What an earlier test left queued is failed out of the way.
-beforeEach(async () => {
-  for (let c = await store.claimNext("cleanup", NO_CAPS); c !== null; c = await store.claimNext("cleanup", NO_CAPS)) {
-    await store.finishTask(c.task.id, c.fence, { status: "failed", error: { type: "test_cleanup", message: "left queued by an earlier test" } });
-  }
-});
 
 const quiet = { info: () => undefined, warn: () => undefined };
 
