@@ -17,6 +17,8 @@ function logSecrets(config: Config): string[] {
   return [
     config.anthropicApiKey,
     config.auth.adminKey,
+    // A webhook secret in either form: as written (`whsec_…`) and its base64 alone.
+    ...Object.values(config.webhooks.secrets).flatMap((s) => [s, s.replace(/^whsec_/, "")]),
     ...urlSecrets(config.databaseUrl),
     ...urlSecrets(config.redisUrl),
     ...urlSecrets(config.transporter),

@@ -3,12 +3,25 @@
  *   clawfleet start          run the roles named by SERVICES (default: all, embedded)
  *   clawfleet sim --port N   run the simulated Anthropic-compatible model
  *   clawfleet repl           an interactive console on a running cluster (app/repl.ts)
+ *   clawfleet tasks|watch|agents|switches|approvals|keys   clients of a cluster's REST API (app/client/)
  */
 import { loadConfig, loadReplConfig, loadSimConfig } from "../src/config";
 import { ConfigError, messageOf } from "../src/errors";
-import { runSimCommand } from "../src/sim/cli";
-import { startRepl } from "./repl";
-import { launch } from "./start";
+import { CLIENT_GROUPS, CLIENT_USAGE, runClientCommand } from "./client";
+import type * as Repl from "./repl";
+import type * as Sim from "../src/sim/cli";
+import type * as Start from "./start";
+
+/*
+ * A node, the REPL and the sim each load a cluster's worth of modules (moleculer, the store, the SDK);
+ * a client command needs none of them, so each is loaded only by the command that runs it. `require`,
+ * not `import()`: the package is CommonJS, and it resolves the same from the sources and from dist/.
+ */
+/* eslint-disable @typescript-eslint/no-require-imports */
+const launch: typeof Start.launch = (...args) => (require("./start") as typeof Start).launch(...args);
+const startRepl: typeof Repl.startRepl = (...args) => (require("./repl") as typeof Repl).startRepl(...args);
+const runSimCommand: typeof Sim.runSimCommand = (...args) => (require("../src/sim/cli") as typeof Sim).runSimCommand(...args);
+/* eslint-enable @typescript-eslint/no-require-imports */
 
 const USAGE = `usage: clawfleet <command>
 
@@ -16,6 +29,7 @@ commands:
   start    run a Clawfleet node (embedded by default; see README for the environment)
   sim      run the simulated Anthropic-compatible model (clawfleet sim --help)
   repl     join a running cluster (TRANSPORTER, CLAWFLEET_NAMESPACE) with an interactive console
+${CLIENT_USAGE}
   help     this text`;
 
 async function start(): Promise<void> {
@@ -92,6 +106,10 @@ export async function main(argv: string[]): Promise<void> {
       process.stdout.write(`${USAGE}\n`);
       return;
     default:
+      if (CLIENT_GROUPS.includes(command)) {
+        process.exitCode = await runClientCommand(argv);
+        return;
+      }
       process.stderr.write(`clawfleet: unknown command "${command}"\n\n${USAGE}\n`);
       process.exitCode = 2;
   }

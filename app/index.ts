@@ -46,6 +46,18 @@ export {
   type TaskSucceededEvent,
 } from "../src/contracts";
 
+// Canary control events (`clawfleet.control.canary_*`), broadcast to every node, and the agent view of
+// `GET /v1/agents` (versions, stable, canary).
+export {
+  CANARY_EVENT_NAMES,
+  CANARY_EVENTS_WILDCARD,
+  type AgentView,
+  type CanaryAbortedEvent,
+  type CanaryEventName,
+  type CanaryEventPayload,
+  type CanaryStartedEvent,
+} from "../src/contracts";
+
 // The REST API's bodies and answers, and the task and step shapes in them.
 export type {
   ErrorBody,

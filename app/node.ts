@@ -87,7 +87,7 @@ export async function startNode(config: Config, parts: NodeParts = {}): Promise<
     "rate-gateway": () => rateGatewayService(resources, metrics),
     metrics: () => metricsService(resources, metrics),
     planner: () => plannerService(resources, metrics),
-    intake: () => intakeService(resources),
+    intake: () => intakeService(resources, metrics),
     api: () => apiService(resources, metrics.registry),
   };
 

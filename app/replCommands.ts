@@ -1,13 +1,15 @@
 /**
  * The commands `clawfleet repl` adds to moleculer-repl's own (`call`, `nodes`,
  * `services`, `events`…). Each calls the cluster's actions, the ones the REST
- * API calls, and prints what it got; none keeps state of its own. The commands
- * of operations this version does not have (cancel, approve, switches) say so
- * and call nothing.
+ * API calls, and prints what it got; none keeps state of its own.
  */
+import fs from "node:fs";
 import type { ServiceBroker } from "moleculer";
 import type { ReplConfig } from "../src/config";
-import type { AgentSummary, DeadLetter, RunningTask, StepRecord, TaskCounts, TaskRecord, ToolSpec } from "../src/contracts";
+import type { AgentSummary, AgentView, DeadLetter, RunningTask, StepRecord, TaskCounts, TaskRecord, ToolSpec } from "../src/contracts";
+import type { SetSwitchParams, Switch, SwitchChange } from "../src/contracts";
+import type { Cancelled, CancelTaskParams } from "../src/contracts";
+import type { ApprovalDecided, DecideApprovalParams, ListApprovalsParams, PendingApprovals } from "../src/contracts";
 import { ToolServiceMetadataSchema } from "../src/contracts";
 import { messageOf } from "../src/errors";
 import type { SubmitResult } from "../src/queue/intake";
@@ -107,11 +109,28 @@ const submit: Run = async (broker, p, out) => {
   out(r.created ? `queued ${r.id}` : `${r.id} (the task this Idempotency-Key already names; status ${r.status})`);
 };
 
+/**
+ * One line per agent (its stable version, default tier and tools); below it, for an agent with more than one
+ * version or a canary, its canary (state, share, step, the judge's state) and its versions with their tasks.
+ */
 const agents: Run = async (broker, _p, out) => {
-  const list = await broker.call<AgentSummary[], object>("intake.agents", {});
+  const list = await broker.call<AgentView[], object>("intake.listAgents", {});
   if (list.length === 0) return out("no agents");
-  const rows = list.map((a) => [a.name, a.prompt_version, `${a.default_tier}: ${a.tiers[a.default_tier] ?? "?"}`, `tools ${[...a.tools, ...a.mcp_servers.map((s) => `${s}__*`)].join(", ") || "-"}`]);
-  for (const line of columns(rows)) out(line);
+  const rows = list.map((a) => [a.name, a.stable_version, `${a.default_tier}: ${a.tiers[a.default_tier] ?? "?"}`, `tools ${[...a.tools, ...a.mcp_servers.map((s) => `${s}__*`)].join(", ") || "-"}`]);
+  const lines = columns(rows);
+  list.forEach((a, i) => {
+    out(lines[i] ?? a.name);
+    const c = a.canary;
+    if (c) {
+      out(`  canary ${c.version} ${c.state}${c.state === "running" ? ` at ${c.weight}%` : ""}, step ${c.step} of ${c.steps.length} (${c.steps.join(", ")} %; ${c.min_tasks_per_step} tasks a step), started ${c.started_at ?? "-"}${c.decided_at ? `, decided ${c.decided_at}` : ""}`);
+      const judge = c.evidence?.judge;
+      if (judge !== undefined) out(`  judge ${cut(json(judge), 300)}`);
+    }
+    if (a.versions.length > 1 || c || a.stable_version !== a.file_version) {
+      const marks = (v: string) => [v === a.stable_version ? "stable" : "", v === a.file_version ? "files" : "", v === c?.version ? "canary" : ""].filter(Boolean).join(", ");
+      for (const line of columns(a.versions.map((v) => [`    ${v.version}`, v.origin, `${v.tasks} task${v.tasks === 1 ? "" : "s"}`, `first seen ${v.first_seen}`, marks(v.version)]))) out(line);
+    }
+  });
 };
 
 /** The tool services the REPL's registry knows of (`ClawfleetTools`), by tool name: the action and its nodes. */
@@ -151,6 +170,75 @@ const tools: Run = async (broker, p, out) => {
   }
 };
 
+/** Cancels a task (intake's action, as POST /v1/tasks/{id}/cancel calls it), as `repl:<node id>`. */
+const cancel: Run = async (broker, p, out) => {
+  const id = p.args[0] ?? "";
+  const reason = typeof p.opts.reason === "string" ? p.opts.reason : undefined;
+  const r = await broker.call<Cancelled, CancelTaskParams>("intake.cancelTask", { taskId: id, by: `repl:${broker.nodeID}`, ...(reason !== undefined ? { reason } : {}) });
+  out(`${r.id} cancelled`);
+};
+
+/**
+ * Approval gates (intake's actions, as GET /v1/approvals and POST /v1/tasks/{id}/approval call them): without
+ * an id, the calls tasks wait on; with one, a decision on that task's call, as `repl:<node id>`.
+ */
+const approve: Run = async (broker, p, out) => {
+  const id = p.args[0];
+  if (id === undefined) {
+    const { approvals } = await broker.call<PendingApprovals, ListApprovalsParams>("intake.approvals", { query: { limit: limitOf(p, 20) } });
+    if (approvals.length === 0) return out("no task is waiting for a decision");
+    out(`waiting for a decision (${approvals.length}):`);
+    const rows = approvals.map((a) => [`  ${a.task_id}`, a.agent, `step ${a.step}`, `${a.tool_use.name} ${cut(json(a.tool_use.input), 80)}`, `until ${a.deadline}`]);
+    for (const line of columns(rows)) out(line);
+    return;
+  }
+  const reason = typeof p.opts.reason === "string" ? p.opts.reason : undefined;
+  const body = { decision: p.opts.reject === true ? "reject" : "approve", ...(reason !== undefined ? { reason } : {}) };
+  const r = await broker.call<ApprovalDecided, DecideApprovalParams>("intake.decideApproval", { taskId: id, body, by: `repl:${broker.nodeID}` });
+  out(`${r.task_id}: ${r.decision === "approve" ? "approved" : "rejected"}; the task is ${r.status} again`);
+};
+
+const SWITCHES_USAGE = "usage: switches | switches pause <kind> <name> [--abort] | switches lift <kind> <name>   (kind: agent, tool, model or prompt)";
+
+/** The kill switches (intake's actions, as PUT /v1/switches calls them), changed as `repl:<node id>`. */
+const switches: Run = async (broker, p, out) => {
+  const [action, kind, name] = p.args;
+  if (action === undefined) {
+    const [all, changes] = await Promise.all([
+      broker.call<Switch[], object>("intake.switches", {}),
+      broker.call<SwitchChange[], { limit: number }>("intake.switchChanges", { limit: limitOf(p, 10) }),
+    ]);
+    const paused = all.filter((s) => s.paused);
+    out(paused.length === 0 ? "no switch is paused" : `paused (${paused.length}):`);
+    for (const line of columns(paused.map((s) => [`  ${s.kind}`, s.name, s.in_flight, `by ${s.updated_by}`, `since ${s.updated_at}`]))) out(line);
+    out(`latest changes (${changes.length}):`);
+    for (const line of columns(changes.map((c) => [`  ${c.at}`, `${c.kind} ${c.name}`, c.paused ? `paused (${c.in_flight})` : "lifted", `by ${c.by}`]))) out(line);
+    return;
+  }
+  if ((action !== "pause" && action !== "lift") || kind === undefined || name === undefined) return out(SWITCHES_USAGE);
+  const body = action === "pause" ? { paused: true, in_flight: p.opts.abort === true ? "abort" : "drain" } : { paused: false };
+  const sw = await broker.call<Switch, SetSwitchParams>("intake.setSwitch", { kind, name, body, by: `repl:${broker.nodeID}` });
+  out(`${sw.kind} ${sw.name}: ${sw.paused ? `paused (${sw.in_flight})` : "lifted"}, change ${sw.version} of this switch`);
+};
+
+const CANARY_USAGE = "usage: canary start <agent> <agent file> [--steps 5,25,50,100] [--min-tasks n] | canary abort <agent>";
+
+/** Starts or aborts an agent's canary (intake's actions, as POST and DELETE /v1/agents/{name}/canary call them), as `repl:<node id>`. */
+const canary: Run = async (broker, p, out) => {
+  const [action, name, file] = p.args;
+  const by = `repl:${broker.nodeID}`;
+  if (action === "abort" && name !== undefined) {
+    const view = await broker.call<AgentView, object>("intake.abortCanary", { name, by });
+    return out(`${view.name}: canary aborted; stable ${view.stable_version}`);
+  }
+  if (action !== "start" || name === undefined || file === undefined) return out(CANARY_USAGE);
+  const steps = typeof p.opts.steps === "string" ? p.opts.steps.split(",").map(Number) : undefined;
+  const minTasks = typeof p.opts.minTasks === "string" ? Number(p.opts.minTasks) : undefined;
+  const body = { prompt: fs.readFileSync(file, "utf8"), ...(steps ? { steps } : {}), ...(minTasks !== undefined ? { min_tasks_per_step: minTasks } : {}) };
+  const view = await broker.call<AgentView, object>("intake.startCanary", { name, body, by });
+  out(`${view.name}: canary ${view.canary?.version ?? "?"} at ${view.canary?.weight ?? 0}% of new tasks; stable ${view.stable_version}`);
+};
+
 function limitsCommand(config: Pick<ReplConfig, "rateLimits"> | undefined): Run {
   return async (_broker, _p, out) => {
     if (!config) return out(`limits: ${NOT_AVAILABLE} on a REPL attached to a node in code`);
@@ -163,10 +251,6 @@ function limitsCommand(config: Pick<ReplConfig, "rateLimits"> | undefined): Run 
       for (const [tier, t] of Object.entries(l.tiers ?? {})) out(`    tier ${tier}: ${json(t)}`);
     }
   };
-}
-
-function unavailable(what: string): Run {
-  return async (_broker, _p, out) => out(`${what}: ${NOT_AVAILABLE}; nothing was changed`);
 }
 
 /** A command as moleculer-repl 0.7 takes it (its `CustomCommand`, which its typings do not export). */
@@ -200,12 +284,43 @@ function definitions(config: Pick<ReplConfig, "rateLimits"> | undefined): Defini
       ],
       run: submit,
     },
-    { command: "cancel <id>", description: `Cancel a task (${NOT_AVAILABLE})`, run: unavailable("cancel") },
-    { command: "approve <id>", description: `Approve a task's pending tool call (${NOT_AVAILABLE})`, run: unavailable("approve") },
-    { command: "agents", description: "The agents the cluster accepts tasks for", run: agents },
+    {
+      command: "cancel <id>",
+      description: "Cancel a task that has not finished: it ends cancelled, a model call in flight is aborted, no tool starts after",
+      options: [{ option: "--reason <text>", description: "why, kept with the task" }],
+      run: cancel,
+    },
+    {
+      command: "approve [id]",
+      description: "Approve the call a task waits on (it runs as the model asked for it); without an id, the tasks waiting for a decision",
+      options: [
+        { option: "--reject", description: "reject it instead: the model is told, with the reason" },
+        { option: "--reason <text>", description: "why (a rejection's reason is what the model sees)" },
+        { option: "--limit <n>", description: "without an id: at most n (20)" },
+      ],
+      run: approve,
+    },
+    { command: "agents", description: "The agents the cluster accepts tasks for: stable version, canary and the judge's state, versions with their tasks", run: agents },
     { command: "tools [agent]", description: "The tools each agent is offered, and where they run", run: tools },
     { command: "limits", description: "The rate limits per model and tier", run: limitsCommand(config) },
-    { command: "switches", description: `Kill switches (${NOT_AVAILABLE})`, run: unavailable("switches") },
+    {
+      command: "canary <action> <agent> [file]",
+      description: "Start a canary of an agent from an agent file (`canary start <agent> <file>`), promoted or rolled back by the judge; or abort it (`canary abort <agent>`)",
+      options: [
+        { option: "--steps <list>", description: "start: the weights, in percent (5,25,50,100)" },
+        { option: "--min-tasks <n>", description: "start: finished canary tasks per step before a promotion (100)" },
+      ],
+      run: canary,
+    },
+    {
+      command: "switches [action] [kind] [name]",
+      description: "Kill switches: the paused ones and the latest changes; `switches pause <kind> <name>` or `switches lift <kind> <name>`",
+      options: [
+        { option: "--abort", description: "pause: cancel the running work of the scope too (default: let it finish)" },
+        { option: "--limit <n>", description: "the latest n changes (10)" },
+      ],
+      run: switches,
+    },
   ];
 }
 

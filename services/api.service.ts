@@ -4,16 +4,22 @@
  * the answer. Every error, including the body parser's and the router's,
  * leaves as `{"error": {type, message, details?}}`.
  */
+import { randomUUID } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Context, LoggerInstance, ServiceBroker, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { Registry } from "prom-client";
 import { answerClientError, refuseNonJson, requestHints, sendError, type RequestHints } from "../src/api/http";
-import { scopeOf, v1Aliases } from "../src/api/routes";
+import { isClusterWide, scopeOf, v1Aliases } from "../src/api/routes";
+import { cancelBodyOf } from "../src/cancel";
+import type { Cancelled, CancelTaskParams } from "../src/contracts";
+import { readTaskList } from "../src/api/taskList";
 import { readSteps, readTask, taskIdOf } from "../src/api/tasks";
-import { createKey, KeyVerifier, listKeys, requireScope, revokeKey } from "../src/auth";
-import { KeyRefSchema } from "../src/contracts";
-import { RouteNotFoundError, UnauthenticatedError } from "../src/errors";
+import { openTaskStream, parseCursor, StreamHub, TaskEventCursor, type StreamReads } from "../src/api/taskStream";
+import { createKey, KeyVerifier, listKeys, requireOperatorTenant, requireScope, revokeKey } from "../src/auth";
+import { KeyRefSchema, TASK_EVENTS_WILDCARD } from "../src/contracts";
+import { openApiDocument, type OpenApiDocument } from "../src/contracts/openapi";
+import { messageOf, RouteNotFoundError, TaskNotFoundError, UnauthenticatedError } from "../src/errors";
 import type { SubmitResult } from "../src/queue/intake";
 import { liveAnswer, readyAnswer, type ProbeAnswer } from "../src/health/health";
 import type { Resources } from "../src/node/resources";
@@ -40,6 +46,9 @@ function tenantOf(ctx: Context<unknown, RestMeta>): string {
   return ctx.meta.tenant;
 }
 
+/** The agent a path names; a name no agent can have is looked up all the same (and is a 404). */
+const agentNameOf = (params: RestParams): string => (params.params?.name ?? "").slice(0, 200);
+
 const keyIdOf = (params: RestParams): string => KeyRefSchema.safeParse(params.params?.id).data ?? "";
 
 function answer(ctx: Context<unknown, RestMeta>, probe: ProbeAnswer): unknown {
@@ -50,6 +59,13 @@ function answer(ctx: Context<unknown, RestMeta>, probe: ProbeAnswer): unknown {
 export function apiService(resources: Resources, registry: Registry): ServiceSchema {
   const { config } = resources;
   let verifier: KeyVerifier | undefined;
+  let openApi: OpenApiDocument | undefined;
+  const hub = new StreamHub();
+  let reads: StreamReads | undefined;
+  const streamReads = () => {
+    if (!reads) throw new Error("api service is not created");
+    return reads;
+  };
   const keys = () => {
     if (!verifier) throw new Error("api service is not created");
     return verifier;
@@ -80,6 +96,7 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
             const scope = scopeOf(alias.action ?? "");
             if (scope === undefined) throw new RouteNotFoundError("no such route");
             requireScope(principal, scope);
+            if (isClusterWide(alias.action ?? "")) requireOperatorTenant(principal);
             Object.assign(ctx.meta, requestHints(req), { tenant: principal.tenant, keyId: principal.keyId });
             refuseNonJson(req);
           },
@@ -94,7 +111,7 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
         {
           path: "/",
           mappingPolicy: "restrict",
-          aliases: { "GET /metrics": "api.metrics" },
+          aliases: { "GET /metrics": "api.metrics", "GET /openapi.json": "api.openapi" },
           onError,
         },
       ],
@@ -117,10 +134,33 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
           return { id: r.id, status: r.status };
         },
       },
+      listTasks: {
+        visibility: "published",
+        async handler(ctx: Context<RestParams, RestMeta>) {
+          return readTaskList(checkpointOf(ctx), ctx.params.query, tenantOf(ctx));
+        },
+      },
       getTask: {
         visibility: "published",
         async handler(ctx: Context<RestParams, RestMeta>) {
           return readTask(checkpointOf(ctx), taskIdOf(ctx.params), tenantOf(ctx));
+        },
+      },
+      taskEvents: {
+        visibility: "published",
+        async handler(ctx: Context<RestParams, RestMeta>) {
+          const id = taskIdOf(ctx.params);
+          const tenant = tenantOf(ctx);
+          const reads = streamReads();
+          if (!(await reads.getTask(id, tenant))) throw new TaskNotFoundError(`no task ${id}`, { id });
+          const cursor = parseCursor(ctx.meta.lastEventId ?? ctx.params.query?.last_event_id);
+          // A cursor no event could have carried replays from the start, after a `reset`.
+          const from = cursor === "invalid" ? Number.MAX_SAFE_INTEGER : cursor;
+          ctx.meta.$responseType = "text/event-stream; charset=utf-8";
+          ctx.meta.$responseHeaders = { "Cache-Control": "no-cache", "X-Accel-Buffering": "no" };
+          return openTaskStream(new TaskEventCursor(reads, id, tenant, from), hub, id, {
+            onError: (err) => this.logger.warn({ event: "stream.read_failed", taskId: id, err: messageOf(err) }, "event stream ended early; the client resumes from its last id"),
+          });
         },
       },
       getSteps: {
@@ -139,6 +179,83 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
         visibility: "published",
         handler(ctx: Context<RestParams, RestMeta>) {
           return ctx.call("intake.redrive", { taskId: taskIdOf(ctx.params), tenant: tenantOf(ctx) });
+        },
+      },
+      cancelTask: {
+        visibility: "published",
+        async handler(ctx: Context<RestParams, RestMeta>) {
+          const { reason } = cancelBodyOf(ctx.params.body);
+          const r = await ctx.call<Cancelled, CancelTaskParams>("intake.cancelTask", {
+            taskId: taskIdOf(ctx.params),
+            tenant: tenantOf(ctx),
+            by: ctx.meta.keyId ?? "anonymous",
+            ...(reason !== undefined ? { reason } : {}),
+          });
+          ctx.meta.$statusCode = 202;
+          return r;
+        },
+      },
+      // Approval gates (src/approvals/control.ts): the calls the tenant's tasks wait on, and one decision on one;
+      // `by` is the key's id.
+      listApprovals: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          return ctx.call("intake.approvals", { query: ctx.params.query ?? {}, tenant: tenantOf(ctx) });
+        },
+      },
+      decideApproval: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          return ctx.call("intake.decideApproval", { taskId: taskIdOf(ctx.params), body: ctx.params.body, by: ctx.meta.keyId ?? "anonymous", tenant: tenantOf(ctx) });
+        },
+      },
+      // Agents, their versions and canaries are the cluster's, like the switches: any tenant's key reads them,
+      // and an `operate` key starts or aborts a canary; `by` is its key's id (src/rollout/control.ts).
+      listAgents: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          tenantOf(ctx);
+          return ctx.call("intake.listAgents", {});
+        },
+      },
+      getAgent: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          tenantOf(ctx);
+          return ctx.call("intake.getAgent", { name: agentNameOf(ctx.params) });
+        },
+      },
+      startCanary: {
+        visibility: "published",
+        async handler(ctx: Context<RestParams, RestMeta>) {
+          tenantOf(ctx);
+          const view = await ctx.call("intake.startCanary", { name: agentNameOf(ctx.params), body: ctx.params.body, by: ctx.meta.keyId ?? "anonymous" });
+          ctx.meta.$statusCode = 201;
+          return view;
+        },
+      },
+      abortCanary: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          tenantOf(ctx);
+          return ctx.call("intake.abortCanary", { name: agentNameOf(ctx.params), by: ctx.meta.keyId ?? "anonymous" });
+        },
+      },
+      // Kill switches are the cluster's, not a tenant's: an `operate` key of any tenant sets them (README, "Kill switches").
+      listSwitches: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          tenantOf(ctx);
+          return ctx.call("intake.switches", {});
+        },
+      },
+      setSwitch: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          // Only an authenticated request gets here (tenantOf throws otherwise); `by` is its key's id.
+          tenantOf(ctx);
+          const { kind = "", name = "" } = ctx.params.params ?? {};
+          return ctx.call("intake.setSwitch", { kind, name, body: ctx.params.body, by: ctx.meta.keyId ?? "anonymous" });
         },
       },
       createKey: {
@@ -178,6 +295,14 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
           return answer(ctx, readyAnswer(resources.health));
         },
       },
+      openapi: {
+        visibility: "published",
+        handler() {
+          // Built from the schemas that validate the requests; unauthenticated, like /health: it holds no data.
+          openApi ??= openApiDocument();
+          return openApi;
+        },
+      },
       metrics: {
         visibility: "published",
         async handler(ctx: Context<unknown, RestMeta>) {
@@ -193,8 +318,19 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
         this.sendError(req, res, err);
       },
     },
+    events: {
+      // A group of its own per process: every api replica hears every task's events, for the streams it serves.
+      [TASK_EVENTS_WILDCARD]: {
+        group: `api-streams-${randomUUID()}`,
+        handler(ctx: Context<{ task_id?: unknown }>) {
+          if (typeof ctx.params.task_id === "string") hub.notify(ctx.params.task_id);
+        },
+      },
+    },
     created() {
       const broker = this.broker;
+      // Not the request's context: a stream outlives the action call that opened it.
+      reads = new RemoteTaskStore((action, params) => broker.call(action, params));
       verifier = new KeyVerifier((id) => broker.call("checkpoint.findKey", { id }), config.auth);
     },
     started() {

@@ -5,8 +5,9 @@
  * outcome is unknown (retryable, the step is asked again under the same key).
  */
 import type { Context, LoggerInstance, ServiceSchema } from "moleculer";
-import { Executor, parseParams, type ToolResult } from "../src/contracts";
-import { CallCancelledError, messageOf } from "../src/errors";
+import { Executor, parseParams, TASK_CANCELLED_CONTROL_EVENT, TaskCancelledControlSchema, type ToolResult } from "../src/contracts";
+import { RecentIds } from "../src/cancel";
+import { CallCancelledError, messageOf, TaskCancelledError } from "../src/errors";
 import type { Resources } from "../src/node/resources";
 import { ToolExecutor } from "../src/tools/executor";
 import { McpToolSource } from "../src/tools/mcp";
@@ -27,6 +28,8 @@ export function executorService(resources: Resources, metrics: Metrics, localToo
   let executor: ToolExecutor | undefined;
   // Calls their planner asked to cancel (it is shutting down): ToolExecutor.run says which may stop.
   const cancels = new CancelRegistry();
+  // Tasks cancelled lately: a call of one that was sent before its cancel but arrives after it is refused.
+  const cancelledTasks = new RecentIds();
   const ready = (): ToolExecutor => {
     if (!executor) throw new Error("executor service is not started");
     return executor;
@@ -40,6 +43,7 @@ export function executorService(resources: Resources, metrics: Metrics, localToo
         async handler(this: { logger: LoggerInstance }, ctx: Context): Promise<ToolResult> {
           const call = parseParams(Executor.run, ctx.params, "executor.run");
           const line = { event: "tool.executed", taskId: call.taskId, step: call.step, tool: call.tool, idempotencyKey: call.idempotencyKey };
+          if (cancelledTasks.has(call.taskId)) throw new TaskCancelledError(`task ${call.taskId} was cancelled; its tool call is not run`, { taskId: call.taskId });
           const cancel = cancels.open((ctx.meta as { callId?: unknown }).callId);
           try {
             // The `execute_tool` span and the tool series, recorded here where the tool runs.
@@ -65,6 +69,10 @@ export function executorService(resources: Resources, metrics: Metrics, localToo
     events: {
       [CALL_CANCEL_EVENT](ctx: Context) {
         cancels.cancel(ctx.params, new CallCancelledError("the caller cancelled the tool call"));
+      },
+      [TASK_CANCELLED_CONTROL_EVENT](ctx: Context) {
+        const p = TaskCancelledControlSchema.safeParse(ctx.params);
+        if (p.success) cancelledTasks.add(p.data.task_id);
       },
     },
     created() {

@@ -10,7 +10,7 @@ import { RETRY_BACKOFF } from "../src/agent/settle";
 import { drainWorker, shutdownPlan } from "../src/agent/shutdown";
 import type { AgentDefinition } from "../src/agent/definition";
 import type { AttemptInterceptor } from "../src/agent/interceptors";
-import { WakeUpSchema } from "../src/contracts";
+import { AbortTaskParamsSchema, parseParams, TASK_CANCELLED_CONTROL_EVENT, TaskCancelledControlSchema, WakeUpSchema, type AbortTaskAck } from "../src/contracts";
 import { PriceTable } from "../src/llm/pricing";
 import { channelSender } from "../src/queue/channels";
 import { plannerConsumer, TASKS_READY_CHANNEL, WakeUps } from "../src/queue/wakeups";
@@ -19,6 +19,7 @@ import type { Resources } from "../src/node/resources";
 import { consumerId, subscriptionState } from "../src/queue/subscription";
 import { ConsumeWatchdog } from "../src/health/watchdog";
 import { RemoteTaskStore } from "../src/store/remoteStore";
+import { claimsHonouringSwitches, processSwitchBoard, SWITCH_CHANGED_EVENT, SwitchBoard, SwitchGate } from "../src/switches";
 import { TenantQuotas } from "../src/tenancy";
 import type { Metrics } from "../src/telemetry/metrics";
 import type { ToolResult } from "../src/contracts";
@@ -47,6 +48,9 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
   const { config } = resources;
   let worker: TaskWorker | undefined;
   let watchdog: ConsumeWatchdog | undefined;
+  // Kill switches: the process's board, and the gate every model and tool call passes (src/switches/).
+  let board: SwitchBoard | undefined;
+  let gate: SwitchGate | undefined;
   // One drain per shutdown, whoever asks first (the node's stop sequence, or the broker stopping the service).
   let draining: Promise<boolean> | undefined;
   // A shutdown also ends the wait of a wake-up for the attempt's roles (the worker then takes nothing).
@@ -54,7 +58,11 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
   const shutdown = new Promise<void>((resolve) => (endRoleWaits = resolve));
   const drainOnce = (graceMs: number, startedAt: number): Promise<boolean> => {
     endRoleWaits();
-    return (draining ??= worker ? drainWorker(worker, shutdownPlan(graceMs), new ShutdownSignal(), startedAt) : Promise.resolve(true));
+    draining ??= worker ? drainWorker(worker, shutdownPlan(graceMs), new ShutdownSignal(), startedAt) : Promise.resolve(true);
+    // A call held by a paused switch has not started: its attempt is handed back now (uncounted: the worker is
+    // stopping by now), as at a step boundary.
+    gate?.stop(new ShutdownSignal());
+    return draining;
   };
   return {
     name: "planner",
@@ -80,6 +88,27 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
             watchdog?.end();
           }
         },
+      },
+    },
+    actions: {
+      /** A cancelled task's attempt here starts no call once this answers (intake calls the task's lease owner). */
+      abortTask: {
+        handler(ctx: Context): AbortTaskAck {
+          const p = parseParams(AbortTaskParamsSchema, ctx.params, "planner.abortTask");
+          if (!worker) throw new Error("planner is not started");
+          return { running: worker.abortTask(p.taskId.toLowerCase(), p.reason) };
+        },
+      },
+    },
+    events: {
+      // A switch changed somewhere: read them now rather than at the next refresh (a failed read is the board's to log).
+      [SWITCH_CHANGED_EVENT]() {
+        void board?.refresh().catch(() => undefined);
+      },
+      // The backstop of the direct call: reaches the planner running the task even when the call did not.
+      [TASK_CANCELLED_CONTROL_EVENT](ctx: Context) {
+        const p = TaskCancelledControlSchema.safeParse(ctx.params);
+        if (p.success) worker?.abortTask(p.data.task_id, p.data.reason);
       },
     },
     methods: {
@@ -115,9 +144,18 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
           events.step(e);
         },
       };
+      const switches = processSwitchBoard(resources, () => new SwitchBoard({ load: () => store.listSwitches(), logger: this.logger }));
+      board = switches;
+      gate = new SwitchGate({
+        board: switches,
+        logger: this.logger,
+        cancel: (taskId, by, reason) => broker.call("intake.cancelTask", { taskId, by, reason }),
+        onHeld: () => watchdog?.progress(),
+      });
       worker = new TaskWorker(
         {
-          store,
+          // Claims pass over the tasks of paused agents and prompt versions.
+          store: claimsHonouringSwitches(store, switches),
           leases: resources.leases(),
           agents: resources.agents,
           wakeUps,
@@ -141,7 +179,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
           logger: this.logger,
           // Task and step series are recorded here, in the planner that runs the task; events carry the same labels.
           metrics,
-          interceptors: [plannerSteps],
+          interceptors: [plannerSteps, gate.interceptor],
         },
         {
           owner: broker.nodeID,
@@ -180,12 +218,16 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
       const wd = watchdog;
       resources.health.register("planner", () => (worker ? wd.check() : { ok: false, reason: "task worker not created" }));
       metrics.attachLeaseSource(() => worker?.activeTasks ?? 0);
+      board?.start();
+      const switches = board;
+      if (switches) metrics.attachSwitchSource(() => switches.list());
     },
     async stopped() {
       resources.health.unregister("planner");
       watchdog?.stop();
       metrics.attachLeaseSource(undefined);
       await drainOnce(config.shutdownGraceMs, Date.now());
+      board?.stop();
     },
   };
 }

@@ -11,6 +11,7 @@ import { DEFAULT_PRICES, PricesSchema, type ModelPrice } from "./llm/pricing";
 import { projectRoot } from "./paths";
 import { RateLimitTableSchema, type RateLimitTable } from "./ratelimit/limits";
 import { TenantQuotaTableSchema, type TenantQuotaSettings } from "./tenancy/quotas";
+import { defaultSecretIdOf, parseWebhookSecrets, type WebhookSettings } from "./webhooks/settings";
 
 /** `tools` runs only the project's own Moleculer services (CLAWFLEET_USER_SERVICES); every other role is Clawfleet's. */
 export const ROLES = ["api", "intake", "planner", "executor", "rate-gateway", "checkpoint", "metrics", "tools"] as const;
@@ -83,6 +84,10 @@ export interface Config {
     /** A `queued` task whose wake-up is older than this while the queue is empty gets a new one. @default 5000 */
     readonly queuedAfterMs: number;
   };
+  readonly canaryJudge: {
+    /** How often the canary judge (one intake of the cluster) looks at running canaries. @default 1000 */
+    readonly intervalMs: number;
+  };
   readonly retries: {
     /** Attempts (lease acquisitions) before a task is failed and dead-lettered. @default 5 */
     readonly maxAttempts: number;
@@ -147,6 +152,8 @@ export interface Config {
     /** CLAWFLEET_ADMIN_KEY: a secret that acts as an `admin` key of tenant `default`, to create the first keys. Never logged. */
     readonly adminKey: string | undefined;
   };
+  /** Completion webhooks (README, "Webhooks"): signing secrets, the SSRF guard's one switch, timeouts and retries. */
+  readonly webhooks: WebhookSettings;
 }
 
 /** The simulated model's settings; `clawfleet sim` reads only these (`loadSimConfig`). */
@@ -240,6 +247,7 @@ const EnvSchema = z.object({
   CLAWFLEET_LEASE_RENEW_MS: intFrom("CLAWFLEET_LEASE_RENEW_MS", 0, 0),
   CLAWFLEET_REAPER_INTERVAL_MS: intFrom("CLAWFLEET_REAPER_INTERVAL_MS", 1000, 100),
   CLAWFLEET_REAPER_QUEUED_AFTER_MS: intFrom("CLAWFLEET_REAPER_QUEUED_AFTER_MS", 5000, 100),
+  CLAWFLEET_CANARY_JUDGE_INTERVAL_MS: intFrom("CLAWFLEET_CANARY_JUDGE_INTERVAL_MS", 1000, 50),
   CLAWFLEET_MAX_ATTEMPTS: intFrom("CLAWFLEET_MAX_ATTEMPTS", 5, 1),
   CLAWFLEET_RETRY_BACKOFF_MS: intFrom("CLAWFLEET_RETRY_BACKOFF_MS", 1000, 0),
   CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES: intFrom("CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES", 5, 1),
@@ -263,6 +271,26 @@ const EnvSchema = z.object({
   CLAWFLEET_ADMIN_KEY: optionalString.refine((v) => v === undefined || (v.length >= 24 && v.length <= 256 && /^[\x21-\x7e]+$/.test(v)), {
     message: "CLAWFLEET_ADMIN_KEY must be 24 to 256 printable ASCII characters without spaces (e.g. `openssl rand -base64 32`)",
   }),
+  // Secrets: the messages name an id, never a value.
+  CLAWFLEET_WEBHOOK_SECRETS: z
+    .string()
+    .optional()
+    .transform((v, ctx): Record<string, string> => {
+      try {
+        return parseWebhookSecrets(v ?? "");
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: `CLAWFLEET_WEBHOOK_SECRETS ${(err as Error).message}` });
+        return z.NEVER;
+      }
+    }),
+  CLAWFLEET_WEBHOOK_ALLOW_PRIVATE: z.enum(["0", "1"], { message: "CLAWFLEET_WEBHOOK_ALLOW_PRIVATE must be 0 or 1" }).optional(),
+  CLAWFLEET_WEBHOOK_TIMEOUT_MS: intFrom("CLAWFLEET_WEBHOOK_TIMEOUT_MS", 10_000, 100),
+  CLAWFLEET_WEBHOOK_CONNECT_TIMEOUT_MS: intFrom("CLAWFLEET_WEBHOOK_CONNECT_TIMEOUT_MS", 3_000, 50),
+  CLAWFLEET_WEBHOOK_POLL_MS: intFrom("CLAWFLEET_WEBHOOK_POLL_MS", 1_000, 10),
+  CLAWFLEET_WEBHOOK_RETRY_BASE_MS: intFrom("CLAWFLEET_WEBHOOK_RETRY_BASE_MS", 1_000, 1),
+  CLAWFLEET_WEBHOOK_RETRY_MAX_MS: intFrom("CLAWFLEET_WEBHOOK_RETRY_MAX_MS", 600_000, 1),
+  CLAWFLEET_WEBHOOK_MAX_ATTEMPTS: intFrom("CLAWFLEET_WEBHOOK_MAX_ATTEMPTS", 150, 1),
+  CLAWFLEET_WEBHOOK_MAX_AGE_MS: intFrom("CLAWFLEET_WEBHOOK_MAX_AGE_MS", 86_400_000, 1_000),
 });
 
 const SimEnvSchema = EnvSchema.pick({ CLAWFLEET_SIM_LATENCY_MS: true, CLAWFLEET_SIM_FAILURE_RATE: true, CLAWFLEET_SIM_POLICIES: true });
@@ -319,6 +347,22 @@ export function loadReplConfig(env: NodeJS.ProcessEnv = process.env): ReplConfig
     logLevel: e.LOG_LEVEL ?? "warn",
     rateLimits: { limits: e.CLAWFLEET_RATE_LIMITS, windowMs: e.CLAWFLEET_RATE_LIMIT_WINDOW_MS, maxWaitMs: e.CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS },
   };
+}
+
+/** What the client commands (`clawfleet tasks|watch|agents|switches|approvals|keys`) need: the REST API and a key for it. */
+export interface ClientConfig {
+  /** CLAWFLEET_URL: the REST API's base address. @default "http://localhost:3000" */
+  readonly url: string;
+  /** CLAWFLEET_API_KEY, sent as `Authorization: Bearer`; unset: no header (a cluster with CLAWFLEET_AUTH=off). */
+  readonly apiKey: string | undefined;
+}
+
+const ClientEnvSchema = z.object({ CLAWFLEET_URL: urlWith("CLAWFLEET_URL", ["http://", "https://"]), CLAWFLEET_API_KEY: optionalString });
+
+/** Only the client's settings: it talks HTTP to a running cluster and needs nothing else of the environment. */
+export function loadClientConfig(env: NodeJS.ProcessEnv = process.env): ClientConfig {
+  const e = parseEnv(ClientEnvSchema, env);
+  return { url: e.CLAWFLEET_URL ?? "http://localhost:3000", apiKey: e.CLAWFLEET_API_KEY };
 }
 
 const GLOB_CHARS = /[*?{]/;
@@ -446,6 +490,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
   if (e.CLAWFLEET_TENANT_SUBMIT_BURST > 0 && e.CLAWFLEET_TENANT_SUBMIT_RATE === 0) {
     throw new ConfigError("CLAWFLEET_TENANT_SUBMIT_BURST", "is the bucket of CLAWFLEET_TENANT_SUBMIT_RATE, which is not set (0 = no submit rate)");
   }
+  if (e.CLAWFLEET_WEBHOOK_CONNECT_TIMEOUT_MS > e.CLAWFLEET_WEBHOOK_TIMEOUT_MS) {
+    throw new ConfigError("CLAWFLEET_WEBHOOK_CONNECT_TIMEOUT_MS", `is part of an attempt, and longer than the whole attempt (CLAWFLEET_WEBHOOK_TIMEOUT_MS=${e.CLAWFLEET_WEBHOOK_TIMEOUT_MS})`);
+  }
+  if (e.CLAWFLEET_WEBHOOK_RETRY_BASE_MS > e.CLAWFLEET_WEBHOOK_RETRY_MAX_MS) {
+    throw new ConfigError("CLAWFLEET_WEBHOOK_RETRY_BASE_MS", `is the first retry's wait and above the longest (CLAWFLEET_WEBHOOK_RETRY_MAX_MS=${e.CLAWFLEET_WEBHOOK_RETRY_MAX_MS})`);
+  }
   const promptPatterns = patternsOf(e.CLAWFLEET_PROMPTS_DIR ?? "prompts", cwd);
   if (promptPatterns.length === 0) throw new ConfigError("CLAWFLEET_PROMPTS_DIR", "names no folder");
   const promptsDirs = [...new Set(promptPatterns.flatMap(expandPattern))];
@@ -476,6 +526,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     planner: { slots: e.CLAWFLEET_PLANNER_SLOTS, defaultMaxSteps: e.CLAWFLEET_MAX_STEPS },
     lease: { ttlMs: ttl, renewMs: renew },
     reaper: { intervalMs: e.CLAWFLEET_REAPER_INTERVAL_MS, queuedAfterMs: e.CLAWFLEET_REAPER_QUEUED_AFTER_MS },
+    canaryJudge: { intervalMs: e.CLAWFLEET_CANARY_JUDGE_INTERVAL_MS },
     retries: { maxAttempts: e.CLAWFLEET_MAX_ATTEMPTS, backoffMs: e.CLAWFLEET_RETRY_BACKOFF_MS },
     tools: { maxUnknownOutcomes: e.CLAWFLEET_TOOL_MAX_UNKNOWN_OUTCOMES },
     shutdownGraceMs: e.CLAWFLEET_SHUTDOWN_GRACE_MS,
@@ -496,5 +547,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
       tenants: e.CLAWFLEET_TENANT_QUOTAS,
     },
     auth: { enabled: (e.CLAWFLEET_AUTH ?? (mode === "embedded" ? "off" : "on")) === "on", adminKey: e.CLAWFLEET_ADMIN_KEY },
+    webhooks: {
+      secrets: e.CLAWFLEET_WEBHOOK_SECRETS,
+      defaultSecretId: defaultSecretIdOf(e.CLAWFLEET_WEBHOOK_SECRETS),
+      allowPrivate: e.CLAWFLEET_WEBHOOK_ALLOW_PRIVATE === "1",
+      timeoutMs: e.CLAWFLEET_WEBHOOK_TIMEOUT_MS,
+      connectTimeoutMs: e.CLAWFLEET_WEBHOOK_CONNECT_TIMEOUT_MS,
+      pollMs: e.CLAWFLEET_WEBHOOK_POLL_MS,
+      retry: { baseMs: e.CLAWFLEET_WEBHOOK_RETRY_BASE_MS, maxMs: e.CLAWFLEET_WEBHOOK_RETRY_MAX_MS },
+      maxAttempts: e.CLAWFLEET_WEBHOOK_MAX_ATTEMPTS,
+      maxAgeMs: e.CLAWFLEET_WEBHOOK_MAX_AGE_MS,
+    },
   };
 }

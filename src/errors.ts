@@ -43,16 +43,31 @@ export class ConfigError extends Error {
 export class MalformedRequestError extends define("malformed_request", 400, false) {}
 /** The request is JSON but violates the schema; `data.field` names the offending field. */
 export class ValidationError extends define("validation_error", 422, false) {}
+/** A submit's webhook URL is not one Clawfleet will call (README, "Webhooks"); `data.reason` says why. */
+export class WebhookUrlRefusedError extends define("webhook_url_refused", 422, false) {}
 export class TaskNotFoundError extends define("task_not_found", 404, false) {}
 export class AgentNotFoundError extends define("agent_not_found", 404, false) {}
 export class RouteNotFoundError extends define("not_found", 404, false) {}
 export class PayloadTooLargeError extends define("payload_too_large", 413, false) {}
 /** The provider's limit is exhausted for now; `data.retryAfter` is in seconds. */
 export class RateLimitedError extends define("rate_limited", 429, true) {}
+/** The agent's `max_daily_cost_usd` is spent for today (UTC); `data.retryAfter` is the seconds until 00:00 UTC. */
+export class DailyBudgetExhaustedError extends define("daily_budget_exhausted", 429, true) {}
 /** The write carried a fencing token older than the task's current one: a newer lease holder exists. */
 export class StaleFenceError extends define("stale_fence", 409, false) {}
 /** The task exists but is not `failed`, so there is nothing to redrive. */
 export class TaskNotFailedError extends define("task_not_failed", 409, false) {}
+/** A cancel of a task that already succeeded or failed: nothing is left to stop; `data.status` names its end. */
+export class TaskFinishedError extends define("task_finished", 409, false) {}
+/**
+ * The task was cancelled (`POST /v1/tasks/{id}/cancel`): its attempt stops, and nothing of it is retried. The
+ * reason an attempt's calls are aborted with, and what an executor answers for a call of a cancelled task.
+ */
+export class TaskCancelledError extends define("task_cancelled", 409, false) {}
+/** The task's gated call was decided already (`data.decision`, `data.by`): a decision is recorded once. */
+export class ApprovalDecidedError extends define("approval_decided", 409, false) {}
+/** The task waits on no call for a decision (`data.status` says what it is doing), or its call's deadline passed. */
+export class NotAwaitingApprovalError extends define("not_awaiting_approval", 409, false) {}
 /** The lease could not be renewed or was taken over: stop work on the task at once. */
 export class LeaseLostError extends define("lease_lost", 409, false) {}
 /** The provider (or simulated model) failed in a way worth retrying. */
@@ -63,7 +78,7 @@ export class ProviderRequestError extends define("provider_request_error", 502, 
 export class UnavailableError extends define("unavailable", 503, true) {}
 /** The model asked for something invalid (unknown tool, malformed input) beyond what the loop absorbs. */
 export class ModelBehaviorError extends define("model_behavior_error", 500, false) {}
-/** The agent's step budget is spent. */
+/** A task's budget is spent (`data.budget` names which, `data.limit` its value). */
 export class BudgetExceededError extends define("budget_exceeded", 500, false) {}
 export class ToolNotFoundError extends define("tool_not_found", 404, false) {}
 /** No API key, or one that is unknown, expired or revoked: 401, answered with `WWW-Authenticate: Bearer`. */
@@ -72,6 +87,15 @@ export class UnauthenticatedError extends define("unauthenticated", 401, false) 
 export class ForbiddenError extends define("forbidden", 403, false) {}
 /** No such API key for the caller's tenant (another tenant's key is not told apart from an unknown one). */
 export class KeyNotFoundError extends define("key_not_found", 404, false) {}
+/** A canary is already running for the agent: abort it (`DELETE /v1/agents/{name}/canary`) before starting another. */
+export class CanaryRunningError extends define("canary_running", 409, false) {}
+/** No canary is running for the agent, so there is none to abort. */
+export class CanaryNotRunningError extends define("canary_not_running", 409, false) {}
+/**
+ * A task is pinned to a prompt version that no agent file has and the store does not hold: it cannot run as
+ * submitted, and running another version in its place would break the pin. Not retryable: the task fails.
+ */
+export class AgentVersionNotFoundError extends define("agent_version_not_found", 404, false) {}
 /**
  * A checkpoint written by a newer build than this one (a rolling deploy, mid-way): not the task's fault and
  * not this planner's to judge. Retryable: the attempt ends uncounted and the task waits for a newer planner.
@@ -97,13 +121,19 @@ export class ToolOutcomeUnknownError extends define("tool_outcome_unknown", 504,
 const CLASSES = {
   malformed_request: MalformedRequestError,
   validation_error: ValidationError,
+  webhook_url_refused: WebhookUrlRefusedError,
   task_not_found: TaskNotFoundError,
   agent_not_found: AgentNotFoundError,
   not_found: RouteNotFoundError,
   payload_too_large: PayloadTooLargeError,
   rate_limited: RateLimitedError,
+  daily_budget_exhausted: DailyBudgetExhaustedError,
   stale_fence: StaleFenceError,
   task_not_failed: TaskNotFailedError,
+  task_finished: TaskFinishedError,
+  task_cancelled: TaskCancelledError,
+  approval_decided: ApprovalDecidedError,
+  not_awaiting_approval: NotAwaitingApprovalError,
   lease_lost: LeaseLostError,
   provider_error: ProviderError,
   provider_request_error: ProviderRequestError,
@@ -114,6 +144,9 @@ const CLASSES = {
   unauthenticated: UnauthenticatedError,
   forbidden: ForbiddenError,
   key_not_found: KeyNotFoundError,
+  canary_running: CanaryRunningError,
+  canary_not_running: CanaryNotRunningError,
+  agent_version_not_found: AgentVersionNotFoundError,
   internal_error: InternalError,
   call_cancelled: CallCancelledError,
   tool_outcome_unknown: ToolOutcomeUnknownError,

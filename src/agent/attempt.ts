@@ -6,8 +6,10 @@
  */
 import type { AgentDefinition } from "./definition";
 import type { RetryPolicy } from "./modelRetry";
-import type { TaskRecord, Usage } from "../contracts";
+import type { ApprovalRequest, TaskRecord, Usage } from "../contracts";
 import type { PriceTable } from "../llm/pricing";
+import type { BudgetName } from "../contracts";
+import type { BudgetMeter } from "../budgets";
 import type { LlmClient } from "../llm/client";
 import type { TaskStore } from "../store/types";
 import type { ToolRunner } from "../tools/tool";
@@ -36,10 +38,13 @@ export interface LoopProgress {
 }
 
 export type RunOutcome =
-  | { kind: "succeeded"; result: unknown }
+  /** `budgetExhausted`: the budget that ran out, recorded on the task (`on_exhausted: finish` ended it with a wrap-up answer). */
+  | { kind: "succeeded"; result: unknown; budgetExhausted?: BudgetName }
   | { kind: "failed"; error: { type: string; message: string } }
   /** Stopped at a step boundary because `signal` aborted; the task is resumable. */
-  | { kind: "interrupted"; reason: unknown };
+  | { kind: "interrupted"; reason: unknown }
+  /** A call the agent gates (`approval.tools`) waits for an operator's decision; the task parks on it (src/approvals). */
+  | { kind: "awaiting_approval"; approval: ApprovalRequest };
 
 /** An outcome the store records as the task's end. */
 export type TerminalOutcome = Extract<RunOutcome, { kind: "succeeded" | "failed" }>;
@@ -62,7 +67,7 @@ export interface Attempt {
   signal: AbortSignal;
   /** Aborted to cut the model and tool calls in flight short (a shutdown past its step drain). */
   callSignal: AbortSignal;
-  store: Pick<TaskStore, "listSteps" | "appendStep">;
+  store: Pick<TaskStore, "listSteps" | "appendStep" | "approvalOf">;
   llm: LlmClient;
   tools: ToolRunner;
   prices: PriceTable;
@@ -73,4 +78,6 @@ export interface Attempt {
   /** Kept current as checkpoints are written, earlier attempts' included. */
   progress: LoopProgress;
   stepCheckpointed(event: StepEvent): void;
+  /** The task's budgets as this attempt spends them: model turns reserve their worst case here first. @default none checked */
+  budget?: BudgetMeter | undefined;
 }

@@ -8,7 +8,12 @@ import fs from "node:fs";
 import path from "node:path";
 import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { z } from "zod";
+import { MAX_APPROVAL_TIMEOUT_SECONDS } from "../contracts";
 import { AgentNotFoundError, ConfigError } from "../errors";
+import { TaskBudgetsSchema, type TaskBudgets } from "../contracts";
+
+/** How long a gated call waits for a decision when the agent file says nothing: an hour. */
+export const DEFAULT_APPROVAL_TIMEOUT_SECONDS = 3600;
 
 const TierSchema = z.object({
   model: z.string().min(1),
@@ -82,12 +87,8 @@ const FrontMatterSchema = z
     mcp_servers: McpServersSchema.default({}),
     tiers: z.record(z.string(), TierSchema).refine((t) => Object.keys(t).length > 0, "at least one tier"),
     default_tier: z.string(),
-    budgets: z
-      .object({
-        max_steps: z.number().int().positive().optional(),
-        max_tokens: z.number().int().positive().optional(),
-      })
-      .default({}),
+    /** Per-task budgets (src/budgets): the defaults and the ceiling of a submit's; `max_daily_cost_usd` caps the agent's day. */
+    budgets: TaskBudgetsSchema.extend({ max_daily_cost_usd: z.number().positive().max(1e9).optional() }).strict().default({}),
     /** `json`: the final answer is parsed as a JSON object into the task's result. */
     result: z.enum(["text", "json"]).default("text"),
     /**
@@ -99,6 +100,17 @@ const FrontMatterSchema = z
         classify_tier: z.string(),
         simple_label: z.string().regex(/^[a-z][a-z0-9_-]*$/).default("simple"),
         instruction: z.string().default(""),
+      })
+      .strict()
+      .optional(),
+    /**
+     * Approval gates (src/approvals): a call of a tool named here (or of an MCP server's, as `<server>__*`)
+     * waits for an operator's decision, at most `timeout_seconds`, after which the task fails.
+     */
+    approval: z
+      .object({
+        tools: z.array(z.string().min(1)).min(1, "name at least one tool"),
+        timeout_seconds: z.number().int().positive().max(MAX_APPROVAL_TIMEOUT_SECONDS).default(DEFAULT_APPROVAL_TIMEOUT_SECONDS),
       })
       .strict()
       .optional(),
@@ -122,14 +134,32 @@ export interface AgentDefinition {
   defaultTier: string;
   maxSteps: number | undefined;
   maxTokens: number | undefined;
+  /** Every per-task budget of the front matter (`maxSteps` and `maxTokens` among them); `on_exhausted` always set. */
+  budgets: TaskBudgets;
+  /** `budgets.max_daily_cost_usd`: past it, intake refuses the agent's new tasks until 00:00 UTC. */
+  maxDailyCostUsd: number | undefined;
   resultFormat: "text" | "json";
   /** Tiered routing (see `router` in the front matter); absent: every step runs on `defaultTier`. */
   router?: { classifyTier: string; simpleLabel: string; instruction: string } | undefined;
+  /** Tools whose calls wait for an operator's decision (see `approval` in the front matter); absent: none do. */
+  approval?: { tools: string[]; timeoutSeconds: number } | undefined;
   systemPrompt: string;
   /** sha256 of the file, first 12 hex digits. */
   promptVersion: string;
   /** Absolute path of the folder the agent file was read from; undefined for an agent given as text. */
   sourceDir?: string | undefined;
+  /**
+   * The agent file text this was parsed from (for `defineAgent`, the equivalent file it generates):
+   * `promptVersion` is its hash, and it is what the store keeps of the version (src/rollout/).
+   */
+  source: string;
+}
+
+/** The front matter's per-task budgets, unset ones left out, `on_exhausted` defaulting to `fail`. */
+function taskBudgets(b: TaskBudgets & { max_daily_cost_usd?: number | undefined }): TaskBudgets {
+  const { max_daily_cost_usd: _daily, ...perTask } = b;
+  const set = Object.entries(perTask).filter(([, v]) => v !== undefined);
+  return { ...(Object.fromEntries(set) as TaskBudgets), on_exhausted: b.on_exhausted ?? "fail" };
 }
 
 /** `sourceDir`: the folder the file was read from, against which its relative paths (MCP server commands) resolve. */
@@ -156,6 +186,9 @@ export function parseAgentFile(text: string, source: string, sourceDir?: string)
     if (server !== undefined && !Object.hasOwn(d.mcp_servers, server))
       throw new ConfigError(source, `tools entry "${tool}" names MCP server "${server}", which mcp_servers does not declare`);
   }
+  for (const tool of d.approval?.tools ?? []) {
+    if (!allows({ tools: d.tools }, tool)) throw new ConfigError(source, `approval.tools entry "${tool}" is not among the agent's tools`);
+  }
   return {
     name: d.name,
     description: d.description,
@@ -165,11 +198,15 @@ export function parseAgentFile(text: string, source: string, sourceDir?: string)
     defaultTier: d.default_tier,
     maxSteps: d.budgets.max_steps,
     maxTokens: d.budgets.max_tokens,
+    budgets: taskBudgets(d.budgets),
+    maxDailyCostUsd: d.budgets.max_daily_cost_usd,
     resultFormat: d.result,
     router: d.router && { classifyTier: d.router.classify_tier, simpleLabel: d.router.simple_label, instruction: d.router.instruction.trim() },
+    approval: d.approval && { tools: d.approval.tools, timeoutSeconds: d.approval.timeout_seconds },
     systemPrompt: (m[2] ?? "").trim(),
     promptVersion: createHash("sha256").update(text).digest("hex").slice(0, 12),
     sourceDir: sourceDir === undefined ? undefined : path.resolve(sourceDir),
+    source: text,
   };
 }
 

@@ -83,6 +83,21 @@ export function emitQueued(
   });
 }
 
+/** `clawfleet.task.cancelled`, for intake: the cancel is committed (the task row as the cancel left it). */
+export function emitCancelled(sink: TaskEventSink, node: string, task: Pick<TaskRecord, "id" | "agent" | "prompt_version" | "steps" | "usage" | "tenant">): void {
+  sink("clawfleet.task.cancelled", {
+    task_id: task.id,
+    agent: task.agent,
+    tenant: task.tenant,
+    prompt_version: task.prompt_version,
+    status: "cancelled",
+    step: task.steps,
+    usage: task.usage,
+    at: now(),
+    node,
+  });
+}
+
 /** The planner's side: fed by the task worker's hooks and the attempt's step interceptor. */
 export class AttemptEvents {
   private readonly running = new Map<string, Running>();
@@ -127,7 +142,7 @@ export class AttemptEvents {
     });
   }
 
-  /** How the attempt ended; only a committed terminal write is a transition. */
+  /** How the attempt ended; only a committed terminal write, or a committed park on a gated call, is a transition. */
   settled(taskId: string, outcome: WakeUpOutcome, detail: RunOutcome | undefined): void {
     const r = this.running.get(taskId);
     this.running.delete(taskId);
@@ -136,6 +151,9 @@ export class AttemptEvents {
     else if (outcome === "failed") {
       const error = detail?.kind === "failed" ? detail.error : { type: "internal_error", message: "task failed" };
       this.sink("clawfleet.task.failed", { ...this.base(taskId, r), status: "failed", error });
+    } else if (outcome === "awaiting_approval" && detail?.kind === "awaiting_approval") {
+      const { tool, input } = detail.approval;
+      this.sink("clawfleet.task.awaiting_approval", { ...this.base(taskId, r), status: "awaiting_approval", tool, tool_input: input });
     }
   }
 

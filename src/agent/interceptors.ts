@@ -17,10 +17,13 @@ export type Next<I, O> = (input: I) => Promise<O>;
 export interface AttemptInterceptor {
   /** Says which concern this is, for whoever reads the chain. */
   readonly name: string;
-  /** Around every model call, each retry included; throwing stops the call before it starts. */
-  modelCall?(req: CompleteRequest, next: Next<CompleteRequest, CompleteResponse>): Promise<CompleteResponse>;
-  /** Around every tool call; throwing stops the call before it starts. */
-  toolCall?(call: ToolCall, next: Next<ToolCall, ToolResult>): Promise<ToolResult>;
+  /**
+   * Around every model call, each retry included; throwing stops the call before it starts. `signal`: the
+   * call's own, for an interceptor that waits before the call (it ends the wait when the call is aborted).
+   */
+  modelCall?(req: CompleteRequest, next: Next<CompleteRequest, CompleteResponse>, signal?: AbortSignal): Promise<CompleteResponse>;
+  /** Around every tool call; throwing stops the call before it starts. `signal` as for `modelCall`. */
+  toolCall?(call: ToolCall, next: Next<ToolCall, ToolResult>, signal?: AbortSignal): Promise<ToolResult>;
   /** After each checkpoint (model turn or tool result) is written. */
   stepCheckpointed?(event: StepEvent): void;
   /** After each backoff on rate-limit backpressure is over, with the seconds it took. */
@@ -31,12 +34,12 @@ export interface AttemptInterceptor {
 export class InterceptorChain {
   constructor(readonly interceptors: readonly AttemptInterceptor[]) {}
 
-  /** The call's abort signal passes by the interceptors, straight to `base`. */
+  /** The call's abort signal goes to `base` unchanged; interceptors are shown it, and cannot replace it. */
   llm(base: LlmClient): LlmClient {
     const complete = (req: CompleteRequest, signal?: AbortSignal) =>
       this.interceptors.reduceRight<Next<CompleteRequest, CompleteResponse>>((next, i) => {
         const around = i.modelCall?.bind(i);
-        return around ? (r) => around(r, next) : next;
+        return around ? (r) => around(r, next, signal) : next;
       }, (r) => base.complete(r, signal))(req);
     return { complete };
   }
@@ -45,7 +48,7 @@ export class InterceptorChain {
     const run = (call: ToolCall, signal?: AbortSignal) =>
       this.interceptors.reduceRight<Next<ToolCall, ToolResult>>((next, i) => {
         const around = i.toolCall?.bind(i);
-        return around ? (c) => around(c, next) : next;
+        return around ? (c) => around(c, next, signal) : next;
       }, (c) => base.run(c, signal))(call);
     return { run };
   }

@@ -1,13 +1,15 @@
 /**
  * One model turn, the same for the agent's own steps and for a tiered agent's
- * classification: ask the model (retrying passing failures), price the answer,
- * checkpoint it under the attempt's fence, then tell the interceptor chain. A
- * turn is made once: after its checkpoint, a resumed task reads it back instead.
+ * classification: reserve its worst case against the task's budgets (a turn
+ * that could overshoot one is not made: BudgetExceededError), ask the model
+ * (retrying passing failures), price the answer, checkpoint it under the
+ * attempt's fence, then tell the interceptor chain. A turn is made once: after
+ * its checkpoint, a resumed task reads it back instead.
  */
 import type { Attempt } from "./attempt";
 import type { Tier } from "./definition";
 import { callModelWithRetry } from "./modelRetry";
-import type { Usage } from "../contracts";
+import type { BudgetName, Usage } from "../contracts";
 import type { CompleteResponse, MessageParam, ToolSpec } from "../contracts";
 
 export interface TurnRequest {
@@ -18,6 +20,12 @@ export interface TurnRequest {
   system: string;
   messages: MessageParam[];
   tools: ToolSpec[];
+  /**
+   * The wrap-up turn of `on_exhausted: finish`, after `budget` ran out: the one call allowed past the budgets,
+   * so nothing is reserved; `maxTokens` replaces the tier's; a tool call in its answer is dropped (it is
+   * offered none), and its checkpoint is marked with the budget, so a resumed task knows it for the wrap-up.
+   */
+  wrapUp?: { budget: BudgetName; maxTokens: number };
 }
 
 export interface Turn {
@@ -27,8 +35,11 @@ export interface Turn {
 
 export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
   const { task, fence, agent } = a;
-  const { step, tierName, tier } = turn;
-  const response = await callModelWithRetry(
+  const { step, tierName, tier, wrapUp } = turn;
+  const maxTokens = wrapUp?.maxTokens ?? tier.max_tokens;
+  const shape = { model: tier.model, maxTokens, system: turn.system, messages: turn.messages, tools: turn.tools };
+  const reservation = wrapUp ? a.budget?.estimateOnly(shape) : a.budget?.reserve(shape);
+  const answer = await callModelWithRetry(
     a.llm,
     {
       taskId: task.id,
@@ -37,7 +48,7 @@ export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
       step,
       tier: tierName,
       model: tier.model,
-      maxTokens: tier.max_tokens,
+      maxTokens,
       priority: task.priority,
       system: turn.system,
       messages: turn.messages,
@@ -47,7 +58,9 @@ export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
     a.retry,
     a.callSignal,
   );
+  const response = wrapUp ? { ...answer, content: answer.content.filter((b) => b.type !== "tool_use") } : answer;
   const usage: Usage = a.prices.usageOf(response.model, response.usage);
+  if (reservation) a.budget?.settle(reservation, usage);
   await a.store.appendStep(
     task.id,
     fence,
@@ -61,6 +74,7 @@ export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
         usage,
         content: response.content,
         duration_ms: response.duration_ms,
+        ...(wrapUp ? { budget_exhausted: wrapUp.budget } : {}),
       },
     },
     usage,

@@ -3,6 +3,10 @@
  * alternate model turns (modelTurn.ts) and tool calls (toolDispatch.ts),
  * checkpointing after every model response and every tool result, until the
  * model ends its turn or a budget runs out; then settle the attempt's end.
+ * Budgets (src/budgets) are the task's own, fixed at submit: each model turn
+ * reserves its worst case first, and one that could overshoot is not made; the
+ * task then fails (`budget_exceeded`) or, with `on_exhausted: finish`, ends
+ * after one wrap-up turn without tools.
  *
  * It never writes without the attempt's fencing token, so a zombie's writes are
  * refused by the store; it stops at the next step boundary when `signal` aborts
@@ -10,19 +14,22 @@
  */
 import { ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
 import type { Attempt, LoopLogger, LoopMetrics, LoopProgress, RunOutcome, StepEvent } from "./attempt";
-import type { AgentDefinition } from "./definition";
+import type { AgentDefinition, Tier } from "./definition";
 import { InterceptorChain, progressCounting, type AttemptInterceptor } from "./interceptors";
 import type { RetryPolicy } from "./modelRetry";
-import { modelTurn } from "./modelTurn";
-import { replay, toolUses } from "./replay";
+import { modelTurn, type Turn } from "./modelTurn";
+import { replay, toolResultBlock, toolUses, type PendingToolUse, type ReplayState } from "./replay";
 import { buildResult } from "./result";
 import { writeTerminal } from "./settle";
 import { chooseTier } from "./tierRouting";
 import { dispatchTools, logToolChoice } from "./toolDispatch";
+import { awaitingApproval } from "../approvals/gate";
 import { ToolCallLedger } from "./toolCallLedger";
-import type { ContentBlock, TaskRecord } from "../contracts";
+import type { BudgetName, ContentBlock, StepRecord, TaskRecord } from "../contracts";
+import { BudgetMeter, budgetsOf, exhaustionOf, stepsSpent, tokensSpent, wrapUpMessages, type Exhaustion } from "../budgets";
 import { BudgetExceededError, CallCancelledError, messageOf, ModelBehaviorError } from "../errors";
 import type { PriceTable } from "../llm/pricing";
+import type { InputTokenEstimator } from "../ratelimit";
 import type { LlmClient } from "../llm/client";
 import type { ToolSpec, UserBlock } from "../contracts";
 import type { TaskStore } from "../store/types";
@@ -32,7 +39,7 @@ import { Attr, contextFromTraceparent, inSpan, markFailed } from "../telemetry/s
 export type { LoopLogger, LoopProgress, RunOutcome, StepEvent } from "./attempt";
 
 export interface LoopDeps {
-  store: Pick<TaskStore, "listSteps" | "appendStep" | "finishTask">;
+  store: Pick<TaskStore, "listSteps" | "appendStep" | "finishTask" | "approvalOf" | "awaitApproval">;
   llm: LlmClient;
   tools: ToolRunner;
   toolSpecs(agent: AgentDefinition): Promise<ToolSpec[]>;
@@ -45,6 +52,10 @@ export interface LoopDeps {
   onStep?(event: StepEvent): void;
   /** The planner's metrics recorded inside the loop; optional (unit tests). */
   metrics?: LoopMetrics;
+  /** Prompt-size estimates for budget reservations. @default one per process, calibrated on every call's usage */
+  estimator?: InputTokenEstimator;
+  /** Wall clock (ms since the epoch) of the wall-time budget. @default Date.now */
+  now?: () => number;
 }
 
 export interface RunInput {
@@ -88,7 +99,8 @@ export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome
   };
   const parent = contextFromTraceparent(task.trace_context ?? run.traceparent, ROOT_CONTEXT);
   return inSpan(`invoke_agent ${agent.name}`, { kind: SpanKind.INTERNAL, attributes }, parent, async (span) => {
-    const outcome = await runAttempt(attempt, deps, agent.maxSteps ?? run.defaultMaxSteps).catch((err: unknown) => cutShort(err, attempt));
+    const maxSteps = attempt.budget.budgets.max_steps ?? run.defaultMaxSteps;
+    const outcome = await runAttempt(attempt, deps, maxSteps).catch((err: unknown) => cutShort(err, attempt));
     await settle(outcome);
     span.setAttribute(Attr.OUTCOME, outcome.kind);
     if (outcome.kind === "failed") markFailed(span, outcome.error.type, outcome.error.message);
@@ -96,8 +108,11 @@ export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome
   });
 }
 
+/** An attempt with its task's budgets. */
+type MeteredAttempt = Attempt & { budget: BudgetMeter };
+
 /** The attempt as its steps see it: its calls and checkpoints pass through one interceptor chain. */
-function openAttempt(deps: LoopDeps, run: RunInput, progress: LoopProgress): Attempt {
+function openAttempt(deps: LoopDeps, run: RunInput, progress: LoopProgress): MeteredAttempt {
   const { task, agent, fence, signal } = run;
   const callSignal = run.callSignal ?? new AbortController().signal;
   const { store, prices, logger, metrics } = deps;
@@ -111,7 +126,9 @@ function openAttempt(deps: LoopDeps, run: RunInput, progress: LoopProgress): Att
   const { stepCheckpointed, rateLimitWaited } = chain;
   const [llm, tools] = [chain.llm(deps.llm), chain.tools(deps.tools)];
   const retry = { ...deps.retry, onRateLimitWait: rateLimitWaited };
-  return { task, fence, agent, labels, signal, callSignal, store, llm, tools, prices, retry, logger, metrics, progress, stepCheckpointed };
+  // Counted from the task's durable usage: what earlier attempts spent is in it, however the task was resumed.
+  const budget = new BudgetMeter(budgetsOf(task, agent), task, { prices, estimator: deps.estimator, now: deps.now });
+  return { task, fence, agent, labels, signal, callSignal, store, llm, tools, prices, retry, logger, metrics, progress, stepCheckpointed, budget };
 }
 
 /**
@@ -126,8 +143,8 @@ function cutShort(err: unknown, a: Attempt): RunOutcome {
   throw err;
 }
 
-async function runAttempt(a: Attempt, deps: Pick<LoopDeps, "toolSpecs">, maxSteps: number): Promise<RunOutcome> {
-  const { task, agent, signal } = a;
+async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs">, maxSteps: number): Promise<RunOutcome> {
+  const { task, agent, signal, budget } = a;
   const stored = await a.store.listSteps(task.id);
   // Rebuilt from the checkpoints on every attempt: a resumed task reports no call twice.
   const ledger = ToolCallLedger.fromCheckpoints(stored);
@@ -135,7 +152,12 @@ async function runAttempt(a: Attempt, deps: Pick<LoopDeps, "toolSpecs">, maxStep
   a.progress.steps = stored.length;
   a.progress.toolCalls = ledger.count;
   // Tiered agents classify first (step 1) and run on the tier that picks; others run on their default tier.
-  const choice = await chooseTier(a, stored);
+  // A classification its budgets cannot afford is not made: the task runs out on its default tier.
+  let refused: Exhaustion | undefined;
+  const choice = await chooseTier(a, stored).catch((err: unknown) => {
+    refused = refusal(err);
+    return { tier: agent.defaultTier, firstStep: 1, tokens: 0 };
+  });
   if (choice === "interrupted") return { kind: "interrupted", reason: signal.reason };
   const tierName = choice.tier;
   const tier = agent.tiers[tierName];
@@ -143,17 +165,23 @@ async function runAttempt(a: Attempt, deps: Pick<LoopDeps, "toolSpecs">, maxStep
 
   const state = replay(task.input, stored, choice.firstStep);
   const specs = await deps.toolSpecs(agent);
-  let usedTokens = task.usage.input_tokens + task.usage.output_tokens + choice.tokens;
   if (state.llmSteps + state.toolSteps > 0) {
     a.logger.info({ taskId: task.id, event: "task.resumed", step: state.nextStep, attempt: task.attempts }, "resuming from checkpoint");
     a.metrics?.taskResumed(a.labels);
   }
+  const out = (ex: Exhaustion) => exhaust(a, state, { tierName, tier }, ex);
+  if (refused) return out(refused);
 
   for (;;) {
     if (signal.aborted) return { kind: "interrupted", reason: signal.reason };
 
     if (state.pending.length > 0) {
+      const late = budget.wall();
+      if (late) return out(late);
       const results = await dispatchTools(a, state.pending, ledger, toolParents);
+      // A gated call still waiting for an operator (src/approvals) parks the task, the turn's other calls checkpointed.
+      const parked = awaitingApproval(a, state.pending, results);
+      if (parked) return parked;
       const blocks = new Map<number, UserBlock>([...state.doneResults, ...results]);
       state.messages.push({
         role: "user",
@@ -167,19 +195,25 @@ async function runAttempt(a: Attempt, deps: Pick<LoopDeps, "toolSpecs">, maxStep
 
     if (state.lastLlm) {
       const { content, stop_reason } = state.lastLlm;
+      // A wrap-up checkpointed before the attempt ended: the task ends as that attempt would have ended it.
+      const wrappedUp = wrapUpAt(stored, state.nextStep - 1);
+      if (wrappedUp) return { kind: "succeeded", result: buildResult(content, agent.resultFormat), budgetExhausted: wrappedUp };
       if (stop_reason === "max_tokens") return failedBy(new ModelBehaviorError(`the model's answer was cut off at max_tokens (${tier.max_tokens})`));
       if (stop_reason === "refusal") return failedBy(new ModelBehaviorError("the model refused the task"));
       return { kind: "succeeded", result: buildResult(content, agent.resultFormat) };
     }
 
-    if (state.nextStep > maxSteps) return failedBy(new BudgetExceededError(`step budget of ${maxSteps} spent before the agent finished`));
-    if (agent.maxTokens !== undefined && usedTokens >= agent.maxTokens) {
-      return failedBy(new BudgetExceededError(`token budget of ${agent.maxTokens} spent before the agent finished`));
-    }
+    const spent = stepsSpent(maxSteps, state.nextStep) ?? tokensSpent(budget.budgets.max_tokens, budget.spent);
+    if (spent) return out(spent);
 
     const step = state.nextStep;
-    const { response, usage } = await modelTurn(a, { step, tierName, tier, system: agent.systemPrompt, messages: state.messages, tools: specs });
-    usedTokens += usage.input_tokens + usage.output_tokens;
+    let turn: Turn;
+    try {
+      turn = await modelTurn(a, { step, tierName, tier, system: agent.systemPrompt, messages: state.messages, tools: specs });
+    } catch (err) {
+      return out(refusal(err));
+    }
+    const { response } = turn;
     const content: ContentBlock[] = response.content;
     state.messages.push({ role: "assistant", content });
     state.llmSteps++;
@@ -198,11 +232,73 @@ async function runAttempt(a: Attempt, deps: Pick<LoopDeps, "toolSpecs">, maxStep
       tier: tierName,
       llm_steps: state.llmSteps,
       tool_calls: ledger.count,
-      used_tokens: usedTokens,
+      used_tokens: budget.spent.inputTokens + budget.spent.outputTokens,
+      cost_usd: budget.spent.costUsd,
       max_steps: maxSteps,
       stop_reason: response.stop_reason,
     });
   }
+}
+
+/** The budget a refused model turn names; any other error is the attempt's. */
+function refusal(err: unknown): Exhaustion {
+  const ex = exhaustionOf(err);
+  if (!ex) throw err;
+  return ex;
+}
+
+/** The budget a checkpointed wrap-up turn at `step` records, if that step is one. */
+function wrapUpAt(stored: readonly StepRecord[], step: number): BudgetName | undefined {
+  const s = stored.find((x) => x.step === step);
+  return s?.kind === "llm" ? s.data.budget_exhausted : undefined;
+}
+
+/**
+ * A budget ran out. `fail`: the task fails with `budget_exceeded`. `finish`: tool calls still owed are
+ * answered "not made" (checkpointed, so the log replays whole), then one wrap-up turn, offered no tools and
+ * told to answer now, ends the task succeeded with the budget recorded on it.
+ */
+async function exhaust(a: MeteredAttempt, state: ReplayState, on: { tierName: string; tier: Tier }, ex: Exhaustion): Promise<RunOutcome> {
+  const { task, agent, budget } = a;
+  const spent = budget.spent;
+  a.logger.info(
+    { taskId: task.id, event: "task.budget_exhausted", budget: ex.budget, limit: ex.limit, on_exhausted: budget.onExhausted, step: state.nextStep, spent },
+    ex.message,
+  );
+  if (budget.onExhausted === "fail") return failedBy(new BudgetExceededError(ex.message));
+  if (state.pending.length > 0) {
+    const blocks = new Map<number, UserBlock>([...state.doneResults, ...(await skipTools(a, state.pending, ex))]);
+    state.messages.push({ role: "user", content: [...blocks.entries()].sort(([x], [y]) => x - y).map(([, b]) => b) });
+    state.pending = [];
+    state.doneResults = new Map();
+  }
+  if (a.signal.aborted) return { kind: "interrupted", reason: a.signal.reason };
+  const { response } = await modelTurn(a, {
+    step: state.nextStep,
+    tierName: on.tierName,
+    tier: on.tier,
+    system: agent.systemPrompt,
+    messages: wrapUpMessages(state.messages, ex.budget),
+    tools: [],
+    wrapUp: { budget: ex.budget, maxTokens: budget.wrapUpMaxTokens(on.tier.max_tokens, ex) },
+  });
+  return { kind: "succeeded", result: buildResult(response.content, agent.resultFormat), budgetExhausted: ex.budget };
+}
+
+/** Owed tool calls the budget leaves unmade, each checkpointed as an error result the wrap-up turn reads. */
+async function skipTools(a: Attempt, pending: readonly PendingToolUse[], ex: Exhaustion): Promise<Map<number, UserBlock>> {
+  const out = new Map<number, UserBlock>();
+  for (const use of pending) {
+    const data = { ok: false, output: { error: `not made: ${ex.message}` } };
+    await a.store.appendStep(a.task.id, a.fence, {
+      kind: "tool",
+      step: use.step,
+      data: { tool: use.name, tool_use_id: use.id, input: use.input, ...data, duration_ms: 0, idempotency_key: `${a.task.id}:${use.step}` },
+    });
+    a.stepCheckpointed({ taskId: a.task.id, step: use.step, kind: "tool", tool: use.name, ok: false, duration_ms: 0, ...a.labels });
+    out.set(use.step, toolResultBlock(use.id, data));
+  }
+  return out;
 }
 
 function failedBy(err: Error & { errorType?: string }): RunOutcome {

@@ -1,12 +1,13 @@
 /**
  * How an attempt ends, in one place: every write that ends one (the task's
- * terminal finishTask, or a releaseTask that hands it back), the planner's
+ * terminal finishTask, a releaseTask that hands it back, or an awaitApproval
+ * that parks it on a call an operator must decide), the planner's
  * per-attempt and per-task metrics, and the onSettled hook. Whatever ended the
  * attempt (the loop's outcome, the attempt budget, an error) is settled here,
  * so each ending is written, counted and reported exactly once.
  */
 import type { LoopLogger, LoopProgress, RunOutcome, TerminalOutcome } from "./attempt";
-import { CheckpointTooNewError, isRetryable, LeaseLostError, messageOf, StaleFenceError } from "../errors";
+import { CheckpointTooNewError, isRetryable, LeaseLostError, messageOf, StaleFenceError, TaskCancelledError } from "../errors";
 import type { TaskRecord } from "../contracts";
 import type { TaskStore } from "../store/types";
 import type { Metrics, TaskLabels } from "../telemetry/metrics";
@@ -21,7 +22,11 @@ export type WakeUpOutcome =
   | "succeeded"
   | "failed"
   | "released"
-  | "abandoned";
+  | "abandoned"
+  /** The task was cancelled under the attempt: the store already ended it, so nothing is written or retried. */
+  | "cancelled"
+  /** Parked on a gated call (src/approvals): the task waits, unclaimable, for an operator's decision. */
+  | "awaiting_approval";
 
 /** Hooks get the task's labels (agent, prompt_version) too, for events and metrics. */
 export interface WorkerHooks {
@@ -49,7 +54,7 @@ export type AttemptEnd =
   | { kind: "threw"; err: unknown; signal: AbortSignal; stopping: boolean };
 
 export interface SettleDeps {
-  store: Pick<TaskStore, "finishTask" | "releaseTask">;
+  store: Pick<TaskStore, "finishTask" | "releaseTask" | "awaitApproval">;
   logger: LoopLogger;
   metrics?: Pick<Metrics, "taskFinished" | "attemptSettled" | "taskRetried"> | undefined;
   hooks: Pick<WorkerHooks, "onSettled">;
@@ -85,17 +90,25 @@ export function retryDelayMs(attempts: number, err: unknown, backoff: RetryBacko
   return Math.max(jittered, Number.isFinite(asked) && asked > 0 ? Math.min(backoff.maxMs, Math.ceil(asked * 1000)) : 0);
 }
 
-/** The task's terminal write for a loop outcome; an interrupted attempt leaves the task as it is. */
-export async function writeTerminal(store: Pick<TaskStore, "finishTask">, taskId: string, fence: number, outcome: RunOutcome): Promise<void> {
+/**
+ * The write that ends the attempt for a loop outcome: the task's terminal write, or its park on a gated call
+ * (fenced too, so a zombie cannot park a task its successor runs); an interrupted attempt leaves the task as it is.
+ */
+export async function writeTerminal(store: Pick<TaskStore, "finishTask" | "awaitApproval">, taskId: string, fence: number, outcome: RunOutcome): Promise<void> {
   if (outcome.kind === "interrupted") return;
+  if (outcome.kind === "awaiting_approval") return store.awaitApproval(taskId, fence, outcome.approval);
   await store.finishTask(taskId, fence, terminalUpdate(outcome));
 }
 
-const terminalUpdate = (o: TerminalOutcome) => (o.kind === "succeeded" ? { status: "succeeded" as const, result: o.result } : { status: "failed" as const, error: o.error });
+const terminalUpdate = (o: TerminalOutcome) =>
+  o.kind === "succeeded"
+    ? { status: "succeeded" as const, result: o.result, ...(o.budgetExhausted !== undefined ? { budget_exhausted: o.budgetExhausted } : {}) }
+    : { status: "failed" as const, error: o.error };
 
 /** What a planner reports for a loop outcome: an attempt stopped by a lost lease is abandoned, one stopped otherwise released. */
 export function wakeUpOutcomeOf(outcome: RunOutcome): WakeUpOutcome {
   if (outcome.kind !== "interrupted") return outcome.kind;
+  if (outcome.reason instanceof TaskCancelledError) return "cancelled";
   return outcome.reason instanceof LeaseLostError ? "abandoned" : "released";
 }
 
@@ -127,6 +140,8 @@ export class Settlement {
     const { outcome } = end;
     if (outcome.kind !== "interrupted") {
       await writeTerminal(this.deps.store, this.taskId, fence, outcome);
+    } else if (outcome.reason instanceof TaskCancelledError) {
+      this.deps.logger.info({ taskId: this.taskId, event: "task.attempt_cancelled", fence }, "task cancelled; the attempt ends without a write");
     } else if (outcome.reason instanceof LeaseLostError) {
       this.deps.logger.warn({ taskId: this.taskId, event: "task.abandoned", fence, err: outcome.reason.message }, "lease lost; abandoning the task to its new holder");
     } else {
@@ -139,6 +154,10 @@ export class Settlement {
   private async afterError(err: unknown, signal: AbortSignal, stopping: boolean): Promise<WakeUpOutcome> {
     const { store, logger, metrics } = this.deps;
     const { taskId, fence, info } = this;
+    if (err instanceof TaskCancelledError) {
+      logger.info({ taskId, event: "task.attempt_cancelled", fence, err: messageOf(err) }, "task cancelled; the attempt ends without a write");
+      return this.report("cancelled", { kind: "interrupted", reason: err }, info);
+    }
     if (err instanceof StaleFenceError || err instanceof LeaseLostError || signal.reason instanceof LeaseLostError) {
       logger.warn({ taskId, event: "task.abandoned", fence, err: messageOf(err) }, "a newer lease holder owns this task; abandoning it");
       return this.report("abandoned", undefined, info);
@@ -186,6 +205,8 @@ export class Settlement {
     const metrics = this.deps.metrics;
     if (!metrics) return;
     if (outcome === "succeeded" || outcome === "failed" || outcome === "released" || outcome === "abandoned") metrics.attemptSettled(info.labels, outcome);
+    // A parked attempt hands its task back, as a release does; it waits for a person, not for a retry.
+    else if (outcome === "awaiting_approval") metrics.attemptSettled(info.labels, "released");
     if (outcome !== "succeeded" && outcome !== "failed") return;
     metrics.taskFinished(info.labels, outcome, {
       ...(detail?.kind === "failed" ? { errorType: detail.error.type } : {}),

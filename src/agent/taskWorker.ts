@@ -7,15 +7,22 @@
  * `running` task (the reaper's, for a task whose lease lapsed) takes over that
  * very task. One wake-up per queued task keeps the counts right; a wake-up that
  * finds nothing claimable is dropped harmlessly.
+ *
+ * Each attempt has its own call signal (combined with the process-wide one a
+ * shutdown aborts), so `abortTask` can cut one cancelled task's calls short and
+ * leave the others running (src/cancel/attemptCancel.ts).
  */
 import { randomUUID } from "node:crypto";
 import type { AgentCatalog } from "./definition";
+import { InterceptorChain } from "./interceptors";
 import { LeaseKeeper } from "./leaseKeeper";
 import { runLoop, type LoopDeps } from "./runLoop";
 import { Settlement, wakeUpOutcomeOf, type AttemptInfo, type RetryBackoff, type WakeUpOutcome, type WorkerHooks } from "./settle";
 import { TERMINAL_STATUSES, type ClaimResult, type RunningCaps, type TaskRecord, type WakeUp } from "../contracts";
 import { StaleFenceError, messageOf } from "../errors";
+import { AttemptCancel, RecentIds } from "../cancel";
 import { capOf, NO_CAPS } from "../store/fairClaim";
+import { pinnedAgent } from "../rollout/versions";
 import type { LeaseManager } from "../lease/types";
 import type { TaskStore } from "../store/types";
 import type { Metrics } from "../telemetry/metrics";
@@ -42,10 +49,18 @@ export interface WorkerOptions {
 
 export type WorkerMetrics = Pick<Metrics, "taskFinished" | "attemptSettled" | "taskRetried" | "leaseLost" | "taskResumed" | "duplicateToolCall" | "rateLimitWait">;
 
+/** One attempt in flight: its step controller (shutdown, lost lease, cancel) and its cancel. */
+interface Running {
+  controller: AbortController;
+  cancel: AttemptCancel;
+}
+
 export class TaskWorker {
-  private readonly running = new Map<string, AbortController>();
+  private readonly running = new Map<string, Running>();
   /** Aborts the model and tool calls in flight (`abortCalls`): a shutdown whose step drain is over. */
   private readonly calls = new AbortController();
+  /** Tasks cancelled lately: an attempt at one that registers after its abort came is aborted at once. */
+  private readonly cancelled = new RecentIds();
   private stopping = false;
 
   constructor(
@@ -148,7 +163,10 @@ export class TaskWorker {
   ): Promise<WakeUpOutcome> {
     const { store, logger, metrics } = this.deps;
     const taskId = seen.id;
-    this.running.set(taskId, controller);
+    const cancel = new AttemptCancel({ store, prices: this.deps.prices, logger }, taskId, controller, this.calls.signal);
+    this.running.set(taskId, { controller, cancel });
+    // Its abort may have come between the claim and now: the attempt then starts no call at all.
+    if (this.cancelled.has(taskId)) cancel.abort();
     lease.keep();
     const settlement = new Settlement({ store, logger, metrics, hooks: this.hooks, retryLater: (id, ms) => this.wakeAfter(id, ms), ...(this.opts.retryBackoff ? { backoff: this.opts.retryBackoff } : {}) },
       taskId,
@@ -161,23 +179,29 @@ export class TaskWorker {
       const { task, fence } = claim;
       this.hooks.onClaimed?.(task);
       if (task.attempts > this.opts.maxAttempts) return await settlement.settle({ kind: "exhausted", maxAttempts: this.opts.maxAttempts });
-      const agent = this.deps.agents.get(task.agent);
+      // The version the task was submitted with, on every attempt (src/rollout/versions.ts).
+      const agent = await pinnedAgent(this.deps, task);
       this.hooks.onStarted?.(taskId, task.attempts, task.steps + 1, info.labels);
-      const outcome = await runLoop(this.deps, {
+      // The cancel's check wraps the base clients, innermost: nothing can await between it and the send.
+      const guard = new InterceptorChain([cancel.interceptor]);
+      const deps = { ...this.deps, llm: guard.llm(this.deps.llm), tools: guard.tools(this.deps.tools) };
+      const outcome = await runLoop(deps, {
         task,
         fence,
         agent,
         defaultMaxSteps: this.opts.defaultMaxSteps,
         signal: controller.signal,
-        callSignal: this.calls.signal,
+        callSignal: cancel.callSignal,
         ...(traceparent !== undefined ? { traceparent } : {}),
         progress: info.progress,
         interceptors: [lease.interceptor],
-        settle: (o) => settlement.settle({ kind: "loop", outcome: o }),
+        // A cancelled attempt writes nothing more, whatever the loop ended with: the store has ended the task.
+        settle: (o) => settlement.settle({ kind: "loop", outcome: cancel.cancelled ? { kind: "interrupted", reason: cancel.cancelled } : o }),
       });
-      return wakeUpOutcomeOf(outcome);
+      return wakeUpOutcomeOf(cancel.cancelled ? { kind: "interrupted", reason: cancel.cancelled } : outcome);
     } catch (err) {
-      return await settlement.settle({ kind: "threw", err, signal: controller.signal, stopping: this.stopping });
+      // A write refused by the cancel's fence bump, or a call the executor refused: the attempt was cancelled.
+      return await settlement.settle({ kind: "threw", err: cancel.cancelled ?? err, signal: controller.signal, stopping: this.stopping });
     } finally {
       await lease.release();
       // Only now: drain() must not report the slot free while its lease is still held.
@@ -227,7 +251,20 @@ export class TaskWorker {
   /** Stops taking work and asks running tasks to stop at their next step boundary. */
   stop(reason: unknown): void {
     this.stopping = true;
-    for (const c of this.running.values()) c.abort(reason);
+    for (const r of this.running.values()) r.controller.abort(reason);
+  }
+
+  /**
+   * The task was cancelled (the store has ended it): its attempt here, if any, starts no model or tool call
+   * from now on, its calls in flight are aborted, and it ends without a write. A task not running here is
+   * remembered a while, in case its attempt registers after this. True when an attempt here was aborted.
+   */
+  abortTask(taskId: string, reason?: string): boolean {
+    this.cancelled.add(taskId);
+    const r = this.running.get(taskId);
+    if (!r) return false;
+    r.cancel.abort(reason);
+    return true;
   }
 
   /**

@@ -8,15 +8,20 @@
  * resumes, so a side-effecting tool can dedupe a re-execution; a call repeating
  * an earlier one (same tool, same input) is reported, once, when it is checkpointed.
  * Why the model chose its tools is logged here too, next to what they did.
+ *
+ * A call the agent gates (`approval.tools`, src/approvals) runs only once an
+ * operator approved it; a rejected one is checkpointed as an error result without
+ * running; one still waiting gets no result here, and the loop parks the task on it.
  */
 import { context } from "@opentelemetry/api";
 import type { Attempt } from "./attempt";
+import { gateOf, rejectedResult } from "../approvals/gate";
 import { allows } from "./definition";
 import { toolResultBlock, toolUses, type PendingToolUse } from "./replay";
 import type { ToolCallLedger } from "./toolCallLedger";
 import type { ContentBlock } from "../contracts";
 import type { ToolSpec, UserBlock } from "../contracts";
-import type { ToolResult } from "../contracts";
+import type { Approval, ToolResult } from "../contracts";
 import { contextFromTraceparent } from "../telemetry/spans";
 
 /** `parents`: by step, the traceparent of the model turn that asked for the call, its span's parent. */
@@ -31,7 +36,10 @@ export async function dispatchTools(
   // side-effect tool it started is still running, or a successor could ask for the same step meanwhile.
   const settled = await Promise.allSettled(
     pending.map(async (use) => {
-      const result = await callTool(a, use, parents.get(use.step));
+      const gate = await gateOf(a, use);
+      if (gate.kind === "wait") return;
+      if (gate.approval) noteDecision(a, use, gate.approval);
+      const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step));
       await a.store.appendStep(a.task.id, a.fence, {
         kind: "tool",
         step: use.step,
@@ -74,6 +82,14 @@ async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefi
       input: use.input,
       idempotencyKey: idempotencyKey(a, use),
     }, a.callSignal),
+  );
+}
+
+/** An operator's decision taking effect, with who made it: the record next to the call's own. */
+function noteDecision(a: Attempt, use: PendingToolUse, approval: Approval): void {
+  a.logger.info(
+    { taskId: a.task.id, event: "tool.approval_applied", step: use.step, tool: use.name, decision: approval.decision, by: approval.decided_by, agent: a.agent.name },
+    approval.decision === "approve" ? `running ${use.name}, approved by ${approval.decided_by ?? "?"}` : `${use.name} rejected by ${approval.decided_by ?? "?"}; the model is told`,
   );
 }
 

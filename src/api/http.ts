@@ -14,6 +14,8 @@ export interface RequestHints {
   idempotencyKey?: string;
   /** The request's W3C `traceparent` header: the parent of the task's root span. */
   httpTraceparent?: string;
+  /** `Last-Event-ID`: where a reconnecting event stream resumes. */
+  lastEventId?: string;
 }
 
 export function requestHints(req: IncomingMessage): RequestHints {
@@ -22,6 +24,8 @@ export function requestHints(req: IncomingMessage): RequestHints {
   if (typeof key === "string") hints.idempotencyKey = key;
   const traceparent = req.headers.traceparent;
   if (typeof traceparent === "string") hints.httpTraceparent = traceparent;
+  const lastEventId = req.headers["last-event-id"];
+  if (typeof lastEventId === "string") hints.lastEventId = lastEventId;
   return hints;
 }
 

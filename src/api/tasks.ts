@@ -8,7 +8,7 @@ import { TaskNotFoundError } from "../errors";
 import type { TaskStore } from "../store/types";
 import { stepView, taskView } from "./views";
 
-type TaskReads = Pick<TaskStore, "getTask" | "listSteps">;
+type TaskReads = Pick<TaskStore, "getTask" | "listSteps" | "taskWebhook">;
 
 /** The `:id` of a route, checked to be a task id; UUIDs are case-insensitive, so it is lower-cased first. */
 export function taskIdOf(params: { params?: Record<string, string> }): string {
@@ -28,7 +28,9 @@ export async function readTask(store: TaskReads, id: string, tenant: string): Pr
     store.listSteps(id, tenant),
   ]);
   if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
-  return taskView(task, steps);
+  // Its delivery and attempts (README, "Webhooks"), read only for a task that has one.
+  const webhook = task.webhook ? await store.taskWebhook(id, tenant) : null;
+  return taskView(task, steps, webhook ?? undefined);
 }
 
 /** `GET /v1/tasks/{id}/steps`. */

@@ -1,5 +1,5 @@
 /** The REST API's answers (their schemas are in `src/contracts/api.ts`), built from store records. */
-import type { ErrorBody, ModelUsage, StepRecord, StepView, TaskRecord, TaskView } from "../contracts";
+import type { ErrorBody, ModelUsage, StepRecord, StepView, TaskRecord, TaskView, TaskWebhookView } from "../contracts";
 import {
   ClawfleetError,
   errorBody,
@@ -26,8 +26,8 @@ export function usageByModel(steps: readonly StepRecord[]): Record<string, Model
   return out;
 }
 
-/** `steps`, when given, adds `usage.by_model`. */
-export function taskView(t: TaskRecord, steps?: readonly StepRecord[]): TaskView {
+/** `steps`, when given, adds `usage.by_model`; `webhook`, the task's webhook delivery. */
+export function taskView(t: TaskRecord, steps?: readonly StepRecord[], webhook?: TaskWebhookView): TaskView {
   return {
     id: t.id,
     agent: t.agent,
@@ -51,6 +51,10 @@ export function taskView(t: TaskRecord, steps?: readonly StepRecord[]): TaskView
     created_at: t.created_at,
     started_at: t.started_at,
     finished_at: t.finished_at,
+    ...(t.cancelled_by !== undefined ? { cancelled_by: t.cancelled_by, cancel_reason: t.cancel_reason ?? null } : {}),
+    budgets: t.budgets ?? null,
+    budget_exhausted: t.budget_exhausted ?? null,
+    ...(webhook !== undefined ? { webhook } : {}),
   };
 }
 
@@ -65,6 +69,7 @@ export function stepView(s: StepRecord): StepView {
       usage: s.data.usage,
       content: s.data.content,
       duration_ms: s.data.duration_ms,
+      ...(s.data.budget_exhausted !== undefined ? { budget_exhausted: s.data.budget_exhausted } : {}),
       created_at: s.created_at,
     };
   }

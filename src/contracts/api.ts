@@ -5,6 +5,8 @@
 import { z } from "zod";
 import { LlmStepDataSchema, ToolStepDataSchema } from "./checkpoint";
 import { PrioritySchema, StepNumberSchema, TaskIdSchema, TaskRecordSchema, TaskStatusSchema, TimestampSchema, UsageSchema } from "./task";
+import { BudgetNameSchema, TaskBudgetsSchema } from "./budgets";
+import { TaskWebhookViewSchema, WebhookRequestSchema } from "./webhooks";
 
 /** Bounds of the free-form JSON a client submits (`input`, `metadata`), checked before it reaches the store. */
 export const SUBMIT_JSON_LIMITS = { maxDepth: 64, maxStringLength: 200_000, maxKeyLength: 1_000 } as const;
@@ -75,6 +77,12 @@ export const SubmitTaskSchema = z
       .superRefine(storableJson)
       .describe(`Free-form labels kept with the task. ${storableNote}.`)
       .optional(),
+    budgets: TaskBudgetsSchema.describe(
+      "Budgets for this task: the agent file's `budgets:` where left out; each at most the agent's value where the agent sets one (over it: 422 naming the field).",
+    ).optional(),
+    webhook: WebhookRequestSchema.describe(
+      "Where the task's end (succeeded, failed, cancelled) is POSTed, signed per Standard Webhooks; a URL that resolves to a private, loopback, link-local or metadata address is refused (422 `webhook_url_refused`).",
+    ).optional(),
   })
   .strict();
 export type SubmitTask = z.infer<typeof SubmitTaskSchema>;
@@ -106,8 +114,16 @@ export const TaskViewSchema = TaskRecordSchema.pick({
   created_at: true,
   started_at: true,
   finished_at: true,
+  cancelled_by: true,
+  cancel_reason: true,
 }).extend({
   usage: tokenCounts.extend({ by_model: z.record(z.string(), ModelUsageSchema).optional() }),
+  /** The budgets the task runs under (fixed at submit); null for a task stored before budgets were. */
+  budgets: TaskBudgetsSchema.nullable(),
+  /** The budget that ran out, on a task `on_exhausted: finish` ended with a wrap-up answer (with `fail`, the error's message names it). */
+  budget_exhausted: BudgetNameSchema.nullable(),
+  /** The completion webhook, its delivery state and every attempt (no secret); absent on a task submitted without one. */
+  webhook: TaskWebhookViewSchema.optional(),
 });
 export type TaskView = z.infer<typeof TaskViewSchema>;
 

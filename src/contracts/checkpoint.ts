@@ -3,6 +3,7 @@
  * instead of paying for the step again. The payload format is versioned.
  */
 import { z } from "zod";
+import { BudgetNameSchema } from "./budgets";
 import { ContentBlockSchema } from "./llm";
 import { FenceSchema, StepNumberSchema, TaskIdSchema, TimestampSchema, UsageSchema } from "./task";
 
@@ -17,6 +18,8 @@ export const LlmStepDataSchema = z.object({
   /** The assistant message's content: the state delta this step adds to the conversation. */
   content: z.array(ContentBlockSchema),
   duration_ms: z.number().nonnegative(),
+  /** Set on the wrap-up turn of `on_exhausted: finish`: the budget that ran out. Absent from older checkpoints, which have none. */
+  budget_exhausted: BudgetNameSchema.optional(),
 });
 export type LlmStepData = z.infer<typeof LlmStepDataSchema>;
 

@@ -6,6 +6,7 @@
  * the REST API's OpenAPI document, built from these, is `./openapi`.
  */
 export * from "./task";
+export * from "./budgets";
 export * from "./checkpoint";
 export * from "./llm";
 export * from "./tools";
@@ -15,4 +16,11 @@ export * from "./store";
 export * from "./events";
 export * from "./agents";
 export * from "./keys";
+export * from "./rollout";
+export * from "./canaryJudge";
+export * from "./taskList";
+export * from "./cancel";
+export * from "./approvals";
+export * from "./switches";
+export * from "./webhooks";
 export { parseParams } from "./parse";

@@ -19,7 +19,13 @@ import {
   TaskViewSchema,
 } from "./api";
 import { ApiKeyInfoSchema, CreatedKeySchema, CreateKeySchema, KeyRefSchema, type Scope } from "./keys";
-import { DeadLetterSchema, IdempotencyKeySchema, TaskIdSchema } from "./task";
+import { AgentNameSchema, AgentViewSchema, StartCanarySchema } from "./rollout";
+import { CancelledSchema, CancelTaskBodySchema } from "./cancel";
+import { ApprovalBodySchema, ApprovalDecidedSchema, ApprovalStatusQuerySchema, PendingApprovalsSchema } from "./approvals";
+import { SetSwitchSchema, SwitchKindSchema, SwitchNameSchema, SwitchSchema } from "./switches";
+import { DeadLetterSchema, IdempotencyKeySchema, TaskIdSchema, TaskStatusSchema } from "./task";
+import { TASK_LIST_DEFAULT_LIMIT, TASK_LIST_MAX_LIMIT, TaskCursorSchema, TaskListViewSchema } from "./taskList";
+import { WebhookPayloadSchema } from "./webhooks";
 
 export type JsonSchema = Record<string, unknown>;
 
@@ -52,9 +58,11 @@ export interface OpenApiOperation {
 export interface OpenApiDocument {
   openapi: "3.1.0";
   info: { title: string; version: string; description: string };
-  paths: Record<string, Partial<Record<"get" | "post" | "delete", OpenApiOperation>>>;
+  paths: Record<string, Partial<Record<"get" | "post" | "put" | "delete", OpenApiOperation>>>;
   security: Array<Record<string, string[]>>;
   components: { schemas: Record<string, JsonSchema>; securitySchemes: Record<string, JsonSchema> };
+  /** What Clawfleet sends, not serves: the completion webhook a submit may ask for. */
+  webhooks: Record<string, { post: OpenApiOperation }>;
 }
 
 /** The document's named schemas; `io` is the side a client sees (what it sends, or what it gets back). */
@@ -63,8 +71,14 @@ const COMPONENTS = {
   Submitted: { schema: SubmittedSchema, io: "output" },
   Task: { schema: TaskViewSchema, io: "output" },
   Steps: { schema: StepsViewSchema, io: "output" },
+  TaskList: { schema: TaskListViewSchema, io: "output" },
   DeadLetters: { schema: z.array(DeadLetterSchema), io: "output" },
   RedriveResult: { schema: RedriveResultSchema, io: "output" },
+  CancelTask: { schema: CancelTaskBodySchema, io: "input" },
+  Cancelled: { schema: CancelledSchema, io: "output" },
+  ApprovalDecision: { schema: ApprovalBodySchema, io: "input" },
+  ApprovalDecided: { schema: ApprovalDecidedSchema, io: "output" },
+  PendingApprovals: { schema: PendingApprovalsSchema, io: "output" },
   Error: { schema: ErrorBodySchema, io: "output" },
   LiveReport: { schema: LiveReportSchema, io: "output" },
   CreateKey: { schema: CreateKeySchema, io: "input" },
@@ -72,6 +86,13 @@ const COMPONENTS = {
   ApiKey: { schema: ApiKeyInfoSchema, io: "output" },
   ApiKeys: { schema: z.array(ApiKeyInfoSchema), io: "output" },
   ReadyReport: { schema: ReadyReportSchema, io: "output" },
+  Agent: { schema: AgentViewSchema, io: "output" },
+  Agents: { schema: z.array(AgentViewSchema), io: "output" },
+  StartCanary: { schema: StartCanarySchema, io: "input" },
+  SetSwitch: { schema: SetSwitchSchema, io: "input" },
+  Switch: { schema: SwitchSchema, io: "output" },
+  Switches: { schema: z.array(SwitchSchema), io: "output" },
+  WebhookEvent: { schema: WebhookPayloadSchema, io: "output" },
 } as const satisfies Record<string, { schema: z.ZodType; io: "input" | "output" }>;
 
 type ComponentName = keyof typeof COMPONENTS;
@@ -93,8 +114,8 @@ const ERRORS = {
   404: "unknown task, agent, key or route, or one of another tenant",
   409: "the task is not `failed`, so it cannot be redriven (`task_not_failed`)",
   413: "the body is over 1 MiB",
-  422: "schema violation; `details.field` names the field (`body` when the body is not an object)",
-  429: "the tenant's submit rate is spent (`rate_limited`); retry after `Retry-After` seconds with the same `Idempotency-Key`",
+  422: "schema violation; `details.field` names the field (`body` when the body is not an object); `webhook_url_refused` for a submit's webhook URL the SSRF guard refuses (`details.reason` says why)",
+  429: "the tenant's submit rate is spent (`rate_limited`), or the agent's `max_daily_cost_usd` for today (`daily_budget_exhausted`, `Retry-After` until 00:00 UTC); retry after `Retry-After` seconds with the same `Idempotency-Key`",
   503: "a dependency or a cluster node is unavailable; retry after `Retry-After` seconds (a submit: with the same `Idempotency-Key`)",
 } as const;
 
@@ -111,6 +132,8 @@ function errors(...statuses: Array<keyof typeof ERRORS>): Record<string, OpenApi
 const AUTH_ERRORS = [401, 403] as const;
 
 const keyIdParam: OpenApiParameter = { name: "id", in: "path", required: true, description: "the key's id", schema: jsonSchema(KeyRefSchema, "input") };
+
+const agentNameParam: OpenApiParameter = { name: "name", in: "path", required: true, description: "the agent's name", schema: jsonSchema(AgentNameSchema, "input") };
 
 const taskIdParam: OpenApiParameter = { name: "id", in: "path", required: true, description: "the task id", schema: jsonSchema(TaskIdSchema, "input") };
 
@@ -148,6 +171,24 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
             ...errors(400, ...AUTH_ERRORS, 404, 413, 422, 429, 503),
           },
         },
+        get: {
+          operationId: "listTasks",
+          "x-clawfleet-scope": "read",
+          summary: "The tenant's tasks, newest first, a page at a time (keyset paging: pass `next_cursor` back as `cursor`)",
+          parameters: [
+            { name: "status", in: "query", required: false, description: "only tasks in this status", schema: jsonSchema(TaskStatusSchema, "input") },
+            { name: "agent", in: "query", required: false, description: "only tasks of this agent", schema: { type: "string", minLength: 1, maxLength: 100 } },
+            {
+              name: "limit",
+              in: "query",
+              required: false,
+              description: "tasks per page",
+              schema: { type: "integer", minimum: 1, maximum: TASK_LIST_MAX_LIMIT, default: TASK_LIST_DEFAULT_LIMIT },
+            },
+            { name: "cursor", in: "query", required: false, description: "the previous page's `next_cursor`, as it was answered", schema: jsonSchema(TaskCursorSchema, "input") },
+          ],
+          responses: { 200: { description: "a page of tasks; `next_cursor` is null on the last", content: json("TaskList") }, ...errors(...AUTH_ERRORS, 422, 503) },
+        },
       },
       "/v1/tasks/{id}": {
         get: {
@@ -167,6 +208,24 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
           responses: { 200: { description: "the task's checkpoints", content: json("Steps") }, ...errors(...AUTH_ERRORS, 404, 503) },
         },
       },
+      "/v1/tasks/{id}/events": {
+        get: {
+          operationId: "taskEvents",
+          "x-clawfleet-scope": "read",
+          summary:
+            "The task's progress as Server-Sent Events (`step`, `awaiting_approval`, then one of `succeeded`, `failed`, `cancelled`, after which the stream ends). " +
+            "Every event's id is durable: reconnect to any replica with `Last-Event-ID` (or `?last_event_id=`) to get exactly the events after it; a cursor ahead of the task's events gets `reset`, then every event",
+          parameters: [
+            taskIdParam,
+            { name: "Last-Event-ID", in: "header", required: false, description: "the id of the last event received", schema: { type: "string", pattern: "^\\d{1,15}$" } },
+            { name: "last_event_id", in: "query", required: false, description: "the same, for clients that cannot set headers", schema: { type: "string", pattern: "^\\d{1,15}$" } },
+          ],
+          responses: {
+            200: { description: "the event stream", content: { "text/event-stream": { schema: { type: "string" } } } },
+            ...errors(...AUTH_ERRORS, 404, 503),
+          },
+        },
+      },
       "/v1/tasks/{id}/redrive": {
         post: {
           operationId: "redrive",
@@ -174,6 +233,86 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
           summary: "Put a failed task back in the queue; it resumes from its checkpoints",
           parameters: [taskIdParam],
           responses: { 200: { description: "whether the task was redriven", content: json("RedriveResult") }, ...errors(400, ...AUTH_ERRORS, 404, 409, 503) },
+        },
+      },
+      "/v1/tasks/{id}/cancel": {
+        post: {
+          operationId: "cancelTask",
+          "x-clawfleet-scope": "operate",
+          summary:
+            "Cancel a queued, running or awaiting-approval task: it ends `cancelled`, a model call in flight is aborted, and no tool starts " +
+            "after the answer. Cancelling a cancelled task again answers the same",
+          parameters: [taskIdParam],
+          requestBody: { required: false, content: json("CancelTask") },
+          responses: {
+            202: { description: "the task is cancelled (committed) and the planner running it has stopped it", content: json("Cancelled") },
+            ...errors(400, ...AUTH_ERRORS, 404),
+            409: { description: "the task already succeeded or failed (`task_finished`; `details.status` says which)", content: json("Error") },
+            ...errors(422, 503),
+          },
+        },
+      },
+      "/v1/approvals": {
+        get: {
+          operationId: "listApprovals",
+          "x-clawfleet-scope": "read",
+          summary: "The tasks in `awaiting_approval` and the exact call each waits on (its `tool_use`), oldest request first",
+          parameters: [
+            { name: "status", in: "query", required: false, description: "`pending`, the only list there is", schema: jsonSchema(ApprovalStatusQuerySchema, "input") },
+            { name: "limit", in: "query", required: false, description: "how many to list (1-1000)", schema: { type: "integer", minimum: 1, maximum: 1000, default: 100 } },
+          ],
+          responses: { 200: { description: "the pending calls", content: json("PendingApprovals") }, ...errors(...AUTH_ERRORS, 422, 503) },
+        },
+      },
+      "/v1/tasks/{id}/approval": {
+        post: {
+          operationId: "decideApproval",
+          "x-clawfleet-scope": "operate",
+          summary:
+            "Decide a task's pending call, once: `approve` runs it verbatim (no new model call), `reject` gives the model an error result " +
+            "with the reason; the task is queued again",
+          parameters: [taskIdParam],
+          requestBody: { required: true, content: json("ApprovalDecision") },
+          responses: {
+            200: { description: "the decision is committed and the task is back in the queue", content: json("ApprovalDecided") },
+            ...errors(400, ...AUTH_ERRORS, 404),
+            409: {
+              description:
+                "the call was decided already (`approval_decided`; `details` has the decision and who made it), or the task waits on no call, " +
+                "or its call passed its deadline (`not_awaiting_approval`; `details.status`)",
+              content: json("Error"),
+            },
+            ...errors(422, 503),
+          },
+        },
+      },
+      "/v1/switches": {
+        get: {
+          operationId: "listSwitches",
+          "x-clawfleet-scope": "read",
+          summary: "The kill switches: every one ever set, lifted ones (`paused: false`) included",
+          responses: { 200: { description: "the switches", content: json("Switches") }, ...errors(...AUTH_ERRORS, 503) },
+        },
+      },
+      "/v1/switches/{kind}/{name}": {
+        put: {
+          operationId: "setSwitch",
+          "x-clawfleet-scope": "operate",
+          summary:
+            "Pause or lift a kill switch, cluster-wide within a second. A paused agent or prompt version's tasks stay queued (not failed); " +
+            "a call of a paused tool or model waits; `in_flight: abort` cancels the work already under way",
+          parameters: [
+            { name: "kind", in: "path", required: true, description: "what the switch covers (another kind is a 404)", schema: jsonSchema(SwitchKindSchema, "input") },
+            {
+              name: "name",
+              in: "path",
+              required: true,
+              description: "an agent's name, a tool's name as the model sees it, a model id as in the agents' tiers, or a prompt version",
+              schema: jsonSchema(SwitchNameSchema, "input"),
+            },
+          ],
+          requestBody: { required: true, content: json("SetSwitch") },
+          responses: { 200: { description: "the switch as stored", content: json("Switch") }, ...errors(400, ...AUTH_ERRORS, 404, 422, 503) },
         },
       },
       "/v1/dead-letters": {
@@ -191,6 +330,48 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
             },
           ],
           responses: { 200: { description: "the dead letters", content: json("DeadLetters") }, ...errors(...AUTH_ERRORS, 503) },
+        },
+      },
+      "/v1/agents": {
+        get: {
+          operationId: "listAgents",
+          "x-clawfleet-scope": "read",
+          summary: "Every agent: its versions (first seen, tasks), stable version and canary, with the judge's state",
+          responses: { 200: { description: "the agents", content: json("Agents") }, ...errors(...AUTH_ERRORS, 503) },
+        },
+      },
+      "/v1/agents/{name}": {
+        get: {
+          operationId: "getAgent",
+          "x-clawfleet-scope": "read",
+          summary: "An agent: its versions (first seen, tasks), stable version and canary, with the judge's state",
+          parameters: [agentNameParam],
+          responses: { 200: { description: "the agent", content: json("Agent") }, ...errors(...AUTH_ERRORS, 404, 503) },
+        },
+      },
+      "/v1/agents/{name}/canary": {
+        post: {
+          operationId: "startCanary",
+          "x-clawfleet-scope": "operate",
+          summary: "Start a canary of a new agent file: new tasks run it at `steps[0]` percent; the judge promotes it step by step or rolls it back",
+          parameters: [agentNameParam],
+          requestBody: { required: true, content: json("StartCanary") },
+          responses: {
+            201: { description: "the canary runs; the agent as it is now", content: json("Agent") },
+            409: { description: "a canary is already running for the agent (`canary_running`)", content: json("Error") },
+            ...errors(400, ...AUTH_ERRORS, 404, 413, 422, 503),
+          },
+        },
+        delete: {
+          operationId: "abortCanary",
+          "x-clawfleet-scope": "operate",
+          summary: "Abort the running canary: no new task runs it (tasks already pinned to it keep their version)",
+          parameters: [agentNameParam],
+          responses: {
+            200: { description: "the canary is aborted; the agent as it is now", content: json("Agent") },
+            409: { description: "no canary is running for the agent (`canary_not_running`)", content: json("Error") },
+            ...errors(...AUTH_ERRORS, 404, 503),
+          },
         },
       },
       "/v1/keys": {
@@ -242,6 +423,14 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
           },
         },
       },
+      "/openapi.json": {
+        get: {
+          operationId: "openapi",
+          security: [],
+          summary: "This document",
+          responses: { 200: { description: "OpenAPI 3.1", content: { "application/json": { schema: { type: "object" } } } } },
+        },
+      },
       "/metrics": {
         get: {
           operationId: "metrics",
@@ -252,6 +441,30 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
       },
     },
     components: { schemas, securitySchemes: { bearer: { type: "http", scheme: "bearer", description: "an API key: `cfk_<id>_<secret>`" } } },
+    webhooks: {
+      taskEnded: {
+        post: {
+          operationId: "taskEnded",
+          summary:
+            "A task submitted with `webhook` ended (succeeded, failed or cancelled). Signed per Standard Webhooks; sent at least once, " +
+            "retried with the same `webhook-id` until a 2xx; redirects are not followed",
+          security: [],
+          parameters: [
+            { name: "webhook-id", in: "header", required: true, description: "the event's id, the same on every attempt: dedupe on it", schema: { type: "string" } },
+            { name: "webhook-timestamp", in: "header", required: true, description: "Unix seconds of this attempt", schema: { type: "string" } },
+            {
+              name: "webhook-signature",
+              in: "header",
+              required: true,
+              description: '`v1,<base64 HMAC-SHA256 of "{webhook-id}.{webhook-timestamp}.{body}">` keyed with the secret\'s bytes (`whsec_<base64>`)',
+              schema: { type: "string" },
+            },
+          ],
+          requestBody: { required: true, content: json("WebhookEvent") },
+          responses: { "2XX": { description: "received; any other answer (or none within the timeout) is retried" } },
+        },
+      },
+    },
   };
 }
 

@@ -21,12 +21,58 @@ import {
   TaskOutcomeSchema,
   TaskRecordSchema,
   TaskRefSchema,
+  TimestampSchema,
   UsageSchema,
   type NewTask,
   type TaskOutcome,
   type Usage,
 } from "./task";
 import { ToolCallEntrySchema, ToolOutcomeSchema, type ToolOutcome } from "./tools";
+import {
+  ClaimExclusionsSchema,
+  NewSwitchChangeSchema,
+  ScopeStatusSchema,
+  SwitchChangeSchema,
+  SwitchKindSchema,
+  SwitchNameSchema,
+  SwitchSchema,
+  TaskScopeSchema,
+  type ClaimExclusions,
+  type NewSwitchChange,
+  type ScopeStatus,
+  type SwitchKind,
+  type TaskScope,
+} from "./switches";
+import {
+  AgentNameSchema,
+  AgentSourceSchema,
+  AgentVersionInfoSchema,
+  AgentVersionSchema,
+  CanaryStepsSchema,
+  DecisionResultSchema,
+  FileSyncResultSchema,
+  MinTasksPerStepSchema,
+  NewAgentVersionSchema,
+  PromptVersionSchema,
+  RolloutChangeSchema,
+  RolloutSchema,
+  type NewAgentVersion,
+  type RolloutChange,
+} from "./rollout";
+import { CanaryStatsSchema } from "./canaryJudge";
+import { CancelledBySchema, CancelReasonSchema, CancelResultSchema } from "./cancel";
+import {
+  ApprovalRequestSchema,
+  ApprovalSchema,
+  DecideResultSchema,
+  DecisionSchema,
+  ExpiredApprovalSchema,
+  PendingApprovalSchema,
+  type ApprovalRequest,
+  type Decision,
+} from "./approvals";
+import { TaskListQuerySchema, TaskListSchema, type TaskListQuery } from "./taskList";
+import { TaskWebhookViewSchema, WebhookAttemptResultSchema, WebhookClaimSchema, WebhookIdSchema, type WebhookAttemptResult } from "./webhooks";
 import {
   ApiKeyInfoSchema,
   ApiKeyRecordSchema,
@@ -75,6 +121,13 @@ const tenantTask = {
 const tenantTaskArgs = (p: { taskId: string; tenant?: string | undefined }): [taskId: string, tenant?: string] =>
   p.tenant === undefined ? [p.taskId] : [p.taskId, p.tenant];
 
+/** Up to `limit` rows, with, from the API, only the caller's tenant's. */
+const tenantList = {
+  params: z.object({ limit, tenant: TenantSchema.optional() }),
+  toParams: (limit: number, tenant?: string) => ({ limit, ...(tenant !== undefined ? { tenant } : {}) }),
+};
+const tenantListArgs = (p: { limit: number; tenant?: string | undefined }): [limit: number, tenant?: string] => (p.tenant === undefined ? [p.limit] : [p.limit, p.tenant]);
+
 export const STORE_METHODS = {
   /** Commits the task (and the idempotency key, if any) atomically. */
   createTask: method({
@@ -90,6 +143,12 @@ export const STORE_METHODS = {
   }).toArgs((p) => (p.tenant === undefined ? [p.id] : [p.id, p.tenant])),
   /** With `tenant`, only that tenant's task's steps (none for another tenant's task). */
   listSteps: method({ ...tenantTask, result: z.array(StepRecordSchema) }).toArgs(tenantTaskArgs),
+  /** Steps after `afterStep`, in order, at most `limit` of them: a live stream's next page. With `tenant`, only that tenant's task's. */
+  listStepsAfter: method({
+    params: z.object({ taskId: TaskRefSchema, afterStep: z.number().int().nonnegative(), limit, tenant: TenantSchema.optional() }),
+    result: z.array(StepRecordSchema),
+    toParams: (taskId: string, afterStep: number, limit: number, tenant?: string) => ({ taskId, afterStep, limit, ...(tenant !== undefined ? { tenant } : {}) }),
+  }).toArgs((p) => (p.tenant === undefined ? [p.taskId, p.afterStep, p.limit] : [p.taskId, p.afterStep, p.limit, p.tenant])),
   /**
    * Takes the task for a new attempt: bumps `fence` and `attempts`, sets status
    * `running` (and `started_at` the first time). Null when the task is terminal,
@@ -104,18 +163,43 @@ export const STORE_METHODS = {
    * A wake-up's claim (migration 006): takes the fairest queued task as `claimTask` takes one, or answers
    * null when none is claimable (none queued, or every tenant with queued work at its cap). Fairest: the
    * head (priority, then age) of the tenant with the fewest running tasks among those under their cap.
+   * Tasks of the agents and prompt versions `exclude` names (paused by a kill switch) are passed over.
    */
   claimNext: method({
-    params: z.object({ owner: z.string().min(1), caps: RunningCapsSchema }),
+    params: z.object({ owner: z.string().min(1), caps: RunningCapsSchema, exclude: ClaimExclusionsSchema.optional() }),
     result: ClaimResultSchema.nullable(),
-    toParams: (owner: string, caps: RunningCaps) => ({ owner, caps }),
-  }).toArgs((p) => [p.owner, p.caps]),
+    toParams: (owner: string, caps: RunningCaps, exclude?: ClaimExclusions) => ({ owner, caps, ...(exclude !== undefined ? { exclude } : {}) }),
+  }).toArgs((p) => (p.exclude === undefined ? [p.owner, p.caps] : [p.owner, p.caps, p.exclude])),
   /** The queued task of `tenant` a fair claim would take first; null when the tenant has none queued. */
   queuedHead: method({
     params: z.object({ tenant: TenantSchema }),
     result: TaskIdSchema.nullable(),
     toParams: (tenant: string) => ({ tenant }),
   }).toArgs((p) => [p.tenant]),
+  /** Kill switches (migration 011): sets one and appends the change to its history, in one statement. */
+  setSwitch: method({
+    params: z.object({ change: NewSwitchChangeSchema }),
+    result: SwitchSchema,
+    toParams: (change: NewSwitchChange) => ({ change }),
+  }).toArgs((p) => [p.change]),
+  /** Every switch ever set (a lifted one with `paused: false`), by kind and name: a small table, read whole. */
+  listSwitches: method({
+    params: z.object({}),
+    result: z.array(SwitchSchema),
+    toParams: () => ({}),
+  }).toArgs(() => []),
+  /** The newest changes first; with `kind` (and `name`), only that kind's (that switch's). */
+  listSwitchChanges: method({
+    params: z.object({ limit, kind: SwitchKindSchema.optional(), name: SwitchNameSchema.optional() }),
+    result: z.array(SwitchChangeSchema),
+    toParams: (limit: number, scope?: { kind?: SwitchKind; name?: string }) => ({ limit, ...scope }),
+  }).toArgs((p) => [p.limit, { ...(p.kind !== undefined ? { kind: p.kind } : {}), ...(p.name !== undefined ? { name: p.name } : {}) }]),
+  /** Ids of the tasks of an agent or prompt version in `status`, oldest first, at most `limit`. */
+  tasksOfScope: method({
+    params: z.object({ scope: TaskScopeSchema, status: ScopeStatusSchema, limit }),
+    result: z.array(TaskIdSchema),
+    toParams: (scope: TaskScope, status: ScopeStatus, limit: number) => ({ scope, status, limit }),
+  }).toArgs((p) => [p.scope, p.status, p.limit]),
   /** Appends one checkpoint and adds its usage to the task. StaleFenceError if `fence` is not current. */
   appendStep: method({
     params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, step: NewStepSchema, usageDelta: UsageSchema.optional() }),
@@ -181,6 +265,18 @@ export const STORE_METHODS = {
     result: TaskCountsSchema,
     toParams: () => ({}),
   }).toArgs(() => []),
+  /** The cost (USD) of `agent`'s tasks created at or after `since`: an agent's daily cost cap (migration 009's index). */
+  agentCostSince: method({
+    params: z.object({ agent: z.string().min(1).max(100), since: TimestampSchema }),
+    result: z.number().nonnegative(),
+    toParams: (agent: string, since: string) => ({ agent, since }),
+  }).toArgs((p) => [p.agent, p.since]),
+  /** A page of one tenant's tasks, newest first (src/store/taskList.ts); `next_cursor` asks for the next. */
+  listTasks: method({
+    params: TaskListQuerySchema,
+    result: TaskListSchema,
+    toParams: (query: TaskListQuery) => query,
+  }).toArgs((p) => [p]),
   /** With `tenant`, only that tenant's dead letters. */
   listDeadLetters: method({
     params: z.object({ limit: limit.default(100), tenant: TenantSchema.optional() }),
@@ -189,6 +285,67 @@ export const STORE_METHODS = {
   }).toArgs((p) => (p.tenant === undefined ? [p.limit] : [p.limit, p.tenant])),
   /** Puts a failed task back to `queued` with fresh attempts and removes its dead letter; with `tenant`, only that tenant's. */
   redrive: method({ ...tenantTask, result: z.boolean() }).toArgs(tenantTaskArgs),
+  /**
+   * Cancels a `queued`, `running` or `awaiting_approval` task in one statement (migration 012): status
+   * `cancelled`, `finished_at`, who and why, and a fence bump that refuses every later write of the attempt
+   * running it. Answers what it replaced (see CancelResultSchema); with `tenant`, only that tenant's task.
+   */
+  cancelTask: method({
+    params: z.object({ taskId: TaskRefSchema, tenant: TenantSchema.optional(), by: CancelledBySchema, reason: CancelReasonSchema.optional() }),
+    result: CancelResultSchema,
+    toParams: (taskId: string, tenant: string | undefined, by: string, reason?: string) => ({
+      taskId,
+      by,
+      ...(tenant !== undefined ? { tenant } : {}),
+      ...(reason !== undefined ? { reason } : {}),
+    }),
+  }).toArgs((p) => [p.taskId, p.tenant, p.by, p.reason]),
+  /**
+   * Adds usage to the task without a fence: what an attempt spent on a call it could not checkpoint because
+   * its task was cancelled under it (an aborted model call's input). False when there is no such task.
+   */
+  addUsage: method({
+    params: z.object({ taskId: TaskRefSchema, usage: UsageSchema }),
+    result: z.boolean(),
+    toParams: (taskId: string, usage: Usage) => ({ taskId, usage }),
+  }).toArgs((p) => [p.taskId, p.usage]),
+  /**
+   * Approval gates (migration 010, src/store/approvals.ts). `awaitApproval` parks a running task on the call
+   * `request` names, fenced: status `awaiting_approval` (neither claimable nor reaped), its attempt given back,
+   * the call recorded with its deadline. Parking again is a no-op, and a pending call's deadline never moves.
+   */
+  awaitApproval: method({
+    params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, request: ApprovalRequestSchema }),
+    result: z.void(),
+    toParams: (taskId: string, fence: number, request: ApprovalRequest) => ({ taskId, fence, request }),
+  }).toArgs((p) => [p.taskId, p.fence, p.request]),
+  /** The gated call at `step` of the task, decided or not; null when none was asked for. */
+  approvalOf: method({
+    params: z.object({ taskId: TaskRefSchema, step: StepNumberSchema }),
+    result: ApprovalSchema.nullable(),
+    toParams: (taskId: string, step: number) => ({ taskId, step }),
+  }).toArgs((p) => [p.taskId, p.step]),
+  /**
+   * Records an operator's decision on the task's pending call, once: in one transaction the call is decided
+   * and the task put back to `queued`. Answers what happened (see DecideResultSchema); with `tenant`, only
+   * that tenant's task.
+   */
+  decideApproval: method({
+    params: z.object({ taskId: TaskRefSchema, decision: DecisionSchema, tenant: TenantSchema.optional() }),
+    result: DecideResultSchema,
+    toParams: (taskId: string, decision: Decision, tenant?: string) => ({ taskId, decision, ...(tenant !== undefined ? { tenant } : {}) }),
+  }).toArgs((p) => (p.tenant === undefined ? [p.taskId, p.decision] : [p.taskId, p.decision, p.tenant])),
+  /** The calls tasks in `awaiting_approval` wait on, oldest request first; with `tenant`, only that tenant's. */
+  listApprovals: method({ ...tenantList, result: z.array(PendingApprovalSchema) }).toArgs(tenantListArgs),
+  /**
+   * Fails up to `limit` tasks whose pending call is past its deadline (`approval_timeout`, dead-lettered),
+   * the call recorded as `timeout` and never made. Answers those tasks.
+   */
+  expireApprovals: method({
+    params: z.object({ limit }),
+    result: z.array(ExpiredApprovalSchema),
+    toParams: (limit: number) => ({ limit }),
+  }).toArgs((p) => [p.limit]),
   /**
    * The side-effect ledger (migration 004): the call under `idempotencyKey` starts now. Answers how often it
    * was started, this start included, and the outcome an earlier call recorded, if any; a recorded outcome
@@ -239,6 +396,131 @@ export const STORE_METHODS = {
     result: ApiKeyInfoSchema.nullable(),
     toParams: (id: string, tenant?: string) => ({ id, ...(tenant !== undefined ? { tenant } : {}) }),
   }).toArgs((p) => (p.tenant === undefined ? [p.id] : [p.id, p.tenant])),
+  /**
+   * Prompt versions (migration 008, src/store/agentVersions.ts). `putAgentVersion` stores a version once
+   * (a stored one is left as it is) and answers whether it was new.
+   */
+  putAgentVersion: method({
+    params: z.object({ version: NewAgentVersionSchema }),
+    result: z.boolean(),
+    toParams: (version: NewAgentVersion) => ({ version }),
+  }).toArgs((p) => [p.version]),
+  /** A version with its agent file text; null when the store does not hold it. */
+  getAgentVersion: method({
+    params: z.object({ agent: AgentNameSchema, version: PromptVersionSchema }),
+    result: AgentVersionSchema.nullable(),
+    toParams: (agent: string, version: string) => ({ agent, version }),
+  }).toArgs((p) => [p.agent, p.version]),
+  /** The agent's versions, oldest first, with the tasks pinned to each (every tenant's). */
+  listAgentVersions: method({
+    params: z.object({ agent: AgentNameSchema }),
+    result: z.array(AgentVersionInfoSchema),
+    toParams: (agent: string) => ({ agent }),
+  }).toArgs((p) => [p.agent]),
+  /** The agent's rollout row; null before any intake started with the agent. */
+  getRollout: method({
+    params: z.object({ agent: AgentNameSchema }),
+    result: RolloutSchema.nullable(),
+    toParams: (agent: string) => ({ agent }),
+  }).toArgs((p) => [p.agent]),
+  listRollouts: method({
+    params: z.object({}),
+    result: z.array(RolloutSchema),
+    toParams: () => ({}),
+  }).toArgs(() => []),
+  /**
+   * Start-up: stores the agent files' version and creates the agent's rollout row with it as stable. A
+   * version other than the stored `file_version` is a deploy, and wins: it becomes stable, and a running
+   * canary is aborted (`aborted_canary` names it).
+   */
+  syncFileVersion: method({
+    params: z.object({ agent: AgentNameSchema, version: PromptVersionSchema, source: AgentSourceSchema }),
+    result: FileSyncResultSchema,
+    toParams: (agent: string, version: string, source: string) => ({ agent, version, source }),
+  }).toArgs((p) => [p.agent, p.version, p.source]),
+  /**
+   * Stores the canary's version and starts it at `steps[0]` percent. CanaryRunningError (409) while one
+   * runs; ValidationError (422) when the version is the stable one; AgentNotFoundError for an agent with no
+   * rollout row.
+   */
+  startCanary: method({
+    params: z.object({
+      agent: AgentNameSchema,
+      version: PromptVersionSchema,
+      source: AgentSourceSchema,
+      steps: CanaryStepsSchema,
+      minTasksPerStep: MinTasksPerStepSchema,
+      by: z.string().min(1).max(200),
+    }),
+    result: RolloutSchema,
+    toParams: (agent: string, version: string, source: string, steps: readonly number[], minTasksPerStep: number, by: string) => ({
+      agent,
+      version,
+      source,
+      steps: [...steps],
+      minTasksPerStep,
+      by,
+    }),
+  }).toArgs((p) => [p.agent, p.version, p.source, p.steps, p.minTasksPerStep, p.by]),
+  /** Aborts the running canary (weight 0, state `aborted`). CanaryNotRunningError (409) when none runs. */
+  abortCanary: method({
+    params: z.object({ agent: AgentNameSchema, by: z.string().min(1).max(200) }),
+    result: RolloutSchema,
+    toParams: (agent: string, by: string) => ({ agent, by }),
+  }).toArgs((p) => [p.agent, p.by]),
+  /**
+   * A decision on the canary (the judge's; see RolloutChangeSchema), applied only while the row's revision
+   * is still `expectedRevision`: a conditional UPDATE, so two judges, or a judge and an operator, never
+   * both act on the same state. Answers whether it applied, and the row.
+   */
+  decideCanary: method({
+    params: z.object({ agent: AgentNameSchema, expectedRevision: z.number().int().nonnegative(), change: RolloutChangeSchema }),
+    result: DecisionResultSchema,
+    toParams: (agent: string, expectedRevision: number, change: RolloutChange) => ({ agent, expectedRevision, change }),
+  }).toArgs((p) => [p.agent, p.expectedRevision, p.change]),
+  /**
+   * The canary judge's figures (src/store/canaryStats.ts): per version, the agent's tasks created since
+   * `since` that ended succeeded or failed, with count, sum and sum of squares of tool calls, duplicate tool
+   * calls and cost per task; `finished_since_step` counts those created since `stepSince` (default `since`).
+   */
+  canaryStats: method({
+    params: z.object({
+      agent: AgentNameSchema,
+      stableVersion: PromptVersionSchema,
+      canaryVersion: PromptVersionSchema,
+      since: TimestampSchema,
+      stepSince: TimestampSchema.optional(),
+    }),
+    result: CanaryStatsSchema,
+    toParams: (agent: string, stableVersion: string, canaryVersion: string, since: string, stepSince?: string) => ({
+      agent,
+      stableVersion,
+      canaryVersion,
+      since,
+      ...(stepSince !== undefined ? { stepSince } : {}),
+    }),
+  }).toArgs((p) => (p.stepSince === undefined ? [p.agent, p.stableVersion, p.canaryVersion, p.since] : [p.agent, p.stableVersion, p.canaryVersion, p.since, p.stepSince])),
+  /**
+   * The webhook outbox (migration 014, src/store/webhooks.ts): claims up to `limit` due deliveries for
+   * `owner`, each for `leaseMs`, earliest due first, skipping rows another loop holds. Each claim is one
+   * attempt (numbered in the answer); a lapsed claim's unrecorded attempt is recorded as interrupted.
+   */
+  claimWebhooks: method({
+    params: z.object({ owner: z.string().min(1).max(200), limit: z.number().int().positive().max(1000), leaseMs: z.number().int().positive().max(3_600_000) }),
+    result: z.array(WebhookClaimSchema),
+    toParams: (owner: string, limit: number, leaseMs: number) => ({ owner, limit, leaseMs }),
+  }).toArgs((p) => [p.owner, p.limit, p.leaseMs]),
+  /**
+   * Records an attempt and, while `owner`'s claim (`attempt`) is still current, the state it leads to.
+   * False when a later claim took the delivery over: the attempt is kept, the state is the new claimant's.
+   */
+  recordWebhookAttempt: method({
+    params: z.object({ id: WebhookIdSchema, owner: z.string().min(1).max(200), attempt: z.number().int().positive(), result: WebhookAttemptResultSchema }),
+    result: z.boolean(),
+    toParams: (id: string, owner: string, attempt: number, result: WebhookAttemptResult) => ({ id, owner, attempt, result }),
+  }).toArgs((p) => [p.id, p.owner, p.attempt, p.result]),
+  /** A task's webhook with its delivery state and attempts; null without one. With `tenant`, only that tenant's task. */
+  taskWebhook: method({ ...tenantTask, result: TaskWebhookViewSchema.nullable() }).toArgs(tenantTaskArgs),
 };
 
 type Table = typeof STORE_METHODS;

@@ -3,6 +3,7 @@
  * and the answers of the store's task methods.
  */
 import { z } from "zod";
+import { BudgetNameSchema, TaskBudgetsSchema } from "./budgets";
 
 export const TASK_STATUSES = ["queued", "running", "awaiting_approval", "succeeded", "failed", "cancelled"] as const;
 export const TaskStatusSchema = z.enum(TASK_STATUSES);
@@ -61,6 +62,13 @@ export const emptyUsage = (): Usage => ({
 export const TaskErrorSchema = z.object({ type: z.string(), message: z.string() });
 export type TaskError = z.infer<typeof TaskErrorSchema>;
 
+/** Longest webhook URL a task may carry. */
+export const WEBHOOK_URL_MAX = 2048;
+
+/** Where a task's end is delivered (migration 014, README "Webhooks"): the URL intake checked, the secret's name it resolved. */
+export const TaskWebhookSchema = z.object({ url: z.string().min(1).max(WEBHOOK_URL_MAX), secret_id: z.string().min(1).max(64) });
+export type TaskWebhook = z.infer<typeof TaskWebhookSchema>;
+
 /** A task as intake creates it. */
 export const NewTaskSchema = z.object({
   id: TaskIdSchema,
@@ -73,6 +81,10 @@ export const NewTaskSchema = z.object({
   trace_context: z.string().max(512).optional(),
   /** The submitting key's tenant (migration 005). @default "default" */
   tenant: z.string().min(1).max(64).optional(),
+  /** The budgets the task runs under, fixed at submit (migration 009); absent: its agent's, whenever it runs. */
+  budgets: TaskBudgetsSchema.optional(),
+  /** Where the task's end is delivered (migration 014); absent: nowhere. */
+  webhook: TaskWebhookSchema.optional(),
 });
 export type NewTask = z.infer<typeof NewTaskSchema>;
 
@@ -92,6 +104,11 @@ export const TaskRecordSchema = NewTaskSchema.extend({
   /** W3C `traceparent` of the span that submitted the task: every attempt's span joins this trace. */
   trace_context: z.string().nullable(),
   tenant: z.string(),
+  /** Who cancelled the task and why (migration 012): set only on a cancelled task. */
+  cancelled_by: z.string().optional(),
+  cancel_reason: z.string().nullable().optional(),
+  /** The budget that ran out (migration 009): set on a task that `on_exhausted: finish` ended with a wrap-up answer. */
+  budget_exhausted: BudgetNameSchema.nullable().optional(),
 });
 export type TaskRecord = z.infer<typeof TaskRecordSchema>;
 
@@ -110,6 +127,8 @@ export const TaskOutcomeSchema = z.object({
   status: TaskStatusSchema.extract(["succeeded", "failed"]),
   result: z.unknown().optional(),
   error: TaskErrorSchema.optional(),
+  /** A success that `on_exhausted: finish` ended: the budget that ran out, recorded on the task. */
+  budget_exhausted: BudgetNameSchema.optional(),
 });
 export type TaskOutcome = z.infer<typeof TaskOutcomeSchema>;
 

@@ -7,11 +7,14 @@ import { randomUUID } from "node:crypto";
 import type { AgentCatalog } from "../agent/definition";
 import { emitQueued } from "../agent/events";
 import { DEFAULT_TENANT, IdempotencyKeySchema, parseParams, SubmitTaskSchema } from "../contracts";
-import { TaskNotFailedError, TaskNotFoundError, ValidationError } from "../errors";
-import type { AgentSummary, DeadLetter, TaskEventSink } from "../contracts";
+import { InternalError, TaskNotFailedError, TaskNotFoundError, ValidationError } from "../errors";
+import type { AgentSummary, AgentView, DeadLetter, TaskEventSink } from "../contracts";
+import { summaryOf, type Rollouts } from "../rollout/control";
 import type { TaskStore } from "../store/types";
 import { traceparentOf } from "../telemetry/spans";
+import { NO_WEBHOOKS, type WebhookAdmission } from "../webhooks/admission";
 import type { WakeUps } from "./wakeups";
+import { DailyCostGate, effectiveBudgets } from "../budgets";
 
 export interface SubmitResult {
   id: string;
@@ -22,13 +25,20 @@ export interface SubmitResult {
 }
 
 export interface IntakeDeps {
-  store: Pick<TaskStore, "createTask" | "listDeadLetters" | "redrive" | "getTask">;
+  store: Pick<TaskStore, "createTask" | "listDeadLetters" | "redrive" | "getTask" | "agentCostSince">;
   agents: Pick<AgentCatalog, "get" | "list">;
   wakeUps: Pick<WakeUps, "publishCommitted">;
   /** Where `clawfleet.task.queued` goes, and the node named in it. @default none emitted */
   events?: { sink: TaskEventSink; node: string };
   /** The tenants' submit rate (src/tenancy): over it, a 429 and nothing stored. @default not limited */
   submitQuota?: { admit(tenant: string): Promise<void> };
+  /** A submit's `webhook` (src/webhooks): its secret and its URL checked. @default every webhook refused */
+  webhooks?: WebhookAdmission;
+  /**
+   * Prompt versions and canaries (src/rollout): the version a new task is pinned to, and the operator's
+   * views and controls. @default every task runs its agent files' version, and the controls are refused
+   */
+  rollouts?: Pick<Rollouts, "route" | "list" | "view" | "startCanary" | "abortCanary">;
 }
 
 /** Dead letters listed when the caller names no (valid) limit, and the most it may name. */
@@ -36,6 +46,9 @@ const DEAD_LETTERS_DEFAULT = 100;
 const DEAD_LETTERS_MAX = 1000;
 
 export class Intake {
+  /** Agents' daily cost caps (src/budgets): read only for an agent that sets `max_daily_cost_usd`. */
+  private readonly dailyCost = new DailyCostGate((agent, since) => this.deps.store.agentCostSince(agent, since));
+
   constructor(private readonly deps: IntakeDeps) {}
 
   /** Commits the task (or finds the one its idempotency key already names) and wakes a planner for a new one. */
@@ -46,20 +59,30 @@ export class Intake {
     const submission = parseParams(SubmitTaskSchema, body, "invalid task");
     const key = idempotencyKey === undefined ? undefined : parseParams(IdempotencyKeySchema, idempotencyKey, "Idempotency-Key header");
     const agent = this.deps.agents.get(submission.agent);
+    // The agent's budgets are the task's defaults and ceiling: a submit may lower them (over one: a 422).
+    const budgets = effectiveBudgets(agent, submission.budgets);
+    if (agent.maxDailyCostUsd !== undefined) await this.dailyCost.admit(agent.name, agent.maxDailyCostUsd);
+    // Resolved and checked now, and again before every delivery (DNS changes): a refused URL stores nothing.
+    const webhook = submission.webhook === undefined ? undefined : await (this.deps.webhooks ?? NO_WEBHOOKS).admit(submission.webhook);
     // Only a valid submission takes a token; one over the rate is refused before anything is stored.
     await this.deps.submitQuota?.admit(tenant);
     // The submitting request's span, the task's trace root: stored with the task, every attempt joins its trace.
     const traceContext = traceparentOf();
+    const id = randomUUID();
+    // Pinned now: every attempt, resume and redrive of the task runs this version (src/rollout/versions.ts).
+    const version = this.deps.rollouts ? (await this.deps.rollouts.route(agent, id)).version : agent.promptVersion;
     const { task, created } = await this.deps.store.createTask(
       {
-        id: randomUUID(),
+        id,
         agent: agent.name,
         input: submission.input,
         priority: submission.priority ?? "normal",
         metadata: submission.metadata ?? {},
-        prompt_version: agent.promptVersion,
+        prompt_version: version,
         ...(traceContext !== undefined ? { trace_context: traceContext } : {}),
         tenant,
+        ...(webhook !== undefined ? { webhook } : {}),
+        budgets,
       },
       key,
     );
@@ -92,15 +115,32 @@ export class Intake {
 
   /** The agents this intake accepts tasks for. */
   agents(): AgentSummary[] {
-    return this.deps.agents.list().map((a) => ({
-      name: a.name,
-      description: a.description,
-      prompt_version: a.promptVersion,
-      tools: [...a.tools],
-      mcp_servers: Object.keys(a.mcpServers),
-      default_tier: a.defaultTier,
-      tiers: Object.fromEntries(Object.entries(a.tiers).map(([tier, t]) => [tier, t.model])),
-    }));
+    return this.deps.agents.list().map(summaryOf);
+  }
+
+  /** `GET /v1/agents`: every agent with its versions (tasks per version), stable version and canary. */
+  listAgents(): Promise<AgentView[]> {
+    return this.rollouts().list();
+  }
+
+  /** `GET /v1/agents/{name}`; AgentNotFoundError (404) for an agent this intake does not serve. */
+  getAgent(name: string): Promise<AgentView> {
+    return this.rollouts().view(name);
+  }
+
+  /** `POST /v1/agents/{name}/canary` (see Rollouts.startCanary); `by`: who asked. */
+  startCanary(name: string, body: unknown, by: string): Promise<AgentView> {
+    return this.rollouts().startCanary(name, body, by);
+  }
+
+  /** `DELETE /v1/agents/{name}/canary`: CanaryNotRunningError (409) when none runs. */
+  abortCanary(name: string, by: string): Promise<AgentView> {
+    return this.rollouts().abortCanary(name, by);
+  }
+
+  private rollouts(): NonNullable<IntakeDeps["rollouts"]> {
+    if (!this.deps.rollouts) throw new InternalError("this intake has no rollout control", { operation: "rollouts" });
+    return this.deps.rollouts;
   }
 
   /** The newest dead letters; a limit that is not a positive integer means the default. */

@@ -24,6 +24,11 @@ export interface ReaperLoopDeps {
   /** Backlog of `tasks.ready`; a rejection counts as "unknown". */
   queueDepth(): Promise<{ waiting: number }>;
   logger: Pick<Logger, "info" | "warn">;
+  /**
+   * Approval timeouts (src/approvals), its calls bounded like the store's: `expire` fails the tasks whose
+   * gated call waited past its deadline, and answers how many. @default none
+   */
+  approvals?(callTimeoutMs: number): { expire(): Promise<number> };
 }
 
 export interface ReaperLoopOptions {
@@ -41,6 +46,7 @@ export class ReaperLoop {
   /** Outlives two missed renewals, so a busy reaper keeps its role. */
   private readonly leaseTtlMs: number;
   private readonly reaper: Reaper;
+  private readonly approvals: { expire(): Promise<number> } | undefined;
   private timer: NodeJS.Timeout | undefined;
   private sweeping = false;
 
@@ -59,6 +65,7 @@ export class ReaperLoop {
       },
       { queuedAfterMs: opts.queuedAfterMs, unleasedSweeps: 2, batch: 500 },
     );
+    this.approvals = deps.approvals?.(this.callTimeoutMs);
   }
 
   start(): void {
@@ -82,6 +89,7 @@ export class ReaperLoop {
     try {
       const mine = (await leases.renew(REAPER_LEASE, owner, this.leaseTtlMs)) || (await leases.acquire(REAPER_LEASE, owner, this.leaseTtlMs));
       if (!mine) return;
+      await this.expireApprovals();
       const r = await this.reaper.sweep();
       if (r.requeuedQueued + r.requeuedRunning > 0) {
         logger.info({ event: "reaper.requeued", requeuedQueued: r.requeuedQueued, requeuedRunning: r.requeuedRunning }, "reaper re-published orphaned tasks");
@@ -91,6 +99,17 @@ export class ReaperLoop {
       logger.warn({ event: "reaper.failed", err: messageOf(err) }, "reaper sweep failed");
     } finally {
       this.sweeping = false;
+    }
+  }
+
+  /** Apart from the sweep: a sweep that fails (Redis down, say) must not hold a timed-out call open. */
+  private async expireApprovals(): Promise<void> {
+    if (!this.approvals) return;
+    try {
+      const expired = await this.approvals.expire();
+      if (expired > 0) this.deps.logger.info({ event: "reaper.approvals_expired", expired }, "reaper failed tasks whose approval timed out");
+    } catch (err) {
+      this.deps.logger.warn({ event: "reaper.approvals_failed", err: messageOf(err) }, "approval timeouts not applied; the next sweep tries again");
     }
   }
 }

@@ -31,6 +31,8 @@ export interface SimRequestRecord {
   tools: number;
   /** Whether the rate limits admitted it (false: answered 429); set once admission is decided. */
   admitted?: boolean;
+  /** When the client closed the connection before the answer was sent (epoch ms): the call was aborted. */
+  aborted_at?: number;
 }
 
 /** Entries kept by default: a few hours of a busy load test. */

@@ -144,7 +144,7 @@ class Simulator {
     let headers: Record<string, string> = {};
     let body: unknown;
     try {
-      [headers, body] = await this.api(req, path, arrivedAt);
+      [headers, body] = await this.api(req, res, path, arrivedAt);
       status = 200;
     } catch (err) {
       const e = err instanceof ApiError ? err : new ApiError("api_error", "Internal server error");
@@ -160,7 +160,7 @@ class Simulator {
     send(res, status, body, headers);
   }
 
-  private async api(req: http.IncomingMessage, path: string, arrivedAt: number): Promise<[Record<string, string>, unknown]> {
+  private async api(req: http.IncomingMessage, res: http.ServerResponse, path: string, arrivedAt: number): Promise<[Record<string, string>, unknown]> {
     const route = `${req.method ?? "GET"} ${path}`;
     const known = route === "POST /v1/messages" || route === "POST /v1/messages/count_tokens" || route === "GET /v1/models" || route.startsWith("GET /v1/models/");
     if (!known) throw new ApiError("not_found_error", `Not found: ${route}`);
@@ -184,15 +184,19 @@ class Simulator {
     }
     const parsed = parseRequest(MessagesRequestSchema, raw);
     if (!parsed.ok) throw new ApiError("invalid_request_error", parsed.message);
-    return this.messages(parsed.value, arrivedAt);
+    return this.messages(parsed.value, arrivedAt, res);
   }
 
-  private async messages(r: MessagesRequest, arrivedAt: number): Promise<[Record<string, string>, unknown]> {
+  private async messages(r: MessagesRequest, arrivedAt: number, res: http.ServerResponse): Promise<[Record<string, string>, unknown]> {
     if (r.stream === true)
       throw new ApiError("invalid_request_error", "stream: streaming is not supported by the simulated model; send the request without `stream: true`");
     this.stats.model(r.model);
     // Logged at arrival, before the body was read and validated: when the provider got it.
     const logged = this.requests.record(r, arrivedAt);
+    // A client that hangs up before its answer (its caller aborted the call) is noted, with when the model saw it go.
+    res.once("close", () => {
+      if (!res.writableFinished) logged.aborted_at = Date.now();
+    });
 
     const inputTokens = estimateInputTokens(r);
     const admission = this.limiter.admit(r.model, inputTokens, r.max_tokens);

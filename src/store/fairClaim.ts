@@ -10,9 +10,12 @@
  * cap in force the statement runs under a transaction-scoped advisory lock: two
  * concurrent claims could otherwise both count N-1 running and both take a slot.
  * Serialising claims costs about a millisecond each, far less than a task's run.
- * A task inside its retry backoff (`not_before`, migration 007) is passed over.
+ * A task inside its retry backoff (`not_before`, migration 007) is passed over, and
+ * so is a task of a paused agent or prompt version (the claim's exclusion list, from
+ * the planner's SwitchBoard, src/switches/): it stays queued, and is claimed once
+ * its switch lifts.
  */
-import type { RunningCaps } from "../contracts";
+import type { ClaimExclusions, RunningCaps } from "../contracts";
 
 /** Same expression as the index of migration 006, so the planner can walk it. */
 const RANK = "(CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END)";
@@ -20,12 +23,16 @@ const RANK = "(CASE priority WHEN 'high' THEN 0 WHEN 'normal' THEN 1 ELSE 2 END)
 /** A queued task past its retry backoff (migration 007): one released after a passing failure waits it out. */
 const DUE = "(not_before IS NULL OR not_before <= now())";
 
+/** Not excluded by the claim's exclusion list ($4 agents, $5 prompt versions); an empty list excludes nothing. */
+const ALLOWED = "(agent <> ALL($4::text[]) AND prompt_version <> ALL($5::text[]))";
+
 /** Key of the advisory lock that serialises capped claims ("Fair" in ASCII). */
 export const FAIR_CLAIM_LOCK_KEY = 0x46616972;
 
 /**
  * $1 owner, $2 the default cap (null: none), $3 per-tenant caps as a jsonb object (a
- * tenant named there with null has no cap). The tenants with queued work are found by
+ * tenant named there with null has no cap), $4 and $5 the agents and prompt versions
+ * whose tasks are passed over (a tenant whose queued tasks are all of them has no head). The tenants with queued work are found by
  * a skip scan of the partial index; the ordered candidates are then tried one by one,
  * the first whose head is not locked by another claimer wins.
  */
@@ -43,7 +50,7 @@ export const CLAIM_NEXT_SQL = `
     LEFT JOIN running r ON r.tenant = q.tenant
     CROSS JOIN LATERAL (
       SELECT ${RANK} AS rank, created_at FROM tasks
-      WHERE tenant = q.tenant AND status = 'queued' AND ${DUE}
+      WHERE tenant = q.tenant AND status = 'queued' AND ${DUE} AND ${ALLOWED}
       ORDER BY ${RANK}, created_at, id LIMIT 1
     ) h
     WHERE q.tenant IS NOT NULL
@@ -53,7 +60,7 @@ export const CLAIM_NEXT_SQL = `
     FROM (SELECT * FROM candidates ORDER BY running, rank, created_at, tenant) c
     CROSS JOIN LATERAL (
       SELECT id FROM tasks
-      WHERE tenant = c.tenant AND status = 'queued' AND ${DUE}
+      WHERE tenant = c.tenant AND status = 'queued' AND ${DUE} AND ${ALLOWED}
       ORDER BY ${RANK}, created_at, id LIMIT 1
       FOR UPDATE SKIP LOCKED
     ) p
@@ -75,9 +82,12 @@ export const QUEUED_HEAD_SQL = `
   ORDER BY ${RANK}, created_at, id LIMIT 1`;
 
 /** The claim's parameters after `owner`. */
-export function capParams(caps: RunningCaps): [number | null, string] {
-  return [caps.default, JSON.stringify(caps.tenants)];
+export function capParams(caps: RunningCaps, exclude: ClaimExclusions = NO_EXCLUSIONS): [number | null, string, string[], string[]] {
+  return [caps.default, JSON.stringify(caps.tenants), [...exclude.agents], [...exclude.prompt_versions]];
 }
+
+/** Nothing paused: every queued task may be claimed. */
+export const NO_EXCLUSIONS: ClaimExclusions = Object.freeze({ agents: [], prompt_versions: [] });
 
 /** True when some tenant has a running cap: claims must then be serialised to count right. */
 export function anyCap(caps: RunningCaps): boolean {

@@ -17,11 +17,32 @@ import {
   DEFAULT_TENANT,
   isTaskId,
   type ApiKeyInfo,
+  type AgentVersion,
+  type AgentVersionInfo,
+  type DecisionResult,
+  type FileSyncResult,
+  type NewAgentVersion,
+  type Rollout,
+  type RolloutChange,
+  type CancelResult,
+  type Approval,
+  type ApprovalRequest,
+  type DecideResult,
+  type Decision,
+  type ExpiredApproval,
+  type PendingApproval,
   type ApiKeyRecord,
   type KeyReplacement,
   type NewApiKey,
   TASK_STATUSES,
   type ClaimResult,
+  type ClaimExclusions,
+  type NewSwitchChange,
+  type ScopeStatus,
+  type Switch,
+  type SwitchChange,
+  type SwitchKind,
+  type TaskScope,
   type RunningCaps,
   type CreateTaskResult,
   type DeadLetter,
@@ -30,14 +51,27 @@ import {
   type RunningTask,
   type StepRecord,
   type TaskCounts,
+  type TaskList,
+  type TaskListQuery,
   type TaskOutcome,
   type TaskRecord,
   type ToolCallEntry,
   type ToolOutcome,
   type Usage,
+  type CanaryStats,
+  type TaskWebhookView,
+  type WebhookAttemptResult,
+  type WebhookClaim,
 } from "../contracts";
 import { InternalError, messageOf, StaleFenceError, TaskNotFoundError, ValidationError } from "../errors";
 import { createApiKey, findApiKey, listApiKeys, revokeApiKey, type ApiKeyRow } from "./apiKeys";
+import * as versions from "./agentVersions";
+import { canaryStats } from "./canaryStats";
+import { addUsage, cancelTask } from "./cancel";
+import * as approvals from "./approvals";
+import { listTaskPage } from "./taskList";
+import * as switches from "./switches";
+import * as webhooks from "./webhooks";
 import { sqlStateOf, toStoreError } from "./dbErrors";
 import { anyCap, capParams, CLAIM_NEXT_SQL, FAIR_CLAIM_LOCK_SQL, QUEUED_HEAD_SQL } from "./fairClaim";
 import { migrate } from "./migrate";
@@ -79,8 +113,8 @@ const limitOf = (n: number): number => (Number.isFinite(n) ? Math.max(0, Math.fl
 
 const SQL = {
   insertTask: `
-    INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version, trace_context, tenant)
-    VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8)
+    INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version, trace_context, tenant, webhook, budgets)
+    VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6, $7, $8, $9::jsonb, $10::jsonb)
     RETURNING *`,
   // Takes the key, or replaces one older than the 24 h window; a fresh key held by another task returns no row.
   // Keys are per tenant (migration 005): another tenant's same key is a different key.
@@ -97,6 +131,11 @@ const SQL = {
     FROM steps s WHERE task_id = $1
       AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.tenant = $2))
     ORDER BY step`,
+  listStepsAfter: `
+    SELECT task_id, step, kind, schema_version, fence, data, created_at
+    FROM steps s WHERE task_id = $1 AND step > $2
+      AND ($4::text IS NULL OR EXISTS (SELECT 1 FROM tasks t WHERE t.id = s.task_id AND t.tenant = $4))
+    ORDER BY step LIMIT $3`,
   claim: `
     UPDATE tasks
     SET fence = fence + 1, attempts = attempts + 1, status = 'running', lease_owner = $2,
@@ -123,7 +162,8 @@ const SQL = {
   finish: `
     WITH task AS (
       UPDATE tasks
-      SET status = $3, result = $4::jsonb, error = $5::jsonb, finished_at = now(), updated_at = now(), lease_owner = NULL
+      SET status = $3, result = $4::jsonb, error = $5::jsonb, finished_at = now(), updated_at = now(), lease_owner = NULL,
+          budget_exhausted = $6
       WHERE id = $1 AND fence = $2 AND status = 'running'
       RETURNING id, agent, status, error, attempts, tenant
     ), letter AS (
@@ -146,6 +186,8 @@ const SQL = {
     ORDER BY wakeup_at, id LIMIT $2`,
   running: `SELECT id, fence, updated_at FROM tasks WHERE status = 'running' ORDER BY updated_at LIMIT $1`,
   countByStatus: `SELECT status, count(*)::int AS n FROM tasks GROUP BY status`,
+  // Migration 009's index: a range scan over the agent's tasks of the day, cost_usd read from the index.
+  agentCostSince: `SELECT COALESCE(sum(cost_usd), 0) AS cost FROM tasks WHERE agent = $1 AND created_at >= $2::timestamptz`,
   purgeKeys: `
     DELETE FROM idempotency_keys WHERE ctid IN (
       SELECT ctid FROM idempotency_keys WHERE created_at < now() - interval '24 hours' ORDER BY created_at LIMIT $1
@@ -157,7 +199,7 @@ const SQL = {
   redrive: `
     WITH task AS (
       UPDATE tasks
-      SET status = 'queued', attempts = 0, error = NULL, result = NULL, finished_at = NULL,
+      SET status = 'queued', attempts = 0, error = NULL, result = NULL, finished_at = NULL, budget_exhausted = NULL,
           lease_owner = NULL, wakeup_at = now(), updated_at = now()
       WHERE id = $1 AND status = 'failed' AND ($2::text IS NULL OR tenant = $2)
       RETURNING id
@@ -207,7 +249,7 @@ export class PgTaskStore implements TaskStore {
 
   async createTask(task: NewTask, idempotencyKey?: string): Promise<CreateTaskResult> {
     const tenant = task.tenant ?? DEFAULT_TENANT;
-    const values = [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version, task.trace_context ?? null, tenant];
+    const values = [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version, task.trace_context ?? null, tenant, task.webhook ? json(task.webhook) : null, task.budgets ? json(task.budgets) : null];
     if (idempotencyKey === undefined) {
       const { rows } = await this.query<TaskRow>("createTask", SQL.insertTask, values);
       return { task: toTask(one(rows, "createTask")), created: true };
@@ -244,6 +286,12 @@ export class PgTaskStore implements TaskStore {
     return rows.map(toStep);
   }
 
+  async listStepsAfter(taskId: string, afterStep: number, limit: number, tenant?: string): Promise<StepRecord[]> {
+    if (!isTaskId(taskId)) return [];
+    const { rows } = await this.query<StepRow>("listStepsAfter", SQL.listStepsAfter, [taskId, afterStep, limit, tenant ?? null]);
+    return rows.map(toStep);
+  }
+
   async claimTask(id: string, owner: string): Promise<ClaimResult | null> {
     if (!isTaskId(id)) return null;
     const { rows } = await this.query<TaskRow>("claimTask", SQL.claim, [id, owner]);
@@ -254,8 +302,8 @@ export class PgTaskStore implements TaskStore {
   }
 
   /** See the store's method table and fairClaim.ts. */
-  async claimNext(owner: string, caps: RunningCaps): Promise<ClaimResult | null> {
-    const values = [owner, ...capParams(caps)];
+  async claimNext(owner: string, caps: RunningCaps, exclude?: ClaimExclusions): Promise<ClaimResult | null> {
+    const values = [owner, ...capParams(caps, exclude)];
     const rows = anyCap(caps)
       ? await this.transaction("claimNext", async (client) => {
           await client.query(FAIR_CLAIM_LOCK_SQL);
@@ -271,6 +319,27 @@ export class PgTaskStore implements TaskStore {
   async queuedHead(tenant: string): Promise<string | null> {
     const { rows } = await this.query<{ id: string }>("queuedHead", QUEUED_HEAD_SQL, [tenant]);
     return rows[0]?.id ?? null;
+  }
+
+  /** Kill switches: see the store's method table and switches.ts. */
+  setSwitch(change: NewSwitchChange): Promise<Switch> {
+    return switches.setSwitch(this.switchQuery("setSwitch"), change);
+  }
+
+  listSwitches(): Promise<Switch[]> {
+    return switches.listSwitches(this.switchQuery("listSwitches"));
+  }
+
+  listSwitchChanges(limit: number, scope?: { kind?: SwitchKind; name?: string }): Promise<SwitchChange[]> {
+    return switches.listSwitchChanges(this.switchQuery("listSwitchChanges"), limitOf(limit), scope);
+  }
+
+  tasksOfScope(scope: TaskScope, status: ScopeStatus, limit: number): Promise<string[]> {
+    return switches.tasksOfScope(this.switchQuery("tasksOfScope"), scope, status, limitOf(limit));
+  }
+
+  private switchQuery(op: string) {
+    return <R extends pg.QueryResultRow>(text: string, values: unknown[]) => this.query<R>(op, text, values);
   }
 
   /**
@@ -315,7 +384,7 @@ export class PgTaskStore implements TaskStore {
   /** Fenced. Repeating the same outcome with the same fence is a no-op (a retried commit). */
   async finishTask(taskId: string, fence: number, outcome: TaskOutcome): Promise<void> {
     const error = outcome.status === "failed" ? (outcome.error ?? { type: "internal_error", message: "task failed without an error" }) : (outcome.error ?? null);
-    const { rows } = await this.query<{ n: number }>("finishTask", SQL.finish, [taskId, fence, outcome.status, json(outcome.result ?? null), json(error)]);
+    const { rows } = await this.query<{ n: number }>("finishTask", SQL.finish, [taskId, fence, outcome.status, json(outcome.result ?? null), json(error), outcome.budget_exhausted ?? null]);
     if (rows[0]?.n === 1) return;
     await this.rejectFencedWrite("finishTask", taskId, fence, (status) => status === outcome.status);
   }
@@ -351,6 +420,11 @@ export class PgTaskStore implements TaskStore {
     return rowCount ?? 0;
   }
 
+  async agentCostSince(agent: string, since: string): Promise<number> {
+    const { rows } = await this.query<{ cost: string | number }>("agentCostSince", SQL.agentCostSince, [agent, since]);
+    return num(rows[0]?.cost ?? 0);
+  }
+
   async countByStatus(): Promise<TaskCounts> {
     const { rows } = await this.query<{ status: string; n: number }>("countByStatus", SQL.countByStatus, []);
     const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, 0])) as TaskCounts;
@@ -359,6 +433,11 @@ export class PgTaskStore implements TaskStore {
       if (status !== undefined) counts[status] = r.n;
     }
     return counts;
+  }
+
+  /** See the store's method table and taskList.ts. */
+  listTasks(query: TaskListQuery): Promise<TaskList> {
+    return listTaskPage((text, values) => this.query("listTasks", text, values), query);
   }
 
   /** Most recent first. */
@@ -376,6 +455,45 @@ export class PgTaskStore implements TaskStore {
     if (!isTaskId(taskId)) return false;
     const { rows } = await this.query<{ n: number }>("redrive", SQL.redrive, [taskId, tenant ?? null]);
     return rows[0]?.n === 1;
+  }
+
+  /** See the store's method table and cancel.ts. */
+  cancelTask(taskId: string, tenant: string | undefined, by: string, reason?: string): Promise<CancelResult> {
+    if (!isTaskId(taskId)) return Promise.resolve({ outcome: "not_found", previous_status: null, lease_owner: null, task: null });
+    return cancelTask((text, values) => this.query("cancelTask", text, values), taskId, tenant, by, reason);
+  }
+
+  /** See the store's method table. Not fenced. */
+  addUsage(taskId: string, usage: Usage): Promise<boolean> {
+    if (!isTaskId(taskId)) return Promise.resolve(false);
+    return addUsage((text, values) => this.query("addUsage", text, values), taskId, usage);
+  }
+
+  /** Fenced, see approvals.ts. Parking again with the same fence is a no-op. */
+  async awaitApproval(taskId: string, fence: number, request: ApprovalRequest): Promise<void> {
+    const input = json(request.input);
+    const parked = isTaskId(taskId) && (await this.transaction("awaitApproval", (client) => approvals.parkForApproval(client, taskId, fence, request, input)));
+    if (parked) return;
+    await this.rejectFencedWrite("awaitApproval", taskId, fence, (status) => status === "awaiting_approval");
+  }
+
+  async approvalOf(taskId: string, step: number): Promise<Approval | null> {
+    if (!isTaskId(taskId)) return null;
+    return approvals.approvalOf((text, values) => this.query("approvalOf", text, values), taskId, step);
+  }
+
+  /** See the store's method table and approvals.ts. */
+  decideApproval(taskId: string, decision: Decision, tenant?: string): Promise<DecideResult> {
+    if (!isTaskId(taskId)) return Promise.resolve({ outcome: "not_found", status: null, tenant: null, approval: null });
+    return this.transaction("decideApproval", (client) => approvals.decideApproval(client, taskId, decision, tenant));
+  }
+
+  listApprovals(limit: number, tenant?: string): Promise<PendingApproval[]> {
+    return approvals.listApprovals((text, values) => this.query("listApprovals", text, values), limitOf(limit), tenant);
+  }
+
+  expireApprovals(limit: number): Promise<ExpiredApproval[]> {
+    return this.transaction("expireApprovals", (client) => approvals.expireApprovals(client, limitOf(limit), json));
   }
 
   /** See the store's method table. Not fenced: the key names one step of one task, whoever runs it. */
@@ -413,6 +531,65 @@ export class PgTaskStore implements TaskStore {
 
   revokeKey(id: string, tenant?: string): Promise<ApiKeyInfo | null> {
     return revokeApiKey((text, values) => this.query<ApiKeyRow>("revokeKey", text, values), id, tenant);
+  }
+
+  /** Prompt versions and rollouts: see the store's method table and agentVersions.ts. */
+  putAgentVersion(version: NewAgentVersion): Promise<boolean> {
+    return versions.putAgentVersion(this.versionsQuery("putAgentVersion"), version);
+  }
+
+  getAgentVersion(agent: string, version: string): Promise<AgentVersion | null> {
+    return versions.getAgentVersion(this.versionsQuery("getAgentVersion"), agent, version);
+  }
+
+  listAgentVersions(agent: string): Promise<AgentVersionInfo[]> {
+    return versions.listAgentVersions(this.versionsQuery("listAgentVersions"), agent);
+  }
+
+  getRollout(agent: string): Promise<Rollout | null> {
+    return versions.getRollout(this.versionsQuery("getRollout"), agent);
+  }
+
+  listRollouts(): Promise<Rollout[]> {
+    return versions.listRollouts(this.versionsQuery("listRollouts"));
+  }
+
+  syncFileVersion(agent: string, version: string, source: string): Promise<FileSyncResult> {
+    return this.transaction("syncFileVersion", (client) => versions.syncFileVersion(client, agent, version, source));
+  }
+
+  startCanary(agent: string, version: string, source: string, steps: readonly number[], minTasksPerStep: number, by: string): Promise<Rollout> {
+    return this.transaction("startCanary", (client) => versions.startCanary(client, agent, version, source, steps, minTasksPerStep, by));
+  }
+
+  abortCanary(agent: string, by: string): Promise<Rollout> {
+    return versions.abortCanary(this.versionsQuery("abortCanary"), agent, by);
+  }
+
+  decideCanary(agent: string, expectedRevision: number, change: RolloutChange): Promise<DecisionResult> {
+    return versions.decideCanary(this.versionsQuery("decideCanary"), agent, expectedRevision, change);
+  }
+
+  /** See the store's method table and canaryStats.ts. */
+  canaryStats(agent: string, stableVersion: string, canaryVersion: string, since: string, stepSince?: string): Promise<CanaryStats> {
+    return canaryStats((text, values) => this.query("canaryStats", text, values), agent, stableVersion, canaryVersion, since, stepSince);
+  }
+
+  /** The webhook outbox: see the store's method table and webhooks.ts. */
+  claimWebhooks(owner: string, limit: number, leaseMs: number): Promise<WebhookClaim[]> {
+    return webhooks.claimWebhooks(this.versionsQuery("claimWebhooks"), owner, limitOf(limit), leaseMs);
+  }
+
+  recordWebhookAttempt(id: string, owner: string, attempt: number, result: WebhookAttemptResult): Promise<boolean> {
+    return webhooks.recordWebhookAttempt(this.versionsQuery("recordWebhookAttempt"), id, owner, attempt, result);
+  }
+
+  taskWebhook(taskId: string, tenant?: string): Promise<TaskWebhookView | null> {
+    return webhooks.taskWebhook(this.versionsQuery("taskWebhook"), taskId, tenant);
+  }
+
+  private versionsQuery(op: string): versions.Query {
+    return <R extends pg.QueryResultRow>(text: string, values: unknown[]) => this.query<R>(op, text, values);
   }
 
   close(): Promise<void> {

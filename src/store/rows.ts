@@ -4,6 +4,8 @@
  * ISO strings. A row that breaks the schema's own CHECKs is a bug: InternalError.
  */
 import {
+  BudgetNameSchema,
+  TaskBudgetsSchema,
   PRIORITIES,
   TASK_STATUSES,
   type DeadLetter,
@@ -13,6 +15,7 @@ import {
   type TaskError,
   type TaskRecord,
   type TaskStatus,
+  type TaskWebhook,
   type ToolStepData,
   type Usage,
 } from "../contracts";
@@ -45,6 +48,14 @@ export interface TaskRow {
   wakeup_at: Date | string;
   trace_context: string | null;
   tenant: string;
+  /** Migration 012. */
+  cancelled_by?: string | null;
+  cancel_reason?: string | null;
+  /** Migration 014: `{url, secret_id}` or NULL. */
+  webhook?: unknown;
+  /** Migration 009. */
+  budgets?: unknown;
+  budget_exhausted?: string | null;
 }
 
 export interface StepRow {
@@ -87,13 +98,13 @@ export function isoOrNull(v: Date | string | null): string | null {
   return v === null ? null : iso(v);
 }
 
-function status(v: string): TaskStatus {
+export function status(v: string): TaskStatus {
   const found = TASK_STATUSES.find((s) => s === v);
   if (found === undefined) throw corrupt("status", v);
   return found;
 }
 
-function priority(v: string): Priority {
+export function priority(v: string): Priority {
   const found = PRIORITIES.find((p) => p === v);
   if (found === undefined) throw corrupt("priority", v);
   return found;
@@ -123,6 +134,12 @@ export function usageOf(row: TaskRow): Usage {
   };
 }
 
+/** The task's webhook as intake stored it; nothing for a task without one. */
+function webhookOf(v: unknown): { webhook?: TaskWebhook } {
+  const r = record(v);
+  return typeof r.url === "string" && typeof r.secret_id === "string" ? { webhook: { url: r.url, secret_id: r.secret_id } } : {};
+}
+
 export function toTask(row: TaskRow): TaskRecord {
   return {
     id: row.id,
@@ -144,7 +161,26 @@ export function toTask(row: TaskRow): TaskRecord {
     wakeup_at: iso(row.wakeup_at),
     trace_context: row.trace_context ?? null,
     tenant: row.tenant,
+    ...(typeof row.cancelled_by === "string" ? { cancelled_by: row.cancelled_by, cancel_reason: row.cancel_reason ?? null } : {}),
+    ...webhookOf(row.webhook),
+    ...budgetsOf(row),
   };
+}
+
+/** Migration 009's columns; nothing for a task stored before them. */
+function budgetsOf(row: TaskRow): Pick<TaskRecord, "budgets" | "budget_exhausted"> {
+  const out: Pick<TaskRecord, "budgets" | "budget_exhausted"> = {};
+  if (row.budgets !== null && row.budgets !== undefined) {
+    const b = TaskBudgetsSchema.safeParse(row.budgets);
+    if (!b.success) throw corrupt("budgets", JSON.stringify(row.budgets));
+    out.budgets = b.data;
+  }
+  if (row.budget_exhausted !== undefined) {
+    const e = BudgetNameSchema.nullable().safeParse(row.budget_exhausted);
+    if (!e.success) throw corrupt("budget_exhausted", row.budget_exhausted);
+    out.budget_exhausted = e.data;
+  }
+  return out;
 }
 
 /**

@@ -40,6 +40,9 @@ export type TaskOutcome = "succeeded" | "failed";
 /** How an attempt (one lease, one planner) ended. */
 export type AttemptOutcome = "succeeded" | "failed" | "released" | "abandoned";
 export type LlmCallOutcome = "ok" | "rate_limited" | "error";
+/** A canary judge's decision: up a step, promoted to stable (after its last step), or rolled back. */
+export type CanaryDecision = "step" | "promoted" | "rolled_back";
+export const CANARY_DECISIONS: readonly CanaryDecision[] = ["step", "promoted", "rolled_back"];
 /** Where a call waited: the gateway's priority queue, or the planner backing off after a refusal. */
 export type WaitStage = "gateway_queue" | "planner_backoff";
 
@@ -91,9 +94,12 @@ export class Metrics {
   private readonly refusals: Counter<TL | "model" | "source">;
   private readonly toolCalls: Counter<TL | "tool" | "outcome">;
   private readonly toolDuration: Histogram<TL | "tool">;
+  private readonly canaryWeight: Gauge<"agent" | "version">;
+  private readonly canaryDecisions: Counter<"agent" | "decision">;
 
   private source: ClusterSource | undefined;
   private leaseSource: (() => number) | undefined;
+  private switchSource: (() => ReadonlyArray<{ kind: string; name: string; paused: boolean }>) | undefined;
 
   constructor(defaultLabels: Record<string, string>, opts: { enabled?: boolean } = {}) {
     this.on = opts.enabled ?? true;
@@ -161,6 +167,19 @@ export class Metrics {
       labelNames: [...T, "tool"],
       registers,
     });
+    const switches = () => this.switchSource;
+    new Gauge({
+      name: "clawfleet_switch_paused",
+      help: "Kill switches as this process's switch board last read them: 1 paused, 0 lifted (by kind: agent, tool, model, prompt).",
+      labelNames: ["kind", "name"],
+      registers,
+      collect() {
+        const src = switches();
+        if (!src) return;
+        this.reset();
+        for (const s of src()) this.set({ kind: s.kind, name: s.name }, s.paused ? 1 : 0);
+      },
+    });
     const leases = () => this.leaseSource;
     new Gauge({
       name: "clawfleet_leases_held",
@@ -224,6 +243,20 @@ export class Metrics {
       registers,
     });
 
+    // --- canary judge (the intake that leads it) ------------------------------------------------
+    this.canaryWeight = new Gauge({
+      name: "clawfleet_canary_weight",
+      help: "Percent of an agent's new tasks each version runs while a canary is rolled out (exported by the judge's leader).",
+      labelNames: ["agent", "version"],
+      registers,
+    });
+    this.canaryDecisions = new Counter({
+      name: "clawfleet_canary_decisions_total",
+      help: "Canary judge decisions, by decision (step: up a step; promoted: made stable; rolled_back: harm found).",
+      labelNames: ["agent", "decision"],
+      registers,
+    });
+
     // --- cluster-wide gauges (metrics role) ----------------------------------------------------
     const source = () => this.source;
     new Gauge({
@@ -272,6 +305,11 @@ export class Metrics {
    */
   attachClusterSource(source: ClusterSource | undefined, cache: CachedQueryOptions = {}): void {
     this.source = source && { ...source, countByStatus: cachedQuery(() => source.countByStatus(), cache) };
+  }
+
+  /** A process with a switch board (planner, intake) exports the switches it sees. */
+  attachSwitchSource(switches: (() => ReadonlyArray<{ kind: string; name: string; paused: boolean }>) | undefined): void {
+    this.switchSource = switches;
   }
 
   /** The planner tells how many task leases it holds. */
@@ -346,6 +384,27 @@ export class Metrics {
     this.llmTokenUsage.observe({ ...labels, type: "input" }, u.input_tokens + u.cache_read_input_tokens + u.cache_creation_input_tokens);
     this.llmTokenUsage.observe({ ...labels, type: "output" }, u.output_tokens);
     this.llmCost.inc(labels, r.costUsd);
+  }
+
+  // --- canary judge -------------------------------------------------------------------------------
+
+  /** The running canaries' split as the judge sees it now, replacing the last one (none: the judge does not lead, or nothing runs). */
+  canaryWeights(weights: ReadonlyArray<{ agent: string; version: string; weight: number }>): void {
+    if (!this.on) return;
+    this.canaryWeight.reset();
+    for (const w of weights) this.canaryWeight.set({ agent: w.agent, version: w.version }, w.weight);
+  }
+
+  /**
+   * Starts the agent's decision series at 0, so that its first decision is an increase that `increase()`
+   * sees (a series born at 1 shows none).
+   */
+  canaryWatched(agent: string): void {
+    if (this.on) for (const decision of CANARY_DECISIONS) this.canaryDecisions.inc({ agent, decision }, 0);
+  }
+
+  canaryDecided(agent: string, decision: CanaryDecision): void {
+    if (this.on) this.canaryDecisions.inc({ agent, decision });
   }
 
   // --- executor -----------------------------------------------------------------------------------

@@ -160,6 +160,18 @@ describe.skipIf(!hasService("postgres"))("auth - keys, scopes and tenants (Postg
       "GET /tasks/:id/steps": [{ path: `/v1/tasks/${aTask}/steps`, ops: 404, admin: 404 }, { path: `/v1/tasks/${aFailed}/steps`, ops: 404, admin: 404 }],
       "GET /dead-letters": [{ path: "/v1/dead-letters", ops: 200, admin: 200, check: noneOfA }],
       "POST /tasks/:id/redrive": [{ path: `/v1/tasks/${aFailed}/redrive`, ops: 404, admin: 404 }, { path: `/v1/tasks/${aTask}/redrive`, ops: 404, admin: 404 }],
+      "POST /tasks/:id/cancel": [{ path: `/v1/tasks/${aTask}/cancel`, body: { reason: "not mine" }, ops: 404, admin: 404 }, { path: `/v1/tasks/${aFailed}/cancel`, ops: 404, admin: 404 }],
+      "GET /tasks": [{ path: "/v1/tasks", ops: 200, admin: 200, check: noneOfA }],
+      "GET /tasks/:id/events": [{ path: `/v1/tasks/${aTask}/events`, ops: 404, admin: 404 }],
+      "GET /approvals": [{ path: "/v1/approvals?status=pending", ops: 200, admin: 200, check: noneOfA }],
+      "POST /tasks/:id/approval": [{ path: `/v1/tasks/${aTask}/approval`, body: { decision: "approve" }, ops: 404, admin: 404 }],
+      "GET /switches": [{ path: "/v1/switches", ops: 200, admin: 200, check: noneOfA }],
+      // Cluster-wide control takes a key of the operator's tenant: tenant B's operate key is refused.
+      "PUT /switches/:kind/:name": [{ path: "/v1/switches/tool/auth_probe_tool", body: { paused: false }, ops: 403, admin: 403 }],
+      "GET /agents": [{ path: "/v1/agents", ops: 200, admin: 200, check: noneOfA }],
+      "GET /agents/:name": [{ path: "/v1/agents/order-router", ops: 200, admin: 200, check: noneOfA }],
+      "POST /agents/:name/canary": [{ path: "/v1/agents/order-router/canary", body: { prompt: "x" }, ops: 403, admin: 403 }],
+      "DELETE /agents/:name/canary": [{ path: "/v1/agents/order-router/canary", ops: 403, admin: 403 }],
       "POST /keys": [
         { path: "/v1/keys", body: { tenant: "tenant-b", scopes: ["read"], replaces: aKeyId }, ops: 403, admin: 404 },
         { path: "/v1/keys", body: { tenant: "tenant-a", scopes: ["read"] }, ops: 403, admin: 403 },
@@ -190,6 +202,7 @@ describe.skipIf(!hasService("postgres"))("auth - keys, scopes and tenants (Postg
     }
     // A's task and key are untouched: still readable, still not redriven, the key still works.
     expect((await call("GET", `/v1/tasks/${aFailed}`, a.key)).json).toMatchObject({ status: "failed" });
+    expect((await call("GET", `/v1/tasks/${aTask}`, a.key)).json.status).not.toBe("cancelled");
     expect((await call("GET", "/v1/dead-letters", a.key)).status).toBe(200);
   });
 

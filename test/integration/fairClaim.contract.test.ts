@@ -180,7 +180,7 @@ describe.skipIf(!hasService("postgres"))("fair claim - postgres", () => {
       SELECT gen_random_uuid(), 'a', '{}'::jsonb, 'normal', 'pv', 'tenant-a', 'succeeded' FROM generate_series(1, 10000) g`);
     await queue(o, task("tenant-b", "low"));
     await o.store.pool.query("ANALYZE tasks");
-    const { rows } = await o.store.pool.query<{ "QUERY PLAN": string }>(`EXPLAIN ${CLAIM_NEXT_SQL}`, ["planner-a", null, "{}"]);
+    const { rows } = await o.store.pool.query<{ "QUERY PLAN": string }>(`EXPLAIN ${CLAIM_NEXT_SQL}`, ["planner-a", null, "{}", [], []]);
     const plan = rows.map((r) => r["QUERY PLAN"]).join("\n");
     expect(plan).toContain("tasks_queued_head_idx");
     expect(plan).not.toMatch(/Seq Scan on tasks/);

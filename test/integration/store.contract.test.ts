@@ -113,7 +113,8 @@ function storeContract(backend: Backend): void {
   });
 
   /** For the tests about whole-table queries. */
-  const emptyTables = () => db.pool.query("TRUNCATE tasks, steps, idempotency_keys, dead_letters");
+  // CASCADE: the tables of later migrations that reference tasks (approvals, the webhook outbox) go too.
+  const emptyTables = () => db.pool.query("TRUNCATE tasks, steps, idempotency_keys, dead_letters CASCADE");
 
   async function running(): Promise<{ id: string; fence: number }> {
     const t = newTask();

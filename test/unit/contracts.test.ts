@@ -22,18 +22,13 @@ import { Health, type CheckResult, type LiveReport } from "../../src/health/heal
 
 const doc = openApiDocument();
 
+/** Every /v1 route the gateway serves, and the unauthenticated ones beside them: the document has exactly these. */
 const ROUTES = [
-  "post /v1/tasks",
-  "get /v1/tasks/{id}",
-  "get /v1/tasks/{id}/steps",
-  "post /v1/tasks/{id}/redrive",
-  "get /v1/dead-letters",
-  "post /v1/keys",
-  "get /v1/keys",
-  "delete /v1/keys/{id}",
+  ...V1_ROUTES.map((r) => `${r.method.toLowerCase()} /v1${r.path.replace(/:(\w+)/g, "{$1}")}`),
   "get /health/live",
   "get /health/ready",
   "get /metrics",
+  "get /openapi.json",
 ];
 
 function operations(): Array<[string, OpenApiOperation]> {
@@ -88,7 +83,7 @@ describe("contracts - OpenAPI document", () => {
       expect(Object.keys(op?.responses ?? {}), route).toEqual(expect.arrayContaining(["401", "403"]));
     }
     expect(doc.security).toEqual([{ bearer: [] }]);
-    for (const route of ["get /health/live", "get /health/ready", "get /metrics"]) expect(operations().find(([name]) => name === route)?.[1].security).toEqual([]);
+    for (const route of ["get /health/live", "get /health/ready", "get /metrics", "get /openapi.json"]) expect(operations().find(([name]) => name === route)?.[1].security).toEqual([]);
   });
 
   it("resolves every $ref inside the document", () => {
@@ -105,11 +100,11 @@ describe("contracts - OpenAPI document", () => {
     for (const schema of Object.values(doc.components.schemas)) expect(schema).not.toHaveProperty("$schema");
   });
 
-  it("publishes the submit body that intake validates: agent, input, priority, metadata", () => {
+  it("publishes the submit body that intake validates: agent, input, priority, metadata, budgets, webhook", () => {
     const post = doc.paths["/v1/tasks"]?.post;
     expect(post?.requestBody?.content["application/json"]?.schema).toEqual({ $ref: "#/components/schemas/SubmitTask" });
     const submit = doc.components.schemas.SubmitTask;
-    expect(Object.keys(submit?.properties as object)).toEqual(["agent", "input", "priority", "metadata"]);
+    expect(Object.keys(submit?.properties as object)).toEqual(["agent", "input", "priority", "metadata", "budgets", "webhook"]);
     expect(Object.keys(submit?.properties as object)).toEqual(Object.keys(SubmitTaskSchema.shape));
     expect(submit?.required).toEqual(["agent", "input"]);
     expect(submit?.additionalProperties).toBe(false);

@@ -3,7 +3,7 @@
  * in-process buckets, and end to end through the official SDK against the
  * simulated provider's own limits.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../../src/config";
 import type { CompleteRequest, Priority } from "../../src/contracts";
 import { ConfigError, ProviderRequestError, RateLimitedError } from "../../src/errors";
@@ -37,6 +37,10 @@ function limiter(limits: RateLimitTable, opts: { windowMs?: number; maxWaitMs?: 
 const usage = (input: number, output: number) => ({ input_tokens: input, output_tokens: output, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
 
 describe("ratelimiter - backpressure", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   it("backpressure - waiters are admitted high before normal before low, first come first served within a priority", async () => {
     // 170 requests/s after the burst of one: a waiter every ~6 ms.
     const rl = limiter({ "claude-sonnet-5-5": { rpm: 200 } });
@@ -48,10 +52,14 @@ describe("ratelimiter - backpressure", () => {
   });
 
   it("backpressure - past the maximum wait a caller gets a retryable RateLimitedError whose retryAfter grows with its place in the queue", async () => {
-    // One request every 1000/90 ≈ 11.1 ms; a caller waits at most 20 ms.
+    // One request every 1000/90 ≈ 11.1 ms; a caller waits at most 20 ms. On a simulated clock: a loaded
+    // machine's late timers would refuse callers in different rounds, each measured from a later "now".
+    vi.useFakeTimers({ toFake: ["Date", "performance", "setTimeout", "clearTimeout"] });
     const interval = 1 / requestBucket(120, 1000).refillPerMs;
     const rl = limiter({ "claude-sonnet-5-5": { rpm: 120 } }, { maxWaitMs: 20, random: () => 0 });
-    const outcomes = await Promise.allSettled(Array.from({ length: 6 }, () => rl.acquire(call())));
+    const settled = Promise.allSettled(Array.from({ length: 6 }, () => rl.acquire(call())));
+    await vi.advanceTimersByTimeAsync(100);
+    const outcomes = await settled;
     expect(outcomes.slice(0, 2).map((o) => o.status)).toEqual(["fulfilled", "fulfilled"]);
     const refused = outcomes.slice(2).map((o) => (o.status === "rejected" ? (o.reason as unknown) : undefined));
     for (const err of refused) {

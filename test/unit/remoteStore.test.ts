@@ -4,7 +4,7 @@
  * always carried, and the service hands the store back the same arguments.
  */
 import { describe, expect, it } from "vitest";
-import { STORE_METHOD_NAMES, type NewStep, type NewTask, type StoreMethodName } from "../../src/contracts";
+import { emptyUsage, STORE_METHOD_NAMES, type NewStep, type NewTask, type StoreMethodName } from "../../src/contracts";
 import { ValidationError } from "../../src/errors";
 import { RemoteTaskStore, serveStoreCall, type TaskStore } from "../../src/store";
 
@@ -18,6 +18,7 @@ const step: NewStep = {
 const KEY_ID = "0123456789abcdef";
 const newKey = { id: KEY_ID, tenant: "acme", scopes: ["read" as const], secret_hash: "a".repeat(64) };
 const usage = { input_tokens: 1, output_tokens: 2, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, cost_usd: 0.1 };
+const webhookAttempt = { started_at: "2026-03-14T09:00:00.000Z", duration_ms: 40, status_code: 500, error: null, next: { state: "pending" as const, retry_in_ms: 2000 } };
 
 /** Each method called once, with the action params it sends and the arguments the store receives. */
 const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMethodName; params: Record<string, unknown>; args: unknown[] }> = [
@@ -56,13 +57,76 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
   { call: (s) => s.listStaleQueued(5000, 10), action: "listStaleQueued", params: { olderThanMs: 5000, limit: 10 }, args: [5000, 10] },
   { call: (s) => s.listRunning(10), action: "listRunning", params: { limit: 10 }, args: [10] },
   { call: (s) => s.countByStatus(), action: "countByStatus", params: {}, args: [] },
+  {
+    call: (s) => s.claimNext("node-1", { default: null, tenants: {} }, { agents: ["order-router"], prompt_versions: ["0123456789ab"] }),
+    action: "claimNext",
+    params: { owner: "node-1", caps: { default: null, tenants: {} }, exclude: { agents: ["order-router"], prompt_versions: ["0123456789ab"] } },
+    args: ["node-1", { default: null, tenants: {} }, { agents: ["order-router"], prompt_versions: ["0123456789ab"] }],
+  },
+  {
+    call: (s) => s.setSwitch({ kind: "tool", name: "route_order", paused: true, in_flight: "abort", by: "k1" }),
+    action: "setSwitch",
+    params: { change: { kind: "tool", name: "route_order", paused: true, in_flight: "abort", by: "k1" } },
+    args: [{ kind: "tool", name: "route_order", paused: true, in_flight: "abort", by: "k1" }],
+  },
+  { call: (s) => s.listSwitches(), action: "listSwitches", params: {}, args: [] },
+  { call: (s) => s.listSwitchChanges(20), action: "listSwitchChanges", params: { limit: 20 }, args: [20, {}] },
+  {
+    call: (s) => s.listSwitchChanges(5, { kind: "agent", name: "order-router" }),
+    action: "listSwitchChanges",
+    params: { limit: 5, kind: "agent", name: "order-router" },
+    args: [5, { kind: "agent", name: "order-router" }],
+  },
+  {
+    call: (s) => s.tasksOfScope({ kind: "prompt", name: "0123456789ab" }, "queued", 100),
+    action: "tasksOfScope",
+    params: { scope: { kind: "prompt", name: "0123456789ab" }, status: "queued", limit: 100 },
+    args: [{ kind: "prompt", name: "0123456789ab" }, "queued", 100],
+  },
+  {
+    call: (s) => s.agentCostSince("order-router", "2031-05-06T00:00:00.000Z"),
+    action: "agentCostSince",
+    params: { agent: "order-router", since: "2031-05-06T00:00:00.000Z" },
+    args: ["order-router", "2031-05-06T00:00:00.000Z"],
+  },
   { call: (s) => s.purgeIdempotencyKeys(500), action: "purgeIdempotencyKeys", params: { limit: 500 }, args: [500] },
+  {
+    call: (s) => s.listTasks({ tenant: "acme", status: "failed", limit: 20, cursor: "abc" }),
+    action: "listTasks",
+    params: { tenant: "acme", status: "failed", limit: 20, cursor: "abc" },
+    args: [{ tenant: "acme", status: "failed", limit: 20, cursor: "abc" }],
+  },
   { call: (s) => s.listDeadLetters(100), action: "listDeadLetters", params: { limit: 100 }, args: [100] },
   { call: (s) => s.redrive(ID), action: "redrive", params: { taskId: ID }, args: [ID] },
   { call: (s) => s.getTask(ID, "acme"), action: "getTask", params: { id: ID, tenant: "acme" }, args: [ID, "acme"] },
   { call: (s) => s.listSteps(ID, "acme"), action: "listSteps", params: { taskId: ID, tenant: "acme" }, args: [ID, "acme"] },
   { call: (s) => s.listDeadLetters(10, "acme"), action: "listDeadLetters", params: { limit: 10, tenant: "acme" }, args: [10, "acme"] },
   { call: (s) => s.redrive(ID, "acme"), action: "redrive", params: { taskId: ID, tenant: "acme" }, args: [ID, "acme"] },
+  { call: (s) => s.cancelTask(ID, "acme", "k1", "dup"), action: "cancelTask", params: { taskId: ID, tenant: "acme", by: "k1", reason: "dup" }, args: [ID, "acme", "k1", "dup"] },
+  { call: (s) => s.cancelTask(ID, undefined, "repl:n1"), action: "cancelTask", params: { taskId: ID, by: "repl:n1" }, args: [ID, undefined, "repl:n1", undefined] },
+  {
+    call: (s) => s.addUsage(ID, { ...emptyUsage(), input_tokens: 120, cost_usd: 0.0004 }),
+    action: "addUsage",
+    params: { taskId: ID, usage: { ...emptyUsage(), input_tokens: 120, cost_usd: 0.0004 } },
+    args: [ID, { ...emptyUsage(), input_tokens: 120, cost_usd: 0.0004 }],
+  },
+  {
+    call: (s) => s.awaitApproval(ID, 3, { step: 2, tool_use_id: "toolu_1", tool: "route_order", input: { x: 1 }, timeout_seconds: 60 }),
+    action: "awaitApproval",
+    params: { taskId: ID, fence: 3, request: { step: 2, tool_use_id: "toolu_1", tool: "route_order", input: { x: 1 }, timeout_seconds: 60 } },
+    args: [ID, 3, { step: 2, tool_use_id: "toolu_1", tool: "route_order", input: { x: 1 }, timeout_seconds: 60 }],
+  },
+  { call: (s) => s.approvalOf(ID, 2), action: "approvalOf", params: { taskId: ID, step: 2 }, args: [ID, 2] },
+  {
+    call: (s) => s.decideApproval(ID, { decision: "reject", reason: "no", by: "k1" }, "acme"),
+    action: "decideApproval",
+    params: { taskId: ID, decision: { decision: "reject", reason: "no", by: "k1" }, tenant: "acme" },
+    args: [ID, { decision: "reject", reason: "no", by: "k1" }, "acme"],
+  },
+  { call: (s) => s.decideApproval(ID, { decision: "approve", by: "k1" }), action: "decideApproval", params: { taskId: ID, decision: { decision: "approve", by: "k1" } }, args: [ID, { decision: "approve", by: "k1" }] },
+  { call: (s) => s.listApprovals(50, "acme"), action: "listApprovals", params: { limit: 50, tenant: "acme" }, args: [50, "acme"] },
+  { call: (s) => s.listApprovals(50), action: "listApprovals", params: { limit: 50 }, args: [50] },
+  { call: (s) => s.expireApprovals(100), action: "expireApprovals", params: { limit: 100 }, args: [100] },
   { call: (s) => s.createKey(newKey), action: "createKey", params: { key: newKey }, args: [newKey] },
   {
     call: (s) => s.createKey(newKey, { id: KEY_ID, overlap_seconds: 60 }),
@@ -87,6 +151,57 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
     params: { idempotencyKey: `${ID}:2`, outcome: { ok: true, output: { routed: 1 } } },
     args: [`${ID}:2`, { ok: true, output: { routed: 1 } }],
   },
+  {
+    call: (s) => s.canaryStats("order-router", "v-stable", "v-canary", "2026-03-14T09:00:00.000Z"),
+    action: "canaryStats",
+    params: { agent: "order-router", stableVersion: "v-stable", canaryVersion: "v-canary", since: "2026-03-14T09:00:00.000Z" },
+    args: ["order-router", "v-stable", "v-canary", "2026-03-14T09:00:00.000Z"],
+  },
+  {
+    call: (s) => s.canaryStats("order-router", "v-stable", "v-canary", "2026-03-14T09:00:00.000Z", "2026-03-14T09:05:00.000Z"),
+    action: "canaryStats",
+    params: { agent: "order-router", stableVersion: "v-stable", canaryVersion: "v-canary", since: "2026-03-14T09:00:00.000Z", stepSince: "2026-03-14T09:05:00.000Z" },
+    args: ["order-router", "v-stable", "v-canary", "2026-03-14T09:00:00.000Z", "2026-03-14T09:05:00.000Z"],
+  },
+  {
+    call: (s) => s.putAgentVersion({ agent: "order-router", version: "abc123def456", source: "---\n---\n", origin: "canary" }),
+    action: "putAgentVersion",
+    params: { version: { agent: "order-router", version: "abc123def456", source: "---\n---\n", origin: "canary" } },
+    args: [{ agent: "order-router", version: "abc123def456", source: "---\n---\n", origin: "canary" }],
+  },
+  { call: (s) => s.getAgentVersion("order-router", "abc123def456"), action: "getAgentVersion", params: { agent: "order-router", version: "abc123def456" }, args: ["order-router", "abc123def456"] },
+  { call: (s) => s.listAgentVersions("order-router"), action: "listAgentVersions", params: { agent: "order-router" }, args: ["order-router"] },
+  { call: (s) => s.getRollout("order-router"), action: "getRollout", params: { agent: "order-router" }, args: ["order-router"] },
+  { call: (s) => s.listRollouts(), action: "listRollouts", params: {}, args: [] },
+  {
+    call: (s) => s.syncFileVersion("order-router", "abc123def456", "---\n---\n"),
+    action: "syncFileVersion",
+    params: { agent: "order-router", version: "abc123def456", source: "---\n---\n" },
+    args: ["order-router", "abc123def456", "---\n---\n"],
+  },
+  {
+    call: (s) => s.startCanary("order-router", "abc123def456", "---\n---\n", [5, 25, 50, 100], 10, "k1"),
+    action: "startCanary",
+    params: { agent: "order-router", version: "abc123def456", source: "---\n---\n", steps: [5, 25, 50, 100], minTasksPerStep: 10, by: "k1" },
+    args: ["order-router", "abc123def456", "---\n---\n", [5, 25, 50, 100], 10, "k1"],
+  },
+  { call: (s) => s.abortCanary("order-router", "k1"), action: "abortCanary", params: { agent: "order-router", by: "k1" }, args: ["order-router", "k1"] },
+  {
+    call: (s) => s.decideCanary("order-router", 3, { canary_state: "rolled_back", canary_weight: 0 }),
+    action: "decideCanary",
+    params: { agent: "order-router", expectedRevision: 3, change: { canary_state: "rolled_back", canary_weight: 0 } },
+    args: ["order-router", 3, { canary_state: "rolled_back", canary_weight: 0 }],
+  },
+  { call: (s) => s.listStepsAfter(ID, 4, 500, "acme"), action: "listStepsAfter", params: { taskId: ID, afterStep: 4, limit: 500, tenant: "acme" }, args: [ID, 4, 500, "acme"] },
+  { call: (s) => s.listStepsAfter(ID, 0, 10), action: "listStepsAfter", params: { taskId: ID, afterStep: 0, limit: 10 }, args: [ID, 0, 10] },
+  { call: (s) => s.claimWebhooks("node-1:webhooks", 16, 21_000), action: "claimWebhooks", params: { owner: "node-1:webhooks", limit: 16, leaseMs: 21_000 }, args: ["node-1:webhooks", 16, 21_000] },
+  {
+    call: (s) => s.recordWebhookAttempt("msg_1", "node-1:webhooks", 2, webhookAttempt),
+    action: "recordWebhookAttempt",
+    params: { id: "msg_1", owner: "node-1:webhooks", attempt: 2, result: webhookAttempt },
+    args: ["msg_1", "node-1:webhooks", 2, webhookAttempt],
+  },
+  { call: (s) => s.taskWebhook(ID, "acme"), action: "taskWebhook", params: { taskId: ID, tenant: "acme" }, args: [ID, "acme"] },
 ];
 
 /** A store that records what it was called with and answers its own method name. */

@@ -29,6 +29,17 @@ const CHECK_BATCH = 3;
 const READ_ATTEMPTS = 2;
 /** Test directive in a system prompt: look the order up twice, the same call both times (duplicate-call detection). */
 const DOUBLE_CHECK_DIRECTIVE = "[sim: double-check-lookup]";
+/**
+ * An instruction a prompt may give: "Check inventory N times" (N 1-9, any case). Each warehouse's stock is then
+ * checked N times with the same input before the policy goes on, so a prompt change alone can multiply a tool's
+ * calls, as a careless edit of a real prompt can: what a canary's judge is there to catch.
+ */
+const REPEAT_CHECKS = /\bcheck[ _]inventory ([1-9]) times\b/i;
+
+/** How often the prompt asks for each inventory check: 1 unless it says "Check inventory N times". */
+export function inventoryChecksAsked(req: PolicyRequest): number {
+  return Number(REPEAT_CHECKS.exec(systemText(req))?.[1] ?? 1);
+}
 
 interface FinalAnswer {
   order_id: string | null;
@@ -167,6 +178,7 @@ export function orderRouterPolicy(req: PolicyRequest): SimTurn {
   // 3. Inventory, a batch of the nearest unchecked warehouses per turn.
   const checksOf = (warehouse: string) => callsOf("check_inventory").filter((c) => c.input.warehouse_id === warehouse);
   const checkInput = (warehouse: string) => ({ warehouse_id: warehouse, items: order.items.map((i) => ({ sku: i.sku, quantity: i.quantity })) });
+  const asked = inventoryChecksAsked(req);
   const misses: string[] = [];
   let chosen: string | undefined;
   for (let start = 0; start < candidates.length && chosen === undefined; start += CHECK_BATCH) {
@@ -179,9 +191,19 @@ export function orderRouterPolicy(req: PolicyRequest): SimTurn {
           : `${misses.join("; ")}. Checking the next warehouses: ${unchecked.join(", ")}.`;
       return toolTurn(req, reason, unchecked.map((w) => ({ name: "check_inventory", input: checkInput(w) })));
     }
+    const again = batch.filter((w) => {
+      const checks = checksOf(w);
+      return !failed(checks.at(-1)) && checks.length < asked;
+    });
+    if (again.length > 0)
+      return toolTurn(
+        req,
+        `Checking inventory at ${again.join(", ")} again, as instructed (${asked} checks each).`,
+        again.map((w) => ({ name: "check_inventory", input: checkInput(w) })),
+      );
     const retry = batch.filter((w) => {
       const checks = checksOf(w);
-      return failed(checks.at(-1)) && checks.length < READ_ATTEMPTS;
+      return failed(checks.at(-1)) && checks.filter(failed).length < READ_ATTEMPTS;
     });
     if (retry.length > 0)
       return toolTurn(
