@@ -330,7 +330,7 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
     created() {
       const broker = this.broker;
       // Not the request's context: a stream outlives the action call that opened it.
-      reads = new RemoteTaskStore((action, params) => broker.call(action, params));
+      reads = new RemoteTaskStore((action, params) => broker.call(action, params, { timeout: 10_000 }));
       verifier = new KeyVerifier((id) => broker.call("checkpoint.findKey", { id }), config.auth);
     },
     started() {

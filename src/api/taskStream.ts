@@ -91,16 +91,19 @@ export class TaskEventCursor {
       this.contiguous = 0;
     }
     const ended = TERMINAL_STATUSES.includes(task.status);
+    let maxSeen = this.contiguous;
     for (;;) {
       const page = await this.reads.listStepsAfter(this.taskId, this.contiguous, STREAM_PAGE, this.tenant);
+      maxSeen = Math.max(maxSeen, page.at(-1)?.step ?? 0);
       const sendable = ended ? page : contiguousRun(page, this.contiguous);
       for (const s of sendable) this.push(out, { id: stepEventId(s.step), event: "step", data: { task_id: task.id, ...stepView(s) } });
       const last = sendable.at(-1);
       if (last) this.contiguous = last.step;
       if (page.length < STREAM_PAGE || sendable.length < page.length) break;
     }
-    // Only while the row read above is still the latest word: steps past it mean the task moved on since.
-    if (task.status === "awaiting_approval" && this.contiguous >= task.steps) {
+    // Only while the row read above is still the latest word: a step past it means the task moved on since.
+    // (Steps up to it may hold a hole: a gated call waits while a later call of the same turn already ran.)
+    if (task.status === "awaiting_approval" && maxSeen <= task.steps) {
       this.push(out, { id: approvalEventId(this.contiguous), event: "awaiting_approval", data: { task_id: task.id, status: task.status, step: this.contiguous } });
     } else if (ended) {
       this.push(out, { id: terminalEventId(this.contiguous), event: task.status as "succeeded" | "failed" | "cancelled", data: terminalData(task) });
@@ -201,6 +204,8 @@ export function openTaskStream(cursor: TaskEventCursor, hub: StreamHub, taskId: 
   heartbeat.unref();
   body.on("close", () => {
     closed = true;
+    clearInterval(heartbeat);
+    unwatch();
     wake?.();
   });
   const finish = () => {

@@ -73,23 +73,29 @@ export function failPendingCalls(transit: TransitInternals, ids: ReadonlySet<str
 export async function sweepPendingCalls(
   transit: TransitInternals,
   probe: (nodeID: string, ids: string[]) => Promise<string[]>,
-): Promise<{ failed: number; kept: number }> {
+): Promise<{ failed: number; kept: number; failedActions: string[] }> {
   const byNode = new Map<string, string[]>();
+  const actionOf = new Map<string, string>();
   for (const [id, req] of transit.pendingRequests) {
     // The probes themselves are in flight too: they have their own timeout.
     if (req.action.name === RECOVERY_INFLIGHT_ACTION) continue;
+    actionOf.set(id, req.action.name);
     const ids = byNode.get(req.nodeID) ?? [];
     ids.push(id);
     byNode.set(req.nodeID, ids);
   }
-  const counts = await Promise.all(
+  const outcomes = await Promise.all(
     [...byNode].map(async ([nodeID, ids]) => {
       const serving = new Set(await probe(nodeID, ids).catch(() => [] as string[]));
-      const failed = failPendingCalls(transit, new Set(ids.filter((id) => !serving.has(id))));
-      return { failed, kept: ids.length - failed };
+      const lost = ids.filter((id) => !serving.has(id));
+      const failed = failPendingCalls(transit, new Set(lost));
+      return { failed, kept: ids.length - failed, failedActions: lost.map((id) => actionOf.get(id) ?? "?") };
     }),
   );
-  return counts.reduce((a, c) => ({ failed: a.failed + c.failed, kept: a.kept + c.kept }), { failed: 0, kept: 0 });
+  return outcomes.reduce(
+    (a, c) => ({ failed: a.failed + c.failed, kept: a.kept + c.kept, failedActions: [...a.failedActions, ...c.failedActions] }),
+    { failed: 0, kept: 0, failedActions: [] as string[] },
+  );
 }
 
 export function transportRecoveryMiddleware(settleMs = RECONNECT_SETTLE_MS, probeTimeoutMs = INFLIGHT_PROBE_TIMEOUT_MS): Middleware {
@@ -142,8 +148,10 @@ export function transportRecoveryMiddleware(settleMs = RECONNECT_SETTLE_MS, prob
           const probe = (nodeID: string, ids: string[]) => broker.call<string[], { ids: string[] }>(RECOVERY_INFLIGHT_ACTION, { ids }, { nodeID, timeout: probeTimeoutMs });
           const timer = setTimeout(() => {
             sweepPendingCalls(transit, probe).then(
-              ({ failed, kept }) => {
-                if (failed > 0) logger.warn({ event: "transport.calls_failed", calls: failed, kept }, `failed ${failed} call(s) lost while NATS was away; callers retry`);
+              ({ failed, kept, failedActions }) => {
+                if (failed > 0) {
+                  logger.warn({ event: "transport.calls_failed", calls: failed, kept, actions: failedActions }, `failed ${failed} call(s) lost while NATS was away; callers retry`);
+                }
                 if (kept > 0) logger.info({ event: "transport.calls_kept", calls: kept }, `${kept} call(s) still being served; waiting for their answers`);
               },
               (err: unknown) => logger.warn({ event: "transport.sweep_failed", err: messageOf(err) }, "could not check the calls waiting from before the reconnect"),

@@ -80,6 +80,22 @@ describe("taskStream - the cursor", () => {
     expect(names(events)).toEqual(["step", "step", "failed"]);
   });
 
+  it("says a task awaits approval even while a later call of the same turn left a hole before it", async () => {
+    const t = await running();
+    await store.appendStep(t.id, t.fence, llm(1));
+    // The turn asked for a gated call (step 2) and an ungated one (step 3), which ran first; then the task parked.
+    await store.appendStep(t.id, t.fence, tool(3));
+    const cursor = new TaskEventCursor(
+      { getTask: async (id, tenant) => ({ ...(await store.getTask(id, tenant))!, status: "awaiting_approval" }), listStepsAfter: (...a) => store.listStepsAfter(...a) },
+      t.id,
+      "t1",
+      null,
+    );
+    const events = await cursor.next();
+    expect(names(events)).toEqual(["step", "awaiting_approval"]);
+    expect(ids(events)).toEqual([4, 5]);
+  });
+
   it("resumes after the cursor's event: a reconnect gets exactly what it missed", async () => {
     const t = await running();
     for (let s = 1; s <= 5; s++) await store.appendStep(t.id, t.fence, s % 2 ? llm(s) : tool(s));

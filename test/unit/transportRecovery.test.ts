@@ -33,7 +33,7 @@ describe("transport recovery - the sweep after a reconnect", () => {
       return [];
     });
 
-    expect(result).toEqual({ failed: 3, kept: 1 });
+    expect(result).toEqual({ failed: 3, kept: 1, failedActions: ["rate-gateway.complete", "rate-gateway.complete", "rate-gateway.complete"] });
     expect([...transit.pendingRequests.keys()].sort()).toEqual(["a-probe", "long-call"]);
     expect([...outcome.keys()].sort()).toEqual(["lost-request", "to-the-dead", "to-the-restarted"]);
     for (const err of outcome.values()) {
