@@ -8,29 +8,29 @@
 import type pg from "pg";
 import { isTaskId, type TaskList, type TaskListQuery, type TaskSummary } from "../contracts";
 import { ValidationError } from "../errors";
-import { iso, isoOrNull, num, priority as priorityOf, status as statusOf, taskError } from "./rows";
+import { iso, isoOrNull, num, priority as priorityOf, status as statusOf, taskError, type TaskRow } from "./rows";
 
-interface SummaryRow {
-  id: string;
-  agent: string;
-  status: string;
-  priority: string;
-  error: unknown;
-  attempts: number;
-  steps: number;
-  input_tokens: string | number;
-  output_tokens: string | number;
-  cache_read_input_tokens: string | number;
-  cache_creation_input_tokens: string | number;
-  cost_usd: string | number;
-  prompt_version: string;
-  tenant: string;
-  created_at: Date | string;
-  started_at: Date | string | null;
-  finished_at: Date | string | null;
-  /** created_at in UTC with its microseconds, for the cursor. */
-  created_us: string;
-}
+/** The columns a summary reads, and created_at in UTC with its microseconds, for the cursor. */
+type SummaryRow = Pick<
+  TaskRow,
+  | "id"
+  | "agent"
+  | "status"
+  | "priority"
+  | "error"
+  | "attempts"
+  | "steps"
+  | "input_tokens"
+  | "output_tokens"
+  | "cache_read_input_tokens"
+  | "cache_creation_input_tokens"
+  | "cost_usd"
+  | "prompt_version"
+  | "tenant"
+  | "created_at"
+  | "started_at"
+  | "finished_at"
+> & { created_us: string };
 
 type Query = (text: string, values: unknown[]) => Promise<pg.QueryResult<SummaryRow>>;
 

@@ -14,7 +14,6 @@ import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { startNode, type ClawfleetNode } from "../../app/node";
@@ -24,22 +23,22 @@ import { loadConfig } from "../../src/config";
 import type { AgentView, CanaryEventPayload, StepRecord, TaskRecord } from "../../src/contracts";
 import { AgentNotFoundError, CanaryNotRunningError, CanaryRunningError, ValidationError } from "../../src/errors";
 import type { SubmitResult } from "../../src/queue/intake";
-import { openStore, type PgTaskStore } from "../../src/store/pgTaskStore";
 import { defineTool } from "../../src/tools/define";
 import { EXAMPLES_ENV, ORDER_ROUTER_PROMPTS } from "../../testkit/examples";
-import { createTestDatabase, hasService, uniqueId, type TestDatabase } from "../helpers/services";
+import { uniqueId } from "../helpers/services";
+import { storeBackends, type OpenedBackend } from "../helpers/storeBackends";
 
 // ---------------------------------------------------------------------------------------------------------------
 // The store
 
-function storeSuite(name: string, open: () => Promise<{ store: PgTaskStore; pool: pg.Pool; close(): Promise<void> }>): void {
+function storeSuite(name: string, open: () => Promise<OpenedBackend>): void {
   describe(`agent versions store - ${name}`, () => {
     let opened: Awaited<ReturnType<typeof open>>;
     beforeAll(async () => {
       opened = await open();
     }, 60_000);
     afterAll(async () => {
-      await opened?.close();
+      await opened?.dispose();
     });
 
     const agentName = () => uniqueId("agent").toLowerCase().replace(/[^a-z0-9_-]/g, "-");
@@ -184,22 +183,9 @@ function storeSuite(name: string, open: () => Promise<{ store: PgTaskStore; pool
   });
 }
 
-storeSuite("pglite", async () => {
-  const o = await openStore({ dataDir: "memory://" });
-  return { store: o.store, pool: o.pool, close: () => o.close() };
-});
-
-describe.skipIf(!hasService("postgres"))("postgres", () => {
-  let db: TestDatabase | undefined;
-  afterAll(async () => {
-    await db?.drop();
-  });
-  storeSuite("postgres", async () => {
-    db = await createTestDatabase();
-    const o = await openStore({ databaseUrl: db.url, max: 4 });
-    return { store: o.store, pool: o.pool, close: () => o.close() };
-  });
-});
+for (const backend of storeBackends({ max: 4 })) {
+  describe.skipIf(!backend.ready)(backend.name, () => storeSuite(backend.name, () => backend.open()));
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // The REST routes

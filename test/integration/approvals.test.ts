@@ -24,51 +24,25 @@ import {
 } from "../../src/contracts";
 import { StaleFenceError } from "../../src/errors";
 import { offersTools, pastToolCalls, startSimServer, textTurn, toolTurn, type PolicyRoute, type SimServer } from "../../src/sim";
-import { openStore, type OpenedStore, type PgTaskStore } from "../../src/store";
+import type { PgTaskStore } from "../../src/store";
 import { defineTool } from "../../src/tools/define";
 import { bearer, issueTestKey, TEST_ADMIN_KEY } from "../../testkit/auth";
 import { ROOT } from "../../testkit/cluster";
-import { createTestDatabase, hasService, uniqueId } from "../helpers/services";
+import { uniqueId } from "../helpers/services";
+import { storeBackends, type OpenedBackend } from "../helpers/storeBackends";
 
-interface Backend {
-  name: "pglite" | "postgres";
-  open(): Promise<OpenedStore & { dispose(): Promise<void> }>;
-}
-
-const backends: Backend[] = [
-  {
-    name: "pglite",
-    async open() {
-      const opened = await openStore({ dataDir: "memory://" });
-      return { ...opened, dispose: () => opened.close() };
-    },
-  },
-  {
-    name: "postgres",
-    async open() {
-      const db = await createTestDatabase();
-      // Room for the racing decisions to run at once, each on a connection of its own.
-      const opened = await openStore({ databaseUrl: db.url, max: 14 });
-      return {
-        ...opened,
-        async dispose() {
-          await opened.close();
-          await db.drop();
-        },
-      };
-    },
-  },
-];
+// Room for the racing decisions to run at once, each on a connection of its own.
+const backends = storeBackends({ max: 14 });
 
 const CHARGE = { order_id: "ORD-7", amount: 1250 };
 const request = (over: Partial<ApprovalRequest> = {}): ApprovalRequest => ({ step: 2, tool_use_id: "tu_charge", tool: "charge_card", input: CHARGE, timeout_seconds: 600, ...over });
 
 describe.each(backends)("approvals - store on $name", (backend) => {
-  let opened: OpenedStore & { dispose(): Promise<void> };
+  let opened: OpenedBackend;
   let store: PgTaskStore;
 
   beforeAll(async () => {
-    if (backend.name === "postgres" && !hasService("postgres")) return;
+    if (!backend.ready) return;
     opened = await backend.open();
     store = opened.store;
   }, 60_000);
@@ -77,7 +51,7 @@ describe.each(backends)("approvals - store on $name", (backend) => {
     await opened?.dispose();
   });
 
-  const skip = () => backend.name === "postgres" && !hasService("postgres");
+  const skip = () => !backend.ready;
 
   /** A task claimed and parked on its call, as a planner parks one; answers its id and the parking fence. */
   async function parked(opts: { tenant?: string; timeout?: number } = {}): Promise<{ id: string; fence: number }> {

@@ -14,38 +14,11 @@ import { defineAgent, defineTool, startNode, type RunningNode } from "../../app"
 import { emptyUsage, type NewStep, type TaskStatus } from "../../src/contracts";
 import { StaleFenceError } from "../../src/errors";
 import { startSimServer, type SimServer } from "../../src/sim";
-import { openStore, type OpenedStore } from "../../src/store";
 import { bearer, issueTestKey, TEST_ADMIN_KEY } from "../../testkit/auth";
-import { createTestDatabase, hasService, uniqueId } from "../helpers/services";
+import { uniqueId } from "../helpers/services";
+import { storeBackends, type OpenedBackend } from "../helpers/storeBackends";
 
-interface Backend {
-  name: string;
-  open(): Promise<OpenedStore & { dispose(): Promise<void> }>;
-}
-
-const backends: Backend[] = [
-  {
-    name: "pglite",
-    async open() {
-      const opened = await openStore({ dataDir: "memory://" });
-      return { ...opened, dispose: () => opened.close() };
-    },
-  },
-  {
-    name: "postgres",
-    async open() {
-      const db = await createTestDatabase();
-      const opened = await openStore({ databaseUrl: db.url, max: 8 });
-      return {
-        ...opened,
-        async dispose() {
-          await opened.close();
-          await db.drop();
-        },
-      };
-    },
-  },
-];
+const backends = storeBackends({ max: 8 });
 
 const NO_CAPS = { default: null, tenants: {} };
 
@@ -56,8 +29,8 @@ const llmStep = (step: number): NewStep => ({
 });
 
 for (const backend of backends) {
-  describe.skipIf(backend.name === "postgres" && !hasService("postgres"))(`cancel - the store statement (${backend.name})`, () => {
-    let db: Awaited<ReturnType<Backend["open"]>>;
+  describe.skipIf(!backend.ready)(`cancel - the store statement (${backend.name})`, () => {
+    let db: OpenedBackend;
     beforeAll(async () => {
       db = await backend.open();
     }, 60_000);

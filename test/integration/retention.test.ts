@@ -5,19 +5,17 @@
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type pg from "pg";
 import { Reaper } from "../../src/queue/reaper";
-import { openStore, type PgTaskStore } from "../../src/store/pgTaskStore";
-import { createTestDatabase, hasService, type TestDatabase } from "../helpers/services";
+import { storeBackends, type OpenedBackend } from "../helpers/storeBackends";
 
-function retention(name: string, open: () => Promise<{ store: PgTaskStore; pool: pg.Pool; close(): Promise<void> }>): void {
+function retention(name: string, open: () => Promise<OpenedBackend>): void {
   describe(`retention - ${name}`, () => {
     let opened: Awaited<ReturnType<typeof open>>;
     beforeAll(async () => {
       opened = await open();
     }, 60_000);
     afterAll(async () => {
-      await opened?.close();
+      await opened?.dispose();
     });
 
     async function submitWithKey(key: string): Promise<string> {
@@ -56,19 +54,6 @@ function retention(name: string, open: () => Promise<{ store: PgTaskStore; pool:
   });
 }
 
-retention("pglite", async () => {
-  const o = await openStore({ dataDir: "memory://" });
-  return { store: o.store, pool: o.pool, close: () => o.close() };
-});
-
-describe.skipIf(!hasService("postgres"))("postgres", () => {
-  let db: TestDatabase | undefined;
-  afterAll(async () => {
-    await db?.drop();
-  });
-  retention("postgres", async () => {
-    db = await createTestDatabase();
-    const o = await openStore({ databaseUrl: db.url, max: 2 });
-    return { store: o.store, pool: o.pool, close: () => o.close() };
-  });
-});
+for (const backend of storeBackends({ max: 2 })) {
+  describe.skipIf(!backend.ready)(backend.name, () => retention(backend.name, () => backend.open()));
+}

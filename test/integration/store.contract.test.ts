@@ -18,46 +18,12 @@ import {
   MigrationError,
   MIGRATION_LOCK_KEY,
   openStore,
-  type OpenedStore,
-  type OpenStoreOptions,
   type PgTaskStore,
 } from "../../src/store";
-import { createTestDatabase, hasService } from "../helpers/services";
+import { hasService } from "../helpers/services";
+import { storeBackends, type OpenedBackend, type StoreBackend } from "../helpers/storeBackends";
 
-interface Backend {
-  name: "pglite" | "postgres";
-  /** A store on a database of its own; `dispose` closes it and removes the database. */
-  open(opts?: Pick<OpenStoreOptions, "migrate" | "logger">): Promise<OpenedStore & { url?: string; dispose(): Promise<void> }>;
-}
-
-const pgliteBackend: Backend = {
-  name: "pglite",
-  async open(opts = {}) {
-    const opened = await openStore({ dataDir: "memory://", ...opts });
-    return { ...opened, dispose: () => opened.close() };
-  },
-};
-
-const postgresBackend: Backend = {
-  name: "postgres",
-  async open(opts = {}) {
-    const db = await createTestDatabase();
-    try {
-      const opened = await openStore({ databaseUrl: db.url, max: 4, ...opts });
-      return {
-        ...opened,
-        url: db.url,
-        async dispose() {
-          await opened.close();
-          await db.drop();
-        },
-      };
-    } catch (err) {
-      await db.drop();
-      throw err;
-    }
-  },
-};
+const [pgliteBackend, postgresBackend] = storeBackends({ max: 4 }) as [StoreBackend, StoreBackend];
 
 const newTask = (over: Partial<NewTask> = {}): NewTask => ({
   id: randomUUID(),
@@ -100,8 +66,8 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
   throw new Error("expected a rejection");
 }
 
-function storeContract(backend: Backend): void {
-  let db: Awaited<ReturnType<Backend["open"]>>;
+function storeContract(backend: StoreBackend): void {
+  let db: OpenedBackend;
   let store: PgTaskStore;
 
   beforeAll(async () => {
