@@ -64,10 +64,11 @@ COPY mixins ./mixins
 COPY services ./services
 COPY src ./src
 # Compiled code reads non-TypeScript files at run time from <root>/src (tsc copies none of them):
-# collect every .sql and .lua under src/ with its path, for the runtime stages.
+# collect every .sql and .lua under src/ and the dashboard's files (src/dashboard/assets: the page, its
+# modules, stylesheet and icon) with their paths, for the runtime stages.
 RUN npx tsc -p tsconfig.build.json \
  && mkdir -p /runtime-assets \
- && find src \( -name '*.sql' -o -name '*.lua' \) -exec cp --parents {} /runtime-assets/ \;
+ && find src -type f \( -name '*.sql' -o -name '*.lua' -o -path 'src/dashboard/assets/*' \) -exec cp --parents {} /runtime-assets/ \;
 # The demo project, compiled as a user's project would be: CommonJS that imports `clawfleet` and
 # `clawfleet/mixins` by name (examples/tsconfig.json maps them to the sources for type-checking
 # only; at run time they resolve to /app/dist by self-reference). Only the examples' own output is

@@ -4,10 +4,12 @@
  *   clawfleet sim --port N   run the simulated Anthropic-compatible model
  *   clawfleet repl           an interactive console on a running cluster (app/repl.ts)
  *   clawfleet tasks|watch|agents|switches|approvals|keys   clients of a cluster's REST API (app/client/)
+ *   clawfleet plan           the capacity planner (app/client/plan.ts)
  */
 import { loadConfig, loadReplConfig, loadSimConfig } from "../src/config";
 import { ConfigError, messageOf } from "../src/errors";
 import { CLIENT_GROUPS, CLIENT_USAGE, runClientCommand } from "./client";
+import { runPlanCommand } from "./client/plan";
 import type * as Repl from "./repl";
 import type * as Sim from "../src/sim/cli";
 import type * as Start from "./start";
@@ -29,6 +31,7 @@ commands:
   start    run a Clawfleet node (embedded by default; see README for the environment)
   sim      run the simulated Anthropic-compatible model (clawfleet sim --help)
   repl     join a running cluster (TRANSPORTER, CLAWFLEET_NAMESPACE) with an interactive console
+  plan     the capacity a load needs: limits' headroom, processes, queueing, cost (clawfleet plan --help)
 ${CLIENT_USAGE}
   help     this text`;
 
@@ -97,6 +100,9 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(0);
       return;
     }
+    case "plan":
+      process.exitCode = await runPlanCommand(rest);
+      return;
     case "sim":
       return runSimCommand(rest, { policies: loadSimConfig().policies });
     case undefined:

@@ -12,12 +12,15 @@ import type { Registry } from "prom-client";
 import { answerClientError, refuseNonJson, requestHints, sendError, type RequestHints } from "../src/api/http";
 import { isClusterWide, scopeOf, v1Aliases } from "../src/api/routes";
 import { cancelBodyOf } from "../src/cancel";
+import { DASHBOARD_PATH, DashboardAssets, redirectToDashboard } from "../src/dashboard";
 import type { Cancelled, CancelTaskParams } from "../src/contracts";
 import { readTaskList } from "../src/api/taskList";
 import { readSteps, readTask, taskIdOf } from "../src/api/tasks";
+import { readQueues } from "../src/api/queues";
+import { tierModels } from "../src/ratelimit";
 import { openTaskStream, parseCursor, StreamHub, TaskEventCursor, type StreamReads } from "../src/api/taskStream";
 import { createKey, KeyVerifier, listKeys, requireOperatorTenant, requireScope, revokeKey } from "../src/auth";
-import { KeyRefSchema, TASK_EVENTS_WILDCARD } from "../src/contracts";
+import { KeyRefSchema, TASK_EVENTS_WILDCARD, TEXT_DELTA_EVENT, TextDeltaEventSchema } from "../src/contracts";
 import { openApiDocument, type OpenApiDocument } from "../src/contracts/openapi";
 import { messageOf, RouteNotFoundError, TaskNotFoundError, UnauthenticatedError } from "../src/errors";
 import type { SubmitResult } from "../src/queue/intake";
@@ -61,6 +64,8 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
   let verifier: KeyVerifier | undefined;
   let openApi: OpenApiDocument | undefined;
   const hub = new StreamHub();
+  const dashboard = new DashboardAssets();
+  const serveDashboard = (req: IncomingMessage & { $params?: RestParams }, res: ServerResponse) => dashboard.serve(req, res, req.$params?.params?.file);
   let reads: StreamReads | undefined;
   const streamReads = () => {
     if (!reads) throw new Error("api service is not created");
@@ -109,9 +114,21 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
           onError,
         },
         {
+          // The operator's dashboard (src/dashboard): static files that call the /v1 routes with the operator's key.
+          path: DASHBOARD_PATH,
+          mappingPolicy: "restrict",
+          mergeParams: false,
+          aliases: { "GET /": serveDashboard, "GET /:file": serveDashboard },
+          onError,
+        },
+        {
           path: "/",
           mappingPolicy: "restrict",
-          aliases: { "GET /metrics": "api.metrics", "GET /openapi.json": "api.openapi" },
+          aliases: {
+            "GET /": (_req: IncomingMessage, res: ServerResponse) => redirectToDashboard(res),
+            "GET /metrics": "api.metrics",
+            "GET /openapi.json": "api.openapi",
+          },
           onError,
         },
       ],
@@ -166,7 +183,7 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
       getSteps: {
         visibility: "published",
         async handler(ctx: Context<RestParams, RestMeta>) {
-          return readSteps(checkpointOf(ctx), taskIdOf(ctx.params), tenantOf(ctx));
+          return readSteps(checkpointOf(ctx), taskIdOf(ctx.params), tenantOf(ctx), ctx.params.query);
         },
       },
       deadLetters: {
@@ -258,6 +275,22 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
           return ctx.call("intake.setSwitch", { kind, name, body: ctx.params.body, by: ctx.meta.keyId ?? "anonymous" });
         },
       },
+      // The operator's dashboard (README, "Queues and rate limits"): every tenant's figures, so cluster-wide routes.
+      getQueues: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          tenantOf(ctx);
+          return readQueues(resources.backends, checkpointOf(ctx));
+        },
+      },
+      getLimits: {
+        visibility: "published",
+        handler(ctx: Context<RestParams, RestMeta>) {
+          tenantOf(ctx);
+          // The gateway holds the buckets (shared through Redis in a cluster); this node adds its agents' models.
+          return ctx.call("rate-gateway.limits", { models: tierModels(resources.agents.list()) });
+        },
+      },
       createKey: {
         visibility: "published",
         async handler(ctx: Context<RestParams, RestMeta>) {
@@ -325,6 +358,12 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
         handler(ctx: Context<{ task_id?: unknown }>) {
           if (typeof ctx.params.task_id === "string") hub.notify(ctx.params.task_id);
         },
+      },
+      // Broadcast by whichever process reads a streamed model call; only the streams of its task see it.
+      [TEXT_DELTA_EVENT](ctx: Context) {
+        const delta = TextDeltaEventSchema.safeParse(ctx.params);
+        if (delta.success) hub.publish(delta.data);
+        else this.logger.warn({ event: "stream.delta_malformed", err: delta.error.message }, "dropped a malformed text delta");
       },
     },
     created() {

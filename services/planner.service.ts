@@ -6,6 +6,7 @@
 import type { Context, ServiceBroker, ServiceSchema } from "moleculer";
 import { AttemptEvents, taskEventSink } from "../src/agent/events";
 import { TaskWorker } from "../src/agent/taskWorker";
+import { MemoryAdmission } from "../src/agent/admission";
 import { RETRY_BACKOFF } from "../src/agent/settle";
 import { drainWorker, shutdownPlan } from "../src/agent/shutdown";
 import type { AgentDefinition } from "../src/agent/definition";
@@ -47,6 +48,8 @@ function hasService(broker: ServiceBroker, name: string): boolean {
 export function plannerService(resources: Resources, metrics: Metrics): ServiceSchema {
   const { config } = resources;
   let worker: TaskWorker | undefined;
+  // The memory cap: over it, a wake-up waits before it claims a task (src/agent/admission.ts).
+  let admission: MemoryAdmission | undefined;
   let watchdog: ConsumeWatchdog | undefined;
   // Kill switches: the process's board, and the gate every model and tool call passes (src/switches/).
   let board: SwitchBoard | undefined;
@@ -58,6 +61,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
   const shutdown = new Promise<void>((resolve) => (endRoleWaits = resolve));
   const drainOnce = (graceMs: number, startedAt: number): Promise<boolean> => {
     endRoleWaits();
+    admission?.close();
     draining ??= worker ? drainWorker(worker, shutdownPlan(graceMs), new ShutdownSignal(), startedAt) : Promise.resolve(true);
     // A call held by a paused switch has not started: its attempt is handed back now (uncounted: the worker is
     // stopping by now), as at a step boundary.
@@ -83,6 +87,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
             // wake-up waits instead; past the bound, the attempt runs and its failure is an ordinary retry.
             const missing = ATTEMPT_ROLES.filter((name) => !hasService(this.broker, name));
             if (missing.length > 0) await Promise.race([this.broker.waitForServices(missing, ROLES_WAIT_MS).catch(() => undefined), shutdown]);
+            await admission?.admit();
             await worker.handle(parsed.data.taskId, parsed.data.traceparent, parsed.data.reason);
           } finally {
             watchdog?.end();
@@ -152,6 +157,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
         cancel: (taskId, by, reason) => broker.call("intake.cancelTask", { taskId, by, reason }),
         onHeld: () => watchdog?.progress(),
       });
+      admission = new MemoryAdmission({ maxRssBytes: config.planner.maxRssBytes, logger: this.logger, inFlight: () => worker?.activeTasks ?? 0 });
       worker = new TaskWorker(
         {
           // Claims pass over the tasks of paused agents and prompt versions.

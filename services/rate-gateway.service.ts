@@ -4,10 +4,11 @@
  * process, or the one ANTHROPIC_BASE_URL points at) and says so in a banner.
  */
 import type { Context, ServiceSchema } from "moleculer";
-import type { CompleteResponse } from "../src/contracts";
+import { TEXT_DELTA_EVENT, type CompleteResponse, type TextDeltaEvent } from "../src/contracts";
 import { RateGateway } from "../src/llm/rateGateway";
+import { tierModels } from "../src/ratelimit";
 import type { Resources } from "../src/node/resources";
-import { Gateway, parseParams } from "../src/contracts";
+import { Gateway, LimitsParamsSchema, parseParams } from "../src/contracts";
 import { CallCancelledError } from "../src/errors";
 import { CALL_CANCEL_EVENT, CancelRegistry } from "../src/transport/cancel";
 import type { Metrics } from "../src/telemetry/metrics";
@@ -27,11 +28,21 @@ export function rateGatewayService(resources: Resources, metrics: Metrics): Serv
           if (!gateway) throw new Error("rate-gateway is not started");
           const req = parseParams(Gateway.complete, ctx.params, "rate-gateway.complete");
           const call = cancels.open((ctx.meta as { callId?: unknown }).callId);
+          // A streamed call's text deltas go to every api replica (a lost one only costs a live preview).
+          const publish = req.stream ? (delta: TextDeltaEvent) => void Promise.resolve(this.broker.broadcast(TEXT_DELTA_EVENT, delta)).catch(() => undefined) : undefined;
           try {
-            return await gateway.complete(req, call.signal);
+            return await gateway.complete(req, call.signal, publish);
           } finally {
             call.done();
           }
+        },
+      },
+      // GET /v1/limits: the caller's agents' models and this node's, with the usage every gateway recorded.
+      limits: {
+        async handler(ctx: Context) {
+          if (!gateway) throw new Error("rate-gateway is not started");
+          const { models } = parseParams(LimitsParamsSchema, ctx.params, "rate-gateway.limits");
+          return gateway.limits([...models, ...tierModels(resources.agents.list())]);
         },
       },
     },

@@ -11,7 +11,7 @@ import { DEFAULT_PRICES, PricesSchema, type ModelPrice } from "./llm/pricing";
 import { projectRoot } from "./paths";
 import { RateLimitTableSchema, type RateLimitTable } from "./ratelimit/limits";
 import { TenantQuotaTableSchema, type TenantQuotaSettings } from "./tenancy/quotas";
-import { defaultSecretIdOf, parseWebhookSecrets, type WebhookSettings } from "./webhooks/settings";
+import { parseWebhookSecrets, type WebhookSettings } from "./webhooks/settings";
 
 /** `tools` runs only the project's own Moleculer services (CLAWFLEET_USER_SERVICES); every other role is Clawfleet's. */
 export const ROLES = ["api", "intake", "planner", "executor", "rate-gateway", "checkpoint", "metrics", "tools"] as const;
@@ -67,8 +67,13 @@ export interface Config {
     readonly files: readonly string[];
   };
   readonly planner: {
-    /** Tasks one planner process runs at once. @default 4 */
+    /**
+     * Tasks one planner process runs at once. Sized for I/O-bound work: a task in flight mostly waits on its
+     * model call and costs little memory (BENCHMARKS.md, "Concurrency"), so `maxRssBytes` is the real bound. @default 256
+     */
     readonly slots: number;
+    /** Above this resident set size (bytes) the planner takes no new wake-up until it is below again; 0 is no cap. @default 1536 MiB */
+    readonly maxRssBytes: number;
     /** Maximum steps (LLM calls + tool calls) when an agent does not set its own. @default 40 */
     readonly defaultMaxSteps: number;
   };
@@ -241,7 +246,8 @@ const EnvSchema = z.object({
   CLAWFLEET_NODE_ID: optionalString,
   CLAWFLEET_PROMPTS_DIR: optionalString,
   CLAWFLEET_USER_SERVICES: optionalString,
-  CLAWFLEET_PLANNER_SLOTS: intFrom("CLAWFLEET_PLANNER_SLOTS", 4, 1),
+  CLAWFLEET_PLANNER_SLOTS: intFrom("CLAWFLEET_PLANNER_SLOTS", 256, 1),
+  CLAWFLEET_PLANNER_MAX_RSS_MB: intFrom("CLAWFLEET_PLANNER_MAX_RSS_MB", 1536, 0),
   CLAWFLEET_MAX_STEPS: intFrom("CLAWFLEET_MAX_STEPS", 40, 1),
   CLAWFLEET_LEASE_TTL_MS: intFrom("CLAWFLEET_LEASE_TTL_MS", 5000, 500),
   CLAWFLEET_LEASE_RENEW_MS: intFrom("CLAWFLEET_LEASE_RENEW_MS", 0, 0),
@@ -305,6 +311,19 @@ function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv): z.out
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   throw new ConfigError(issue?.path.join(".") ?? "environment", issue?.message ?? "invalid value");
+}
+
+/**
+ * What a process the CLI starts keeps of its environment (`clawfleet plan --verify` starts a node and the sim):
+ * what finds node and its tools, nothing of a cluster; the caller sets the rest.
+ */
+export function baseChildEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const kept: Record<string, string> = {};
+  for (const k of ["PATH", "HOME", "LANG", "TMPDIR", "NODE_OPTIONS"]) {
+    const v = env[k];
+    if (v !== undefined) kept[k] = v;
+  }
+  return kept;
 }
 
 /** Only the simulated model's settings, for `clawfleet sim`, which needs no other part of the environment to be valid. */
@@ -523,7 +542,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     promptsDirs,
     promptsDir: promptsDirs[0] ?? promptPatterns[0] ?? path.resolve(cwd, "prompts"),
     userServices: userServicesFrom(e.CLAWFLEET_USER_SERVICES, cwd),
-    planner: { slots: e.CLAWFLEET_PLANNER_SLOTS, defaultMaxSteps: e.CLAWFLEET_MAX_STEPS },
+    planner: { slots: e.CLAWFLEET_PLANNER_SLOTS, maxRssBytes: e.CLAWFLEET_PLANNER_MAX_RSS_MB * 1_048_576, defaultMaxSteps: e.CLAWFLEET_MAX_STEPS },
     lease: { ttlMs: ttl, renewMs: renew },
     reaper: { intervalMs: e.CLAWFLEET_REAPER_INTERVAL_MS, queuedAfterMs: e.CLAWFLEET_REAPER_QUEUED_AFTER_MS },
     canaryJudge: { intervalMs: e.CLAWFLEET_CANARY_JUDGE_INTERVAL_MS },
@@ -549,7 +568,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     auth: { enabled: (e.CLAWFLEET_AUTH ?? (mode === "embedded" ? "off" : "on")) === "on", adminKey: e.CLAWFLEET_ADMIN_KEY },
     webhooks: {
       secrets: e.CLAWFLEET_WEBHOOK_SECRETS,
-      defaultSecretId: defaultSecretIdOf(e.CLAWFLEET_WEBHOOK_SECRETS),
       allowPrivate: e.CLAWFLEET_WEBHOOK_ALLOW_PRIVATE === "1",
       timeoutMs: e.CLAWFLEET_WEBHOOK_TIMEOUT_MS,
       connectTimeoutMs: e.CLAWFLEET_WEBHOOK_CONNECT_TIMEOUT_MS,

@@ -34,6 +34,8 @@ export const CLIENT_USAGE = [
   "  watch    follow a task until it ends; exit 0 succeeded, 1 failed, 2 cancelled",
   "  agents   agents, their versions and canaries (clawfleet agents --help)",
   "  switches kill switches: list, pause and resume (clawfleet switches --help)",
+  "  queues   the wake-up queue's backlog and lag, open tasks, dead letters",
+  "  limits   each model's rate limits, usage and headroom",
   "  approvals tasks waiting for an approval",
   "  keys     API keys: ls, create, revoke (clawfleet keys --help)",
 ].join("\n");

@@ -1,4 +1,4 @@
-/** `clawfleet agents|switches|approvals|keys`: the operator's controls, each one REST call. */
+/** `clawfleet agents|queues|limits|switches|approvals|keys`: the operator's controls and reads, each one REST call. */
 import type { ApiKeyInfo, CreatedKey } from "../../src/contracts";
 import { line, positiveInt, stringOpt, UsageError, type Command, type Invocation } from "./command";
 import { fields, render, table } from "./format";
@@ -69,6 +69,22 @@ export const OPS_COMMANDS: readonly Command[] = [
     arity: [1, 1],
     async run(c) {
       return show(c, await c.api.delete(pathOf("/v1/agents", c.args[0] ?? "", "canary")));
+    },
+  },
+  {
+    name: "queues",
+    summary: "the wake-up queue's backlog and lag, the open tasks and the dead letters (a key of tenant default)",
+    arity: [0, 0],
+    async run(c) {
+      return show(c, await c.api.get("/v1/queues"));
+    },
+  },
+  {
+    name: "limits",
+    summary: "each model's rate limits, what the cluster used of them and the headroom left (a key of tenant default)",
+    arity: [0, 0],
+    async run(c) {
+      return show(c, await c.api.get("/v1/limits"));
     },
   },
   {

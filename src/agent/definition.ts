@@ -114,6 +114,8 @@ const FrontMatterSchema = z
       })
       .strict()
       .optional(),
+    /** Model turns are streamed and their text deltas sent live on the task's event stream (README, "Live progress"). */
+    stream: z.boolean({ error: "stream is true or false" }).default(false),
   })
   .strict();
 
@@ -143,6 +145,8 @@ export interface AgentDefinition {
   router?: { classifyTier: string; simpleLabel: string; instruction: string } | undefined;
   /** Tools whose calls wait for an operator's decision (see `approval` in the front matter); absent: none do. */
   approval?: { tools: string[]; timeoutSeconds: number } | undefined;
+  /** `stream: true`: model turns are streamed, their text deltas published as they come. */
+  stream: boolean;
   systemPrompt: string;
   /** sha256 of the file, first 12 hex digits. */
   promptVersion: string;
@@ -203,6 +207,7 @@ export function parseAgentFile(text: string, source: string, sourceDir?: string)
     resultFormat: d.result,
     router: d.router && { classifyTier: d.router.classify_tier, simpleLabel: d.router.simple_label, instruction: d.router.instruction.trim() },
     approval: d.approval && { tools: d.approval.tools, timeoutSeconds: d.approval.timeout_seconds },
+    stream: d.stream,
     systemPrompt: (m[2] ?? "").trim(),
     promptVersion: createHash("sha256").update(text).digest("hex").slice(0, 12),
     sourceDir: sourceDir === undefined ? undefined : path.resolve(sourceDir),

@@ -1,18 +1,22 @@
 /**
- * Keeps one task's lease for one attempt: takes it, renews it on a heartbeat,
- * and knows until when it is surely still ours on this process's monotonic
- * clock. Fencing refuses a zombie's writes but not its calls, so the keeper is
+ * Keeps one task's lease for one attempt: takes it, has the planner's one
+ * heartbeat (src/lease/renewer.ts) renew it along with every other lease the
+ * planner holds, and knows until when it is surely still ours on this process's
+ * monotonic clock. Fencing refuses a zombie's writes but not its calls, so the keeper is
  * also the interceptor that stops any model or tool call once the lease may
  * have lapsed.
  */
 import type { LoopLogger } from "./attempt";
 import type { AttemptInterceptor } from "./interceptors";
 import { LeaseLostError, messageOf } from "../errors";
-import type { LeaseManager } from "../lease/types";
+import type { LeaseRenewer } from "../lease/renewer";
+import type { HeldLease, LeaseManager } from "../lease/types";
 import type { Metrics, TaskLabels } from "../telemetry/metrics";
 
 export interface LeaseKeeperDeps {
   leases: LeaseManager;
+  /** The planner's heartbeat; it renews this lease with all the others, in one round trip. */
+  renewer: LeaseRenewer;
   logger: LoopLogger;
   metrics?: Pick<Metrics, "leaseLost"> | undefined;
   /** Told once when the heartbeat finds the lease taken by someone else. */
@@ -23,7 +27,6 @@ export interface LeaseTerms {
   taskId: string;
   owner: string;
   ttlMs: number;
-  renewMs: number;
   /** Monotonic clock (ms) the sure-until deadline is kept on. */
   now: () => number;
   labels: TaskLabels;
@@ -35,7 +38,8 @@ export class LeaseKeeper {
    * succeeded was *sent* (Redis counts the TTL from a later moment).
    */
   private sureUntil = Number.NEGATIVE_INFINITY;
-  private heartbeat: NodeJS.Timeout | undefined;
+  /** Takes the lease off the heartbeat; set while it is on. */
+  private unhold: (() => void) | undefined;
 
   /** `controller`: the attempt's; a lost lease aborts it, so the loop stops at its next step boundary. */
   constructor(
@@ -51,27 +55,21 @@ export class LeaseKeeper {
     return this.deps.leases.acquire(taskId, owner, ttlMs);
   }
 
-  /** Starts the heartbeat that renews the lease until `release()`. */
+  /** Puts the lease on the planner's heartbeat until `release()`; a renewal that finds it lost aborts the attempt. */
   keep(): void {
-    const { taskId, owner, ttlMs, renewMs, now, labels } = this.terms;
-    this.heartbeat = setInterval(() => {
-      const sent = now();
-      this.deps.leases.renew(taskId, owner, ttlMs).then(
-        (held) => {
-          if (held) this.sureUntil = Math.max(this.sureUntil, sent + ttlMs);
-          if (!held && !this.controller.signal.aborted) {
-            this.deps.metrics?.leaseLost(labels);
-            this.deps.onLeaseLost?.(taskId, labels);
-            this.controller.abort(new LeaseLostError(`lease on task ${taskId} lost`, { taskId }));
-          }
-        },
-        (err: unknown) => {
-          // Redis unreachable: keep working while the lease is surely ours (see sureUntil); the fence guards writes.
-          this.deps.logger.warn({ taskId, event: "lease.renew_failed", err: messageOf(err) }, "lease renewal failed");
-        },
-      );
-    }, renewMs);
-    this.heartbeat.unref();
+    const { taskId, owner, labels } = this.terms;
+    const lease: HeldLease = { taskId, owner };
+    this.unhold = this.deps.renewer.hold(lease, {
+      renewed: (until) => {
+        this.sureUntil = Math.max(this.sureUntil, until);
+      },
+      lost: () => {
+        if (this.controller.signal.aborted) return;
+        this.deps.metrics?.leaseLost(labels);
+        this.deps.onLeaseLost?.(taskId, labels);
+        this.controller.abort(new LeaseLostError(`lease on task ${taskId} lost`, { taskId }));
+      },
+    });
   }
 
   /**
@@ -104,9 +102,9 @@ export class LeaseKeeper {
     };
   }
 
-  /** Stops the heartbeat and gives the lease up; a failure is logged, the lease then lapses on its own. */
+  /** Takes the lease off the heartbeat and gives it up; a failure is logged, the lease then lapses on its own. */
   async release(): Promise<void> {
-    clearInterval(this.heartbeat);
+    this.unhold?.();
     const { taskId, owner } = this.terms;
     await this.deps.leases.release(taskId, owner).catch((err: unknown) => {
       this.deps.logger.warn({ taskId, event: "lease.release_failed", err: messageOf(err) }, "lease release failed; it will lapse");

@@ -53,6 +53,8 @@ export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
       system: turn.system,
       messages: turn.messages,
       tools: turn.tools,
+      // The answer is the same; its text is also published as it comes, for the task's live stream.
+      ...(agent.stream ? { stream: { tenant: task.tenant } } : {}),
     },
     a.signal,
     a.retry,

@@ -16,6 +16,8 @@ import { randomUUID } from "node:crypto";
 import type { AgentCatalog } from "./definition";
 import { InterceptorChain } from "./interceptors";
 import { LeaseKeeper } from "./leaseKeeper";
+import { LeaseRenewer } from "../lease/renewer";
+import { CallLimit } from "./admission";
 import { runLoop, type LoopDeps } from "./runLoop";
 import { Settlement, wakeUpOutcomeOf, type AttemptInfo, type RetryBackoff, type WakeUpOutcome, type WorkerHooks } from "./settle";
 import { TERMINAL_STATUSES, type ClaimResult, type RunningCaps, type TaskRecord, type WakeUp } from "../contracts";
@@ -28,6 +30,9 @@ import type { TaskStore } from "../store/types";
 import type { Metrics } from "../telemetry/metrics";
 
 export type { WakeUpOutcome, WorkerHooks } from "./settle";
+
+/** Store reads and claims a worker's wake-ups make at once, whatever its slots (see CallLimit). */
+const CONCURRENT_CLAIMS = 8;
 
 /** A retry's wake-up comes this long after its backoff ends, so the claim it makes finds the task due. */
 const RETRY_WAKE_SLACK_MS = 50;
@@ -62,6 +67,9 @@ export class TaskWorker {
   /** Tasks cancelled lately: an attempt at one that registers after its abort came is aborted at once. */
   private readonly cancelled = new RecentIds();
   private stopping = false;
+  /** One heartbeat renews every lease this worker's attempts hold, in one round trip. */
+  private readonly renewer: LeaseRenewer;
+  private readonly claims = new CallLimit(CONCURRENT_CLAIMS);
 
   constructor(
     private readonly deps: LoopDeps & {
@@ -74,7 +82,15 @@ export class TaskWorker {
     },
     private readonly opts: WorkerOptions,
     private readonly hooks: WorkerHooks = {},
-  ) {}
+  ) {
+    const { leases, logger } = deps;
+    this.renewer = new LeaseRenewer({ leases, logger, ttlMs: opts.leaseTtlMs, renewMs: opts.leaseRenewMs, now: this.now });
+  }
+
+  /** The monotonic clock lease deadlines are kept on. */
+  private get now(): () => number {
+    return this.opts.now ?? (() => performance.now());
+  }
 
   get activeTasks(): number {
     return this.running.size;
@@ -88,7 +104,7 @@ export class TaskWorker {
    */
   async handle(taskId: string, traceparent?: string, reason: WakeUp["reason"] = "reaped"): Promise<WakeUpOutcome> {
     if (this.stopping) return "ignored_stopping";
-    const seen = await this.deps.store.getTask(taskId);
+    const seen = await this.claims.run(() => this.deps.store.getTask(taskId));
     if (seen?.status === "running" && reason === "reaped") {
       const took = await this.takeOver(seen, traceparent);
       // Its lease is held: not an orphan after all (the reaper named it while queued, and another ticket claimed
@@ -101,7 +117,7 @@ export class TaskWorker {
   /** The ticket: the claim comes first (one statement, SKIP LOCKED), then the lease of the task it took. */
   private async claimFairest(seen: TaskRecord | null): Promise<WakeUpOutcome> {
     if (this.stopping) return "ignored_stopping";
-    const claim = await this.deps.store.claimNext(this.opts.owner, this.opts.caps ?? NO_CAPS);
+    const claim = await this.claims.run(() => this.deps.store.claimNext(this.opts.owner, this.opts.caps ?? NO_CAPS));
     if (!claim) {
       if (seen === null) return "ignored_unknown";
       return TERMINAL_STATUSES.includes(seen.status) ? "ignored_terminal" : "ignored_unclaimable";
@@ -138,14 +154,13 @@ export class TaskWorker {
   private leaseKeeper(taskId: string, info: AttemptInfo, controller: AbortController): LeaseKeeper {
     const { logger, metrics } = this.deps;
     return new LeaseKeeper(
-      { leases: this.deps.leases, logger, metrics, onLeaseLost: (id, labels) => this.hooks.onLeaseLost?.(id, labels) },
+      { leases: this.deps.leases, renewer: this.renewer, logger, metrics, onLeaseLost: (id, labels) => this.hooks.onLeaseLost?.(id, labels) },
       {
         taskId,
         // Per attempt, not per node: two slots of one planner must never renew or release each other's lease.
         owner: `${this.opts.owner}:${randomUUID()}`,
         ttlMs: this.opts.leaseTtlMs,
-        renewMs: this.opts.leaseRenewMs,
-        now: this.opts.now ?? (() => performance.now()),
+        now: this.now,
         labels: info.labels,
       },
       controller,

@@ -13,8 +13,9 @@ export interface ApiRoute {
   action: string;
   scope: Scope;
   /**
-   * The route changes what every tenant's tasks run (a switch, a canary): only a key of the operator's
-   * tenant (`default`) may call it, whatever its scopes. A tenant's `operate` key acts on its own tasks.
+   * The route changes what every tenant's tasks run (a switch, a canary), or shows figures of every tenant's
+   * (the queues, the rate limits): only a key of the operator's tenant (`default`) may call it, whatever its
+   * scopes. A tenant's `operate` key acts on its own tasks.
    */
   clusterWide?: true;
 }
@@ -36,6 +37,8 @@ export const V1_ROUTES: readonly ApiRoute[] = [
   { method: "GET", path: "/agents/:name", action: "getAgent", scope: "read" },
   { method: "POST", path: "/agents/:name/canary", action: "startCanary", scope: "operate", clusterWide: true },
   { method: "DELETE", path: "/agents/:name/canary", action: "abortCanary", scope: "operate", clusterWide: true },
+  { method: "GET", path: "/queues", action: "getQueues", scope: "read", clusterWide: true },
+  { method: "GET", path: "/limits", action: "getLimits", scope: "read", clusterWide: true },
   { method: "POST", path: "/keys", action: "createKey", scope: "admin" },
   { method: "GET", path: "/keys", action: "listKeys", scope: "admin" },
   { method: "DELETE", path: "/keys/:id", action: "revokeKey", scope: "admin" },

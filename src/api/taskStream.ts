@@ -18,18 +18,22 @@
  * has ended nothing can fill a hole any more, so the rest goes out, then the
  * terminal event. Live events (the `clawfleet.task.*` lifecycle events) only
  * say "look again"; a slow poll is the backstop for one that was lost.
+ *
+ * An agent with `stream: true` also has the text of the model turn under way
+ * sent live, as `delta` events with no id: they are transient (a reconnect
+ * does not replay them), and the durable step that follows carries the text.
  */
 import { PassThrough } from "node:stream";
-import { TERMINAL_STATUSES, type StepRecord, type TaskRecord } from "../contracts";
+import { TERMINAL_STATUSES, type StepRecord, type TaskRecord, type TextDeltaEvent } from "../contracts";
 import type { TaskStore } from "../store/types";
 import { stepView } from "./views";
 
 export type StreamReads = Pick<TaskStore, "getTask" | "listStepsAfter">;
 
 export interface StreamEvent {
-  /** Absent on `reset`, which moves no cursor. */
+  /** Absent on `reset` and `delta`, which move no cursor. */
   id?: number;
-  event: "step" | "awaiting_approval" | "succeeded" | "failed" | "cancelled" | "reset";
+  event: "step" | "awaiting_approval" | "succeeded" | "failed" | "cancelled" | "reset" | "delta";
   data: Record<string, unknown>;
 }
 
@@ -70,6 +74,11 @@ export class TaskEventCursor {
 
   get done(): boolean {
     return this.finished;
+  }
+
+  /** Whether a live delta still says something: its step has not been sent (once it is, the step has the whole text). */
+  wantsDelta(d: Pick<TextDeltaEvent, "tenant" | "step">): boolean {
+    return !this.finished && d.step > this.contiguous && (this.tenant === undefined || this.tenant === d.tenant);
   }
 
   /**
@@ -150,22 +159,33 @@ export function formatEvent(e: StreamEvent): string {
   return `${id}event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`;
 }
 
-/** Which open streams to poke when a task's lifecycle event arrives. */
-export class StreamHub {
-  private readonly watchers = new Map<string, Set<() => void>>();
+interface Watcher {
+  poke(): void;
+  delta(d: TextDeltaEvent): void;
+}
 
-  watch(taskId: string, poke: () => void): () => void {
+/** Which open streams to poke when a task's lifecycle event arrives, and to hand a text delta of its model turn. */
+export class StreamHub {
+  private readonly watchers = new Map<string, Set<Watcher>>();
+
+  watch(taskId: string, poke: () => void, delta: (d: TextDeltaEvent) => void = () => undefined): () => void {
     let set = this.watchers.get(taskId);
     if (!set) this.watchers.set(taskId, (set = new Set()));
-    set.add(poke);
+    const w = { poke, delta };
+    set.add(w);
     return () => {
-      set.delete(poke);
+      set.delete(w);
       if (set.size === 0) this.watchers.delete(taskId);
     };
   }
 
   notify(taskId: string): void {
-    for (const poke of this.watchers.get(taskId) ?? []) poke();
+    for (const w of this.watchers.get(taskId) ?? []) w.poke();
+  }
+
+  /** A text delta (`TEXT_DELTA_EVENT`): for the streams of its task only, nothing read from the store. */
+  publish(d: TextDeltaEvent): void {
+    for (const w of this.watchers.get(d.task_id) ?? []) w.delta(d);
   }
 
   get open(): number {
@@ -197,7 +217,13 @@ export function openTaskStream(cursor: TaskEventCursor, hub: StreamHub, taskId: 
     poked = true;
     wake?.();
   };
-  const unwatch = hub.watch(taskId, poke);
+  // Live deltas go out once the first read is written (a replay is not interleaved with them).
+  let caughtUp = false;
+  const unwatch = hub.watch(taskId, poke, (d) => {
+    if (closed || !caughtUp || !cursor.wantsDelta(d)) return;
+    const { tenant: _tenant, ...data } = d;
+    body.write(formatEvent({ event: "delta", data }));
+  });
   const heartbeat = setInterval(() => {
     if (!closed) body.write(": keep-alive\n\n");
   }, opts.heartbeatMs ?? 15_000);
@@ -222,6 +248,7 @@ export function openTaskStream(cursor: TaskEventCursor, hub: StreamHub, taskId: 
         const events = await cursor.next();
         if (closed) break;
         for (const e of events) body.write(formatEvent(e));
+        caughtUp = true;
         if (cursor.done) break;
         if (poked) continue;
         await new Promise<void>((resolve) => {

@@ -3,12 +3,12 @@
  * read from the checkpoint role. An id that is not a task id is a 404 like an
  * unknown one: a client learns nothing from the difference.
  */
-import { TaskIdSchema, type StepsView, type TaskView } from "../contracts";
+import { parseParams, StepsParamsSchema, TaskIdSchema, type StepsView, type TaskView } from "../contracts";
 import { TaskNotFoundError } from "../errors";
 import type { TaskStore } from "../store/types";
 import { stepView, taskView } from "./views";
 
-type TaskReads = Pick<TaskStore, "getTask" | "listSteps" | "taskWebhook">;
+type TaskReads = Pick<TaskStore, "getTask" | "listSteps" | "listStepsAfter" | "taskWebhook">;
 
 /** The `:id` of a route, checked to be a task id; UUIDs are case-insensitive, so it is lower-cased first. */
 export function taskIdOf(params: { params?: Record<string, string> }): string {
@@ -33,10 +33,20 @@ export async function readTask(store: TaskReads, id: string, tenant: string): Pr
   return taskView(task, steps, webhook ?? undefined);
 }
 
-/** `GET /v1/tasks/{id}/steps`. */
-export async function readSteps(store: TaskReads, id: string, tenant: string): Promise<StepsView> {
+/**
+ * `GET /v1/tasks/{id}/steps`: every step, or with `?limit=` one page of them after `?after=` and
+ * `next_after` (the last step answered when a full page may have more, null when it was the last).
+ * A bad parameter is a 422 naming it.
+ */
+export async function readSteps(store: TaskReads, id: string, tenant: string, query?: Record<string, unknown>): Promise<StepsView> {
+  const { after, limit } = parseParams(StepsParamsSchema, query ?? {}, "steps");
   const task = await store.getTask(id, tenant);
   if (!task) throw new TaskNotFoundError(`no task ${id}`, { id });
-  const steps = await store.listSteps(id, tenant);
-  return { id, status: task.status, steps: steps.map(stepView) };
+  if (limit === undefined) {
+    const steps = await store.listSteps(id, tenant);
+    return { id, status: task.status, steps: (after > 0 ? steps.filter((s) => s.step > after) : steps).map(stepView) };
+  }
+  const page = await store.listStepsAfter(id, after, limit, tenant);
+  const last = page[page.length - 1];
+  return { id, status: task.status, steps: page.map(stepView), next_after: page.length === limit && last ? last.step : null };
 }

@@ -136,6 +136,6 @@ export function requireScope(principal: Principal, scope: Scope): void {
 /** A route that changes every tenant's work (a kill switch, a canary) takes a key of the operator's tenant. */
 export function requireOperatorTenant(principal: Principal): void {
   if (principal.tenant !== DEFAULT_TENANT) {
-    throw new ForbiddenError(`this changes the work of every tenant: only a key of the operator's tenant "${DEFAULT_TENANT}" may do it`, { tenant: principal.tenant });
+    throw new ForbiddenError(`this acts on or shows the work of every tenant: only a key of the operator's tenant "${DEFAULT_TENANT}" may do it`, { tenant: principal.tenant });
   }
 }

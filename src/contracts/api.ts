@@ -136,9 +136,26 @@ export const StepViewSchema = z.discriminatedUnion("kind", [
 ]);
 export type StepView = z.infer<typeof StepViewSchema>;
 
-/** `GET /v1/tasks/{id}/steps`. */
-export const StepsViewSchema = z.object({ id: TaskIdSchema, status: TaskStatusSchema, steps: z.array(StepViewSchema) });
+/**
+ * `GET /v1/tasks/{id}/steps`. `next_after` is there only on a paged read (`?limit=`): the last step
+ * answered when a full page may have more after it (pass it back as `?after=`), null when this is the last.
+ */
+export const StepsViewSchema = z.object({
+  id: TaskIdSchema,
+  status: TaskStatusSchema,
+  steps: z.array(StepViewSchema),
+  next_after: StepNumberSchema.nullable().optional(),
+});
 export type StepsView = z.infer<typeof StepsViewSchema>;
+
+/** The most steps one page of `GET /v1/tasks/{id}/steps` answers. */
+export const STEPS_PAGE_MAX = 1000;
+
+/** `GET /v1/tasks/{id}/steps`'s query: `after` a step number (0: from the first); without `limit`, every step. */
+export const StepsParamsSchema = z.object({
+  after: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(STEPS_PAGE_MAX).optional(),
+});
 
 /** `?limit=` of `GET /v1/dead-letters`. */
 export const DeadLetterLimitSchema = z.number().int().min(1).max(1000).default(100);

@@ -23,4 +23,5 @@ export * from "./cancel";
 export * from "./approvals";
 export * from "./switches";
 export * from "./webhooks";
+export * from "./dashboard";
 export { parseParams } from "./parse";

@@ -48,6 +48,8 @@ export const CompleteRequestSchema = z.object({
   system: z.string(),
   messages: z.array(MessageParamSchema),
   tools: z.array(ToolSpecSchema),
+  /** Set for an agent with `stream: true`: the call is streamed and its text deltas published for the task's tenant. */
+  stream: z.object({ tenant: z.string().min(1).max(64) }).strict().optional(),
 });
 export type CompleteRequest = z.infer<typeof CompleteRequestSchema>;
 
@@ -62,6 +64,25 @@ export const CompleteResponseSchema = z.object({
   traceparent: z.string().optional(),
 });
 export type CompleteResponse = z.infer<typeof CompleteResponseSchema>;
+
+/**
+ * The Moleculer event (broadcast) carrying one text delta of a streamed model turn, from the process that reads
+ * the provider's stream to every api replica. Not a `clawfleet.task.*` lifecycle event: transient, never stored.
+ */
+export const TEXT_DELTA_EVENT = "clawfleet.stream.delta";
+
+export const TextDeltaEventSchema = z.object({
+  task_id: TaskRefSchema,
+  tenant: z.string(),
+  /** The step the turn will be checkpointed as. */
+  step: StepNumberSchema,
+  /** 0, 1, 2… within one call of the model: a retried call starts again at 0, superseding what the failed one sent. */
+  index: z.number().int().nonnegative(),
+  /** The content block the text belongs to (a turn may hold several text blocks). */
+  block: z.number().int().nonnegative(),
+  text: z.string(),
+});
+export type TextDeltaEvent = z.infer<typeof TextDeltaEventSchema>;
 
 /** Params of the `rate-gateway` service's actions. */
 export const Gateway = { complete: CompleteRequestSchema } as const;

@@ -13,6 +13,7 @@ import {
   LiveReportSchema,
   ReadyReportSchema,
   RedriveResultSchema,
+  STEPS_PAGE_MAX,
   StepsViewSchema,
   SubmitTaskSchema,
   SubmittedSchema,
@@ -26,6 +27,7 @@ import { SetSwitchSchema, SwitchKindSchema, SwitchNameSchema, SwitchSchema } fro
 import { DeadLetterSchema, IdempotencyKeySchema, TaskIdSchema, TaskStatusSchema } from "./task";
 import { TASK_LIST_DEFAULT_LIMIT, TASK_LIST_MAX_LIMIT, TaskCursorSchema, TaskListViewSchema } from "./taskList";
 import { WebhookPayloadSchema } from "./webhooks";
+import { LimitsViewSchema, QueuesViewSchema } from "./dashboard";
 
 export type JsonSchema = Record<string, unknown>;
 
@@ -93,6 +95,8 @@ const COMPONENTS = {
   Switch: { schema: SwitchSchema, io: "output" },
   Switches: { schema: z.array(SwitchSchema), io: "output" },
   WebhookEvent: { schema: WebhookPayloadSchema, io: "output" },
+  Queues: { schema: QueuesViewSchema, io: "output" },
+  Limits: { schema: LimitsViewSchema, io: "output" },
 } as const satisfies Record<string, { schema: z.ZodType; io: "input" | "output" }>;
 
 type ComponentName = keyof typeof COMPONENTS;
@@ -203,9 +207,19 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
         get: {
           operationId: "getSteps",
           "x-clawfleet-scope": "read",
-          summary: "Every model and tool step of a task, in order",
-          parameters: [taskIdParam],
-          responses: { 200: { description: "the task's checkpoints", content: json("Steps") }, ...errors(...AUTH_ERRORS, 404, 503) },
+          summary: "Every model and tool step of a task, in order; with `limit`, a page of them (pass `next_after` back as `after`)",
+          parameters: [
+            taskIdParam,
+            { name: "after", in: "query", required: false, description: "only the steps after this step number", schema: { type: "integer", minimum: 0, default: 0 } },
+            {
+              name: "limit",
+              in: "query",
+              required: false,
+              description: "steps per page; absent, every step (and no `next_after`)",
+              schema: { type: "integer", minimum: 1, maximum: STEPS_PAGE_MAX },
+            },
+          ],
+          responses: { 200: { description: "the task's checkpoints; on a paged read `next_after` is null on the last page", content: json("Steps") }, ...errors(...AUTH_ERRORS, 404, 422, 503) },
         },
       },
       "/v1/tasks/{id}/events": {
@@ -214,7 +228,8 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
           "x-clawfleet-scope": "read",
           summary:
             "The task's progress as Server-Sent Events (`step`, `awaiting_approval`, then one of `succeeded`, `failed`, `cancelled`, after which the stream ends). " +
-            "Every event's id is durable: reconnect to any replica with `Last-Event-ID` (or `?last_event_id=`) to get exactly the events after it; a cursor ahead of the task's events gets `reset`, then every event",
+            "Every event's id is durable: reconnect to any replica with `Last-Event-ID` (or `?last_event_id=`) to get exactly the events after it; a cursor ahead of the task's events gets `reset`, then every event. " +
+            "An agent with `stream: true` also has `delta` events (`{task_id, step, index, block, text}`: the text of the model turn under way), without an id: transient, never replayed, superseded by the step",
           parameters: [
             taskIdParam,
             { name: "Last-Event-ID", in: "header", required: false, description: "the id of the last event received", schema: { type: "string", pattern: "^\\d{1,15}$" } },
@@ -372,6 +387,26 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
             409: { description: "no canary is running for the agent (`canary_not_running`)", content: json("Error") },
             ...errors(...AUTH_ERRORS, 404, 503),
           },
+        },
+      },
+      "/v1/queues": {
+        get: {
+          operationId: "getQueues",
+          "x-clawfleet-scope": "read",
+          summary:
+            "The wake-up queue's backlog (waiting, handed out and not acked, age of the oldest waiting entry), the tasks not finished yet by status " +
+            "and the dead letters, every tenant's: a key of the operator's tenant (`default`) only",
+          responses: { 200: { description: "the queues, now", content: json("Queues") }, ...errors(...AUTH_ERRORS, 503) },
+        },
+      },
+      "/v1/limits": {
+        get: {
+          operationId: "getLimits",
+          "x-clawfleet-scope": "read",
+          summary:
+            "Every configured, learned or agent-named model: its rate limits and their source, what the cluster's calls used of them over the last " +
+            "window, and the headroom left (1 − used/limit; null without a limit): a key of the operator's tenant (`default`) only",
+          responses: { 200: { description: "the limits, now", content: json("Limits") }, ...errors(...AUTH_ERRORS, 503) },
         },
       },
       "/v1/keys": {

@@ -72,6 +72,7 @@ import {
   type Decision,
 } from "./approvals";
 import { TaskListQuerySchema, TaskListSchema, type TaskListQuery } from "./taskList";
+import { OpenWorkSchema } from "./dashboard";
 import { TaskWebhookViewSchema, WebhookAttemptResultSchema, WebhookClaimSchema, WebhookIdSchema, type WebhookAttemptResult } from "./webhooks";
 import {
   ApiKeyInfoSchema,
@@ -135,6 +136,12 @@ export const STORE_METHODS = {
     result: CreateTaskResultSchema,
     toParams: (task: NewTask, idempotencyKey?: string) => ({ task, idempotencyKey }),
   }).toArgs((p) => [p.task, p.idempotencyKey]),
+  /** The task `tenant`'s idempotency key names while it is live (under 24 h old); null for none. */
+  taskByIdempotencyKey: method({
+    params: z.object({ key: IdempotencyKeySchema, tenant: TenantSchema }),
+    result: TaskRecordSchema.nullable(),
+    toParams: (key: string, tenant: string) => ({ key, tenant }),
+  }).toArgs((p) => [p.key, p.tenant]),
   /** With `tenant`, only that tenant's task: another tenant's is null, like an unknown one. */
   getTask: method({
     params: z.object({ id: TaskRefSchema, tenant: TenantSchema.optional() }),
@@ -263,6 +270,12 @@ export const STORE_METHODS = {
   countByStatus: method({
     params: z.object({}),
     result: TaskCountsSchema,
+    toParams: () => ({}),
+  }).toArgs(() => []),
+  /** Tasks not finished yet by status, and the dead letters, of every tenant: `GET /v1/queues` (one index range, not every task). */
+  countOpenWork: method({
+    params: z.object({}),
+    result: OpenWorkSchema,
     toParams: () => ({}),
   }).toArgs(() => []),
   /** The cost (USD) of `agent`'s tasks created at or after `since`: an agent's daily cost cap (migration 009's index). */

@@ -10,7 +10,7 @@ export const WEBHOOK_EVENT_TYPES = ["task.succeeded", "task.failed", "task.cance
 export const WebhookEventTypeSchema = z.enum(WEBHOOK_EVENT_TYPES);
 export type WebhookEventType = z.infer<typeof WebhookEventTypeSchema>;
 
-/** A secret's name in CLAWFLEET_WEBHOOK_SECRETS. */
+/** A secret's name as its tenant knows it; CLAWFLEET_WEBHOOK_SECRETS writes another tenant's than `default` as `<tenant>:<id>`. */
 export const WebhookSecretIdSchema = z
   .string()
   .min(1)
@@ -33,6 +33,8 @@ export const WebhookPayloadSchema = z.object({
   timestamp: TimestampSchema,
   data: z.object({
     id: TaskIdSchema,
+    /** The tenant the task belongs to: a receiver shared by tenants can check it is the one it expects. */
+    tenant: z.string(),
     agent: z.string(),
     status: TaskStatusSchema,
     result: z.unknown(),
@@ -61,9 +63,11 @@ export const WebhookIdSchema = z.string().min(1).max(64);
 export const WebhookClaimSchema = z.object({
   id: WebhookIdSchema,
   task_id: TaskIdSchema,
+  /** The task's tenant: its secrets are the ones that may sign. */
+  tenant: z.string(),
   type: WebhookEventTypeSchema,
   url: z.string(),
-  /** Null: the default secret. */
+  /** Null: the tenant's default secret. */
   secret_id: z.string().nullable(),
   /** The exact body to send and sign. */
   payload: z.string(),

@@ -7,7 +7,7 @@
 import { performance } from "node:perf_hooks";
 import { UnavailableError } from "../errors";
 import { checkOwner, checkTtl } from "./checks";
-import type { LeaseManager } from "./types";
+import type { HeldLease, LeaseManager } from "./types";
 
 export interface MemoryLeaseManagerOptions {
   /** Monotonic milliseconds. @default performance.now */
@@ -45,10 +45,13 @@ export class MemoryLeaseManager implements LeaseManager {
   async renew(taskId: string, owner: string, ttlMs: number): Promise<boolean> {
     this.checkOpen();
     checkTtl(ttlMs);
-    const lease = this.live(taskId);
-    if (lease?.owner !== owner) return false;
-    lease.expiresAt = this.now() + ttlMs;
-    return true;
+    return this.extend(taskId, owner, ttlMs);
+  }
+
+  async renewMany(leases: readonly HeldLease[], ttlMs: number): Promise<boolean[]> {
+    this.checkOpen();
+    checkTtl(ttlMs);
+    return leases.map((l) => this.extend(l.taskId, l.owner, ttlMs));
   }
 
   async release(taskId: string, owner: string): Promise<boolean> {
@@ -66,6 +69,13 @@ export class MemoryLeaseManager implements LeaseManager {
   async close(): Promise<void> {
     this.closed = true;
     this.leases.clear();
+  }
+
+  private extend(taskId: string, owner: string, ttlMs: number): boolean {
+    const lease = this.live(taskId);
+    if (lease?.owner !== owner) return false;
+    lease.expiresAt = this.now() + ttlMs;
+    return true;
   }
 
   /** The lease if it has not expired; an expired one is dropped on sight. */

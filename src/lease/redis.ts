@@ -1,13 +1,18 @@
 /**
  * Leases shared by every planner of a cluster, in Redis: `SET NX PX` to acquire,
  * Lua compare-and-extend / compare-and-delete (src/lease/lua/) to renew and release.
+ * A planner's heartbeat renews all its leases at once: one pipeline of the same
+ * compare-and-extend, so one round trip, and each lease still checked on its own.
  */
 import type { Redis } from "ioredis";
 import { UnavailableError } from "../errors";
 import { awaitRedis } from "../redis/connection";
 import { RedisScripts, luaDir } from "../redis/scripts";
 import { checkOwner, checkTtl } from "./checks";
-import type { LeaseManager } from "./types";
+import type { HeldLease, LeaseManager } from "./types";
+
+/** A pipeline's entry point for a script defined on its connection (ioredis copies them onto every pipeline). */
+type QueueRenew = (key: string, owner: string, ttlMs: number) => unknown;
 
 export interface RedisLeaseManagerOptions {
   /** Namespaces the keys: `${prefix}:lease:${taskId}`. Usually the Moleculer namespace. */
@@ -54,6 +59,25 @@ export class RedisLeaseManager implements LeaseManager {
     checkTtl(ttlMs);
     const reply = await this.call("renew", this.scripts.run("renewLease", [this.key(taskId)], [owner, ttlMs]));
     return reply === 1;
+  }
+
+  async renewMany(leases: readonly HeldLease[], ttlMs: number): Promise<boolean[]> {
+    this.checkOpen();
+    checkTtl(ttlMs);
+    if (leases.length === 0) return [];
+    const pipeline = this.redis.pipeline();
+    const renew = (pipeline as unknown as Record<string, QueueRenew | undefined>)["renewLease"];
+    if (!renew) throw new Error('Lua script "renewLease" is not defined on this connection');
+    for (const l of leases) renew.call(pipeline, this.key(l.taskId), l.owner, ttlMs);
+    const answers = pipeline.exec().then((replies) => {
+      if (replies === null) throw new Error("lease renewMany: the pipeline was discarded");
+      // Every entry fails alike when the connection does: one outage, reported (and wrapped) as for `renew`.
+      return replies.map(([err, reply]) => {
+        if (err) throw err;
+        return reply === 1;
+      });
+    });
+    return this.call("renewMany", answers);
   }
 
   async release(taskId: string, owner: string): Promise<boolean> {

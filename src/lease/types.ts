@@ -4,6 +4,12 @@
  * fencing token comes from `TaskStore.claimTask`, bumped in the same database that
  * checks it, so it stays monotonic even if Redis loses its keys.
  */
+/** A lease as its holder knows it: the task, and the owner it was acquired as. */
+export interface HeldLease {
+  readonly taskId: string;
+  readonly owner: string;
+}
+
 export interface LeaseManager {
   /**
    * SET NX PX: true if `owner` now holds the lease. False while anyone holds it,
@@ -17,6 +23,12 @@ export interface LeaseManager {
    * may not still be held: the caller decides whether to stop or to retry within its TTL.
    */
   renew(taskId: string, owner: string, ttlMs: number): Promise<boolean>;
+  /**
+   * `renew` of many leases in one round trip (a planner's every lease on one heartbeat): the i-th answer is
+   * what `renew` would say of the i-th lease, each lease compared and extended on its own. An
+   * `UnavailableError` means the store could not be asked, as for `renew`.
+   */
+  renewMany(leases: readonly HeldLease[], ttlMs: number): Promise<boolean[]>;
   /** Compare-and-delete: releases only if `owner` holds it. */
   release(taskId: string, owner: string): Promise<boolean>;
   /** For the reaper: whether each task currently has a live lease (any owner). */

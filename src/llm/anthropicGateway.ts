@@ -12,6 +12,7 @@ import Anthropic from "@anthropic-ai/sdk";
 import { ModelBehaviorError, ProviderError, ProviderRequestError, RateLimitedError } from "../errors";
 import { ContentBlockSchema, type ContentBlock } from "../contracts";
 import type { CompleteRequest, CompleteResponse } from "../contracts";
+import { streamMessage, textDeltas, type DeltaPublisher } from "./streaming";
 
 export interface GatewayOptions {
   apiKey: string;
@@ -74,21 +75,25 @@ export class AnthropicGateway {
 
   private readonly maxRetries: number;
 
-  /** `signal`: aborts the provider request in flight (the caller gave up); the call then rejects with the signal's reason. */
-  async complete(req: CompleteRequest, signal?: AbortSignal): Promise<ProviderResponse> {
+  /**
+   * `signal`: aborts the provider request in flight (the caller gave up); the call then rejects with the signal's reason.
+   * `publish`: where the text deltas of a streamed call (`req.stream`) go; the answer is the same either way.
+   */
+  async complete(req: CompleteRequest, signal?: AbortSignal, publish?: DeltaPublisher): Promise<ProviderResponse> {
     const started = performance.now();
+    const params: Anthropic.MessageCreateParamsNonStreaming = {
+      model: req.model,
+      max_tokens: req.maxTokens,
+      system: req.system,
+      messages: req.messages,
+      ...(req.tools.length > 0 ? { tools: req.tools as Anthropic.Tool[] } : {}),
+      metadata: { user_id: req.taskId },
+    };
     for (let attempt = 0; ; attempt++) {
       try {
-        const { data, response } = await this.client.messages
-          .create({
-            model: req.model,
-            max_tokens: req.maxTokens,
-            system: req.system,
-            messages: req.messages,
-            ...(req.tools.length > 0 ? { tools: req.tools as Anthropic.Tool[] } : {}),
-            metadata: { user_id: req.taskId },
-          }, signal ? { signal } : undefined)
-          .withResponse();
+        const { data, response } = req.stream
+          ? await streamMessage(this.client, params, signal, publish ? textDeltas(req, req.stream.tenant, publish) : () => undefined)
+          : await this.client.messages.create(params, signal ? { signal } : undefined).withResponse();
         return {
           id: data.id,
           model: data.model,

@@ -5,13 +5,14 @@
  * settled to its actual usage and the provider's rate-limit headers.
  */
 import type { Config } from "../config";
-import { RateLimiter, type Buckets } from "../ratelimit";
+import { limitsReport, RateLimiter, type Buckets } from "../ratelimit";
 import { LlmTelemetry } from "../telemetry/llmTelemetry";
 import type { Metrics } from "../telemetry/metrics";
 import type { ProviderResponse } from "./anthropicGateway";
 import { PriceTable } from "./pricing";
+import type { DeltaPublisher } from "./streaming";
 import { openProvider, ProviderHealth, type Provider, type ProviderLogger } from "./provider";
-import type { CompleteRequest, CompleteResponse } from "../contracts";
+import type { CompleteRequest, CompleteResponse, LimitsView } from "../contracts";
 
 export interface RateGatewayOptions {
   config: Pick<Config, "anthropicApiKey" | "anthropicBaseUrl" | "sim" | "rateLimits" | "prices">;
@@ -30,6 +31,7 @@ export class RateGateway {
     private readonly limiter: RateLimiter,
     private readonly telemetry: LlmTelemetry,
     private readonly providerHealth: ProviderHealth,
+    private readonly report: (models: Iterable<string>) => Promise<LimitsView>,
   ) {}
 
   /** Chooses the provider and checks that it answers (a failed check is logged, not thrown: readiness reports it). */
@@ -40,15 +42,18 @@ export class RateGateway {
     const provider = await openProvider(config, logger);
     const health = new ProviderHealth(() => provider.gateway.ping(opts.pingModel), logger);
     await health.start();
-    return new RateGateway(provider, limiter, telemetry, health);
+    return new RateGateway(provider, limiter, telemetry, health, (models) => limitsReport(opts.buckets, config.rateLimits, models));
   }
 
-  /** `signal`: the caller cancelled; the provider request in flight is aborted (see src/transport/cancel.ts). */
-  async complete(req: CompleteRequest, signal?: AbortSignal): Promise<CompleteResponse> {
+  /**
+   * `signal`: the caller cancelled; the provider request in flight is aborted (see src/transport/cancel.ts).
+   * `publish`: told the text deltas of a streamed call (`req.stream`, src/llm/streaming.ts).
+   */
+  async complete(req: CompleteRequest, signal?: AbortSignal, publish?: DeltaPublisher): Promise<CompleteResponse> {
     const permit = await this.telemetry.admission(req, () => this.limiter.acquire(req));
     let answer: ProviderResponse;
     try {
-      answer = await this.telemetry.call(req, () => this.provider.gateway.complete(req, signal));
+      answer = await this.telemetry.call(req, () => this.provider.gateway.complete(req, signal, publish));
     } catch (err) {
       await permit.failed(err);
       throw err;
@@ -58,6 +63,11 @@ export class RateGateway {
     this.providerHealth.answered();
     const { rateLimit: _rateLimit, ...response } = answer;
     return response;
+  }
+
+  /** `GET /v1/limits`: the configured and learned models and `models`, with the whole cluster's usage (limitsReport.ts). */
+  limits(models: Iterable<string>): Promise<LimitsView> {
+    return this.report(models);
   }
 
   /** Readiness: whether the provider answered recently. */

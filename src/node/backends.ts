@@ -24,8 +24,8 @@ export interface Backends {
   readonly channels: Middleware;
   /** Backlog of `tasks.ready`: the metrics gauge, and the reaper's "is the queue drained?". */
   queueDepth(): Promise<QueueDepth>;
-  /** Age in seconds of the oldest wake-up no planner has taken yet; undefined where it is not measured. */
-  readonly queueLagSeconds: (() => Promise<number>) | undefined;
+  /** Age in seconds of the oldest wake-up no planner has taken yet (0 when none waits). */
+  readonly queueLagSeconds: () => Promise<number>;
   /** A new lease manager; the caller closes it. */
   createLeases(): LeaseManager;
   /** New token buckets for a rate limiter. */
@@ -43,17 +43,17 @@ export function backendsFor(config: Config, redis: () => Redis): Backends {
 class EmbeddedBackends implements Backends {
   readonly mode = "embedded";
   readonly channels: Middleware;
-  /** The in-process queue keeps no timestamps; its lag is not measured (the gauge stays 0). */
-  readonly queueLagSeconds = undefined;
+  readonly queueLagSeconds: () => Promise<number>;
   private readonly adapter: MemoryAdapter;
 
   constructor(private readonly config: Config) {
     this.adapter = embeddedAdapter();
     this.channels = channelsMiddleware({ mode: "embedded", adapter: this.adapter });
+    this.queueLagSeconds = async () => this.adapter.lagSeconds(TASKS_READY_CHANNEL, PLANNERS_GROUP);
   }
 
   async queueDepth(): Promise<QueueDepth> {
-    const { waiting, inFlight } = this.adapter.depth(TASKS_READY_CHANNEL);
+    const { waiting, inFlight } = this.adapter.depth(TASKS_READY_CHANNEL, PLANNERS_GROUP);
     return { waiting, inFlight };
   }
 

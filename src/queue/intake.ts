@@ -25,7 +25,7 @@ export interface SubmitResult {
 }
 
 export interface IntakeDeps {
-  store: Pick<TaskStore, "createTask" | "listDeadLetters" | "redrive" | "getTask" | "agentCostSince">;
+  store: Pick<TaskStore, "createTask" | "taskByIdempotencyKey" | "listDeadLetters" | "redrive" | "getTask" | "agentCostSince">;
   agents: Pick<AgentCatalog, "get" | "list">;
   wakeUps: Pick<WakeUps, "publishCommitted">;
   /** Where `clawfleet.task.queued` goes, and the node named in it. @default none emitted */
@@ -61,9 +61,14 @@ export class Intake {
     const agent = this.deps.agents.get(submission.agent);
     // The agent's budgets are the task's defaults and ceiling: a submit may lower them (over one: a 422).
     const budgets = effectiveBudgets(agent, submission.budgets);
+    // A retry of a committed submit answers its task, whatever the caps, quotas and DNS say by now.
+    if (key !== undefined) {
+      const earlier = await this.deps.store.taskByIdempotencyKey(key, tenant);
+      if (earlier) return { id: earlier.id, status: earlier.status, created: false, prompt_version: earlier.prompt_version };
+    }
     if (agent.maxDailyCostUsd !== undefined) await this.dailyCost.admit(agent.name, agent.maxDailyCostUsd);
     // Resolved and checked now, and again before every delivery (DNS changes): a refused URL stores nothing.
-    const webhook = submission.webhook === undefined ? undefined : await (this.deps.webhooks ?? NO_WEBHOOKS).admit(submission.webhook);
+    const webhook = submission.webhook === undefined ? undefined : await (this.deps.webhooks ?? NO_WEBHOOKS).admit(submission.webhook, tenant);
     // Only a valid submission takes a token; one over the rate is refused before anything is stored.
     await this.deps.submitQuota?.admit(tenant);
     // The submitting request's span, the task's trace root: stored with the task, every attempt joins its trace.

@@ -82,6 +82,8 @@ interface Envelope {
   id: string;
   body: Buffer;
   headers: Record<string, unknown> | undefined;
+  /** When it was published (ms since the epoch): the queue's lag, as a Redis stream id's time gives it. */
+  publishedAt: number;
 }
 
 interface Delivery {
@@ -160,7 +162,7 @@ class Topic {
 
   /** Adds a message; past `maxLen` the oldest go, read or not (Redis' XADD MAXLEN), and groups skip them. */
   append(body: Buffer, headers: Record<string, unknown> | undefined, maxLen = Infinity): void {
-    this.log.push({ id: String(this.nextSeq), body, headers });
+    this.log.push({ id: String(this.nextSeq), body, headers, publishedAt: Date.now() });
     while (this.log.length > maxLen) {
       this.log.shift();
       this.firstSeq++;
@@ -288,6 +290,23 @@ export class MemoryAdapter extends BaseAdapter {
       total.inFlight += d.inFlight;
     }
     return total;
+  }
+
+  /**
+   * Age in seconds of the oldest message of a channel (name without prefix) that a consumer group has not
+   * been handed yet, retries included as in `depth`; 0 when none waits. A group nobody subscribed to yet
+   * would start at the oldest message kept.
+   */
+  lagSeconds(channelName: string, group: string, now: number = Date.now()): number {
+    const topic = this.topics.get(this.addPrefixTopic(channelName));
+    if (!topic) return 0;
+    const g = topic.groups.get(group);
+    let oldest = topic.log.at(g ? g.cursor - topic.firstSeq : 0)?.publishedAt ?? Infinity;
+    if (g) {
+      for (let i = 0; i < g.retries.length; i++) oldest = Math.min(oldest, g.retries.at(i)?.envelope.publishedAt ?? Infinity);
+      for (const r of this.pendingRetries.values()) if (r.group === g) oldest = Math.min(oldest, r.delivery.envelope.publishedAt);
+    }
+    return Number.isFinite(oldest) ? Math.max(0, (now - oldest) / 1000) : 0;
   }
 
   override parseMessageHeaders(raw: MemoryRawMessage | undefined): Record<string, unknown> {

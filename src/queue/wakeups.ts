@@ -56,7 +56,7 @@ export interface ConsumerPolicy {
  * not throw for a task's own failure (that is recorded on the task); a throw means
  * infrastructure trouble, and the reaper re-publishes the task anyway.
  */
-export function plannerConsumer(config: Pick<Config, "planner">): ConsumerPolicy {
+export function plannerConsumer(config: { planner: Pick<Config["planner"], "slots"> }): ConsumerPolicy {
   return {
     group: PLANNERS_GROUP,
     maxInFlight: config.planner.slots,

@@ -6,20 +6,46 @@
 import * as math from "./bucketMath";
 import type { ReserveOutcome } from "./bucketMath";
 import type { BucketSpec, LimitSpec, Triple } from "./limits";
+import { addUsage, freshUsage, usedOver, type UsageState } from "./usageWindow";
 
 export type { ReserveOutcome } from "./bucketMath";
 
+/** A settle not yet applied: actual − reserved, summed over calls, and the lowest remaining each header named. */
+export interface Correction {
+  /** What the buckets are charged (positive) or given back (negative). */
+  delta: Triple<number>;
+  remaining: Triple<number | undefined>;
+  /** Actual − reserved, for the model's usage window; unlike `delta`, never the whole usage of a bucket limited late. */
+  used: Triple<number>;
+}
+
+/** The usage window (usageWindow.ts) a reserve or settle also adds to, in its own round trip. */
+export interface UsageTarget {
+  model: string;
+  windowMs: number;
+}
+
 export interface Buckets {
-  /** Admits (possibly booked up to `horizonMs` ahead) or refuses with the wait until it could admit. */
-  reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number): Promise<ReserveOutcome>;
-  /** Applies actual − reserved; the provider's remaining counts, when known, cap the levels. */
-  settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining?: Triple<number | undefined>): Promise<void>;
+  /**
+   * Admits (possibly booked up to `horizonMs` ahead) or refuses with the wait until it could admit.
+   * `settleFirst`: a settle folded into the same round trip, applied before the check, admitted or not.
+   * `usage`: the model's usage window gets the need of an admitted call and the folded settle's `used`.
+   */
+  reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts?: { settleFirst?: Correction | undefined; usage?: UsageTarget | undefined }): Promise<ReserveOutcome>;
+  /** Applies actual − reserved; the provider's remaining counts, when known, cap the levels; `usage` gets `used`. */
+  settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining?: Triple<number | undefined>, usage?: UsageTarget & { used: Triple<number> }): Promise<void>;
   /** Nothing is admitted in `scope` for `delayMs` (a provider 429), then the buckets refill from empty. */
   penalize(scope: string, specs: Triple<BucketSpec>, delayMs: number): Promise<void>;
   /** The limits the provider last reported for `model`, shared by every gateway; undefined when none (or expired). */
   learnedLimits(model: string): Promise<LimitSpec | undefined>;
   /** Records the limits the provider reported for `model`; they are forgotten `ttlMs` after the last report. */
   learnLimits(model: string, limits: LimitSpec, ttlMs: number): Promise<void>;
+  /** The models whose learned limits have not expired. */
+  learnedModels(): Promise<string[]>;
+  /** Adds requests, input and output tokens to what `model`'s calls used (usageWindow.ts); negative: a refund. */
+  addUsage(model: string, delta: Triple<number>, windowMs: number): Promise<void>;
+  /** What `model`'s calls used over the last `windowMs`, every gateway's. */
+  usage(model: string, windowMs: number): Promise<Triple<number>>;
   close(): Promise<void>;
 }
 
@@ -31,6 +57,7 @@ const preciseNow = () => performance.timeOrigin + performance.now();
 export class MemoryBuckets implements Buckets {
   private readonly states = new Map<string, { state: math.BucketState; expiresAt: number }>();
   private readonly learned = new Map<string, { limits: LimitSpec; expiresAt: number }>();
+  private readonly used = new Map<string, UsageState>();
 
   constructor(private readonly clock: () => number = preciseNow) {}
 
@@ -47,19 +74,27 @@ export class MemoryBuckets implements Buckets {
     this.states.set(scope, { state, expiresAt: now + math.msUntilFull(state, now) + 1000 });
   }
 
-  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number): Promise<ReserveOutcome> {
+  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts: { settleFirst?: Correction | undefined; usage?: UsageTarget | undefined } = {}): Promise<ReserveOutcome> {
+    const { settleFirst, usage } = opts;
     const now = this.clock();
     const state = this.stateOf(scope, now);
+    if (settleFirst) math.settle(state, specs, settleFirst.delta, settleFirst.remaining, now);
     const out = math.reserve(state, specs, need, horizonMs, now);
-    if (out.admitted) this.touch(scope, state, now);
+    if (out.admitted || settleFirst) this.touch(scope, state, now);
+    if (usage) {
+      const used = settleFirst?.used ?? [0, 0, 0];
+      const taken = out.admitted ? need : [0, 0, 0];
+      this.record(usage, [used[0] + taken[0], used[1] + taken[1], used[2] + taken[2]]);
+    }
     return out;
   }
 
-  async settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining: Triple<number | undefined> = NO_REMAINING): Promise<void> {
+  async settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining: Triple<number | undefined> = NO_REMAINING, usage?: UsageTarget & { used: Triple<number> }): Promise<void> {
     const now = this.clock();
     const state = this.stateOf(scope, now);
     math.settle(state, specs, delta, remaining, now);
     this.touch(scope, state, now);
+    if (usage) this.record(usage, usage.used);
   }
 
   async penalize(scope: string, specs: Triple<BucketSpec>, delayMs: number): Promise<void> {
@@ -78,8 +113,29 @@ export class MemoryBuckets implements Buckets {
     this.learned.set(model, { limits, expiresAt: this.clock() + ttlMs });
   }
 
+  async learnedModels(): Promise<string[]> {
+    const now = this.clock();
+    return [...this.learned].filter(([, e]) => e.expiresAt > now).map(([model]) => model);
+  }
+
+  async addUsage(model: string, delta: Triple<number>, windowMs: number): Promise<void> {
+    this.record({ model, windowMs }, delta);
+  }
+
+  private record({ model, windowMs }: UsageTarget, delta: Triple<number>): void {
+    let state = this.used.get(model);
+    if (!state) this.used.set(model, (state = freshUsage()));
+    addUsage(state, delta, this.clock(), windowMs);
+  }
+
+  async usage(model: string, windowMs: number): Promise<Triple<number>> {
+    const state = this.used.get(model);
+    return state ? usedOver(state, this.clock(), windowMs) : [0, 0, 0];
+  }
+
   async close(): Promise<void> {
     this.states.clear();
     this.learned.clear();
+    this.used.clear();
   }
 }

@@ -4,5 +4,6 @@ export { MemoryBuckets, NO_REMAINING, type Buckets, type ReserveOutcome } from "
 export { RedisBuckets } from "./redisBuckets";
 export { RateLimiter, Permit, type LimitedCall, type ProviderLimitHeaders, type RateLimiterOptions } from "./limiter";
 export { InputTokenEstimator, rawTokenEstimate } from "./estimator";
+export { limitsReport, tierModels } from "./limitsReport";
 export { bucketSpecs, requestBucket, tokenBucket, resolveScope, RateLimitTableSchema, type BucketSpec, type LimitSpec, type RateLimitTable, type Triple } from "./limits";
 

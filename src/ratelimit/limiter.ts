@@ -16,7 +16,7 @@
 import type { Priority } from "../contracts";
 import { ProviderRequestError, RateLimitedError, messageOf } from "../errors";
 import type { MessageParam, ToolSpec, LlmUsage } from "../contracts";
-import type { Buckets } from "./buckets";
+import { NO_REMAINING, type Buckets } from "./buckets";
 import { InputTokenEstimator } from "./estimator";
 import { LearnedLimits, type Learned } from "./learned";
 import { bucketSpecs, limitOf, resolveScope, type BucketSpec, type LimitSpec, type RateLimitTable, type Scope, type Triple } from "./limits";
@@ -34,6 +34,11 @@ export interface RateLimiterOptions {
    * many booked calls at once. @default 10
    */
   horizonMs?: number;
+  /**
+   * Longest a settle that only gives capacity back waits to ride on the scope's next reserve (one Redis round
+   * trip per call instead of two); a settle that charges is sent at once. 0 sends every settle at once. @default 500
+   */
+  settleFoldMs?: number;
   /** How long learned provider limits last after the last answer that reported them. @default 60 windows */
   learnedTtlMs?: number;
   /** How often each gateway re-reads the shared learned limits. @default 1000 */
@@ -111,7 +116,8 @@ export class RateLimiter {
         );
       }
     }
-    await this.queueOf(scope.key).enter(specs, need, call.priority);
+    // The queue's reserve records the call's need in the model's usage window, in the same round trip.
+    await this.queueOf(scope.key, call.model).enter(specs, need, call.priority);
     return new Permit(this, scope, call.model, specs, need, estimate.raw, endTurn);
   }
 
@@ -120,12 +126,16 @@ export class RateLimiter {
     return Object.fromEntries([...this.queues].map(([k, q]) => [k, q.length]));
   }
 
-  private queueOf(scope: string): ScopeWaitQueue {
+  /** A scope's queue; a scope is one model's (or one tier of it), `model` names it. */
+  private queueOf(scope: string, model: string): ScopeWaitQueue {
     let q = this.queues.get(scope);
     if (!q) {
       q = new ScopeWaitQueue(scope, this.buckets, {
         maxWaitMs: this.opts.maxWaitMs,
         horizonMs: this.opts.horizonMs ?? 10,
+        foldMs: this.opts.settleFoldMs ?? 500,
+        onSettleFailed: (err) => this.settleFailed(scope, err),
+        usage: { model, windowMs: this.opts.windowMs },
         ...(this.opts.random ? { random: this.opts.random } : {}),
       });
       this.queues.set(scope, q);
@@ -139,19 +149,30 @@ export class RateLimiter {
   }
 
   /** @internal Permit's way back in. */
-  async apply(scope: string, specs: Triple<BucketSpec>, op: { delta: Triple<number>; remaining?: Triple<number | undefined> } | { penaltyMs: number }): Promise<void> {
+  async apply(
+    scope: string,
+    model: string,
+    specs: Triple<BucketSpec>,
+    op: { delta: Triple<number>; remaining?: Triple<number | undefined>; used: Triple<number> } | { penaltyMs: number; used: Triple<number> },
+  ): Promise<void> {
+    const queue = this.queueOf(scope, model);
     try {
-      if ("penaltyMs" in op) await this.buckets.penalize(scope, specs, op.penaltyMs);
-      else await this.buckets.settle(scope, specs, op.delta, op.remaining);
+      if ("penaltyMs" in op) await queue.penalize(specs, op.penaltyMs, op.used);
+      else await queue.settle(specs, { delta: op.delta, remaining: op.remaining ?? NO_REMAINING, used: op.used });
     } catch (err) {
-      // A lost correction leaves the bucket off by one call's estimate; the next header or 429 corrects it.
-      this.opts.logger?.warn({ event: "ratelimit.settle_failed", scope, err: messageOf(err) }, "could not settle a rate-limit reservation");
+      this.settleFailed(scope, err);
     }
+  }
+
+  private settleFailed(scope: string, err: unknown): void {
+    // A lost correction leaves the bucket off by one call's estimate; the next header or 429 corrects it.
+    this.opts.logger?.warn({ event: "ratelimit.settle_failed", scope, err: messageOf(err) }, "could not settle a rate-limit reservation");
   }
 
 }
 
-function tighten(configured: LimitSpec | undefined, reported: LimitSpec | undefined): LimitSpec | undefined {
+/** Configured limits with each one the provider reported lower (or configured not at all) put in its place. */
+export function tighten(configured: LimitSpec | undefined, reported: LimitSpec | undefined): LimitSpec | undefined {
   if (!reported) return configured;
   if (!configured) return reported;
   const min = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
@@ -191,9 +212,12 @@ export class Permit {
     const actual: Triple<number> = [1, input, usage.output_tokens];
     const d = (j: 0 | 1 | 2) => (this.specs[j].capacity > 0 || specs[j].capacity <= 0 ? actual[j] - this.reserved[j] : actual[j]);
     const delta: Triple<number> = [d(0), d(1), d(2)];
+    // The model's usage window (GET /v1/limits) gets actual − reserved, in the same round trip.
+    const used: Triple<number> = [actual[0] - this.reserved[0], actual[1] - this.reserved[1], actual[2] - this.reserved[2]];
     await shared;
-    await this.limiter.apply(this.scope, specs, {
+    await this.limiter.apply(this.scope, this.model, specs, {
       delta,
+      used,
       remaining: [headers.requestsRemaining, headers.inputTokensRemaining, headers.outputTokensRemaining],
     });
   }
@@ -206,15 +230,15 @@ export class Permit {
     if (this.done) return;
     this.done = true;
     this.endTurn?.();
+    const refundAll = err instanceof ProviderRequestError;
+    // A refused request counted nothing; any other failure produced no output.
+    const refund: Triple<number> = [refundAll ? -1 : 0, refundAll ? -this.reserved[1] : 0, -this.reserved[2]];
     if (err instanceof RateLimitedError) {
       const data = (err.data ?? {}) as { retryAfter?: unknown; retryAfterMs?: unknown };
       const ms = typeof data.retryAfterMs === "number" ? data.retryAfterMs : Number(data.retryAfter ?? 1) * 1000;
-      await this.limiter.apply(this.scope, this.specs, { penaltyMs: Math.max(1, ms) });
+      await this.limiter.apply(this.scope, this.model, this.specs, { penaltyMs: Math.max(1, ms), used: refund });
       return;
     }
-    const refundAll = err instanceof ProviderRequestError;
-    await this.limiter.apply(this.scope, this.specs, {
-      delta: [refundAll ? -1 : 0, refundAll ? -this.reserved[1] : 0, -this.reserved[2]],
-    });
+    await this.limiter.apply(this.scope, this.model, this.specs, { delta: refund, used: refund });
   }
 }

@@ -6,7 +6,7 @@
 import type { Redis } from "ioredis";
 import { awaitRedis } from "../redis/connection";
 import { RedisScripts, luaDir } from "../redis/scripts";
-import type { Buckets, ReserveOutcome } from "./buckets";
+import type { Buckets, Correction, ReserveOutcome, UsageTarget } from "./buckets";
 import { NO_REMAINING } from "./buckets";
 import { LimitSpecSchema, type BucketSpec, type LimitSpec, type Triple } from "./limits";
 
@@ -16,6 +16,8 @@ export interface RedisBucketsOptions {
 }
 
 const specArgs = (specs: Triple<BucketSpec>) => [...specs.map((s) => s.capacity), ...specs.map((s) => s.refillPerMs)];
+/** A settle's arguments: the deltas, then the remaining counts (-1: not reported). */
+const correctionArgs = (delta: Triple<number>, remaining: Triple<number | undefined>) => [...delta, ...remaining.map((r) => r ?? -1)];
 
 export class RedisBuckets implements Buckets {
   private readonly scripts: RedisScripts;
@@ -33,14 +35,23 @@ export class RedisBuckets implements Buckets {
     return `${this.opts.prefix}:ratelimit:${scope}`;
   }
 
-  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number): Promise<ReserveOutcome> {
-    const reply = await this.call("reserve", this.scripts.run("reserveRate", [this.key(scope)], [horizonMs, ...specArgs(specs), ...need]));
+  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts: { settleFirst?: Correction | undefined; usage?: UsageTarget | undefined } = {}): Promise<ReserveOutcome> {
+    const { settleFirst, usage } = opts;
+    const folded = settleFirst ? [...correctionArgs(settleFirst.delta, settleFirst.remaining), ...settleFirst.used] : [];
+    const keys = [this.key(scope), this.usageKeyOf(scope, usage)];
+    const reply = await this.call("reserve", this.scripts.run("reserveRate", keys, [horizonMs, ...specArgs(specs), ...need, usage?.windowMs ?? 0, ...folded]));
     const [admitted, wait, now] = reply as [number, string, string];
     return { admitted: admitted === 1, waitMs: Number(wait), nowMs: Number(now) };
   }
 
-  async settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining: Triple<number | undefined> = NO_REMAINING): Promise<void> {
-    await this.call("settle", this.scripts.run("settleRate", [this.key(scope)], [...specArgs(specs), ...delta, ...remaining.map((r) => r ?? -1)]));
+  async settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining: Triple<number | undefined> = NO_REMAINING, usage?: UsageTarget & { used: Triple<number> }): Promise<void> {
+    const keys = [this.key(scope), this.usageKeyOf(scope, usage)];
+    await this.call("settle", this.scripts.run("settleRate", keys, [...specArgs(specs), ...correctionArgs(delta, remaining), usage?.windowMs ?? 0, ...(usage?.used ?? [0, 0, 0])]));
+  }
+
+  /** The usage hash a reserve or settle adds to; without one, the scope's own key stands in (the script leaves it). */
+  private usageKeyOf(scope: string, usage: UsageTarget | undefined): string {
+    return usage ? this.usageKey(usage.model) : this.key(scope);
   }
 
   async penalize(scope: string, specs: Triple<BucketSpec>, delayMs: number): Promise<void> {
@@ -64,8 +75,41 @@ export class RedisBuckets implements Buckets {
     }
   }
 
+  /** The models with learned limits, each scored with when its limits expire (ms): `GET /v1/limits` lists them. */
+  learnedModelsKey(): string {
+    return `${this.opts.prefix}:ratelimit-learned-models`;
+  }
+
   async learnLimits(model: string, limits: LimitSpec, ttlMs: number): Promise<void> {
-    await this.call("learn", this.redis.set(this.learnedKey(model), JSON.stringify(limits), "PX", Math.max(1, Math.ceil(ttlMs))));
+    const ms = Math.max(1, Math.ceil(ttlMs));
+    const written = this.redis
+      .multi()
+      .set(this.learnedKey(model), JSON.stringify(limits), "PX", ms)
+      .zadd(this.learnedModelsKey(), Date.now() + ms, model)
+      .exec();
+    const failed = (await this.call("learn", written))?.find(([err]) => err !== null)?.[0];
+    if (failed) throw failed;
+  }
+
+  async learnedModels(): Promise<string[]> {
+    const key = this.learnedModelsKey();
+    const reply = await this.call("learned models", this.redis.multi().zremrangebyscore(key, "-inf", Date.now()).zrange(key, 0, -1).exec());
+    const members = reply?.[1]?.[1];
+    return Array.isArray(members) ? members.map(String) : [];
+  }
+
+  /** Where a model's usage windows live (usageWindow.ts): beside the buckets, never a scope's key. */
+  usageKey(model: string): string {
+    return `${this.opts.prefix}:ratelimit-used:${model}`;
+  }
+
+  async addUsage(model: string, delta: Triple<number>, windowMs: number): Promise<void> {
+    await this.call("add usage", this.scripts.run("addUsage", [this.usageKey(model)], [windowMs, ...delta]));
+  }
+
+  async usage(model: string, windowMs: number): Promise<Triple<number>> {
+    const reply = (await this.call("usage", this.scripts.run("readUsage", [this.usageKey(model)], [windowMs]))) as [string, string, string];
+    return [Number(reply[0]), Number(reply[1]), Number(reply[2])];
   }
 
   /** The connection is shared (leases, queue statistics); whoever opened it closes it. */

@@ -9,10 +9,17 @@
  *
  * With several gateway processes each has its own queue; the buckets (Redis)
  * stay the single truth.
+ *
+ * The queue also settles its scope's calls. A settle that only gives back
+ * (every delta ≤ 0: unused output, an overestimated prompt, the provider's
+ * remaining counts, which only ever lower a level) waits for the scope's next
+ * reserve and rides in its round trip, or is sent on its own after `foldMs`:
+ * applied late, it only ever leaves the buckets holding less than they could,
+ * never more. A settle that charges is sent at once, with whatever waits.
  */
 import type { Priority } from "../contracts";
 import { RateLimitedError } from "../errors";
-import type { Buckets } from "./buckets";
+import type { Buckets, Correction, UsageTarget } from "./buckets";
 import type { BucketSpec, Triple } from "./limits";
 
 const RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
@@ -26,6 +33,32 @@ export interface WaitQueueOptions {
   jitter?: number;
   random?: () => number;
   now?: () => number;
+  /** Longest a give-back settle waits to ride on the next reserve. @default 0 (sent at once) */
+  foldMs?: number;
+  /** Told when a settle that waited could not be applied (it is then lost, like any failed settle). */
+  onSettleFailed?: (err: unknown) => void;
+  /** The model's usage window (usageWindow.ts) the scope's reserves and settles add to, in their own round trips. */
+  usage?: UsageTarget;
+}
+
+/** A settle waiting for the scope's next reserve, with the bucket shapes it was computed with. */
+interface Pending {
+  correction: Correction;
+  specs: Triple<BucketSpec>;
+}
+
+const lower = (a: number | undefined, b: number | undefined) => (a === undefined ? b : b === undefined ? a : Math.min(a, b));
+
+const plus = (a: Triple<number>, b: Triple<number>): Triple<number> => [a[0] + b[0], a[1] + b[1], a[2] + b[2]];
+
+/** Two settles as one: amounts add up; of two remaining counts, the lower holds (a stale one must not hand out capacity). */
+function merge(p: Correction | undefined, c: Correction): Correction {
+  if (!p) return c;
+  return {
+    delta: plus(p.delta, c.delta),
+    remaining: [lower(p.remaining[0], c.remaining[0]), lower(p.remaining[1], c.remaining[1]), lower(p.remaining[2], c.remaining[2])],
+    used: plus(p.used, c.used),
+  };
 }
 
 interface Waiter {
@@ -51,6 +84,8 @@ export class ScopeWaitQueue {
   private waiters: Waiter[] = [];
   private pumping = false;
   private timer: NodeJS.Timeout | undefined;
+  private pending: Pending | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
   private readonly now: () => number;
   private readonly random: () => number;
 
@@ -78,14 +113,55 @@ export class ScopeWaitQueue {
     });
   }
 
+  /** Settles a call to its actual usage: at once when it charges, else folded into the next reserve (see the top). */
+  async settle(specs: Triple<BucketSpec>, c: Correction): Promise<void> {
+    this.pending = { correction: merge(this.pending?.correction, c), specs };
+    const foldMs = this.opts.foldMs ?? 0;
+    if (foldMs <= 0 || c.delta.some((d) => d > 0)) return this.flush();
+    if (this.flushTimer === undefined) {
+      this.flushTimer = setTimeout(() => void this.flush().catch((err: unknown) => this.opts.onSettleFailed?.(err)), foldMs);
+      this.flushTimer.unref();
+    }
+  }
+
+  /**
+   * A provider 429 drains the scope (`used`: what the failed call gives back of the usage window). Settles still
+   * waiting are dropped from the buckets: every one of them only gives back, and the drain leaves no level above
+   * zero, so dropping them can only leave the buckets holding less. Their usage is still recorded.
+   */
+  async penalize(specs: Triple<BucketSpec>, delayMs: number, used: Triple<number>): Promise<void> {
+    const owed = plus(this.takePending()?.correction.used ?? [0, 0, 0], used);
+    await this.buckets.penalize(this.scope, specs, delayMs);
+    const usage = this.opts.usage;
+    if (usage && owed.some((n) => n !== 0)) await this.buckets.addUsage(usage.model, owed, usage.windowMs);
+  }
+
+  private async flush(): Promise<void> {
+    const p = this.takePending();
+    if (!p) return;
+    const usage = this.opts.usage;
+    await this.buckets.settle(this.scope, p.specs, p.correction.delta, p.correction.remaining, usage ? { ...usage, used: p.correction.used } : undefined);
+  }
+
+  private takePending(): Pending | undefined {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    const p = this.pending;
+    this.pending = undefined;
+    return p;
+  }
+
   private async pump(): Promise<void> {
     this.pumping = true;
     while (this.waiters.length > 0) {
       const head = this.waiters[0] as Waiter;
+      // Sent once: a reserve that failed may have applied it, and a give-back applied twice would hand out capacity.
+      const folded = this.takePending();
       let out;
       try {
-        out = await this.buckets.reserve(this.scope, head.specs, head.need, this.opts.horizonMs);
+        out = await this.buckets.reserve(this.scope, head.specs, head.need, this.opts.horizonMs, { settleFirst: folded?.correction, usage: this.opts.usage });
       } catch (err) {
+        if (folded) this.opts.onSettleFailed?.(err);
         // The buckets are unreachable: this caller learns it now; the next one asks again.
         this.remove(head);
         head.reject(err instanceof Error ? err : new Error(String(err)));

@@ -3,7 +3,8 @@
  * Messages API for the official SDK. Requests pass the stages the real API
  * applies, in its order: route, authenticate, read and validate the body, admit
  * against the rate limits, then answer (after the configured latency, or with an
- * injected failure).
+ * injected failure); `stream: true` gets the same answer as server-sent events
+ * (src/sim/stream.ts).
  */
 import { randomBytes } from "node:crypto";
 import http from "node:http";
@@ -17,6 +18,7 @@ import { DrawSequence } from "./random";
 import { CountTokensRequestSchema, MessagesRequestSchema, parseRequest, type MessagesRequest } from "./request";
 import { RequestLog, type SimRequestRecord } from "./requestLog";
 import { StatsCounter, type SimStats } from "./stats";
+import { StreamedAnswer, writeStream, type SimMessage } from "./stream";
 import { estimateInputTokens } from "./tokens";
 
 export interface SimServer {
@@ -157,6 +159,7 @@ class Simulator {
     // A client that hung up gets nothing, and is not counted as answered.
     if (res.destroyed) return;
     this.stats.status(status);
+    if (body instanceof StreamedAnswer) return writeStream(res, headers, body, this.shutdown.signal);
     send(res, status, body, headers);
   }
 
@@ -188,8 +191,6 @@ class Simulator {
   }
 
   private async messages(r: MessagesRequest, arrivedAt: number, res: http.ServerResponse): Promise<[Record<string, string>, unknown]> {
-    if (r.stream === true)
-      throw new ApiError("invalid_request_error", "stream: streaming is not supported by the simulated model; send the request without `stream: true`");
     this.stats.model(r.model);
     // Logged at arrival, before the body was read and validated: when the provider got it.
     const logged = this.requests.record(r, arrivedAt);
@@ -213,8 +214,10 @@ class Simulator {
     try {
       const delay = this.opts.latencyMs + Math.floor(this.jitter.next() * this.opts.latencyJitterMs);
       const failure = this.failures.next();
-      if (delay > 0) await sleep(delay, undefined, { signal: this.shutdown.signal });
-      if (failure < this.opts.failureRate) {
+      const failing = failure < this.opts.failureRate;
+      // A streamed answer spends its latency between its deltas; a failure comes before any of it, as unstreamed.
+      if (delay > 0 && (failing || r.stream !== true)) await sleep(delay, undefined, { signal: this.shutdown.signal });
+      if (failing) {
         throw failure < this.opts.failureRate * OVERLOADED_SHARE
           ? new ApiError("overloaded_error", "Overloaded")
           : new ApiError("api_error", "Internal server error");
@@ -232,7 +235,7 @@ class Simulator {
       admission.settle(outputTokens);
       this.stats.usage(inputTokens, outputTokens);
       for (const block of fitted.content) if (block.type === "tool_use") this.stats.toolUse(block.name);
-      const message = {
+      const message: SimMessage = {
         id: hexId("msg_"),
         type: "message",
         role: "assistant",
@@ -242,7 +245,7 @@ class Simulator {
         stop_sequence: null,
         usage: { input_tokens: inputTokens, output_tokens: outputTokens, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 },
       };
-      return [this.limiter.headers(r.model), message];
+      return [this.limiter.headers(r.model), r.stream === true ? new StreamedAnswer(message, delay) : message];
     } finally {
       // No-op after a successful settle; otherwise nothing was produced.
       admission.settle(0);

@@ -51,6 +51,7 @@ import {
   type RunningTask,
   type StepRecord,
   type TaskCounts,
+  type OpenWork,
   type TaskList,
   type TaskListQuery,
   type TaskOutcome,
@@ -124,6 +125,9 @@ const SQL = {
       WHERE idempotency_keys.created_at < now() - interval '24 hours'
     RETURNING task_id`,
   taskByKey: `SELECT t.* FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id WHERE k.key = $1 AND k.tenant = $2`,
+  liveTaskByKey: `
+    SELECT t.* FROM idempotency_keys k JOIN tasks t ON t.id = k.task_id
+    WHERE k.key = $1 AND k.tenant = $2 AND k.created_at >= now() - interval '24 hours'`,
   // A null tenant ($2) reads any task: the roles inside the cluster; the API always names one.
   getTask: `SELECT * FROM tasks WHERE id = $1 AND ($2::text IS NULL OR tenant = $2)`,
   listSteps: `
@@ -186,6 +190,13 @@ const SQL = {
     ORDER BY wakeup_at, id LIMIT $2`,
   running: `SELECT id, fence, updated_at FROM tasks WHERE status = 'running' ORDER BY updated_at LIMIT $1`,
   countByStatus: `SELECT status, count(*)::int AS n FROM tasks GROUP BY status`,
+  // A range of migration 001's (status, wakeup_at) index per open status: the finished tasks are never read.
+  countOpenWork: `
+    SELECT
+      (SELECT count(*)::int FROM tasks WHERE status = 'queued') AS queued,
+      (SELECT count(*)::int FROM tasks WHERE status = 'running') AS running,
+      (SELECT count(*)::int FROM tasks WHERE status = 'awaiting_approval') AS awaiting_approval,
+      (SELECT count(*)::int FROM dead_letters) AS dead_letters`,
   // Migration 009's index: a range scan over the agent's tasks of the day, cost_usd read from the index.
   agentCostSince: `SELECT COALESCE(sum(cost_usd), 0) AS cost FROM tasks WHERE agent = $1 AND created_at >= $2::timestamptz`,
   purgeKeys: `
@@ -245,6 +256,11 @@ export class PgTaskStore implements TaskStore {
 
   async migrate(): Promise<void> {
     await migrate(this.pool, { target: this.target });
+  }
+
+  async taskByIdempotencyKey(key: string, tenant: string): Promise<TaskRecord | null> {
+    const row = (await this.query<TaskRow>("taskByIdempotencyKey", SQL.liveTaskByKey, [key, tenant])).rows[0];
+    return row === undefined ? null : toTask(row);
   }
 
   async createTask(task: NewTask, idempotencyKey?: string): Promise<CreateTaskResult> {
@@ -433,6 +449,11 @@ export class PgTaskStore implements TaskStore {
       if (status !== undefined) counts[status] = r.n;
     }
     return counts;
+  }
+
+  async countOpenWork(): Promise<OpenWork> {
+    const { rows } = await this.query<OpenWork>("countOpenWork", SQL.countOpenWork, []);
+    return one(rows, "countOpenWork");
   }
 
   /** See the store's method table and taskList.ts. */

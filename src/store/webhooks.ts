@@ -48,7 +48,7 @@ const SQL = {
     UPDATE webhook_deliveries d
     SET attempts = d.attempts + 1, claimed_by = $1, claimed_at = now(), claimed_until = now() + $3::double precision * interval '1 millisecond'
     FROM due WHERE d.id = due.id
-    RETURNING d.id, d.task_id, d.type, d.url, d.secret_id, d.payload, d.attempts, d.created_at`,
+    RETURNING d.id, d.task_id, d.tenant, d.type, d.url, d.secret_id, d.payload, d.attempts, d.created_at`,
   // The attempt is history whoever holds the row now; the row's state only for the claim that made it.
   record: `
     WITH attempt AS (
@@ -79,6 +79,7 @@ const SQL = {
 interface ClaimRow {
   id: string;
   task_id: string;
+  tenant: string;
   type: string;
   url: string;
   secret_id: string | null;
@@ -109,6 +110,7 @@ export async function claimWebhooks(query: Query, owner: string, limit: number, 
   return rows.map((r) => ({
     id: r.id,
     task_id: r.task_id,
+    tenant: r.tenant,
     type: eventType(r.type),
     url: r.url,
     secret_id: r.secret_id,

@@ -11,6 +11,7 @@ import { messageOf } from "../errors";
 import type { Logger } from "../logging";
 import { afterFailure, type RetryPolicy } from "./backoff";
 import { postWebhook, type SendOptions, type SendOutcome } from "./send";
+import { defaultSecretIdOf, tenantSecret } from "./settings";
 import { secretKey, webhookHeaders } from "./signature";
 import type { CheckedTarget, WebhookGuard } from "./ssrf";
 
@@ -18,7 +19,7 @@ export interface DispatcherDeps {
   store: Pick<TaskStore, "claimWebhooks" | "recordWebhookAttempt">;
   guard: Pick<WebhookGuard, "check">;
   /** Secrets by id (`whsec_…`) and the id of the default one. */
-  secrets: { byId: Readonly<Record<string, string>>; defaultId: string | undefined };
+  secrets: { byId: Readonly<Record<string, string>> };
   logger: Pick<Logger, "info" | "warn">;
   /** @default postWebhook */
   send?: (target: CheckedTarget, headers: Record<string, string>, body: string, opts: SendOptions) => Promise<SendOutcome>;
@@ -116,10 +117,11 @@ export class WebhookDispatcher {
   private async deliver(claim: WebhookClaim): Promise<SendOutcome> {
     const startedAt = performance.now();
     const elapsed = () => Math.round(performance.now() - startedAt);
-    const secretId = claim.secret_id ?? this.deps.secrets.defaultId;
-    const secret = secretId !== undefined && Object.hasOwn(this.deps.secrets.byId, secretId) ? this.deps.secrets.byId[secretId] : undefined;
+    // Only the task's own tenant's secrets sign its events.
+    const secretId = claim.secret_id ?? defaultSecretIdOf(this.deps.secrets.byId, claim.tenant);
+    const secret = secretId === undefined ? undefined : tenantSecret(this.deps.secrets.byId, claim.tenant, secretId);
     if (secret === undefined) {
-      return { delivered: false, statusCode: null, error: `no webhook secret "${secretId ?? "default"}" is configured (CLAWFLEET_WEBHOOK_SECRETS)`, durationMs: 0 };
+      return { delivered: false, statusCode: null, error: `no webhook secret "${secretId ?? "default"}" is configured for the task's tenant (CLAWFLEET_WEBHOOK_SECRETS)`, durationMs: 0 };
     }
     let target: CheckedTarget;
     try {

@@ -16,7 +16,7 @@ export { NO_WEBHOOKS, webhookAdmission, type WebhookAdmission } from "./admissio
 export { afterFailure, webhookRetryDelayMs, type RetryPolicy } from "./backoff";
 export { WebhookDispatcher, type DispatcherDeps, type DispatcherOptions } from "./dispatcher";
 export { postWebhook, type SendOutcome } from "./send";
-export { defaultSecretIdOf, parseWebhookSecrets, type WebhookSettings } from "./settings";
+export { defaultSecretIdOf, parseWebhookSecrets, secretKeyOf, type WebhookSettings } from "./settings";
 export { secretKey, signWebhook, verifyWebhook, webhookHeaders } from "./signature";
 export { pinnedLookup, systemResolver, WebhookGuard, type CheckedTarget, type GuardOptions, type Resolver } from "./ssrf";
 
@@ -29,7 +29,7 @@ export interface WebhookParts {
 /** `guard` overrides parts of the guard (tests inject a resolver); the settings decide the rest. */
 export function webhookParts(settings: WebhookSettings, guard: Partial<GuardOptions> = {}): WebhookParts {
   const check = new WebhookGuard({ allowPrivate: settings.allowPrivate, ...guard });
-  const secrets = { byId: settings.secrets, defaultId: settings.defaultSecretId };
+  const secrets = { byId: settings.secrets };
   return {
     admission: webhookAdmission(secrets, check),
     dispatcher: (store, owner, logger) =>

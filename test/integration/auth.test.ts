@@ -116,6 +116,18 @@ describe.skipIf(!hasService("postgres"))("auth - keys, scopes and tenants (Postg
     expect((await call("POST", `/v1/tasks/${randomUUID()}/redrive`, reader.key)).status).toBe(403);
   });
 
+  it("the dashboard's reads answer 401 without a key, 403 to another tenant's read key, 200 to the operator tenant's", async () => {
+    const tenantReader = await newKey("acme", ["read"]);
+    const operatorReader = await newKey("default", ["read"]);
+    for (const path of ["/v1/queues", "/v1/limits"]) {
+      expect((await call("GET", path, undefined)).status, path).toBe(401);
+      const refused = await call("GET", path, tenantReader.key);
+      expect(refused.status, path).toBe(403);
+      expect(refused.json.error?.type).toBe("forbidden");
+      expect((await call("GET", path, operatorReader.key)).status, path).toBe(200);
+    }
+  });
+
   it("keeps health and metrics open and tenant-free", async () => {
     expect((await fetch(`${base}/health/live`)).status).toBe(200);
     const metrics = await fetch(`${base}/metrics`);
@@ -172,6 +184,9 @@ describe.skipIf(!hasService("postgres"))("auth - keys, scopes and tenants (Postg
       "GET /agents/:name": [{ path: "/v1/agents/order-router", ops: 200, admin: 200, check: noneOfA }],
       "POST /agents/:name/canary": [{ path: "/v1/agents/order-router/canary", body: { prompt: "x" }, ops: 403, admin: 403 }],
       "DELETE /agents/:name/canary": [{ path: "/v1/agents/order-router/canary", ops: 403, admin: 403 }],
+      // The operator's dashboard shows every tenant's figures: tenant B's keys are refused, whatever their scopes.
+      "GET /queues": [{ path: "/v1/queues", ops: 403, admin: 403 }],
+      "GET /limits": [{ path: "/v1/limits", ops: 403, admin: 403 }],
       "POST /keys": [
         { path: "/v1/keys", body: { tenant: "tenant-b", scopes: ["read"], replaces: aKeyId }, ops: 403, admin: 404 },
         { path: "/v1/keys", body: { tenant: "tenant-a", scopes: ["read"] }, ops: 403, admin: 403 },

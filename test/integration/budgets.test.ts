@@ -204,17 +204,20 @@ describe("budgets - on an embedded node", () => {
     expect(regular.reduce((n, s) => n + (s.usage?.input_tokens ?? 0), 0)).toBeLessThanOrEqual(budget);
   });
 
-  it("an agent past its daily cost cap gets 429 daily_budget_exhausted with Retry-After until 00:00 UTC; other agents are not held", async () => {
+  it("an agent past its daily cost cap gets 429 daily_budget_exhausted with Retry-After until 00:00 UTC; other agents are not held; a retry of a submit admitted before is answered", async () => {
+    // Admitted while nothing is spent yet; its retry after the cap closes must still answer this task.
+    const earlyKey = `capped-early-${Date.now()}`;
+    const early = await post({ agent: "capped", input: "early" }, { "Idempotency-Key": earlyKey });
+    expect(early.status).toBe(202);
     const first = await finished(await submit({ agent: "capped", input: "hello" }));
     expect(first.status).toBe("succeeded");
     expect(first.usage.cost_usd).toBeGreaterThan(0.000001);
 
-    // The day's sum is read at most about once a second: poll with one Idempotency-Key (at most one more task).
-    const key = `capped-${Date.now()}`;
+    // The day's sum is read at most about once a second: a few more may be admitted before the 429.
     let refused: Awaited<ReturnType<typeof post>> | undefined;
     const deadline = Date.now() + 10_000;
     while (!refused && Date.now() < deadline) {
-      const r = await post({ agent: "capped", input: "hello again" }, { "Idempotency-Key": key });
+      const r = await post({ agent: "capped", input: "hello again" });
       if (r.status === 429) refused = r;
       else {
         expect(r.status).toBe(202);
@@ -226,6 +229,9 @@ describe("budgets - on an embedded node", () => {
     const retryAfter = Number(refused.headers.get("retry-after"));
     expect(Math.abs(retryAfter - secondsUntilUtcMidnight(Date.now()))).toBeLessThanOrEqual(5);
     expect((await post({ agent: "finisher", input: "still welcome", budgets: { max_output_tokens: 300 } })).status).toBe(202);
+    const retried = await post({ agent: "capped", input: "early" }, { "Idempotency-Key": earlyKey });
+    expect(retried.status).toBe(202);
+    expect(retried.json).toMatchObject({ id: early.json.id });
   });
 });
 

@@ -22,48 +22,18 @@ import { startNode, type ClawfleetNode } from "../../app/node";
 import { defineAgent } from "../../src/agent/definition";
 import { loadConfig } from "../../src/config";
 import { TaskViewSchema, WebhookPayloadSchema, type NewTask, type TaskView } from "../../src/contracts";
-import { openStore, type OpenedStore, type PgTaskStore } from "../../src/store";
+import type { PgTaskStore } from "../../src/store";
 import { INTERRUPTED_ATTEMPT } from "../../src/store/webhooks";
 import { secretKey, verifyWebhook, webhookParts, WebhookDispatcher, WebhookGuard } from "../../src/webhooks";
 import { startNodeProcess, stopAll, type NodeProcess } from "../../testkit/cluster";
 import { createTestDatabase, hasService, uniqueId, type TestDatabase } from "../helpers/services";
+import { storeBackends, type OpenedBackend } from "../helpers/storeBackends";
 
 const SECRET = `whsec_${Buffer.alloc(32, 0x5a).toString("base64")}`;
 const KEY = secretKey(SECRET);
 const quiet = { info: () => undefined, warn: () => undefined };
 
-interface Backend {
-  name: "pglite" | "postgres";
-  /** A store on a database of its own; `url` for Postgres, so a node can share it. */
-  open(): Promise<{ opened: OpenedStore; url?: string; dispose(): Promise<void> }>;
-}
-
-const backends: Backend[] = [
-  {
-    name: "pglite",
-    async open() {
-      const opened = await openStore({ dataDir: "memory://" });
-      return { opened, dispose: () => opened.close() };
-    },
-  },
-];
-if (hasService("postgres")) {
-  backends.push({
-    name: "postgres",
-    async open() {
-      const db = await createTestDatabase();
-      const opened = await openStore({ databaseUrl: db.url, max: 4 });
-      return {
-        opened,
-        url: db.url,
-        async dispose() {
-          await opened.close();
-          await db.drop();
-        },
-      };
-    },
-  });
-}
+const backends = storeBackends({ max: 4 }).filter((b) => b.ready);
 
 const newTask = (over: Partial<NewTask> = {}): NewTask => ({
   id: randomUUID(),
@@ -122,19 +92,19 @@ async function receiver(respond: (n: number) => number | "hold") {
 }
 
 describe.each(backends)("webhooks - the outbox on $name", (backend) => {
-  let db: Awaited<ReturnType<Backend["open"]>>;
+  let db: OpenedBackend;
   let store: PgTaskStore;
 
   beforeAll(async () => {
     db = await backend.open();
-    store = db.opened.store;
+    store = db.store;
   });
   afterAll(async () => {
     await db?.dispose();
   });
 
   const outbox = async (taskId: string) =>
-    (await db.opened.pool.query<{ id: string; type: string; payload: string; state: string }>("SELECT id, type, payload, state FROM webhook_deliveries WHERE task_id = $1 ORDER BY created_at", [taskId])).rows;
+    (await db.pool.query<{ id: string; type: string; payload: string; state: string }>("SELECT id, type, payload, state FROM webhook_deliveries WHERE task_id = $1 ORDER BY created_at", [taskId])).rows;
 
   async function ended(t: NewTask = newTask(), outcome: "succeeded" | "failed" = "succeeded"): Promise<string> {
     await store.createTask(t);
@@ -165,6 +135,7 @@ describe.each(backends)("webhooks - the outbox on $name", (backend) => {
       timestamp: task.finished_at,
       data: {
         id,
+        tenant: "default",
         agent: "notify",
         status: "succeeded",
         result: { answer: "hi", n: 1 },
@@ -188,7 +159,7 @@ describe.each(backends)("webhooks - the outbox on $name", (backend) => {
   it("any write that ends the task counts (a cancel), and one rolled back leaves no row", async () => {
     const t = newTask();
     await store.createTask(t);
-    const client = await db.opened.pool.connect();
+    const client = await db.pool.connect();
     try {
       await client.query("BEGIN");
       await client.query("UPDATE tasks SET status = 'cancelled', finished_at = now() WHERE id = $1", [t.id]);
@@ -198,17 +169,17 @@ describe.each(backends)("webhooks - the outbox on $name", (backend) => {
       client.release();
     }
     expect(await outbox(t.id)).toEqual([]);
-    await db.opened.pool.query("UPDATE tasks SET status = 'cancelled', finished_at = now() WHERE id = $1", [t.id]);
+    await db.pool.query("UPDATE tasks SET status = 'cancelled', finished_at = now() WHERE id = $1", [t.id]);
     expect((await outbox(t.id)).map((r) => r.type)).toEqual(["task.cancelled"]);
   });
 
   it("a claim is one numbered attempt; a held row is skipped; a stale claimant cannot move the state; a lapsed claim is recorded as interrupted", async () => {
-    await db.opened.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
+    await db.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
     const id = await ended();
     const [webhookId] = (await outbox(id)).map((r) => r.id);
     const [first, ...none] = await store.claimWebhooks("loop-a", 10, 60_000);
     expect(none).toEqual([]);
-    expect(first).toMatchObject({ id: webhookId, task_id: id, type: "task.succeeded", secret_id: "default", attempt: 1 });
+    expect(first).toMatchObject({ id: webhookId, task_id: id, tenant: "default", type: "task.succeeded", secret_id: "default", attempt: 1 });
     expect(await store.claimWebhooks("loop-b", 10, 60_000)).toEqual([]);
     const failedAttempt = { started_at: new Date().toISOString(), duration_ms: 12, status_code: 500, error: null, next: { state: "pending" as const, retry_in_ms: 0 } };
     expect(await store.recordWebhookAttempt(webhookId!, "loop-b", 1, failedAttempt)).toBe(false);
@@ -236,7 +207,7 @@ describe.each(backends)("webhooks - the outbox on $name", (backend) => {
   });
 
   it("loops claiming at once never get the same delivery", async () => {
-    await db.opened.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
+    await db.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
     const ids = await Promise.all(Array.from({ length: 12 }, () => ended()));
     const claims = await Promise.all([1, 2, 3].map((n) => store.claimWebhooks(`loop-${n}`, 6, 60_000)));
     const claimed = claims.flat().map((c) => c.task_id);
@@ -245,7 +216,7 @@ describe.each(backends)("webhooks - the outbox on $name", (backend) => {
   });
 
   it("a loop that died mid-attempt leaves its claim to lapse; a live loop then delivers the same webhook-id, signed", async () => {
-    await db.opened.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
+    await db.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
     const hooks = await receiver(() => 204);
     try {
       const id = await ended(newTask({ webhook: { url: hooks.url, secret_id: "default" } }));
@@ -277,8 +248,38 @@ describe.each(backends)("webhooks - the outbox on $name", (backend) => {
     }
   });
 
+  it("signs a tenant's event only with that tenant's own secret and names the tenant in the body; another tenant's secret of the same name never signs it", async () => {
+    await db.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
+    const hooks = await receiver(() => 204);
+    const ACME = `whsec_${Buffer.alloc(32, 0x41).toString("base64")}`;
+    try {
+      const acme = await ended(newTask({ tenant: "acme", webhook: { url: hooks.url, secret_id: "default" } }));
+      const beta = await ended(newTask({ tenant: "beta", webhook: { url: hooks.url, secret_id: "default" } }));
+      expect((await store.claimWebhooks("peek", 10, 1)).map((c) => [c.task_id, c.tenant]).sort()).toEqual([[acme, "acme"], [beta, "beta"]].sort());
+      const parts = webhookParts({ ...loadConfig({ CLAWFLEET_WEBHOOK_SECRETS: `default=${SECRET} acme:default=${ACME}` }).webhooks, allowPrivate: true, timeoutMs: 2_000 });
+      const loop = parts.dispatcher(store, "tenants:webhooks", quiet);
+      await until("both tenants' attempts", async () => {
+        await loop.tick();
+        return hooks.hits.length > 0 && ((await store.taskWebhook(beta))?.attempts.length ?? 0) > 1 ? true : undefined;
+      });
+      await loop.stop();
+      expect(hooks.hits).toHaveLength(1);
+      const hit = hooks.hits[0]!;
+      expect(verifyWebhook(secretKey(ACME), hit.headers as Record<string, string>, hit.body)).toEqual({ ok: true });
+      expect(verifyWebhook(KEY, hit.headers as Record<string, string>, hit.body)).not.toEqual({ ok: true });
+      expect(WebhookPayloadSchema.parse(JSON.parse(hit.body)).data).toMatchObject({ id: acme, tenant: "acme" });
+      // beta has no secret of its own: the operator's `default` does not sign for it, and nothing is sent.
+      expect((await store.taskWebhook(beta))?.attempts.at(-1)).toMatchObject({
+        status_code: null,
+        error: expect.stringMatching(/no webhook secret "default" is configured for the task's tenant/),
+      });
+    } finally {
+      await hooks.close();
+    }
+  });
+
   it("checks the URL again before each attempt: one that now resolves to a private address is a failed attempt, nothing sent", async () => {
-    await db.opened.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
+    await db.pool.query("UPDATE webhook_deliveries SET state = 'failed'");
     const id = await ended(newTask({ webhook: { url: "http://hooks.example.com/x", secret_id: "default" } }));
     const guard = new WebhookGuard({ allowPrivate: false, resolve: () => Promise.resolve([{ address: "10.1.2.3", family: 4 }]) });
     const sent: string[] = [];
@@ -286,7 +287,7 @@ describe.each(backends)("webhooks - the outbox on $name", (backend) => {
       {
         store,
         guard,
-        secrets: { byId: { default: SECRET }, defaultId: "default" },
+        secrets: { byId: { default: SECRET } },
         logger: quiet,
         send: (t) => {
           sent.push(t.address);
@@ -315,7 +316,7 @@ const WEBHOOK_ENV = {
 };
 
 describe.each(backends)("webhooks - a node delivers a task's end, on $name", (backend) => {
-  let db: Awaited<ReturnType<Backend["open"]>> | undefined;
+  let db: OpenedBackend | undefined;
   let node: ClawfleetNode;
   let base: string;
   let promptsDir: string | undefined;
@@ -325,7 +326,7 @@ describe.each(backends)("webhooks - a node delivers a task's end, on $name", (ba
     // Postgres: the node gets a database of its own; PGlite: in memory, inside the node.
     if (backend.name === "postgres") {
       db = await backend.open();
-      await db.opened.close();
+      await db.close();
     }
     const config = loadConfig({
       PORT: "0",
@@ -382,6 +383,7 @@ describe.each(backends)("webhooks - a node delivers a task's end, on $name", (ba
         timestamp: task.finished_at,
         data: {
           id,
+          tenant: "default",
           agent: "notify",
           status: "succeeded",
           result: task.result,

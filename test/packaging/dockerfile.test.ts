@@ -140,11 +140,13 @@ describe("packaging - Dockerfile", () => {
     expect(collect).toContain("-name '*.lua'");
   });
 
-  it("ships every non-TypeScript file under src/ (the image collects only .sql and .lua)", () => {
+  it("ships every non-TypeScript file under src/ (the image collects the .sql, the .lua and the dashboard's assets)", () => {
+    const assets = path.join("dashboard", "assets") + path.sep;
     const others = fs
       .readdirSync(path.join(ROOT, "src"), { recursive: true, encoding: "utf8" })
-      .filter((f) => fs.statSync(path.join(ROOT, "src", f)).isFile() && !/\.(ts|sql|lua)$/.test(f));
+      .filter((f) => fs.statSync(path.join(ROOT, "src", f)).isFile() && !/\.(ts|sql|lua)$/.test(f) && !f.startsWith(assets));
     expect(others, "files compiled code may read at run time but the image would not ship: extend the builder's find").toEqual([]);
+    expect(of(stage("builder"), "RUN").map(text).join("\n")).toContain("-path 'src/dashboard/assets/*'");
   });
 
   it("gives each role a target that is the shared base plus ENV and LABEL only", () => {

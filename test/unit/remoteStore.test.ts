@@ -25,6 +25,7 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
   { call: (s) => s.createTask(task, "key-1"), action: "createTask", params: { task, idempotencyKey: "key-1" }, args: [task, "key-1"] },
   { call: (s) => s.createTask(task), action: "createTask", params: { task, idempotencyKey: undefined }, args: [task, undefined] },
   { call: (s) => s.getTask(ID), action: "getTask", params: { id: ID }, args: [ID] },
+  { call: (s) => s.taskByIdempotencyKey("key-1", "acme"), action: "taskByIdempotencyKey", params: { key: "key-1", tenant: "acme" }, args: ["key-1", "acme"] },
   { call: (s) => s.listSteps(ID), action: "listSteps", params: { taskId: ID }, args: [ID] },
   { call: (s) => s.claimTask(ID, "node-1"), action: "claimTask", params: { id: ID, owner: "node-1" }, args: [ID, "node-1"] },
   {
@@ -57,6 +58,7 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
   { call: (s) => s.listStaleQueued(5000, 10), action: "listStaleQueued", params: { olderThanMs: 5000, limit: 10 }, args: [5000, 10] },
   { call: (s) => s.listRunning(10), action: "listRunning", params: { limit: 10 }, args: [10] },
   { call: (s) => s.countByStatus(), action: "countByStatus", params: {}, args: [] },
+  { call: (s) => s.countOpenWork(), action: "countOpenWork", params: {}, args: [] },
   {
     call: (s) => s.claimNext("node-1", { default: null, tenants: {} }, { agents: ["order-router"], prompt_versions: ["0123456789ab"] }),
     action: "claimNext",

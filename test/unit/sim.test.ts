@@ -205,14 +205,6 @@ describe("simulated model - API surface", () => {
     expect((err as Error).message).toContain("unexpected `tool_use_id`");
   });
 
-  it("api - stream:true is refused: the simulator does not stream", async () => {
-    const err = await client(sim, "sk-sim")
-      .messages.create({ ...request(), stream: true })
-      .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(Anthropic.BadRequestError);
-    expect((err as Error).message).toMatch(/streaming is not supported/);
-  });
-
   it("api - a wrong x-api-key is an AuthenticationError", async () => {
     const err = await client(sim, "wrong").messages.create(request()).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Anthropic.AuthenticationError);

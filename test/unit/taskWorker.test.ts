@@ -388,6 +388,7 @@ describe("task worker - graceful stop", () => {
     const leases: LeaseManager = {
       acquire: (...a) => inner.acquire(...a),
       renew: (...a) => inner.renew(...a),
+      renewMany: (...a) => inner.renewMany(...a),
       held: (...a) => inner.held(...a),
       close: () => inner.close(),
       release: async (...a) => {

@@ -43,7 +43,7 @@ describe("wakeups - publishing", () => {
   });
 
   it("gives the planners one group, a slot per wake-up in flight, and the adapters' retry and dead-letter policy", () => {
-    expect(plannerConsumer({ planner: { slots: 7, defaultMaxSteps: 10 } })).toEqual({
+    expect(plannerConsumer({ planner: { slots: 7 } })).toEqual({
       group: "planners",
       maxInFlight: 7,
       maxRetries: WAKEUP_MAX_RETRIES,

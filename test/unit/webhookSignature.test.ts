@@ -102,14 +102,42 @@ describe("webhooks - secrets", () => {
     expect(message).toContain('secret "billing"');
     expect(message).not.toContain("c2hvcnQ");
     expect(() => parseWebhookSecrets(`a=${SPEC.secret} a=${SPEC.secret}`)).toThrow(/given twice/);
-    expect(() => parseWebhookSecrets(`-x=${SPEC.secret}`)).toThrow(/secret id/);
+    expect(() => parseWebhookSecrets(`-x=${SPEC.secret}`)).toThrow(/entry 1: the secret's id/);
+  });
+
+  it("never repeats a secret written without its id, even when its base64 padding reads as the separator", () => {
+    const bare = `whsec_${Buffer.alloc(25, 7).toString("base64")}`;
+    expect(bare.endsWith("=")).toBe(true);
+    const slashed = `whsec_${Buffer.alloc(30, 0xff).toString("base64")}`;
+    expect(slashed).toContain("/");
+    for (const text of [bare, `default=${SPEC.secret} ${bare}`, `${slashed}=x`, JSON.stringify({ [slashed]: SPEC.secret })]) {
+      let message = "";
+      try {
+        loadConfig({ CLAWFLEET_WEBHOOK_SECRETS: text });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toMatch(/CLAWFLEET_WEBHOOK_SECRETS entry \d/);
+      expect(message).not.toContain(bare.slice(6, 20));
+      expect(message).not.toContain(slashed.slice(6, 20));
+    }
+  });
+
+  it("gives each secret to one tenant: `<id>` the operator's, `<tenant>:<id>` that tenant's", () => {
+    const acme = `whsec_${Buffer.alloc(32, 2).toString("base64")}`;
+    const secrets = parseWebhookSecrets(`default=${SPEC.secret} billing=${SPEC.secret} acme:billing=${acme} default:ops=${SPEC.secret}`);
+    expect(Object.keys(secrets)).toEqual(["default", "billing", "acme:billing", "ops"]);
+    expect(defaultSecretIdOf(secrets)).toBe("default");
+    expect(defaultSecretIdOf(secrets, "acme")).toBe("billing");
+    expect(defaultSecretIdOf(secrets, "beta")).toBeUndefined();
+    expect(() => parseWebhookSecrets(`ops=${SPEC.secret} default:ops=${SPEC.secret}`)).toThrow(/"ops" is given twice/);
+    expect(() => parseWebhookSecrets(`-acme:x=${SPEC.secret}`)).toThrow(/entry 1/);
   });
 
   it("is configured from the environment with documented defaults", () => {
     const c = loadConfig({ CLAWFLEET_WEBHOOK_SECRETS: JSON.stringify({ default: SPEC.secret }) }).webhooks;
     expect(c).toEqual({
       secrets: { default: SPEC.secret },
-      defaultSecretId: "default",
       allowPrivate: false,
       timeoutMs: 10_000,
       connectTimeoutMs: 3_000,
@@ -125,16 +153,29 @@ describe("webhooks - secrets", () => {
 
   it("refuses a submit's webhook at once when there is no secret to sign it with", async () => {
     const guard = { check: () => Promise.reject(new Error("the URL is not checked before the secret")) };
-    const none = webhookAdmission({ byId: {}, defaultId: undefined }, guard);
+    const none = webhookAdmission({ byId: {} }, guard);
     await expect(none.admit({ url: "https://hooks.example.com/x" })).rejects.toMatchObject({ errorType: "validation_error", data: { field: "webhook" } });
-    const two = webhookAdmission({ byId: { a: SPEC.secret, b: SPEC.secret }, defaultId: undefined }, guard);
+    const two = webhookAdmission({ byId: { a: SPEC.secret, b: SPEC.secret } }, guard);
     await expect(two.admit({ url: "https://hooks.example.com/x" })).rejects.toMatchObject({ data: { field: "webhook.secret_id" } });
     await expect(two.admit({ url: "https://hooks.example.com/x", secret_id: "constructor" })).rejects.toBeInstanceOf(ValidationError);
   });
 
   it("stores the default secret's id when the submit names none", async () => {
-    const admission = webhookAdmission({ byId: { default: SPEC.secret }, defaultId: "default" }, { check: () => Promise.resolve({} as never) });
+    const admission = webhookAdmission({ byId: { default: SPEC.secret } }, { check: () => Promise.resolve({} as never) });
     await expect(admission.admit({ url: "https://hooks.example.com/x" })).resolves.toEqual({ url: "https://hooks.example.com/x", secret_id: "default" });
+  });
+
+  it("admits a tenant's webhook only with a secret of that tenant, named as the tenant knows it", async () => {
+    const acme = `whsec_${Buffer.alloc(32, 2).toString("base64")}`;
+    const admission = webhookAdmission({ byId: parseWebhookSecrets(`default=${SPEC.secret} billing=${SPEC.secret} acme:billing=${acme}`) }, { check: () => Promise.resolve({} as never) });
+    const url = "https://hooks.example.com/x";
+    await expect(admission.admit({ url }, "acme")).resolves.toEqual({ url, secret_id: "billing" });
+    await expect(admission.admit({ url, secret_id: "billing" }, "acme")).resolves.toEqual({ url, secret_id: "billing" });
+    // The operator's `default` is not acme's, nor is it any other tenant's.
+    await expect(admission.admit({ url, secret_id: "default" }, "acme")).rejects.toMatchObject({ data: { field: "webhook.secret_id" } });
+    await expect(admission.admit({ url, secret_id: "acme:billing" }, "default")).rejects.toBeInstanceOf(ValidationError);
+    await expect(admission.admit({ url }, "beta")).rejects.toMatchObject({ message: expect.stringMatching(/none is configured for this tenant .*"beta:<id>"/), data: { field: "webhook" } });
+    await expect(admission.admit({ url })).resolves.toEqual({ url, secret_id: "default" });
   });
 });
 

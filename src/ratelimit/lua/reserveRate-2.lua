@@ -14,12 +14,21 @@
   have refilled completely); a bucket the caller has no limit for is held to the
   shape another caller stored (includes/effective).
 
+  A settle may ride along (one round trip instead of two): it is applied first,
+  as settleRate-2.lua applies it, whether the call is then admitted or not.
+  The model's usage window (includes/usage) gets the need of an admitted call
+  and the folded settle's actual − reserved.
+
   Input:
     KEYS[1]      scope hash (<prefix>:ratelimit:<model>[/<tier>]), fields ts, l1..l3, c1..c3, r1..r3
+    KEYS[2]      the model's usage hash (<prefix>:ratelimit-used:<model>)
     ARGV[1]      horizon, ms: the longest wait that is booked rather than refused
     ARGV[2..4]   capacity of requests, input tokens, output tokens (0 = no limit)
     ARGV[5..7]   refill per ms of each
     ARGV[8..10]  need of each
+    ARGV[11]     usage window, ms (0: usage not recorded, KEYS[2] untouched)
+    ARGV[12..20] optional, a folded settle: delta of each (actual − reserved, charged to the buckets), the
+                 provider's remaining of each (-1 when not reported), actual − reserved for the usage window
 
   Output:
     { admitted (1 | 0), wait ms (string), Redis now ms (string) }
@@ -29,6 +38,7 @@
 --- @include "includes/effective"
 --- @include "includes/refill"
 --- @include "includes/store"
+--- @include "includes/usage"
 
 local now = redisNowMs()
 local horizon = tonumber(ARGV[1])
@@ -39,6 +49,20 @@ for j = 1, 3 do
   need[j] = tonumber(ARGV[7 + j])
 end
 local level, ts = refill(loadBuckets(KEYS[1], cap, rate), cap, rate, now)
+local windowMs = tonumber(ARGV[11])
+local settled = #ARGV >= 20
+local used = { 0, 0, 0 }
+if settled then
+  for j = 1, 3 do
+    if cap[j] > 0 then
+      local l = math.min(cap[j], level[j] - tonumber(ARGV[11 + j]))
+      local remaining = tonumber(ARGV[14 + j])
+      if remaining >= 0 then l = math.min(l, remaining) end
+      level[j] = l
+    end
+    used[j] = tonumber(ARGV[17 + j])
+  end
+end
 
 local base = math.max(0, ts - now)
 local wait = base
@@ -50,6 +74,10 @@ for j = 1, 3 do
   end
 end
 if wait > horizon + excess then
+  if settled then
+    storeBuckets(KEYS[1], ts, level, cap, rate, now)
+    if windowMs > 0 then addToUsage(KEYS[2], now, windowMs, used) end
+  end
   return { 0, string.format("%.3f", wait - excess), string.format("%.3f", now) }
 end
 
@@ -63,4 +91,5 @@ for j = 1, 3 do
   end
 end
 storeBuckets(KEYS[1], ts, level, cap, rate, now)
+if windowMs > 0 then addToUsage(KEYS[2], now, windowMs, { used[1] + need[1], used[2] + need[2], used[3] + need[3] }) end
 return { 1, string.format("%.3f", wait), string.format("%.3f", now) }

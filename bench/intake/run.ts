@@ -1,0 +1,144 @@
+/**
+ * Intake under a sustained open-loop load: `POST /v1/tasks` at `--rate` submits/s for
+ * `--seconds`, each send scheduled by the clock (never by earlier answers), against
+ *
+ *   Clawfleet  the split layout (bench/throughput/layouts.ts): api+intake in one process,
+ *              checkpoint, rate-gateway, executor and two planners consuming the tasks
+ *              at the same time; every 202 comes after the task's commit;
+ *   peer       a plain moleculer-web endpoint doing one Postgres insert (peer.ts).
+ *
+ * Latency is counted from each request's scheduled time (so a stalled sender shows
+ * up in it); a send more than 10 ms behind its schedule counts as late; any answer
+ * but 202, or no answer, is an error. After the run the rows are counted: every
+ * 202 must be durable.
+ *
+ *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30]
+ */
+import http from "node:http";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import pg from "pg";
+import { freePort, spawnCaptured, stopAll, type NodeProcess } from "../../testkit/cluster";
+import { createTestDatabase } from "../../testkit/scratch";
+import { warmUp } from "../throughput/driver";
+import { startLayout } from "../throughput/layouts";
+import { loadLine, percentile, sleep } from "../throughput/meters";
+
+const { values: args } = parseArgs({
+  options: { quick: { type: "boolean", default: false }, rate: { type: "string" }, seconds: { type: "string" }, slots: { type: "string", default: "8" } },
+});
+const QUICK = args.quick ?? false;
+const RATE = Number(args.rate ?? (QUICK ? 200 : 1000));
+const SECONDS = Number(args.seconds ?? (QUICK ? 5 : 30));
+const LATE_MS = 10;
+
+interface Outcome {
+  scheduled: number;
+  sent: number;
+  answered: number;
+  status: number;
+}
+
+const BODY = (i: number) => JSON.stringify({ agent: "order-router", input: { order_id: `ORD-${1000 + (i % 1000)}` } });
+
+function post(agent: http.Agent, port: number, body: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.request({ host: "127.0.0.1", port, path: "/v1/tasks", method: "POST", agent, headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) } }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", () => resolve(0));
+    req.setTimeout(30_000, () => req.destroy());
+    req.end(body);
+  });
+}
+
+/** The open-loop load: request i is sent at t0 + i/RATE, whatever the others are doing. */
+async function load(port: number): Promise<Outcome[]> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
+  const total = RATE * SECONDS;
+  const outcomes: Promise<Outcome>[] = [];
+  const t0 = performance.now() + 50;
+  let i = 0;
+  while (i < total) {
+    const now = performance.now();
+    while (i < total && t0 + (i * 1000) / RATE <= now) {
+      const scheduled = t0 + (i * 1000) / RATE;
+      const sent = performance.now();
+      outcomes.push(post(agent, port, BODY(i)).then((status) => ({ scheduled, sent, answered: performance.now(), status })));
+      i++;
+    }
+    await sleep(1);
+  }
+  const out = await Promise.all(outcomes);
+  agent.destroy();
+  return out;
+}
+
+async function countRows(url: string, table: string): Promise<number> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  try {
+    return Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${table}`)).rows[0]?.n ?? 0);
+  } finally {
+    await c.end();
+  }
+}
+
+function report(name: string, o: Outcome[], rows: number): string {
+  const ok = o.filter((x) => x.status === 202);
+  const lat = ok.map((x) => x.answered - x.scheduled).sort((a, b) => a - b);
+  const late = o.filter((x) => x.sent - x.scheduled > LATE_MS).length;
+  const span = (Math.max(...o.map((x) => x.answered)) - Math.min(...o.map((x) => x.scheduled))) / 1000;
+  const errors = new Map<number, number>();
+  for (const x of o) if (x.status !== 202) errors.set(x.status, (errors.get(x.status) ?? 0) + 1);
+  const errorText = [...errors].map(([st, n]) => `${n}× ${st === 0 ? "no answer in 30 s" : st}`).join(", ");
+  return (
+    `  ${name.padEnd(10)} p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms  max ${(lat.at(-1) ?? NaN).toFixed(0)} ms  ` +
+    `${ok.length}/${o.length} accepted (${(ok.length / span).toFixed(0)}/s), ${o.length - ok.length} errors${errorText ? ` (${errorText})` : ""}, ${late} late sends, ` +
+    `${rows} rows stored${rows >= ok.length ? "" : " (FEWER than accepted)"}; ${loadLine()}`
+  );
+}
+
+async function clawfleet(): Promise<string> {
+  const l = await startLayout("split", { slots: Number(args.slots) });
+  try {
+    await warmUp(l, 3);
+    const api = l.nodes.find((n) => n.name === "api");
+    if (!api || !l.scratch) throw new Error("no api node");
+    const o = await load(api.port);
+    return report("Clawfleet", o, await countRows(l.scratch.db.url, "tasks"));
+  } finally {
+    await l.stop();
+  }
+}
+
+async function peer(): Promise<string> {
+  const db = await createTestDatabase("clawfleet_intake_peer_");
+  const port = await freePort();
+  const { proc, output, exited } = spawnCaptured(["--require", "tsx/cjs", path.join(__dirname, "peer.ts")], { DATABASE_URL: db.url, PORT: String(port) });
+  const node: NodeProcess = { name: "peer", port, proc, output, exited, kill: (s = "SIGKILL") => void proc.kill(s) };
+  try {
+    const deadline = Date.now() + 120_000;
+    while (!(await fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.ok, () => false))) {
+      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`peer not ready:\n${output().slice(-2000)}`);
+      await sleep(200);
+    }
+    const o = await load(port);
+    return report("peer", o, await countRows(db.url, "peer_tasks"));
+  } finally {
+    await stopAll([node]);
+    await db.drop();
+  }
+}
+
+async function main(): Promise<void> {
+  process.stdout.write(`intake bench (${QUICK ? "quick" : "full"}): POST /v1/tasks at ${RATE}/s for ${SECONDS} s, open loop; ${loadLine()}\n`);
+  process.stdout.write(`${await clawfleet()}\n`);
+  process.stdout.write(`${await peer()}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

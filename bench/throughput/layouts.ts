@@ -1,0 +1,177 @@
+/**
+ * The three layouts the throughput benchmark runs Clawfleet in, each as real
+ * `clawfleet start` processes with the order-router example and the built-in
+ * simulated model at zero latency:
+ *
+ *   one-process  every role in one node, on NATS, Redis and Postgres
+ *   split        six nodes: checkpoint, rate-gateway, executor+tools, two planners, api+intake+metrics
+ *   embedded     one node, no transporter: PGlite and the in-process queue
+ *
+ * Every node is preloaded with brokerCounter.cjs (its Moleculer traffic) and may
+ * be profiled (`--cpu-prof`).
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { EXECUTOR_ROLES, freePort, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../../testkit/cluster";
+import { createScratch, type Scratch } from "../../testkit/scratch";
+import type { BarePlan } from "./bareNode";
+import { BROKER_COUNTER, sleep } from "./meters";
+
+export const LAYOUTS = ["one-process", "split", "embedded"] as const;
+export type Layout = (typeof LAYOUTS)[number];
+
+export interface RunningLayout {
+  layout: Layout;
+  peer: "clawfleet" | "bare";
+  base: string;
+  nodes: NodeProcess[];
+  /** The distributed layouts' database and namespace; none when embedded. */
+  scratch: Scratch | undefined;
+  /** Where the nodes' broker counts are written. */
+  countsDir: string;
+  stop(): Promise<void>;
+}
+
+export interface LayoutOptions {
+  /** Tasks one planner process runs at once (CLAWFLEET_PLANNER_SLOTS). */
+  slots: number;
+  /** A folder for `.cpuprofile` files, one per process; none: not profiled. */
+  profileDir?: string;
+}
+
+/**
+ * The environment of a measured process: the broker counter preloaded, and the CPU
+ * profiler (cpuProfiler.cjs: `--cpu-prof`, which NODE_OPTIONS may not carry) when asked.
+ */
+export function measuredEnv(profileDir: string | undefined): Record<string, string> {
+  const opts = [process.env.NODE_OPTIONS ?? "", `--require ${BROKER_COUNTER}`];
+  if (profileDir) opts.push(`--require ${path.join(__dirname, "cpuProfiler.cjs")}`);
+  return { NODE_OPTIONS: opts.join(" ").trim(), ...(profileDir ? { CF_BENCH_PROFILE_DIR: profileDir } : {}) };
+}
+
+/** Waits for every start (none is left running unseen when one fails); the first node. */
+async function startAll(starts: Promise<NodeProcess>[]): Promise<NodeProcess> {
+  const settled = await Promise.allSettled(starts);
+  const failed = settled.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+  return (settled[0] as PromiseFulfilledResult<NodeProcess>).value;
+}
+
+export async function startLayout(layout: Layout, o: LayoutOptions): Promise<RunningLayout> {
+  const countsDir = fs.mkdtempSync(path.join(os.tmpdir(), `cf-bench-counts-${layout}-`));
+  const common = (profileSub: string): Record<string, string> => ({
+    LOG_LEVEL: "warn",
+    CLAWFLEET_SIM_LATENCY_MS: "0",
+    CLAWFLEET_PLANNER_SLOTS: String(o.slots),
+    CF_BENCH_COUNTS_DIR: countsDir,
+    ...measuredEnv(o.profileDir ? path.join(o.profileDir, layout, profileSub) : undefined),
+  });
+  const scratch = layout === "embedded" ? undefined : await createScratch("benchtput");
+  const nodes: NodeProcess[] = [];
+  const stop = async () => {
+    await stopAll(nodes);
+    await scratch?.remove();
+    fs.rmSync(countsDir, { recursive: true, force: true });
+  };
+  try {
+    let base: string;
+    if (layout === "embedded") {
+      const node = await startNodeProcess({ name: "embedded", env: { ...common("embedded"), CLAWFLEET_DATA_DIR: "memory://" }, timeoutMs: 180_000 });
+      nodes.push(node);
+      base = `http://127.0.0.1:${node.port}`;
+    } else if (layout === "one-process") {
+      const s = scratch as Scratch;
+      const node = await startNodeProcess({ name: "all", env: { ...s.env("all"), ...common("all") }, timeoutMs: 180_000 });
+      nodes.push(node);
+      base = `http://127.0.0.1:${node.port}`;
+    } else {
+      const s = scratch as Scratch;
+      // As testkit's startRoleProcesses, with start-up time for a loaded machine running the sources.
+      const start = async (name: string, services: string) => {
+        const node = await startNodeProcess({ name, env: { ...s.env(services), ...common(name) }, timeoutMs: 300_000 });
+        nodes.push(node);
+        return node;
+      };
+      await start("checkpoint", "checkpoint");
+      const api = await startAll([
+        start("api", "api,intake,metrics"),
+        start("rate-gateway", "rate-gateway"),
+        start("executor", EXECUTOR_ROLES),
+        start("planner-1", "planner"),
+        start("planner-2", "planner"),
+      ]);
+      base = `http://127.0.0.1:${api.port}`;
+    }
+    return { layout, peer: "clawfleet", base, nodes, scratch, countsDir, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+/** One process of the bare pipeline (bareNode.ts) with the given roles, waited on until it answers. */
+async function startBareNode(name: string, env: Record<string, string>): Promise<NodeProcess> {
+  const port = await freePort();
+  const { proc, output, exited } = spawnCaptured(["--require", "tsx/cjs", path.join(__dirname, "bareNode.ts")], { ...env, PORT: String(port) });
+  const node: NodeProcess = {
+    name,
+    port,
+    proc,
+    output,
+    exited,
+    kill: (signal = "SIGKILL") => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    },
+  };
+  const deadline = Date.now() + 300_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`bare ${name} exited during start-up:\n${output().slice(-3000)}`);
+    const ok = await fetch(`http://127.0.0.1:${port}/health/ready`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
+    if (ok) return node;
+    if (Date.now() > deadline) {
+      node.kill();
+      throw new Error(`bare ${name} not ready:\n${output().slice(-3000)}`);
+    }
+    await sleep(200);
+  }
+}
+
+/** The bare pipeline in `layout`: the same processes, roles and services as Clawfleet's. */
+export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan): Promise<RunningLayout> {
+  const countsDir = fs.mkdtempSync(path.join(os.tmpdir(), `cf-bench-counts-bare-${layout}-`));
+  const scratch = layout === "embedded" ? undefined : await createScratch("benchbare");
+  const nodes: NodeProcess[] = [];
+  const stop = async () => {
+    await stopAll(nodes);
+    await scratch?.remove();
+    fs.rmSync(countsDir, { recursive: true, force: true });
+  };
+  const start = async (name: string, roles: string) => {
+    const services: Record<string, string> = scratch ? { TRANSPORTER: scratch.env("").TRANSPORTER ?? "", REDIS_URL: scratch.env("").REDIS_URL ?? "", DATABASE_URL: scratch.db.url, CLAWFLEET_NAMESPACE: scratch.namespace } : {};
+    const node = await startBareNode(name, {
+      ...services,
+      BARE_ROLES: roles,
+      BARE_PLAN: JSON.stringify(plan),
+      CLAWFLEET_PLANNER_SLOTS: String(o.slots),
+      CF_BENCH_COUNTS_DIR: countsDir,
+      ...measuredEnv(o.profileDir ? path.join(o.profileDir, `bare-${layout}`, name) : undefined),
+    });
+    nodes.push(node);
+    return node;
+  };
+  try {
+    let first: NodeProcess;
+    if (layout === "split") {
+      await start("store", "store");
+      first = await startAll([start("api", "api,intake"), start("gateway", "gateway"), start("executor", "executor,tools"), start("planner-1", "planner"), start("planner-2", "planner")]);
+    } else first = await start("all", "api,intake,store,gateway,executor,tools,planner");
+    return { layout, peer: "bare", base: `http://127.0.0.1:${first.port}`, nodes, scratch, countsDir, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

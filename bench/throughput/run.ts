@@ -1,0 +1,189 @@
+/**
+ * Clawfleet's throughput against a bare pipeline doing the same infrastructure
+ * work per task (bareNode.ts), back to back on the same Postgres, Redis and NATS,
+ * in three layouts (layouts.ts), with the built-in simulated model at zero latency:
+ *
+ *   1. work per task (work.ts) on the one-process layout (and split, full mode):
+ *      Postgres commits, Redis commands, Moleculer calls, events — the bare plan is made from it;
+ *   2. per layout, Clawfleet then the bare pipeline: `--tasks` order-router tasks submitted
+ *      at once, tasks/s from the first submit to the last finish, and the ratio;
+ *   3. end-to-end latency (submit sent → finished) at `--rate` tasks/s, one-process and split;
+ *   4. a cost model: CPU ms per checkpointed step per role process (/proc), bytes per checkpoint.
+ *
+ *   npx tsx bench/throughput/run.ts [--quick] [--tasks 400] [--rate 20] [--latency-seconds 15] [--work-tasks 40]
+ *                                   [--slots 8] [--profile dir] [--layouts one-process,split,embedded]
+ *
+ * `--profile dir` runs every process under `node --cpu-prof` (profiles in dir/<layout>/<role>/),
+ * read with bench/throughput/profileTop.ts. Figures are noisy on a shared machine: the load
+ * average is printed beside each. Needs PostgreSQL, Redis and NATS on 127.0.0.1.
+ */
+import { parseArgs } from "node:util";
+import pg from "pg";
+import type { BarePlan } from "./bareNode";
+import { submitBurst, submitPaced, waitFinished, warmUp, type Finished, type Sent } from "./driver";
+import { LAYOUTS, startBare, startLayout, type Layout, type RunningLayout } from "./layouts";
+import { cpuMs, loadLine, percentile } from "./meters";
+import { formatWork, measureWork, type Work } from "./work";
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    tasks: { type: "string" },
+    rate: { type: "string", default: "20" },
+    "latency-seconds": { type: "string" },
+    "work-tasks": { type: "string" },
+    plan: { type: "string" },
+    slots: { type: "string", default: "8" },
+    profile: { type: "string" },
+    layouts: { type: "string", default: LAYOUTS.join(",") },
+  },
+});
+const QUICK = args.quick ?? false;
+const TASKS = Number(args.tasks ?? (QUICK ? 40 : 400));
+const RATE = Number(args.rate);
+const LATENCY_TASKS = RATE * Number(args["latency-seconds"] ?? (QUICK ? 4 : 15));
+const WORK_TASKS = Number(args["work-tasks"] ?? (QUICK ? 10 : 40));
+const SLOTS = Number(args.slots);
+const LAYOUT_LIST = (args.layouts ?? "").split(",") as Layout[];
+
+/** The bare pipeline's plan: the measured per-task counts (background actions left out), rounded. */
+function planOf(w: Work): BarePlan {
+  const per = (key: string) => w.brokerPerTask.get(key) ?? 0;
+  const sum = (prefix: string) => [...w.brokerPerTask].filter(([k]) => k.startsWith(prefix)).reduce((s, [, v]) => s + v, 0);
+  return {
+    modelTurns: Math.round(per("call rate-gateway.complete")),
+    toolCalls: Math.round(per("call executor.run")),
+    storeCalls: Math.round(sum("call checkpoint.") - per("call checkpoint.createTask")),
+    commits: Math.round(w.pgCommitsPerTask),
+    events: Math.round(sum("emit ")),
+  };
+}
+
+interface Throughput {
+  tasks: number;
+  ok: number;
+  steps: number;
+  seconds: number;
+  perSecond: number;
+  /** CPU ms each process used over the run, by process name. */
+  cpu: Map<string, number>;
+  load: string;
+}
+
+function cpuOf(l: RunningLayout): Map<string, number> {
+  return new Map(l.nodes.map((n) => [n.name, n.proc.pid === undefined ? NaN : cpuMs(n.proc.pid)]));
+}
+
+async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
+  const cpu0 = cpuOf(l);
+  const sent = await submitBurst(l.base, n, 16);
+  const done = await waitFinished(l, sent.map((s) => s.id), 900_000);
+  const cpu1 = cpuOf(l);
+  const first = Math.min(...sent.map((s) => s.sentAt));
+  const last = Math.max(...done.map((d) => d.finishedAt));
+  const seconds = (last - first) / 1000;
+  return {
+    tasks: n,
+    ok: done.filter((d) => d.status === "succeeded").length,
+    steps: done.reduce((s, d) => s + d.steps, 0),
+    seconds,
+    perSecond: done.length / seconds,
+    cpu: new Map([...cpu1].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)])),
+    load: loadLine(),
+  };
+}
+
+interface Latency {
+  n: number;
+  p50: number;
+  p99: number;
+  load: string;
+}
+
+async function latency(l: RunningLayout): Promise<Latency> {
+  const sent: Sent[] = await submitPaced(l.base, LATENCY_TASKS, RATE);
+  const done: Finished[] = await waitFinished(l, sent.map((s) => s.id), 600_000);
+  const at = new Map(done.map((d) => [d.id, d.finishedAt]));
+  const ms = sent.flatMap((s) => (at.has(s.id) ? [(at.get(s.id) ?? 0) - s.sentAt] : [])).sort((a, b) => a - b);
+  return { n: ms.length, p50: percentile(ms, 50), p99: percentile(ms, 99), load: loadLine() };
+}
+
+/** Bytes per checkpoint and per task row in a distributed layout's database. */
+async function bytes(l: RunningLayout): Promise<string> {
+  if (!l.scratch) return "";
+  const c = new pg.Client({ connectionString: l.scratch.db.url });
+  await c.connect();
+  try {
+    const r = await c.query<{ steps: string; steps_bytes: string; row_bytes: string; tasks: string; tasks_bytes: string }>(
+      `SELECT (SELECT count(*) FROM steps)::text AS steps, pg_total_relation_size('steps')::text AS steps_bytes,
+              (SELECT coalesce(avg(pg_column_size(s.*)), 0) FROM steps s)::text AS row_bytes,
+              (SELECT count(*) FROM tasks)::text AS tasks, pg_total_relation_size('tasks')::text AS tasks_bytes`,
+    );
+    const row = r.rows[0];
+    if (!row) return "";
+    const per = (b: string, n: string) => (Number(b) / Math.max(1, Number(n))).toFixed(0);
+    return `  storage: ${per(row.steps_bytes, row.steps)} bytes per checkpoint (steps table with its indexes, ${row.steps} rows; ${Number(row.row_bytes).toFixed(0)} bytes per row's data), ${per(row.tasks_bytes, row.tasks)} bytes per task row (tasks table with its indexes)`;
+  } finally {
+    await c.end();
+  }
+}
+
+function formatRun(name: string, t: Throughput, lat: Latency | undefined): string {
+  const stepsPer = t.steps / Math.max(1, t.ok);
+  const cpuLines = [...t.cpu].map(([proc, ms]) => `${proc} ${(ms / Math.max(1, t.steps)).toFixed(2)}`).join(", ");
+  const cpuTotal = [...t.cpu.values()].reduce((s, v) => s + v, 0);
+  return [
+    `  ${name.padEnd(10)} ${t.perSecond.toFixed(1).padStart(7)} tasks/s  (${t.ok}/${t.tasks} succeeded in ${t.seconds.toFixed(1)} s, ${stepsPer.toFixed(1)} steps per task; ${t.load})`,
+    `             CPU ms per step, by process: ${cpuLines}; all: ${(cpuTotal / Math.max(1, t.steps)).toFixed(2)} (${(cpuTotal / Math.max(1, t.tasks)).toFixed(1)} per task)`,
+    lat ? `             latency at ${RATE} tasks/s: p50 ${lat.p50.toFixed(0)} ms, p99 ${lat.p99.toFixed(0)} ms (${lat.n} tasks; ${lat.load})` : "",
+  ]
+    .filter((s) => s !== "")
+    .join("\n");
+}
+
+async function measure(l: RunningLayout, withLatency: boolean): Promise<{ t: Throughput; lat: Latency | undefined; storage: string }> {
+  try {
+    await warmUp(l, 10);
+    const t = await throughput(l, TASKS);
+    const lat = withLatency ? await latency(l) : undefined;
+    return { t, lat, storage: await bytes(l) };
+  } catch (err) {
+    for (const n of l.nodes) process.stderr.write(`--- ${n.name} (exit ${n.proc.exitCode ?? n.proc.signalCode}):\n${n.output().slice(-2000)}\n`);
+    throw err;
+  } finally {
+    await l.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const opts = { slots: SLOTS, ...(args.profile ? { profileDir: args.profile } : {}) };
+  process.stdout.write(
+    `throughput bench (${QUICK ? "quick" : "full"}): ${TASKS} order-router tasks per run, CLAWFLEET_PLANNER_SLOTS=${SLOTS} per planner, sim latency 0 ms; ${loadLine()}\n\n`,
+  );
+  // `--plan '{"modelTurns":6,…}'` skips the work-per-task phase and gives the bare pipeline's plan as measured before.
+  const works: Work[] = [];
+  for (const layout of args.plan ? [] : QUICK ? (["one-process"] as const) : (["one-process", "split"] as const)) {
+    const l = await startLayout(layout, { slots: SLOTS });
+    try {
+      works.push(await measureWork(l, WORK_TASKS, QUICK ? 8_000 : 20_000));
+    } finally {
+      await l.stop();
+    }
+    process.stdout.write(`${formatWork(works.at(-1) as Work)}\n  ${loadLine()}\n\n`);
+  }
+  const plan = args.plan ? (JSON.parse(args.plan) as BarePlan) : planOf(works[0] as Work);
+  process.stdout.write(`bare pipeline plan per task: ${JSON.stringify(plan)}\n\n`);
+
+  for (const layout of LAYOUT_LIST) {
+    const withLatency = layout !== "embedded";
+    const cf = await measure(await startLayout(layout, opts), withLatency);
+    process.stdout.write(`layout ${layout}:\n${formatRun("Clawfleet", cf.t, cf.lat)}\n${cf.storage}\n`);
+    const bare = await measure(await startBare(layout, opts, plan), withLatency);
+    process.stdout.write(`${formatRun("bare", bare.t, bare.lat)}\n  Clawfleet / bare = ${(cf.t.perSecond / bare.t.perSecond).toFixed(2)}\n\n`);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,193 @@
+/**
+ * The capacity model behind `clawfleet plan`: from a load (tasks per hour,
+ * model calls and tool calls per task, tokens per call, latencies) and the
+ * provider's limits, how close each limit is to its end, how many planners,
+ * executors and gateways carry the load, how long tasks queue, and what a day
+ * of it costs. Pure arithmetic: no I/O, no clock (queueing.ts has the formulas).
+ *
+ * The model. λ tasks per second each make `calls` model calls and `toolCalls`
+ * tool calls, one after another.
+ * - Each limit (RPM, ITPM, OTPM) is a server whose utilisation is demand / limit.
+ *   At 1 or above it cannot carry the load: the backlog grows without end, and
+ *   any burst is refused. The busiest limit is the binding one; a model call
+ *   waits behind it as in an M/D/1 queue (queueing.ts).
+ * - A task holds one planner slot for its whole run:
+ *   S = calls × (latency + rate-limit wait) + toolCalls × tool latency + steps × planner CPU.
+ *   Slots are c servers of an M/M/c queue; the wait in that queue is the delay
+ *   from submission to start.
+ * - Each process is one Node event loop, one core: a role's processes are its CPU
+ *   (steps per second × CPU per step) over the target utilisation, and planners
+ *   also need the slots for their concurrency (λ·S, Little's law) at that target.
+ */
+import { md1Wait, mmcWait } from "./queueing";
+
+export const LIMIT_KINDS = ["rpm", "itpm", "otpm"] as const;
+export type LimitKind = (typeof LIMIT_KINDS)[number];
+
+/** USD per million tokens (src/llm/pricing.ts). */
+export interface TokenPrice {
+  input: number;
+  output: number;
+}
+
+export interface PlanInput {
+  tasksPerHour: number;
+  /** Model calls per task. */
+  callsPerTask: number;
+  toolCallsPerTask: number;
+  inputTokensPerCall: number;
+  outputTokensPerCall: number;
+  /** One model call, seconds. */
+  latencySeconds: number;
+  /** One tool call, seconds. */
+  toolLatencySeconds: number;
+  /** Per minute; an absent limit is not checked. */
+  limits: Partial<Record<LimitKind, number>>;
+  /** Tasks one planner process runs at once (CLAWFLEET_PLANNER_SLOTS). */
+  plannerSlots: number;
+  /** CPU milliseconds per step: a planner per model or tool step, an executor per tool call, a gateway per model call. */
+  cpuMs: { planner: number; executor: number; gateway: number };
+  /** The utilisation each resource is sized for, in (0, 1]. */
+  targetUtilisation: number;
+  price: TokenPrice;
+}
+
+export type LimitVerdict = "fits" | "above-target" | "cannot-carry";
+
+export interface LimitReport {
+  limit: LimitKind;
+  /** What the limit counts: requests, input tokens, output tokens. */
+  unit: string;
+  perMinute: number;
+  demandPerMinute: number;
+  utilisation: number;
+  /** perMinute − demandPerMinute: negative when over. */
+  headroom: number;
+  verdict: LimitVerdict;
+  /** The limit that carries the load at the target utilisation (rounded up). */
+  limitNeeded: number;
+  /** The most tasks per hour this limit carries at the target utilisation. */
+  maxTasksPerHour: number;
+}
+
+export interface CapacityPlan {
+  load: {
+    tasksPerSecond: number;
+    callsPerMinute: number;
+    toolCallsPerSecond: number;
+    inputTokensPerMinute: number;
+    outputTokensPerMinute: number;
+  };
+  limits: LimitReport[];
+  /** False when some limit cannot carry the load. */
+  fits: boolean;
+  /** The busiest limit, when any is given. */
+  binding: LimitKind | null;
+  queueing: {
+    /** Seconds a model call waits for the binding limit (M/D/1); null: unbounded. */
+    rateLimitWaitPerCall: number | null;
+    /** Seconds from submission to start, waiting for a planner slot (M/M/c); null: unbounded. */
+    plannerWait: number | null;
+    /** Seconds a task holds its slot: calls, rate-limit waits, tools and planner CPU; null: unbounded. */
+    taskRunSeconds: number | null;
+    /** Submission to end, seconds; null: unbounded. */
+    taskLatencySeconds: number | null;
+  };
+  fleet: {
+    /** Tasks running at once (λ·S, without rate-limit waits when the limit cannot carry the load). */
+    concurrentTasks: number;
+    plannerSlotsNeeded: number;
+    planners: number;
+    executors: number;
+    gateways: number;
+    /** Cores of CPU each role spends at this load. */
+    cpuCores: { planner: number; executor: number; gateway: number };
+  };
+  cost: { perTask: number; perDay: number; tasksPerDay: number };
+}
+
+const UNITS: Record<LimitKind, string> = { rpm: "requests", itpm: "input tokens", otpm: "output tokens" };
+
+/** What one task takes of a limit: requests or tokens. */
+export function unitsPerTask(input: PlanInput, limit: LimitKind): number {
+  const perCall = limit === "rpm" ? 1 : limit === "itpm" ? input.inputTokensPerCall : input.outputTokensPerCall;
+  return input.callsPerTask * perCall;
+}
+
+function limitReport(input: PlanInput, limit: LimitKind, perMinute: number): LimitReport {
+  const perTask = unitsPerTask(input, limit);
+  const demandPerMinute = (input.tasksPerHour / 60) * perTask;
+  const utilisation = demandPerMinute / perMinute;
+  const target = input.targetUtilisation;
+  return {
+    limit,
+    unit: UNITS[limit],
+    perMinute,
+    demandPerMinute,
+    utilisation,
+    headroom: perMinute - demandPerMinute,
+    verdict: utilisation >= 1 ? "cannot-carry" : utilisation > target ? "above-target" : "fits",
+    limitNeeded: Math.ceil(demandPerMinute / target),
+    maxTasksPerHour: Math.floor(((perMinute * target) / perTask) * 60),
+  };
+}
+
+/** Seconds a model call waits for the binding limit: it admits `capacityPerSecond` calls a second. */
+function rateLimitWait(input: PlanInput, binding: LimitReport | undefined): number | null {
+  if (!binding) return 0;
+  if (binding.verdict === "cannot-carry") return null;
+  const capacityPerSecond = binding.perMinute / (unitsPerTask(input, binding.limit) / input.callsPerTask) / 60;
+  return md1Wait(binding.utilisation, 1 / capacityPerSecond);
+}
+
+export function planCapacity(input: PlanInput): CapacityPlan {
+  const arrivals = input.tasksPerHour / 3600;
+  const steps = input.callsPerTask + input.toolCallsPerTask;
+  const target = input.targetUtilisation;
+  const limits = LIMIT_KINDS.flatMap((k) => {
+    const perMinute = input.limits[k];
+    return perMinute === undefined ? [] : [limitReport(input, k, perMinute)];
+  });
+  const binding = [...limits].sort((a, b) => b.utilisation - a.utilisation)[0];
+  const fits = limits.every((l) => l.verdict !== "cannot-carry");
+  const rateWait = rateLimitWait(input, binding);
+
+  const baseRun = input.callsPerTask * input.latencySeconds + input.toolCallsPerTask * input.toolLatencySeconds + (steps * input.cpuMs.planner) / 1000;
+  const taskRun = rateWait === null ? null : baseRun + input.callsPerTask * rateWait;
+  const concurrentTasks = arrivals * (taskRun ?? baseRun);
+  const plannerSlotsNeeded = Math.ceil(concurrentTasks / target);
+  const cpuCores = {
+    planner: (arrivals * steps * input.cpuMs.planner) / 1000,
+    executor: (arrivals * input.toolCallsPerTask * input.cpuMs.executor) / 1000,
+    gateway: (arrivals * input.callsPerTask * input.cpuMs.gateway) / 1000,
+  };
+  const planners = Math.max(1, Math.ceil(plannerSlotsNeeded / input.plannerSlots), Math.ceil(cpuCores.planner / target));
+  const executors = input.toolCallsPerTask === 0 ? 0 : Math.max(1, Math.ceil(cpuCores.executor / target));
+  const gateways = Math.max(1, Math.ceil(cpuCores.gateway / target));
+  const plannerWait = taskRun === null ? null : finite(mmcWait(planners * input.plannerSlots, arrivals, taskRun));
+
+  const perTask = (input.callsPerTask * (input.inputTokensPerCall * input.price.input + input.outputTokensPerCall * input.price.output)) / 1_000_000;
+  const tasksPerDay = input.tasksPerHour * 24;
+  return {
+    load: {
+      tasksPerSecond: arrivals,
+      callsPerMinute: (input.tasksPerHour / 60) * input.callsPerTask,
+      toolCallsPerSecond: arrivals * input.toolCallsPerTask,
+      inputTokensPerMinute: (input.tasksPerHour / 60) * input.callsPerTask * input.inputTokensPerCall,
+      outputTokensPerMinute: (input.tasksPerHour / 60) * input.callsPerTask * input.outputTokensPerCall,
+    },
+    limits,
+    fits,
+    binding: binding?.limit ?? null,
+    queueing: {
+      rateLimitWaitPerCall: rateWait,
+      plannerWait,
+      taskRunSeconds: taskRun,
+      taskLatencySeconds: taskRun === null || plannerWait === null ? null : plannerWait + taskRun,
+    },
+    fleet: { concurrentTasks, plannerSlotsNeeded, planners, executors, gateways, cpuCores },
+    cost: { perTask, perDay: perTask * tasksPerDay, tasksPerDay },
+  };
+}
+
+const finite = (n: number): number | null => (Number.isFinite(n) ? n : null);
