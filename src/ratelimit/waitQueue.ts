@@ -11,11 +11,13 @@
  * stay the single truth.
  *
  * The queue also settles its scope's calls. A settle that only gives back
- * (every delta ≤ 0: unused output, an overestimated prompt, the provider's
- * remaining counts, which only ever lower a level) waits for the scope's next
- * reserve and rides in its round trip, or is sent on its own after `foldMs`:
- * applied late, it only ever leaves the buckets holding less than they could,
- * never more. A settle that charges is sent at once, with whatever waits.
+ * (every delta ≤ 0: unused output, an overestimated prompt) waits for the
+ * scope's next reserve and rides in its round trip, or is sent on its own after
+ * `foldMs`: a give-back applied late only ever leaves the buckets holding less
+ * than they could, never more. A settle that charges is sent at once, with
+ * whatever waits, and so is one that carries the provider's remaining counts:
+ * those cap a level as it was when the answer came, and applied late they would
+ * also wipe out what other gateways reserved in between, handing it out twice.
  */
 import type { Priority } from "../contracts";
 import { RateLimitedError } from "../errors";
@@ -113,11 +115,11 @@ export class ScopeWaitQueue {
     });
   }
 
-  /** Settles a call to its actual usage: at once when it charges, else folded into the next reserve (see the top). */
+  /** Settles a call to its actual usage: at once when it charges or names remaining counts, else folded into the next reserve (see the top). */
   async settle(specs: Triple<BucketSpec>, c: Correction): Promise<void> {
     this.pending = { correction: merge(this.pending?.correction, c), specs };
     const foldMs = this.opts.foldMs ?? 0;
-    if (foldMs <= 0 || c.delta.some((d) => d > 0)) return this.flush();
+    if (foldMs <= 0 || c.delta.some((d) => d > 0) || c.remaining.some((r) => r !== undefined)) return this.flush();
     if (this.flushTimer === undefined) {
       this.flushTimer = setTimeout(() => void this.flush().catch((err: unknown) => this.opts.onSettleFailed?.(err)), foldMs);
       this.flushTimer.unref();

@@ -345,4 +345,18 @@ describe("work per task - a settle folded into the next reserve", () => {
     await second.settle(usage(1));
     expect(await shared.usage("claude-sonnet-5-5", 3_600_000)).toEqual([2, 900 + second.reserved[1], 1 + 10]);
   });
+
+  it.each(subjects)("%s - a give-back that names the provider's remaining counts is not held: the cap applies at once", async (_name, make) => {
+    const shared = make();
+    // Its own model: the Redis buckets of this describe share one prefix, and the test above drained sonnet's.
+    const limits = { "claude-haiku-5-5": { itpm: 60_000 } };
+    const gateway = () => new RateLimiter(shared, { limits, windowMs: 3_600_000, maxWaitMs: 10, horizonMs: 5, settleFoldMs: 60_000 });
+    const [a, other] = [gateway(), gateway()];
+    const call = (chars: number): LimitedCall => ({ model: "claude-haiku-5-5", tier: "reason", priority: "normal", maxTokens: 10, system: "s", messages: [{ role: "user", content: "x".repeat(chars) }], tools: [] });
+    // The call used less than its estimate (a give-back), and the provider says only 100 input tokens are left.
+    const first = await a.acquire(call(400));
+    await first.settle({ input_tokens: 1, output_tokens: 1, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 }, { inputTokensRemaining: 100 });
+    // Held for A's next reserve, the cap would land after other gateways had booked what the provider no longer has.
+    await expect(other.acquire(call(800))).rejects.toThrow(/rate limit/);
+  });
 });

@@ -2,9 +2,10 @@
 -- with a secret of its task's tenant, so one tenant cannot have events signed with
 -- another's secret and replay them to that tenant's receiver. The outbox row carries the
 -- tenant the secret is looked up for, and the body names it, for a receiver that several
--- tenants share. Rows written before this migration are the operator tenant's, as every
--- task was before tenants had their own secrets.
+-- tenants share. Deliveries already in the outbox take their task's tenant: one of another
+-- tenant than `default` is then signed with that tenant's secret, or not at all.
 ALTER TABLE webhook_deliveries ADD COLUMN tenant text NOT NULL DEFAULT 'default';
+UPDATE webhook_deliveries d SET tenant = t.tenant FROM tasks t WHERE t.id = d.task_id AND t.tenant <> 'default';
 
 CREATE OR REPLACE FUNCTION webhook_outbox_on_end() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
