@@ -27,6 +27,14 @@ export function keysText(keys: readonly ApiKeyInfo[]): string {
   );
 }
 
+/** A command that takes no arguments and shows what one GET answers. */
+const readCommand = (name: string, summary: string, path: string): Command => ({
+  name,
+  summary,
+  arity: [0, 0],
+  run: async (c) => show(c, await c.api.get(path)),
+});
+
 export const OPS_COMMANDS: readonly Command[] = [
   {
     name: "agents",
@@ -71,30 +79,9 @@ export const OPS_COMMANDS: readonly Command[] = [
       return show(c, await c.api.delete(pathOf("/v1/agents", c.args[0] ?? "", "canary")));
     },
   },
-  {
-    name: "queues",
-    summary: "the wake-up queue's backlog and lag, the open tasks and the dead letters (a key of tenant default)",
-    arity: [0, 0],
-    async run(c) {
-      return show(c, await c.api.get("/v1/queues"));
-    },
-  },
-  {
-    name: "limits",
-    summary: "each model's rate limits, what the cluster used of them and the headroom left (a key of tenant default)",
-    arity: [0, 0],
-    async run(c) {
-      return show(c, await c.api.get("/v1/limits"));
-    },
-  },
-  {
-    name: "switches",
-    summary: "the kill switches and what each one holds paused",
-    arity: [0, 0],
-    async run(c) {
-      return show(c, await c.api.get("/v1/switches"));
-    },
-  },
+  readCommand("queues", "the wake-up queue's backlog and lag, the open tasks and the dead letters (a key of tenant default)", "/v1/queues"),
+  readCommand("limits", "each model's rate limits, what the cluster used of them and the headroom left (a key of tenant default)", "/v1/limits"),
+  readCommand("switches", "the kill switches and what each one holds paused", "/v1/switches"),
   {
     name: "switches set",
     args: "<kind> <name>",
