@@ -11,10 +11,19 @@
  *
  * Printed per run: peak tasks in flight, RSS before the planner took work and at the peak, RSS per
  * task in flight, and throughput while the planner was at its peak against the bound the model sets:
- * in-flight / (model calls per task x latency), or the sim's rate limit / calls per task when lower.
- * Two runs: a generous sim rate limit, then --limited-rpm, low enough that the limit binds.
+ * in-flight / (model calls per task x latency), or the sim's rate limit (per model) / that model's calls
+ * per task when lower. Throughput is counted in model calls: with thousands of tasks in flight they move
+ * in step and end together, so tasks ended in a window say little.
+ * Two runs: a generous sim rate limit (--generous-tasks 0 skips it: thousands of tasks at a generous
+ * limit only measure the machine's CPU), then --limited-rpm, low enough that the limit binds.
  *
- *   TSX_TSCONFIG_PATH=examples/tsconfig.json npx tsx bench/concurrency.ts [--tasks 3000] [--latency-ms 2000] [--limited-rpm 6000] [--limited-tasks N]
+ * --measure-s N stops measuring after N s of the steady window instead of waiting for every task.
+ * --shutdown then sends SIGTERM to the planner holding its tasks and prints the time to its exit (against
+ * the default grace period), the tasks' states right after (every one should be queued again, with no
+ * lease owner and its attempt not counted), and a new planner's run to the last task.
+ *
+ *   TSX_TSCONFIG_PATH=examples/tsconfig.json npx tsx bench/concurrency.ts [--tasks 3000] [--latency-ms 2000]
+ *     [--limited-rpm 6000] [--limited-tasks N] [--generous-tasks N] [--slots N] [--measure-s N] [--shutdown]
  *
  * Isolation: each run its own database and namespace, removed afterwards.
  */
@@ -25,7 +34,7 @@ import { parseArgs } from "node:util";
 import pg from "pg";
 import { orderIds } from "../examples/order-router/lib/data";
 import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured } from "../testkit/cluster";
-import { Cluster, simStats, sleep, submit } from "../testkit/crash";
+import { Cluster, sleep, submit, type Proc } from "../testkit/crash";
 import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../testkit/scratch";
 
 const { values: args } = parseArgs({
@@ -36,16 +45,30 @@ const { values: args } = parseArgs({
     "limited-rpm": { type: "string", default: "6000" },
     /** Tasks of the rate-limited run. @default --tasks */
     "limited-tasks": { type: "string" },
+    /** Tasks of the generous run; 0 skips it. @default --tasks */
+    "generous-tasks": { type: "string" },
+    /** CLAWFLEET_PLANNER_SLOTS of the planner. @default the planner's own default */
+    slots: { type: "string" },
+    /** Seconds of the steady window after which a run stops measuring; 0 waits for every task. */
+    "measure-s": { type: "string", default: "0" },
+    /** After measuring, SIGTERM the planner holding its tasks, then let a new planner finish them all. */
+    shutdown: { type: "boolean", default: false },
     "submit-concurrency": { type: "string", default: "32" },
   },
 });
 const TASKS = Number(args.tasks);
 const LIMITED_TASKS = Number(args["limited-tasks"] ?? args.tasks);
+const GENEROUS_TASKS = Number(args["generous-tasks"] ?? args.tasks);
 const LATENCY_MS = Number(args["latency-ms"]);
 const SUBMIT_CONCURRENCY = Number(args["submit-concurrency"]);
-if (![TASKS, LIMITED_TASKS, LATENCY_MS, SUBMIT_CONCURRENCY, Number(args["generous-rpm"]), Number(args["limited-rpm"])].every((n) => Number.isInteger(n) && n > 0)) {
+const MEASURE_S = Number(args["measure-s"]);
+const SLOTS = args.slots === undefined ? undefined : Number(args.slots);
+if (![TASKS, LIMITED_TASKS, LATENCY_MS, SUBMIT_CONCURRENCY, Number(args["generous-rpm"]), Number(args["limited-rpm"]), SLOTS ?? 1].every((n) => Number.isInteger(n) && n > 0)) {
   throw new Error("every option takes a positive integer");
 }
+if (![GENEROUS_TASKS, MEASURE_S].every((n) => Number.isInteger(n) && n >= 0)) throw new Error("--generous-tasks and --measure-s take an integer >= 0");
+/** The planner's SIGTERM grace period (its default, CLAWFLEET_SHUTDOWN_GRACE_MS). */
+const GRACE_MS = 25_000;
 
 const log = (line: string) => process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${line}\n`);
 const MB = 1_048_576;
@@ -55,6 +78,29 @@ interface Sample {
   inFlight: number;
   rssBytes: number;
   done: number;
+  /** Model calls the sim has answered so far, and by model. */
+  calls: number;
+  byModel: Record<string, number>;
+}
+
+interface ShutdownFigures {
+  /** Leases the planner held when it was sent SIGTERM. */
+  inFlightAtSignal: number;
+  /** From SIGTERM to the process's exit. */
+  exitS: number;
+  exitCode: number | null;
+  /** Tasks per status right after the exit. */
+  statusAfter: Record<string, number>;
+  /** Tasks still holding a lease owner after the exit (none should). */
+  leaseOwnersLeft: number;
+  /** Of the tasks running at the signal: their attempts before and after (a hand-back does not count one). */
+  runningAtSignal: number;
+  attemptsCounted: number;
+  /** The new planner's run to the last task. */
+  finishS: number;
+  doneAfter: number;
+  failedAfter: number;
+  maxAttempts: number;
 }
 
 interface RunFigures {
@@ -68,10 +114,15 @@ interface RunFigures {
   windowS: number;
   meanInFlight: number;
   throughput: number;
+  /** Model calls per second the sim answered in the steady window, and by model (the sim's --rpm is per model). */
+  callRate: number;
+  callRateByModel: Record<string, number>;
   latencyBound: number;
   rateBound: number;
   failed: number;
+  done: number;
   wallS: number;
+  shutdown?: ShutdownFigures;
 }
 
 /** Resident set of a process, from /proc (Linux). */
@@ -85,6 +136,11 @@ async function leasesHeld(port: number): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(5_000) })).text();
   const line = text.split("\n").find((l) => l.startsWith("clawfleet_leases_held"));
   return line === undefined ? 0 : Number(line.split(/\s+/).pop());
+}
+
+/** The sim's answered model calls, in all and by model. */
+async function simCounts(url: string): Promise<{ requests: number; by_model: Record<string, number> }> {
+  return (await (await fetch(`${url}/_sim/stats`, { signal: AbortSignal.timeout(5_000) })).json()) as { requests: number; by_model: Record<string, number> };
 }
 
 async function startSimWithLimit(rpm: number): Promise<{ url: string; stop(): Promise<void> }> {
@@ -127,7 +183,73 @@ async function submitAll(base: string, n: number): Promise<string[]> {
   return ids;
 }
 
-async function run(rpm: number, tasks: number): Promise<RunFigures> {
+type Db = pg.Pool;
+
+async function progress(db: Db): Promise<{ done: number; failed: number }> {
+  const r = await db.query<{ done: string; failed: string }>(
+    "SELECT count(*) FILTER (WHERE status IN ('succeeded','failed','cancelled')) AS done, count(*) FILTER (WHERE status = 'failed') AS failed FROM tasks",
+  );
+  return { done: Number(r.rows[0]?.done ?? 0), failed: Number(r.rows[0]?.failed ?? 0) };
+}
+
+/**
+ * Waits until every task has ended, failing the run when for 90 s no task ends and no model call is made
+ * (with the rate limit binding, tasks move in step and may all end late, together).
+ */
+async function awaitAllDone(db: Db, simUrl: string, total: number): Promise<{ done: number; failed: number }> {
+  const started = Date.now();
+  let last = { key: "", at: Date.now() };
+  for (let i = 1; ; i++) {
+    const [p, calls] = await Promise.all([progress(db), simCounts(simUrl).then((c) => c.requests)]);
+    if (p.done >= total) return p;
+    const key = `${p.done}/${calls}`;
+    if (key !== last.key) last = { key, at: Date.now() };
+    if (Date.now() - last.at > 90_000) throw new Error(`no task finished and no model call made for 90 s (done ${p.done}/${total})`);
+    if (Date.now() - started > 60 * 60_000) throw new Error("tasks not done within an hour");
+    if (i % 20 === 0) log(`done ${p.done}/${total}, sim calls ${calls}`);
+    await sleep(500);
+  }
+}
+
+/**
+ * SIGTERM to the planner while it holds its tasks: the time to its exit, what the tasks look like then
+ * (every one handed back: queued, no lease owner, its attempt not counted), and a new planner that
+ * finishes them all.
+ */
+async function shutdownPhase(cluster: Cluster, db: Db, simUrl: string, planner: Proc, total: number, inFlightAtSignal: number): Promise<ShutdownFigures> {
+  const before = await db.query<{ id: string; attempts: number }>("SELECT id, attempts FROM tasks WHERE status = 'running'");
+  const attemptsBefore = new Map(before.rows.map((r) => [r.id, r.attempts]));
+  const t0 = performance.now();
+  planner.signal("SIGTERM");
+  const exit = await planner.exited;
+  const exitS = (performance.now() - t0) / 1000;
+  log(`planner exited ${exitS.toFixed(1)} s after SIGTERM (code ${String(exit.code)})`);
+  const status = await db.query<{ status: string; n: string }>("SELECT status, count(*) AS n FROM tasks GROUP BY status ORDER BY status");
+  const owners = await db.query<{ n: string }>("SELECT count(*) AS n FROM tasks WHERE lease_owner IS NOT NULL AND status NOT IN ('succeeded','failed','cancelled')");
+  const after = await db.query<{ id: string; attempts: number }>("SELECT id, attempts FROM tasks WHERE id = ANY($1::uuid[])", [[...attemptsBefore.keys()]]);
+  // A task's attempt is counted by the claim; a hand-back gives it back, so its count is one less than while it ran.
+  const attemptsCounted = after.rows.filter((r) => r.attempts >= (attemptsBefore.get(r.id) ?? 0)).length;
+  const next = await cluster.start("planner-2", "planner", SLOTS === undefined ? {} : { CLAWFLEET_PLANNER_SLOTS: String(SLOTS) });
+  log(`new planner ${next.nodeId} ready; waiting for every task`);
+  const t1 = performance.now();
+  const end = await awaitAllDone(db, simUrl, total);
+  const maxAttempts = await db.query<{ n: number | null }>("SELECT max(attempts) AS n FROM tasks");
+  return {
+    inFlightAtSignal,
+    exitS,
+    exitCode: exit.code,
+    statusAfter: Object.fromEntries(status.rows.map((r) => [r.status, Number(r.n)])),
+    leaseOwnersLeft: Number(owners.rows[0]?.n ?? 0),
+    runningAtSignal: attemptsBefore.size,
+    attemptsCounted,
+    finishS: (performance.now() - t1) / 1000,
+    doneAfter: end.done,
+    failedAfter: end.failed,
+    maxAttempts: maxAttempts.rows[0]?.n ?? 0,
+  };
+}
+
+async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<RunFigures> {
   const scratch = await createScratch("benchconc", "clawfleet_bench_");
   const sim = await startSimWithLimit(rpm).catch(async (err: unknown) => {
     await scratch.remove();
@@ -150,44 +272,54 @@ async function run(rpm: number, tasks: number): Promise<RunFigures> {
     const base = `http://127.0.0.1:${api.port}`;
     log(`run rpm=${rpm}: submitting ${tasks} tasks`);
     const ids = await submitAll(base, tasks);
-    const before = { sim: await simStats(sim.url) };
-    // The planner starts on a full queue, with the default slots and memory cap.
-    const planner = await cluster.start("planner-1", "planner");
+    // The planner starts on a full queue, with the default slots (unless --slots) and memory cap.
+    const planner = await cluster.start("planner-1", "planner", SLOTS === undefined ? {} : { CLAWFLEET_PLANNER_SLOTS: String(SLOTS) });
     const rssBefore = rssOf(planner.pid);
     log(`planner ready (rss ${Math.round(rssBefore / MB)} MB); sampling`);
     const started = Date.now();
     const samples: Sample[] = [];
     let failed = 0;
+    let done = 0;
     for (;;) {
-      const [inFlight, counts] = await Promise.all([
-        leasesHeld(planner.port).catch(() => -1),
-        db.query<{ done: string; failed: string }>(
-          "SELECT count(*) FILTER (WHERE status IN ('succeeded','failed','cancelled')) AS done, count(*) FILTER (WHERE status = 'failed') AS failed FROM tasks",
-        ),
-      ]);
-      const done = Number(counts.rows[0]?.done ?? 0);
-      failed = Number(counts.rows[0]?.failed ?? 0);
-      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done });
-      if (samples.length % 10 === 0) log(`in flight ${inFlight}, done ${done}/${ids.length}, rss ${Math.round(rssOf(planner.pid) / MB)} MB`);
+      const [inFlight, counts, stats] = await Promise.all([leasesHeld(planner.port).catch(() => -1), progress(db), simCounts(sim.url)]);
+      const calls = stats.requests;
+      done = counts.done;
+      failed = counts.failed;
+      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, byModel: stats.by_model });
+      if (samples.length % 10 === 0) log(`in flight ${inFlight}, done ${done}/${ids.length}, sim calls ${calls}, rss ${Math.round(rssOf(planner.pid) / MB)} MB`);
       if (done >= ids.length) break;
+      if (MEASURE_S > 0) {
+        const peakSoFar = Math.max(...samples.map((x) => x.inFlight));
+        const steadyFrom = samples.find((x) => x.inFlight >= 0.9 * peakSoFar);
+        if (steadyFrom && Date.now() - steadyFrom.at >= MEASURE_S * 1000) break;
+      }
       if (Date.now() - started > 30 * 60_000) throw new Error("tasks not done within 30 minutes");
       const minuteAgo = samples.find((x) => x.at >= Date.now() - 90_000);
-      if (minuteAgo && minuteAgo.at < Date.now() - 80_000 && minuteAgo.done === done) throw new Error(`no task finished for 90 s (done ${done}/${ids.length})`);
+      if (minuteAgo && minuteAgo.at < Date.now() - 80_000 && minuteAgo.done === done && minuteAgo.calls === calls) {
+        throw new Error(`no task finished and no model call made for 90 s (done ${done}/${ids.length})`);
+      }
       await sleep(500);
     }
     const wallS = (Date.now() - started) / 1000;
-    const calls = (await simStats(sim.url)).requests - before.sim.requests;
-    const callsPerTask = calls / ids.length;
     const peak = samples.reduce((a, s) => (s.inFlight > a.inFlight ? s : a));
     // The steady window: while the planner held at least 90% of its peak.
     const steady = samples.filter((s) => s.inFlight >= 0.9 * peak.inFlight);
     const first = steady[0] ?? peak;
     const last = steady[steady.length - 1] ?? peak;
     const windowS = Math.max(0.001, (last.at - first.at) / 1000);
+    // Model calls per finished task: its checkpointed model turns (the sim's count also has calls of tasks still in flight).
+    const turns = await db.query<{ n: string | null }>(
+      "SELECT count(*)::float / NULLIF((SELECT count(*) FROM tasks WHERE status = 'succeeded'), 0) AS n FROM steps s JOIN tasks t ON t.id = s.task_id WHERE t.status = 'succeeded' AND s.kind = 'llm'",
+    );
+    const callsPerTask = Number(turns.rows[0]?.n ?? 0) || 6;
     const meanInFlight = steady.reduce((a, s) => a + s.inFlight, 0) / Math.max(1, steady.length);
     const latencyBound = meanInFlight / (callsPerTask * (LATENCY_MS / 1000));
-    const rateBound = rpm / 60 / callsPerTask;
-    return {
+    // The sim limits each model on its own: the model with the largest share of a task's calls binds first.
+    const windowCalls = Object.fromEntries(Object.entries(last.byModel).map(([m, n]) => [m, n - (first.byModel[m] ?? 0)]));
+    const totalWindowCalls = Object.values(windowCalls).reduce((a, n) => a + n, 0);
+    const largestShare = totalWindowCalls > 0 ? Math.max(...Object.values(windowCalls)) / totalWindowCalls : 1;
+    const rateBound = rpm / 60 / (callsPerTask * largestShare);
+    const figures: RunFigures = {
       rpm,
       tasks,
       peakInFlight: peak.inFlight,
@@ -198,11 +330,16 @@ async function run(rpm: number, tasks: number): Promise<RunFigures> {
       windowS,
       meanInFlight,
       throughput: (last.done - first.done) / windowS,
+      callRate: (last.calls - first.calls) / windowS,
+      callRateByModel: Object.fromEntries(Object.entries(windowCalls).map(([m, n]) => [m, n / windowS])),
       latencyBound,
       rateBound,
       failed,
+      done,
       wallS,
     };
+    if (withShutdown) figures.shutdown = await shutdownPhase(cluster, db, sim.url, planner, ids.length, samples[samples.length - 1]?.inFlight ?? 0);
+    return figures;
   } finally {
     // Every process's output to $CLAWFLEET_CRASH_LOGS/concurrency-<rpm>/ when that variable names a folder.
     cluster.dump(`concurrency-${rpm}`);
@@ -215,24 +352,40 @@ async function run(rpm: number, tasks: number): Promise<RunFigures> {
 
 function report(label: string, f: RunFigures): string {
   const bound = Math.min(f.latencyBound, f.rateBound);
-  return [
+  const lines = [
     `${label} (sim --rpm ${f.rpm}, ${f.tasks} tasks):`,
     `  peak tasks in flight in the planner   ${f.peakInFlight}`,
     `  planner RSS before / at peak          ${f.rssBeforeMb.toFixed(0)} MB / ${f.rssAtPeakMb.toFixed(0)} MB`,
     `  RSS per task in flight                ${f.rssPerTaskKb.toFixed(0)} KB`,
     `  model calls per task                  ${f.callsPerTask.toFixed(2)}`,
     `  steady window (>= 90% of peak)        ${f.windowS.toFixed(1)} s, mean ${f.meanInFlight.toFixed(0)} in flight`,
-    `  throughput in that window             ${f.throughput.toFixed(1)} tasks/s`,
-    `  bound: latency ${f.latencyBound.toFixed(1)}, rate limit ${f.rateBound.toFixed(1)} tasks/s -> ${((100 * f.throughput) / bound).toFixed(0)}% of min`,
-    `  failed tasks ${f.failed}; all done after ${f.wallS.toFixed(1)} s`,
-  ].join("\n");
+    `  throughput in that window             ${f.throughput.toFixed(2)} tasks/s; model calls ${f.callRate.toFixed(1)}/s (${Object.entries(f.callRateByModel).map(([m, r]) => `${m} ${r.toFixed(1)}/s`).join(", ")}; limit ${(f.rpm / 60).toFixed(1)}/s per model)`,
+    // With every task in flight at once they move in step and end together, late: tasks ended in a window
+    // says little; the work done in it is its model calls, a task's worth per calls-per-task of them.
+    `  work done in that window              ${(f.callRate / f.callsPerTask).toFixed(2)} tasks/s (model calls / calls per task)`,
+    `  bound: latency ${f.latencyBound.toFixed(1)}, rate limit ${f.rateBound.toFixed(2)} tasks/s -> ${((100 * f.callRate) / f.callsPerTask / bound).toFixed(0)}% of min`,
+    `  failed tasks ${f.failed}; ${f.done}/${f.tasks} done after ${f.wallS.toFixed(1)} s`,
+  ];
+  const s = f.shutdown;
+  if (s) {
+    lines.push(
+      `  shutdown: SIGTERM with ${s.inFlightAtSignal} in flight (${s.runningAtSignal} running in the database)`,
+      `    exit after ${s.exitS.toFixed(1)} s (grace ${GRACE_MS / 1000} s), code ${String(s.exitCode)}`,
+      `    tasks then: ${Object.entries(s.statusAfter).map(([k, n]) => `${k} ${n}`).join(", ")}; lease owners left ${s.leaseOwnersLeft}; attempts counted for ${s.attemptsCounted}`,
+      `    a new planner finished them: ${s.doneAfter}/${f.tasks} done in ${s.finishS.toFixed(1)} s, failed ${s.failedAfter}, most attempts of a task ${s.maxAttempts}`,
+    );
+  }
+  return lines.join("\n");
 }
 
 async function main(): Promise<void> {
   log(`${os.cpus().length} cores, ${TASKS} tasks, model latency ${LATENCY_MS} ms`);
-  const generous = await run(Number(args["generous-rpm"]), TASKS);
-  process.stdout.write(`${report("generous rate limit", generous)}\n`);
-  const limited = await run(Number(args["limited-rpm"]), LIMITED_TASKS);
+  if (GENEROUS_TASKS > 0) {
+    const generous = await run(Number(args["generous-rpm"]), GENEROUS_TASKS, false);
+    process.stdout.write(`${report("generous rate limit", generous)}\n`);
+    process.stdout.write(`load average (1, 5, 15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
+  }
+  const limited = await run(Number(args["limited-rpm"]), LIMITED_TASKS, args.shutdown === true);
   process.stdout.write(`${report("rate limit binding", limited)}\n`);
   process.stdout.write(`load average (1, 5, 15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
 }

@@ -62,7 +62,7 @@ export function executorService(resources: Resources, metrics: Metrics, localToo
       specs: {
         handler: (ctx: Context) => {
           const p = parseParams(Executor.specs, ctx.params, "executor.specs");
-          return ready().specs(p.agent, p.names);
+          return p.side_effects === true ? ready().describe(p.agent, p.names) : ready().specs(p.agent, p.names);
         },
       },
     },

@@ -7,6 +7,7 @@ import type { Context, ServiceSchema } from "moleculer";
 import { z } from "zod";
 import { taskEventSink } from "../src/agent/events";
 import { Intake, type SubmitResult } from "../src/queue/intake";
+import { CreateBatcher } from "../src/queue/createBatcher";
 import { channelSender } from "../src/queue/channels";
 import { ReaperLoop } from "../src/queue/reaperLoop";
 import { CanaryJudgeLoop } from "../src/rollout/judgeLoop";
@@ -187,7 +188,8 @@ export function intakeService(resources: Resources, metrics?: Metrics): ServiceS
       rollouts = new Rollouts({ store, agents: resources.agents, logger: this.logger, events: { sink: canaryEventSink(broker, this.logger), node: broker.nodeID } });
       approvals = new ApprovalControl({ store, wakeUps, logger: this.logger, events: { emitter: broker, sink: events.sink, node: broker.nodeID } });
       parts = {
-        intake: new Intake({ store, agents: resources.agents, wakeUps, events, ...(submitQuota ? { submitQuota } : {}), webhooks: webhooks.admission, rollouts }),
+        // Submits that arrive together are committed together (src/queue/createBatcher.ts).
+        intake: new Intake({ store, createTask: new CreateBatcher(store), agents: resources.agents, wakeUps, events, ...(submitQuota ? { submitQuota } : {}), webhooks: webhooks.admission, rollouts }),
         wakeUps,
         canceller,
       };

@@ -15,11 +15,12 @@ import { AbortTaskParamsSchema, parseParams, TASK_CANCELLED_CONTROL_EVENT, TaskC
 import { PriceTable } from "../src/llm/pricing";
 import { channelSender } from "../src/queue/channels";
 import { plannerConsumer, TASKS_READY_CHANNEL, WakeUps } from "../src/queue/wakeups";
-import type { CompleteResponse, ToolSpec, ToolSpecsQuery } from "../src/contracts";
+import type { CompleteResponse, DescribedToolSpec, ToolSpecsQuery } from "../src/contracts";
 import type { Resources } from "../src/node/resources";
 import { consumerId, subscriptionState } from "../src/queue/subscription";
 import { ConsumeWatchdog } from "../src/health/watchdog";
 import { RemoteTaskStore } from "../src/store/remoteStore";
+import { splitDescribedSpecs } from "../src/tools/source";
 import { claimsHonouringSwitches, processSwitchBoard, SWITCH_CHANGED_EVENT, SwitchBoard, SwitchGate } from "../src/switches";
 import { TenantQuotas } from "../src/tenancy";
 import type { Metrics } from "../src/telemetry/metrics";
@@ -137,7 +138,19 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
       };
       const wakeUps = new WakeUps(channelSender(broker), this.logger);
       // Tools come and go with the services that hold them (any node, any time): a spec list is kept briefly.
-      const specCache = new Map<string, { specs: Promise<ToolSpec[]>; until: number }>();
+      // The executor says which tools are side effects; that is split off here, so the model never sees it.
+      type Catalog = ReturnType<typeof splitDescribedSpecs>;
+      const specCache = new Map<string, { catalog: Promise<Catalog>; until: number }>();
+      const toolCatalog = (agent: AgentDefinition): Promise<Catalog> => {
+        const key = `${agent.name}@${agent.promptVersion}`;
+        const cached = specCache.get(key);
+        if (cached && cached.until > Date.now()) return cached.catalog;
+        const query: ToolSpecsQuery = { agent: agent.name, names: agent.tools, side_effects: true };
+        const catalog = broker.call<DescribedToolSpec[], ToolSpecsQuery>("executor.specs", query).then(splitDescribedSpecs);
+        specCache.set(key, { catalog, until: Date.now() + TOOL_SPECS_TTL_MS });
+        catalog.catch(() => specCache.delete(key));
+        return catalog;
+      };
       // The task lifecycle events (clawfleet.task.*), emitted after the write that makes each transition.
       const events = new AttemptEvents(taskEventSink(broker, this.logger), broker.nodeID);
       // Each checkpoint is progress (the stall watchdog), a step in the metrics and a `clawfleet.task.step` event.
@@ -172,15 +185,8 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
             run: (call, signal) =>
               cancellableCall<ToolResult, typeof call>(calls, "executor.run", call, signal, { timeout: 120_000, abandon: false, groups: ["executor"] }),
           },
-          toolSpecs: (agent: AgentDefinition) => {
-            const key = `${agent.name}@${agent.promptVersion}`;
-            const cached = specCache.get(key);
-            if (cached && cached.until > Date.now()) return cached.specs;
-            const specs = broker.call<ToolSpec[], ToolSpecsQuery>("executor.specs", { agent: agent.name, names: agent.tools });
-            specCache.set(key, { specs, until: Date.now() + TOOL_SPECS_TTL_MS });
-            specs.catch(() => specCache.delete(key));
-            return specs;
-          },
+          toolSpecs: async (agent: AgentDefinition) => (await toolCatalog(agent)).specs,
+          sideEffectTools: async (agent: AgentDefinition) => (await toolCatalog(agent)).sideEffects,
           prices: new PriceTable(config.prices),
           logger: this.logger,
           // Task and step series are recorded here, in the planner that runs the task; events carry the same labels.

@@ -246,7 +246,8 @@ const EnvSchema = z.object({
   CLAWFLEET_NODE_ID: optionalString,
   CLAWFLEET_PROMPTS_DIR: optionalString,
   CLAWFLEET_USER_SERVICES: optionalString,
-  CLAWFLEET_PLANNER_SLOTS: intFrom("CLAWFLEET_PLANNER_SLOTS", 256, 1),
+  // Sized for I/O-bound work: 2,000 tasks in flight measured in one planner (BENCHMARKS.md, "Concurrency").
+  CLAWFLEET_PLANNER_SLOTS: intFrom("CLAWFLEET_PLANNER_SLOTS", 2000, 1),
   CLAWFLEET_PLANNER_MAX_RSS_MB: intFrom("CLAWFLEET_PLANNER_MAX_RSS_MB", 1536, 0),
   CLAWFLEET_MAX_STEPS: intFrom("CLAWFLEET_MAX_STEPS", 40, 1),
   CLAWFLEET_LEASE_TTL_MS: intFrom("CLAWFLEET_LEASE_TTL_MS", 5000, 500),
@@ -265,7 +266,9 @@ const EnvSchema = z.object({
   CLAWFLEET_SIM_POLICIES: optionalString,
   CLAWFLEET_RATE_LIMITS: jsonFrom("CLAWFLEET_RATE_LIMITS", RateLimitTableSchema, {}),
   CLAWFLEET_RATE_LIMIT_WINDOW_MS: intFrom("CLAWFLEET_RATE_LIMIT_WINDOW_MS", 60_000, 1),
-  CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS: intFrom("CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS", 2000, 0),
+  // Long enough that a planner's thousands of tasks wait their turn in the gateway's priority queue (one entry
+  // each, admitted in order at the limit's pace) instead of being refused and retrying all at once.
+  CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS: intFrom("CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS", 300_000, 0),
   CLAWFLEET_PRICES: jsonFrom("CLAWFLEET_PRICES", PricesSchema, {}),
   CLAWFLEET_FAULT_DROP_WAKEUPS: numFrom("CLAWFLEET_FAULT_DROP_WAKEUPS", 0, 0, 1),
   CLAWFLEET_TENANT_MAX_RUNNING: intFrom("CLAWFLEET_TENANT_MAX_RUNNING", 0, 0),

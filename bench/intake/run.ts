@@ -10,10 +10,16 @@
  * Latency is counted from each request's scheduled time (so a stalled sender shows
  * up in it); a send more than 10 ms behind its schedule counts as late; any answer
  * but 202, or no answer, is an error. After the run the rows are counted: every
- * 202 must be durable.
+ * 202 must be durable. Under each line: the CPU time per submit of the measured
+ * processes (api and checkpoint; the peer's), and the api's calls of the checkpoint
+ * per submit (brokerCounter.cjs), which group commit brings under one.
  *
- *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30]
+ *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--profile dir]
+ *
+ * `--profile dir` runs every Clawfleet process under the CPU profiler (profiles in
+ * dir/split/<role>/), read with bench/throughput/profileTop.ts.
  */
+import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -22,10 +28,10 @@ import { freePort, spawnCaptured, stopAll, type NodeProcess } from "../../testki
 import { createTestDatabase } from "../../testkit/scratch";
 import { warmUp } from "../throughput/driver";
 import { startLayout } from "../throughput/layouts";
-import { loadLine, percentile, sleep } from "../throughput/meters";
+import { cpuMs, delta, loadLine, percentile, sleep } from "../throughput/meters";
 
 const { values: args } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, rate: { type: "string" }, seconds: { type: "string" }, slots: { type: "string", default: "8" } },
+  options: { quick: { type: "boolean", default: false }, rate: { type: "string" }, seconds: { type: "string" }, slots: { type: "string", default: "8" }, profile: { type: "string" } },
 });
 const QUICK = args.quick ?? false;
 const RATE = Number(args.rate ?? (QUICK ? 200 : 1000));
@@ -100,14 +106,39 @@ function report(name: string, o: Outcome[], rows: number): string {
   );
 }
 
+/** CPU time of each process during the load, per submit: less at the mercy of the machine's other work than latency. */
+function cpuLine(pids: ReadonlyArray<{ name: string; pid: number; before: number }>, submits: number): string {
+  return `  ${"".padEnd(10)} CPU per submit: ${pids.map((p) => `${p.name} ${((cpuMs(p.pid) - p.before) / submits).toFixed(2)} ms`).join(", ")}`;
+}
+
+/** The api's Moleculer traffic counted by brokerCounter.cjs (its own file in the counts folder). */
+function countsOf(dir: string, pid: number): Map<string, number> {
+  try {
+    const { counts } = JSON.parse(fs.readFileSync(path.join(dir, `${pid}.json`), "utf8")) as { counts: Record<string, number> };
+    return new Map(Object.entries(counts));
+  } catch {
+    return new Map();
+  }
+}
+
 async function clawfleet(): Promise<string> {
-  const l = await startLayout("split", { slots: Number(args.slots) });
+  const l = await startLayout("split", { slots: Number(args.slots), ...(args.profile ? { profileDir: args.profile } : {}) });
   try {
     await warmUp(l, 3);
     const api = l.nodes.find((n) => n.name === "api");
     if (!api || !l.scratch) throw new Error("no api node");
+    const measured = l.nodes.filter((n) => n.name === "api" || n.name === "checkpoint").map((n) => ({ name: n.name, pid: n.proc.pid ?? 0, before: cpuMs(n.proc.pid ?? 0) }));
+    await sleep(1_200);
+    const countsBefore = countsOf(l.countsDir, api.proc.pid ?? 0);
     const o = await load(api.port);
-    return report("Clawfleet", o, await countRows(l.scratch.db.url, "tasks"));
+    const cpu = cpuLine(measured, o.length);
+    // The counts are written once a second.
+    await sleep(1_200);
+    const calls = [...delta(countsOf(l.countsDir, api.proc.pid ?? 0), countsBefore)]
+      .filter(([k]) => k.startsWith("remote checkpoint."))
+      .map(([k, v]) => `${k.slice("remote ".length)} ${(v / o.length).toFixed(3)}`)
+      .join(", ");
+    return `${report("Clawfleet", o, await countRows(l.scratch.db.url, "tasks"))}\n${cpu}\n  ${"".padEnd(10)} api's checkpoint calls per submit: ${calls || "none counted"}`;
   } finally {
     await l.stop();
   }
@@ -124,8 +155,9 @@ async function peer(): Promise<string> {
       if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`peer not ready:\n${output().slice(-2000)}`);
       await sleep(200);
     }
+    const before = cpuMs(proc.pid ?? 0);
     const o = await load(port);
-    return report("peer", o, await countRows(db.url, "peer_tasks"));
+    return `${report("peer", o, await countRows(db.url, "peer_tasks"))}\n${cpuLine([{ name: "peer", pid: proc.pid ?? 0, before }], o.length)}`;
   } finally {
     await stopAll([node]);
     await db.drop();

@@ -9,11 +9,17 @@
  *
  * Every node is preloaded with brokerCounter.cjs (its Moleculer traffic) and may
  * be profiled (`--cpu-prof`).
+ *
+ * The simulated model stands for the provider. By default (`provider: "process"`) it
+ * runs as its own `clawfleet sim` process that every node reaches over HTTP, as a
+ * provider is reached, so its CPU is measured apart from Clawfleet's; with
+ * `provider: "in-process"` it runs inside the node that serves the rate-gateway role
+ * (the embedded default), and its cost is counted as that node's.
  */
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { EXECUTOR_ROLES, freePort, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../../testkit/cluster";
+import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../../testkit/cluster";
 import { createScratch, type Scratch } from "../../testkit/scratch";
 import type { BarePlan } from "./bareNode";
 import { BROKER_COUNTER, sleep } from "./meters";
@@ -30,6 +36,8 @@ export interface RunningLayout {
   scratch: Scratch | undefined;
   /** Where the nodes' broker counts are written. */
   countsDir: string;
+  /** The simulated provider's own process, when it runs apart: its CPU is not Clawfleet's. */
+  provider?: NodeProcess;
   stop(): Promise<void>;
 }
 
@@ -38,6 +46,35 @@ export interface LayoutOptions {
   slots: number;
   /** A folder for `.cpuprofile` files, one per process; none: not profiled. */
   profileDir?: string;
+  /** Where the simulated model runs (see the module's comment). @default "process" */
+  provider?: "process" | "in-process";
+}
+
+/** `clawfleet sim` as its own process at zero latency, with no rate limit: the provider the nodes call. */
+async function startProvider(): Promise<NodeProcess> {
+  const port = await freePort();
+  const bin = path.join(ROOT, "bin", "clawfleet.js");
+  const { proc, output, exited } = spawnCaptured([bin, "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES], packageResolutionEnv());
+  const node: NodeProcess = {
+    name: "provider",
+    port,
+    proc,
+    output,
+    exited,
+    kill: (signal = "SIGKILL") => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    },
+  };
+  const deadline = Date.now() + 180_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`the simulated provider exited during start-up:\n${output().slice(-3000)}`);
+    if (await fetch(`http://127.0.0.1:${port}/_sim/stats`).then((r) => r.ok, () => false)) return node;
+    if (Date.now() > deadline) {
+      node.kill();
+      throw new Error(`the simulated provider did not start:\n${output().slice(-3000)}`);
+    }
+    await sleep(200);
+  }
 }
 
 /**
@@ -60,9 +97,11 @@ async function startAll(starts: Promise<NodeProcess>[]): Promise<NodeProcess> {
 
 export async function startLayout(layout: Layout, o: LayoutOptions): Promise<RunningLayout> {
   const countsDir = fs.mkdtempSync(path.join(os.tmpdir(), `cf-bench-counts-${layout}-`));
+  let provider: NodeProcess | undefined;
   const common = (profileSub: string): Record<string, string> => ({
     LOG_LEVEL: "warn",
     CLAWFLEET_SIM_LATENCY_MS: "0",
+    ...(provider ? { ANTHROPIC_BASE_URL: `http://127.0.0.1:${provider.port}` } : {}),
     CLAWFLEET_PLANNER_SLOTS: String(o.slots),
     CF_BENCH_COUNTS_DIR: countsDir,
     ...measuredEnv(o.profileDir ? path.join(o.profileDir, layout, profileSub) : undefined),
@@ -70,11 +109,12 @@ export async function startLayout(layout: Layout, o: LayoutOptions): Promise<Run
   const scratch = layout === "embedded" ? undefined : await createScratch("benchtput");
   const nodes: NodeProcess[] = [];
   const stop = async () => {
-    await stopAll(nodes);
+    await stopAll(provider ? [...nodes, provider] : nodes);
     await scratch?.remove();
     fs.rmSync(countsDir, { recursive: true, force: true });
   };
   try {
+    if ((o.provider ?? "process") === "process") provider = await startProvider();
     let base: string;
     if (layout === "embedded") {
       const node = await startNodeProcess({ name: "embedded", env: { ...common("embedded"), CLAWFLEET_DATA_DIR: "memory://" }, timeoutMs: 180_000 });
@@ -103,7 +143,7 @@ export async function startLayout(layout: Layout, o: LayoutOptions): Promise<Run
       ]);
       base = `http://127.0.0.1:${api.port}`;
     }
-    return { layout, peer: "clawfleet", base, nodes, scratch, countsDir, stop };
+    return { layout, peer: "clawfleet", base, nodes, scratch, countsDir, ...(provider ? { provider } : {}), stop };
   } catch (err) {
     await stop();
     throw err;

@@ -12,6 +12,10 @@
  *
  *   npx tsx bench/throughput/run.ts [--quick] [--tasks 400] [--rate 20] [--latency-seconds 15] [--work-tasks 40]
  *                                   [--slots 8] [--profile dir] [--layouts one-process,split,embedded]
+ *                                   [--provider process|in-process]
+ *
+ * `--provider process` (the default) runs the simulated model as its own process, as a provider is
+ * reached: its CPU is printed apart and not counted as Clawfleet's (layouts.ts).
  *
  * `--profile dir` runs every process under `node --cpu-prof` (profiles in dir/<layout>/<role>/),
  * read with bench/throughput/profileTop.ts. Figures are noisy on a shared machine: the load
@@ -36,6 +40,7 @@ const { values: args } = parseArgs({
     slots: { type: "string", default: "8" },
     profile: { type: "string" },
     layouts: { type: "string", default: LAYOUTS.join(",") },
+    provider: { type: "string", default: "process" },
   },
 });
 const QUICK = args.quick ?? false;
@@ -45,6 +50,8 @@ const LATENCY_TASKS = RATE * Number(args["latency-seconds"] ?? (QUICK ? 4 : 15))
 const WORK_TASKS = Number(args["work-tasks"] ?? (QUICK ? 10 : 40));
 const SLOTS = Number(args.slots);
 const LAYOUT_LIST = (args.layouts ?? "").split(",") as Layout[];
+if (args.provider !== "process" && args.provider !== "in-process") throw new Error(`--provider is process or in-process, not ${args.provider}`);
+const PROVIDER: "process" | "in-process" = args.provider;
 
 /** The bare pipeline's plan: the measured per-task counts (background actions left out), rounded. */
 function planOf(w: Work): BarePlan {
@@ -67,6 +74,8 @@ interface Throughput {
   perSecond: number;
   /** CPU ms each process used over the run, by process name. */
   cpu: Map<string, number>;
+  /** CPU ms the simulated provider's own process used over the run, when it runs apart. */
+  providerCpu?: number;
   load: string;
 }
 
@@ -75,10 +84,13 @@ function cpuOf(l: RunningLayout): Map<string, number> {
 }
 
 async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
+  const providerPid = l.provider?.proc.pid;
   const cpu0 = cpuOf(l);
+  const p0 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const sent = await submitBurst(l.base, n, 16);
   const done = await waitFinished(l, sent.map((s) => s.id), 900_000);
   const cpu1 = cpuOf(l);
+  const p1 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const first = Math.min(...sent.map((s) => s.sentAt));
   const last = Math.max(...done.map((d) => d.finishedAt));
   const seconds = (last - first) / 1000;
@@ -89,6 +101,7 @@ async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
     seconds,
     perSecond: done.length / seconds,
     cpu: new Map([...cpu1].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)])),
+    ...(providerPid === undefined ? {} : { providerCpu: p1 - p0 }),
     load: loadLine(),
   };
 }
@@ -135,6 +148,7 @@ function formatRun(name: string, t: Throughput, lat: Latency | undefined): strin
   return [
     `  ${name.padEnd(10)} ${t.perSecond.toFixed(1).padStart(7)} tasks/s  (${t.ok}/${t.tasks} succeeded in ${t.seconds.toFixed(1)} s, ${stepsPer.toFixed(1)} steps per task; ${t.load})`,
     `             CPU ms per step, by process: ${cpuLines}; all: ${(cpuTotal / Math.max(1, t.steps)).toFixed(2)} (${(cpuTotal / Math.max(1, t.tasks)).toFixed(1)} per task)`,
+    t.providerCpu === undefined ? "" : `             the simulated provider's own process, not counted above: ${(t.providerCpu / Math.max(1, t.steps)).toFixed(2)} CPU ms per step`,
     lat ? `             latency at ${RATE} tasks/s: p50 ${lat.p50.toFixed(0)} ms, p99 ${lat.p99.toFixed(0)} ms (${lat.n} tasks; ${lat.load})` : "",
   ]
     .filter((s) => s !== "")
@@ -156,14 +170,14 @@ async function measure(l: RunningLayout, withLatency: boolean): Promise<{ t: Thr
 }
 
 async function main(): Promise<void> {
-  const opts = { slots: SLOTS, ...(args.profile ? { profileDir: args.profile } : {}) };
+  const opts = { slots: SLOTS, provider: PROVIDER, ...(args.profile ? { profileDir: args.profile } : {}) };
   process.stdout.write(
-    `throughput bench (${QUICK ? "quick" : "full"}): ${TASKS} order-router tasks per run, CLAWFLEET_PLANNER_SLOTS=${SLOTS} per planner, sim latency 0 ms; ${loadLine()}\n\n`,
+    `throughput bench (${QUICK ? "quick" : "full"}): ${TASKS} order-router tasks per run, CLAWFLEET_PLANNER_SLOTS=${SLOTS} per planner, sim latency 0 ms, sim ${PROVIDER === "process" ? "in its own process" : "inside the rate-gateway's node"}; ${loadLine()}\n\n`,
   );
   // `--plan '{"modelTurns":6,…}'` skips the work-per-task phase and gives the bare pipeline's plan as measured before.
   const works: Work[] = [];
   for (const layout of args.plan ? [] : QUICK ? (["one-process"] as const) : (["one-process", "split"] as const)) {
-    const l = await startLayout(layout, { slots: SLOTS });
+    const l = await startLayout(layout, { slots: SLOTS, provider: PROVIDER });
     try {
       works.push(await measureWork(l, WORK_TASKS, QUICK ? 8_000 : 20_000));
     } finally {

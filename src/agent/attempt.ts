@@ -6,7 +6,7 @@
  */
 import type { AgentDefinition } from "./definition";
 import type { RetryPolicy } from "./modelRetry";
-import type { ApprovalRequest, TaskRecord, Usage } from "../contracts";
+import type { ApprovalRequest, NewStep, TaskRecord, Usage } from "../contracts";
 import type { PriceTable } from "../llm/pricing";
 import type { BudgetName } from "../contracts";
 import type { BudgetMeter } from "../budgets";
@@ -37,10 +37,26 @@ export interface LoopProgress {
   toolCalls: number;
 }
 
+/**
+ * A model turn made but not written yet: the answer the attempt ends on. It is written with the task's
+ * terminal write, in the same statement (`finishWithStep`), and announced after that commit.
+ */
+export interface PendingCheckpoint {
+  step: NewStep;
+  /** What the turn spent, added to the task's usage with the step. */
+  usage: Usage;
+  /** Tells the attempt's interceptor chain of the step (its StepEvent): only once it is stored. */
+  announce(): void;
+}
+
+/**
+ * `checkpoint`, on an ending: the model's answer that ended the attempt, still to be written with the outcome.
+ * Whoever writes the outcome writes it too (settle.ts `writeTerminal`); an attempt that writes nothing loses it.
+ */
 export type RunOutcome =
   /** `budgetExhausted`: the budget that ran out, recorded on the task (`on_exhausted: finish` ended it with a wrap-up answer). */
-  | { kind: "succeeded"; result: unknown; budgetExhausted?: BudgetName }
-  | { kind: "failed"; error: { type: string; message: string } }
+  | { kind: "succeeded"; result: unknown; budgetExhausted?: BudgetName; checkpoint?: PendingCheckpoint }
+  | { kind: "failed"; error: { type: string; message: string }; checkpoint?: PendingCheckpoint }
   /** Stopped at a step boundary because `signal` aborted; the task is resumable. */
   | { kind: "interrupted"; reason: unknown }
   /** A call the agent gates (`approval.tools`) waits for an operator's decision; the task parks on it (src/approvals). */

@@ -17,7 +17,10 @@ export interface RetryPolicy {
   baseDelayMs: number;
   /** Longest single backoff. @default 8000 */
   maxDelayMs: number;
-  /** Longest total wait on rate-limit backpressure before the attempt gives up. @default 300000 */
+  /**
+   * Longest total wait on rate-limit backpressure before the attempt gives up: the back-offs after refusals and
+   * the time each refused call spent queued at the gateway before it was refused. @default 300000
+   */
   maxRateLimitWaitMs: number;
   /** Told each backpressure wait once it is over (the planner's rate-limit wait metric). */
   onRateLimitWait?(seconds: number, req: CompleteRequest): void;
@@ -49,11 +52,15 @@ export async function callModelWithRetry(
   let providerFailures = 0;
   let waitedMs = 0;
   for (;;) {
+    const asked = performance.now();
     try {
       return await llm.complete(req, callSignal);
     } catch (err) {
       if (signal.aborted) throw err;
       if (err instanceof RateLimitedError) {
+        // A refusal may come after a long wait in the gateway's queue (CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS): that
+        // time counts too, or a turn could wait many times the allowance, one gateway wait at a time.
+        waitedMs += performance.now() - asked;
         const retryAfterS = Number((err.data as { retryAfter?: unknown } | undefined)?.retryAfter ?? 1);
         const wait = Math.max(50, Math.min(p.maxDelayMs * 4, retryAfterS * 1000));
         if (waitedMs + wait > p.maxRateLimitWaitMs) throw err;

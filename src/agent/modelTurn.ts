@@ -5,8 +5,13 @@
  * (retrying passing failures), price the answer, checkpoint it under the
  * attempt's fence, then tell the interceptor chain. A turn is made once: after
  * its checkpoint, a resumed task reads it back instead.
+ *
+ * `askModel` makes the turn and leaves its checkpoint pending; `commitTurn`
+ * writes it. The loop holds back the checkpoint of an answer that ends the
+ * attempt, to write it with the task's terminal write (runLoop.ts).
  */
-import type { Attempt } from "./attempt";
+import type { Attempt, PendingCheckpoint, StepEvent } from "./attempt";
+import type { Premarks } from "./premark";
 import type { Tier } from "./definition";
 import { callModelWithRetry } from "./modelRetry";
 import type { BudgetName, Usage } from "../contracts";
@@ -33,8 +38,30 @@ export interface Turn {
   usage: Usage;
 }
 
+/** A turn answered and priced, its checkpoint not written yet. */
+export interface AnsweredTurn extends Turn {
+  checkpoint: PendingCheckpoint;
+}
+
+/** A model turn, checkpointed under the attempt's fence and announced to the interceptor chain. */
 export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
-  const { task, fence, agent } = a;
+  return commitTurn(a, await askModel(a, turn));
+}
+
+/** Writes an answered turn's checkpoint on its own, then tells the interceptor chain. */
+export async function commitTurn(a: Attempt, turn: AnsweredTurn, premarks?: Premarks): Promise<Turn> {
+  const { checkpoint } = turn;
+  // The side-effect calls this answer asks for are marked started in the same commit (src/agent/premark.ts).
+  const marks = premarks?.marksFor(a, checkpoint.step.step, turn.response.content) ?? [];
+  const answer = await a.store.appendStep(a.task.id, a.fence, checkpoint.step, checkpoint.usage, marks);
+  premarks?.committed(marks, answer);
+  checkpoint.announce();
+  return { response: turn.response, usage: turn.usage };
+}
+
+/** The turn itself, up to its checkpoint: reserved, asked, priced; `checkpoint` is what `commitTurn` writes. */
+export async function askModel(a: Attempt, turn: TurnRequest): Promise<AnsweredTurn> {
+  const { task, agent } = a;
   const { step, tierName, tier, wrapUp } = turn;
   const maxTokens = wrapUp?.maxTokens ?? tier.max_tokens;
   const shape = { model: tier.model, maxTokens, system: turn.system, messages: turn.messages, tools: turn.tools };
@@ -63,10 +90,9 @@ export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
   const response = wrapUp ? { ...answer, content: answer.content.filter((b) => b.type !== "tool_use") } : answer;
   const usage: Usage = a.prices.usageOf(response.model, response.usage);
   if (reservation) a.budget?.settle(reservation, usage);
-  await a.store.appendStep(
-    task.id,
-    fence,
-    {
+  const event: StepEvent = { taskId: task.id, step, kind: "llm", model: response.model, usage, duration_ms: response.duration_ms, ...a.labels };
+  const checkpoint: PendingCheckpoint = {
+    step: {
       kind: "llm",
       step,
       data: {
@@ -80,7 +106,7 @@ export async function modelTurn(a: Attempt, turn: TurnRequest): Promise<Turn> {
       },
     },
     usage,
-  );
-  a.stepCheckpointed({ taskId: task.id, step, kind: "llm", model: response.model, usage, duration_ms: response.duration_ms, ...a.labels });
-  return { response, usage };
+    announce: () => a.stepCheckpointed(event),
+  };
+  return { response, usage, checkpoint };
 }

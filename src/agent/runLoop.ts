@@ -3,6 +3,8 @@
  * alternate model turns (modelTurn.ts) and tool calls (toolDispatch.ts),
  * checkpointing after every model response and every tool result, until the
  * model ends its turn or a budget runs out; then settle the attempt's end.
+ * The answer that ends the attempt is checkpointed by the terminal write
+ * itself, in the same statement (`endOn`): one commit for the two.
  * Budgets (src/budgets) are the task's own, fixed at submit: each model turn
  * reserves its worst case first, and one that could overshoot is not made; the
  * task then fails (`budget_exceeded`) or, with `on_exhausted: finish`, ends
@@ -13,16 +15,17 @@
  * (graceful shutdown, lost lease).
  */
 import { ROOT_CONTEXT, SpanKind } from "@opentelemetry/api";
-import type { Attempt, LoopLogger, LoopMetrics, LoopProgress, RunOutcome, StepEvent } from "./attempt";
+import type { Attempt, LoopLogger, LoopMetrics, LoopProgress, RunOutcome, StepEvent, TerminalOutcome } from "./attempt";
 import type { AgentDefinition, Tier } from "./definition";
 import { InterceptorChain, progressCounting, type AttemptInterceptor } from "./interceptors";
 import type { RetryPolicy } from "./modelRetry";
-import { modelTurn, type Turn } from "./modelTurn";
+import { askModel, commitTurn, modelTurn, type AnsweredTurn } from "./modelTurn";
 import { replay, toolResultBlock, toolUses, type PendingToolUse, type ReplayState } from "./replay";
 import { buildResult } from "./result";
-import { writeTerminal } from "./settle";
+import { reported, writeTerminal } from "./settle";
 import { chooseTier } from "./tierRouting";
 import { dispatchTools, logToolChoice } from "./toolDispatch";
+import { toolCallKey } from "./premark";
 import { awaitingApproval } from "../approvals/gate";
 import { ToolCallLedger } from "./toolCallLedger";
 import type { BudgetName, ContentBlock, StepRecord, TaskRecord } from "../contracts";
@@ -39,10 +42,13 @@ import { Attr, contextFromTraceparent, inSpan, markFailed } from "../telemetry/s
 export type { LoopLogger, LoopProgress, RunOutcome, StepEvent } from "./attempt";
 
 export interface LoopDeps {
-  store: Pick<TaskStore, "listSteps" | "appendStep" | "finishTask" | "approvalOf" | "awaitApproval">;
+  /** `toolCallUnmark`: to give back premarks whose calls were never dispatched (src/agent/premark.ts); without it they stay. */
+  store: Pick<TaskStore, "listSteps" | "appendStep" | "finishTask" | "approvalOf" | "awaitApproval"> & Partial<Pick<TaskStore, "toolCallUnmark">>;
   llm: LlmClient;
   tools: ToolRunner;
   toolSpecs(agent: AgentDefinition): Promise<ToolSpec[]>;
+  /** The agent's tools the executor described as side effects; undefined: not known, and no call is premarked (src/agent/premark.ts). */
+  sideEffectTools?(agent: AgentDefinition): Promise<ReadonlySet<string> | undefined>;
   prices: PriceTable;
   logger: LoopLogger;
   retry?: Partial<RetryPolicy>;
@@ -74,7 +80,9 @@ export interface RunInput {
   /** This attempt's own interceptors (its lease check), after the process-wide ones. */
   interceptors?: readonly AttemptInterceptor[];
   /**
-   * Ends the attempt in the store once the loop has an outcome, inside the attempt's span.
+   * Ends the attempt in the store once the loop has an outcome, inside the attempt's span. A succeeded or
+   * failed outcome may carry the checkpoint of the answer that ended the attempt: written with the outcome
+   * (settle.ts `writeTerminal`), or lost with it.
    * @default the terminal write alone: succeeded and failed finish the task, interrupted leaves it as it is
    */
   settle?(outcome: RunOutcome): Promise<unknown>;
@@ -87,7 +95,7 @@ export interface RunInput {
 export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome> {
   const { task, agent } = run;
   const attempt = openAttempt(deps, run, run.progress ?? { steps: 0, toolCalls: 0 });
-  const settle = (outcome: RunOutcome) => (run.settle ? run.settle(outcome) : writeTerminal(deps.store, task.id, run.fence, outcome));
+  const settle = (outcome: RunOutcome) => (run.settle ? run.settle(outcome) : writeTerminal(deps.store, task.id, run.fence, outcome, deps.logger));
   const attributes = {
     [Attr.OPERATION]: "invoke_agent",
     [Attr.AGENT_NAME]: agent.name,
@@ -104,7 +112,7 @@ export async function runLoop(deps: LoopDeps, run: RunInput): Promise<RunOutcome
     await settle(outcome);
     span.setAttribute(Attr.OUTCOME, outcome.kind);
     if (outcome.kind === "failed") markFailed(span, outcome.error.type, outcome.error.message);
-    return outcome;
+    return reported(outcome);
   });
 }
 
@@ -143,7 +151,7 @@ function cutShort(err: unknown, a: Attempt): RunOutcome {
   throw err;
 }
 
-async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs">, maxSteps: number): Promise<RunOutcome> {
+async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "sideEffectTools" | "store">, maxSteps: number): Promise<RunOutcome> {
   const { task, agent, signal, budget } = a;
   // The claim's row counts the checkpoints (each one raises `steps` in its own statement) and its new fence bars
   // anyone else from adding one: a task claimed with none has none to read, which saves a fresh task the query.
@@ -167,19 +175,28 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs">, 
 
   const state = replay(task.input, stored, choice.firstStep);
   const specs = await deps.toolSpecs(agent);
+  ledger.premarks.know(await deps.sideEffectTools?.(agent));
   if (state.llmSteps + state.toolSteps > 0) {
     a.logger.info({ taskId: task.id, event: "task.resumed", step: state.nextStep, attempt: task.attempts }, "resuming from checkpoint");
     a.metrics?.taskResumed(a.labels);
   }
   const out = (ex: Exhaustion) => exhaust(a, state, { tierName, tier }, ex);
   if (refused) return out(refused);
+  // On the exits that leave owed calls undispatched: their premarks go back (premark.ts), not on the way to them.
+  const unmark = () => giveBackPremarks(a, deps.store, ledger);
 
   for (;;) {
-    if (signal.aborted) return { kind: "interrupted", reason: signal.reason };
+    if (signal.aborted) {
+      await unmark();
+      return { kind: "interrupted", reason: signal.reason };
+    }
 
     if (state.pending.length > 0) {
       const late = budget.wall();
-      if (late) return out(late);
+      if (late) {
+        await unmark();
+        return out(late);
+      }
       const results = await dispatchTools(a, state.pending, ledger, toolParents);
       // A gated call still waiting for an operator (src/approvals) parks the task, the turn's other calls checkpointed.
       const parked = awaitingApproval(a, state.pending, results);
@@ -197,34 +214,37 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs">, 
 
     if (state.lastLlm) {
       const { content, stop_reason } = state.lastLlm;
-      // A wrap-up checkpointed before the attempt ended: the task ends as that attempt would have ended it.
-      const wrappedUp = wrapUpAt(stored, state.nextStep - 1);
-      if (wrappedUp) return { kind: "succeeded", result: buildResult(content, agent.resultFormat), budgetExhausted: wrappedUp };
-      if (stop_reason === "max_tokens") return failedBy(new ModelBehaviorError(`the model's answer was cut off at max_tokens (${tier.max_tokens})`));
-      if (stop_reason === "refusal") return failedBy(new ModelBehaviorError("the model refused the task"));
-      return { kind: "succeeded", result: buildResult(content, agent.resultFormat) };
+      // A checkpointed answer without tool calls (its attempt ended before its terminal write): the task ends as
+      // that attempt would have ended it; a wrap-up with the budget it recorded.
+      return endingOf(content, stop_reason, tier.max_tokens, agent.resultFormat, wrapUpAt(stored, state.nextStep - 1));
     }
 
     const spent = stepsSpent(maxSteps, state.nextStep) ?? tokensSpent(budget.budgets.max_tokens, budget.spent);
     if (spent) return out(spent);
 
     const step = state.nextStep;
-    let turn: Turn;
+    let turn: AnsweredTurn;
     try {
-      turn = await modelTurn(a, { step, tierName, tier, system: agent.systemPrompt, messages: state.messages, tools: specs });
+      turn = await askModel(a, { step, tierName, tier, system: agent.systemPrompt, messages: state.messages, tools: specs });
     } catch (err) {
       return out(refusal(err));
     }
     const { response } = turn;
     const content: ContentBlock[] = response.content;
+    const uses = toolUses(content);
+    if (uses.length === 0) {
+      // As at any step boundary, a stop here leaves the answer checkpointed: whoever resumes the task ends it so.
+      if (signal.aborted) {
+        await commitTurn(a, turn);
+        return { kind: "interrupted", reason: signal.reason };
+      }
+      return endOn(a, turn, () => endingOf(content, response.stop_reason, tier.max_tokens, agent.resultFormat));
+    }
+    // Calls that will not be dispatched now (the attempt is stopping, or out of wall time) are not premarked.
+    await commitTurn(a, turn, signal.aborted || budget.wall() ? undefined : ledger.premarks);
     state.messages.push({ role: "assistant", content });
     state.llmSteps++;
-    const uses = toolUses(content);
     state.nextStep = step + 1 + uses.length;
-    if (uses.length === 0) {
-      state.lastLlm = { content, stop_reason: response.stop_reason };
-      continue;
-    }
     state.pending = uses.map((u, i) => ({ step: step + 1 + i, id: u.id, name: u.name, input: u.input }));
     state.lastLlm = null;
     // The model turn that asked for the tools is their spans' parent.
@@ -240,6 +260,41 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs">, 
       stop_reason: response.stop_reason,
     });
   }
+}
+
+/**
+ * How an answer without tool calls ends the attempt: succeeded with its result, or failed when it was cut
+ * off (`max_tokens`) or refused. `wrappedUp`: the budget a wrap-up answer recorded.
+ */
+function endingOf(
+  content: readonly ContentBlock[],
+  stopReason: string | null,
+  maxTokens: number,
+  format: AgentDefinition["resultFormat"],
+  wrappedUp?: BudgetName,
+): TerminalOutcome {
+  if (wrappedUp) return { kind: "succeeded", result: buildResult(content, format), budgetExhausted: wrappedUp };
+  if (stopReason === "max_tokens") return failedBy(new ModelBehaviorError(`the model's answer was cut off at max_tokens (${maxTokens})`));
+  if (stopReason === "refusal") return failedBy(new ModelBehaviorError("the model refused the task"));
+  return { kind: "succeeded", result: buildResult(content, format) };
+}
+
+/**
+ * The attempt ends on `turn`'s answer: the outcome carries the answer's checkpoint, which the terminal write
+ * stores with it in one statement (and announces after it), instead of a checkpoint of its own first. A crash
+ * between the answer and that write loses the answer, as a crash before its own checkpoint would: the task
+ * resumes from the step before and asks the model again. An outcome that cannot be computed (`buildResult`
+ * throws) checkpoints the answer at once, as before, so it is not lost with the attempt.
+ */
+async function endOn(a: Attempt, turn: AnsweredTurn, ending: () => TerminalOutcome): Promise<RunOutcome> {
+  let outcome: TerminalOutcome;
+  try {
+    outcome = ending();
+  } catch (err) {
+    await commitTurn(a, turn);
+    throw err;
+  }
+  return { ...outcome, checkpoint: turn.checkpoint };
 }
 
 /** The budget a refused model turn names; any other error is the attempt's. */
@@ -287,6 +342,21 @@ async function exhaust(a: MeteredAttempt, state: ReplayState, on: { tierName: st
   return { kind: "succeeded", result: buildResult(response.content, agent.resultFormat), budgetExhausted: ex.budget };
 }
 
+/**
+ * The premarks of this attempt whose calls it did not dispatch, given back: their next dispatch then counts as
+ * the call's first start, not as an unknown outcome. Best effort: a failure is logged and leaves them, as before.
+ */
+async function giveBackPremarks(a: Attempt, store: LoopDeps["store"], ledger: ToolCallLedger): Promise<void> {
+  const steps = ledger.premarks.untaken();
+  if (steps.length === 0 || !store.toolCallUnmark) return;
+  const keys = steps.map((step) => toolCallKey(a.task.id, step));
+  try {
+    await store.toolCallUnmark(keys);
+  } catch (err) {
+    a.logger.warn({ taskId: a.task.id, event: "tool.unmark_failed", steps, err: messageOf(err) }, "could not give back the premarks of calls not dispatched; each will count one unknown outcome");
+  }
+}
+
 /** Owed tool calls the budget leaves unmade, each checkpointed as an error result the wrap-up turn reads. */
 async function skipTools(a: Attempt, pending: readonly PendingToolUse[], ex: Exhaustion): Promise<Map<number, UserBlock>> {
   const out = new Map<number, UserBlock>();
@@ -303,6 +373,6 @@ async function skipTools(a: Attempt, pending: readonly PendingToolUse[], ex: Exh
   return out;
 }
 
-function failedBy(err: Error & { errorType?: string }): RunOutcome {
+function failedBy(err: Error & { errorType?: string }): TerminalOutcome {
   return { kind: "failed", error: { type: err.errorType ?? "internal_error", message: err.message } };
 }

@@ -4,10 +4,13 @@
  * that parks it on a call an operator must decide), the planner's
  * per-attempt and per-task metrics, and the onSettled hook. Whatever ended the
  * attempt (the loop's outcome, the attempt budget, an error) is settled here,
- * so each ending is written, counted and reported exactly once.
+ * so each ending is written, counted and reported exactly once. An ending that
+ * carries the checkpoint of the answer it ended on writes both in one statement
+ * (`finishWithStep`), or, with a checkpoint service that predates it, the step
+ * and then the outcome.
  */
 import type { LoopLogger, LoopProgress, RunOutcome, TerminalOutcome } from "./attempt";
-import { CheckpointTooNewError, isRetryable, LeaseLostError, messageOf, StaleFenceError, TaskCancelledError } from "../errors";
+import { CheckpointTooNewError, isRetryable, LeaseLostError, messageOf, RateLimitedError, StaleFenceError, TaskCancelledError } from "../errors";
 import type { TaskRecord } from "../contracts";
 import type { TaskStore } from "../store/types";
 import type { Metrics, TaskLabels } from "../telemetry/metrics";
@@ -54,7 +57,7 @@ export type AttemptEnd =
   | { kind: "threw"; err: unknown; signal: AbortSignal; stopping: boolean };
 
 export interface SettleDeps {
-  store: Pick<TaskStore, "finishTask" | "releaseTask" | "awaitApproval">;
+  store: Pick<TaskStore, "finishTask" | "finishWithStep" | "appendStep" | "releaseTask" | "awaitApproval">;
   logger: LoopLogger;
   metrics?: Pick<Metrics, "taskFinished" | "attemptSettled" | "taskRetried"> | undefined;
   hooks: Pick<WorkerHooks, "onSettled">;
@@ -91,13 +94,66 @@ export function retryDelayMs(attempts: number, err: unknown, backoff: RetryBacko
 }
 
 /**
+ * A call of a store action that no node serves: a checkpoint service older than its caller (a rolling deploy,
+ * mid-way) has no such action, and Moleculer answers ServiceNotFoundError, by name (it survives the trip over
+ * the broker). With `action` (e.g. "finishWithStep"), only when it is that action that is missing.
+ */
+export function isMissingAction(err: unknown, action?: string): boolean {
+  const e = err as { name?: unknown; data?: { action?: unknown } } | null | undefined;
+  if (e?.name !== "ServiceNotFoundError") return false;
+  const missing = e.data?.action;
+  return action === undefined || typeof missing !== "string" || missing === action || missing.endsWith(`.${action}`);
+}
+
+/**
  * The write that ends the attempt for a loop outcome: the task's terminal write, or its park on a gated call
  * (fenced too, so a zombie cannot park a task its successor runs); an interrupted attempt leaves the task as it is.
+ * An outcome's `checkpoint` goes in the terminal write (`finishWithStep`), and its step is announced once that is
+ * committed: after it, listeners see the step, then (the settled hook) the task's end; never a step that was not
+ * stored. A checkpoint service that predates `finishWithStep` gets the step (`appendStep`), then the outcome
+ * (`finishTask`), as two writes; a store typed without it (`store` of `runLoop`'s own deps) does the same.
  */
-export async function writeTerminal(store: Pick<TaskStore, "finishTask" | "awaitApproval">, taskId: string, fence: number, outcome: RunOutcome): Promise<void> {
+export async function writeTerminal(
+  store: Pick<TaskStore, "finishTask" | "appendStep" | "awaitApproval"> & Partial<Pick<TaskStore, "finishWithStep">>,
+  taskId: string,
+  fence: number,
+  outcome: RunOutcome,
+  logger?: LoopLogger,
+): Promise<void> {
   if (outcome.kind === "interrupted") return;
   if (outcome.kind === "awaiting_approval") return store.awaitApproval(taskId, fence, outcome.approval);
-  await store.finishTask(taskId, fence, terminalUpdate(outcome));
+  const { checkpoint } = outcome;
+  const update = terminalUpdate(outcome);
+  if (checkpoint === undefined) return store.finishTask(taskId, fence, update);
+  const apart = async (): Promise<void> => {
+    await store.appendStep(taskId, fence, checkpoint.step, checkpoint.usage);
+    await store.finishTask(taskId, fence, update);
+  };
+  if (store.finishWithStep === undefined) {
+    await apart();
+  } else {
+    try {
+      await store.finishWithStep(taskId, fence, update, { step: checkpoint.step, usageDelta: checkpoint.usage });
+    } catch (err) {
+      if (!isMissingAction(err, "finishWithStep")) throw err;
+      logger?.warn({ taskId, event: "task.finish_with_step_missing" }, "the checkpoint service predates finishWithStep; writing the last step and the outcome apart");
+      await apart();
+    }
+  }
+  try {
+    checkpoint.announce();
+  } catch (err) {
+    // The task has ended: a listener's failure cannot undo that, nor make the attempt fail it again.
+    logger?.warn({ taskId, event: "task.step_event_failed", err: messageOf(err) }, "a listener failed on the last step's event");
+  }
+}
+
+/** The outcome as reported (the settled hook, the loop's caller): its checkpoint, once written, is not theirs. */
+export function reported(outcome: RunOutcome): RunOutcome {
+  if ((outcome.kind !== "succeeded" && outcome.kind !== "failed") || outcome.checkpoint === undefined) return outcome;
+  const copy = { ...outcome };
+  delete copy.checkpoint;
+  return copy;
 }
 
 const terminalUpdate = (o: TerminalOutcome) =>
@@ -139,7 +195,7 @@ export class Settlement {
     }
     const { outcome } = end;
     if (outcome.kind !== "interrupted") {
-      await writeTerminal(this.deps.store, this.taskId, fence, outcome);
+      await writeTerminal(this.deps.store, this.taskId, fence, outcome, this.deps.logger);
     } else if (outcome.reason instanceof TaskCancelledError) {
       this.deps.logger.info({ taskId: this.taskId, event: "task.attempt_cancelled", fence }, "task cancelled; the attempt ends without a write");
     } else if (outcome.reason instanceof LeaseLostError) {
@@ -148,7 +204,7 @@ export class Settlement {
       // Stopped at a step boundary (shutdown): handed back uncounted, since that is not the task's fault.
       await this.deps.store.releaseTask(this.taskId, fence, { countAttempt: false });
     }
-    return this.report(wakeUpOutcomeOf(outcome), outcome, this.info);
+    return this.report(wakeUpOutcomeOf(outcome), reported(outcome), this.info);
   }
 
   private async afterError(err: unknown, signal: AbortSignal, stopping: boolean): Promise<WakeUpOutcome> {
@@ -174,7 +230,9 @@ export class Settlement {
       if (!stopping) metrics?.taskRetried(info.labels);
       try {
         // A checkpoint from a newer build is not the task's failure either: it waits, uncounted, for a newer planner.
-        await store.releaseTask(taskId, fence, { countAttempt: !stopping && !(err instanceof CheckpointTooNewError), notBeforeMs: delayMs });
+        // Nor is a model turn that ran out of rate-limit allowance: the task waited its turn, it did not fail.
+        const countAttempt = !stopping && !(err instanceof CheckpointTooNewError) && !(err instanceof RateLimitedError);
+        await store.releaseTask(taskId, fence, { countAttempt, notBeforeMs: delayMs });
         if (!stopping) this.deps.retryLater?.(taskId, delayMs);
       } catch (releaseErr) {
         logger.warn({ taskId, event: "task.release_failed", err: messageOf(releaseErr) }, "could not release task; its lease will lapse");

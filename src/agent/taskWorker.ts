@@ -104,23 +104,32 @@ export class TaskWorker {
    */
   async handle(taskId: string, traceparent?: string, reason: WakeUp["reason"] = "reaped"): Promise<WakeUpOutcome> {
     if (this.stopping) return "ignored_stopping";
+    // Only a take-over needs the task read first (is it running?). Any other ticket claims at once: the read
+    // that names a fruitless ticket's outcome is made only when the claim finds nothing, so a wake-up that
+    // finds work costs its task no extra round trip (and no extra commit).
+    if (reason !== "reaped") return this.claimFairest(taskId);
     const seen = await this.claims.run(() => this.deps.store.getTask(taskId));
-    if (seen?.status === "running" && reason === "reaped") {
+    if (seen?.status === "running") {
       const took = await this.takeOver(seen, traceparent);
       // Its lease is held: not an orphan after all (the reaper named it while queued, and another ticket claimed
       // it since). The ticket still stands for one queued task: dropped here, that task would wait a sweep.
       if (took !== "ignored_leased") return took;
     }
-    return this.claimFairest(seen);
+    return this.claimFairest(taskId, seen);
   }
 
-  /** The ticket: the claim comes first (one statement, SKIP LOCKED), then the lease of the task it took. */
-  private async claimFairest(seen: TaskRecord | null): Promise<WakeUpOutcome> {
+  /**
+   * The ticket: the claim comes first (one statement, SKIP LOCKED), then the lease of the task it took.
+   * `seen`: the named task as already read; when the claim finds nothing, it names the outcome (read now
+   * if not given).
+   */
+  private async claimFairest(taskId: string, seen?: TaskRecord | null): Promise<WakeUpOutcome> {
     if (this.stopping) return "ignored_stopping";
     const claim = await this.claims.run(() => this.deps.store.claimNext(this.opts.owner, this.opts.caps ?? NO_CAPS));
     if (!claim) {
-      if (seen === null) return "ignored_unknown";
-      return TERMINAL_STATUSES.includes(seen.status) ? "ignored_terminal" : "ignored_unclaimable";
+      const named = seen !== undefined ? seen : await this.claims.run(() => this.deps.store.getTask(taskId));
+      if (named === null) return "ignored_unknown";
+      return TERMINAL_STATUSES.includes(named.status) ? "ignored_terminal" : "ignored_unclaimable";
     }
     const { task } = claim;
     const controller = new AbortController();
@@ -210,7 +219,8 @@ export class TaskWorker {
         ...(traceparent !== undefined ? { traceparent } : {}),
         progress: info.progress,
         interceptors: [lease.interceptor],
-        // A cancelled attempt writes nothing more, whatever the loop ended with: the store has ended the task.
+        // A cancelled attempt writes nothing more, whatever the loop ended with: the store has ended the task (and
+        // bumped its fence, which would refuse an answer still to be written with the outcome anyway).
         settle: (o) => settlement.settle({ kind: "loop", outcome: cancel.cancelled ? { kind: "interrupted", reason: cancel.cancelled } : o }),
       });
       return wakeUpOutcomeOf(cancel.cancelled ? { kind: "interrupted", reason: cancel.cancelled } : outcome);

@@ -8,8 +8,13 @@
  * Each tool step is checkpointed exactly once, so a resumed task (on this planner
  * or another) never reports a call twice, and never misses a repeat of a call
  * made by an earlier attempt.
+ *
+ * It is the attempt's, so it also holds which of the calls this attempt's model
+ * turns asked for had their side-effect ledger rows written with the turn's
+ * checkpoint (src/agent/premark.ts).
  */
 import type { StepRecord } from "../contracts";
+import { Premarks } from "./premark";
 import { inputHash } from "../telemetry/inputHash";
 
 export interface DuplicateCall {
@@ -21,6 +26,8 @@ export interface DuplicateCall {
 export class ToolCallLedger {
   private readonly first = new Map<string, number>();
   private calls = 0;
+  /** This attempt's premarked calls. */
+  readonly premarks = new Premarks();
 
   /** The calls a task's checkpoints already hold. */
   static fromCheckpoints(stored: readonly StepRecord[]): ToolCallLedger {

@@ -12,12 +12,17 @@
  * A call the agent gates (`approval.tools`, src/approvals) runs only once an
  * operator approved it; a rejected one is checkpointed as an error result without
  * running; one still waiting gets no result here, and the loop parks the task on it.
+ *
+ * A side-effect call whose ledger row this attempt wrote with its model turn's
+ * checkpoint is sent `premarked` on its dispatch (src/agent/premark.ts): the
+ * executor then writes no start of its own.
  */
 import { context } from "@opentelemetry/api";
 import type { Attempt } from "./attempt";
 import { gateOf, rejectedResult } from "../approvals/gate";
 import { allows } from "./definition";
 import { toolResultBlock, toolUses, type PendingToolUse } from "./replay";
+import { toolCallKey } from "./premark";
 import type { ToolCallLedger } from "./toolCallLedger";
 import type { ContentBlock } from "../contracts";
 import type { ToolSpec, UserBlock } from "../contracts";
@@ -39,7 +44,7 @@ export async function dispatchTools(
       const gate = await gateOf(a, use);
       if (gate.kind === "wait") return;
       if (gate.approval) noteDecision(a, use, gate.approval);
-      const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step));
+      const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger);
       await a.store.appendStep(a.task.id, a.fence, {
         kind: "tool",
         step: use.step,
@@ -63,14 +68,15 @@ export async function dispatchTools(
   return out;
 }
 
-const idempotencyKey = (a: Attempt, use: PendingToolUse) => `${a.task.id}:${use.step}`;
+const idempotencyKey = (a: Attempt, use: PendingToolUse) => toolCallKey(a.task.id, use.step);
 
 /** A tool outside the agent's allow-list is not run: the model is told it is not available. The executor checks again. */
-async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefined): Promise<ToolResult> {
+async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefined, ledger: ToolCallLedger): Promise<ToolResult> {
   const { task, agent } = a;
   if (!allows(agent, use.name)) {
     return { ok: false, output: { error: `tool "${use.name}" is not available to agent ${agent.name}` }, duration_ms: 0 };
   }
+  const premarked = ledger.premarks.take(use.step);
   return context.with(contextFromTraceparent(parent, context.active()), () =>
     a.tools.run({
       taskId: task.id,
@@ -81,6 +87,7 @@ async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefi
       toolUseId: use.id,
       input: use.input,
       idempotencyKey: idempotencyKey(a, use),
+      ...(premarked ? { premarked } : {}),
     }, a.callSignal),
   );
 }

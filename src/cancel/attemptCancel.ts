@@ -15,7 +15,7 @@
  */
 import type { AttemptInterceptor } from "../agent/interceptors";
 import type { CompleteRequest, CompleteResponse, LlmUsage } from "../contracts";
-import { messageOf, TaskCancelledError } from "../errors";
+import { LeaseLostError, messageOf, TaskCancelledError } from "../errors";
 import type { PriceTable } from "../llm/pricing";
 import { rawTokenEstimate } from "../ratelimit";
 import type { TaskStore } from "../store/types";
@@ -32,14 +32,18 @@ export class AttemptCancel {
   /** The attempt's call signal: aborted by its cancel, or by the process's (a shutdown past its drain). */
   readonly callSignal: AbortSignal;
 
-  /** `steps`: the attempt's controller (its step signal, which a lost lease aborts too). */
+  /**
+   * `steps`: the attempt's controller (its step signal, which a lost lease aborts too). A lost lease aborts the
+   * calls as well: the attempt is dead, and a model call of it still waiting at the rate gateway would hold its
+   * place in the queue, then be admitted and paid for, while the lease's new holder asks for the same step.
+   */
   constructor(
     private readonly deps: AttemptCancelDeps,
     readonly taskId: string,
     private readonly steps: AbortController,
     processCalls: AbortSignal,
   ) {
-    this.callSignal = AbortSignal.any([processCalls, this.own.signal]);
+    this.callSignal = AbortSignal.any([processCalls, this.own.signal, leaseLost(steps.signal)]);
   }
 
   /** The cancel that ended the attempt, if any. */
@@ -99,4 +103,15 @@ export class AttemptCancel {
       this.deps.logger.warn({ taskId: this.taskId, event: "task.cancel_usage_failed", err: messageOf(err) }, "could not record the usage of a cancelled model call");
     }
   }
+}
+
+/** Aborts, with the same reason, once `steps` aborts with a LeaseLostError; other reasons (shutdown, cancel) have their own ways. */
+function leaseLost(steps: AbortSignal): AbortSignal {
+  const lost = new AbortController();
+  const check = () => {
+    if (steps.reason instanceof LeaseLostError) lost.abort(steps.reason);
+  };
+  if (steps.aborted) check();
+  else steps.addEventListener("abort", check, { once: true });
+  return lost.signal;
 }

@@ -27,7 +27,7 @@ import {
   type TaskOutcome,
   type Usage,
 } from "./task";
-import { ToolCallEntrySchema, ToolOutcomeSchema, type ToolOutcome } from "./tools";
+import { ToolCallEntrySchema, ToolCallMarkSchema, ToolOutcomeSchema, type ToolCallMark, type ToolOutcome } from "./tools";
 import {
   ClaimExclusionsSchema,
   NewSwitchChangeSchema,
@@ -129,6 +129,27 @@ const tenantList = {
 };
 const tenantListArgs = (p: { limit: number; tenant?: string | undefined }): [limit: number, tenant?: string] => (p.tenant === undefined ? [p.limit] : [p.limit, p.tenant]);
 
+/** The checkpoint a terminal write carries (`finishWithStep`'s `last`): the step and the usage it adds to the task. */
+export const LastCheckpointSchema = z.object({ step: NewStepSchema, usageDelta: UsageSchema.optional() });
+export type LastCheckpoint = z.infer<typeof LastCheckpointSchema>;
+
+/** One task of a `createTasks` call: `createTask`'s arguments. */
+export const CreateTaskItemSchema = z.object({ task: NewTaskSchema, idempotencyKey: IdempotencyKeySchema.optional() });
+export type CreateTaskItem = z.infer<typeof CreateTaskItemSchema>;
+
+/** The most items one `createTasks` call carries. */
+export const CREATE_TASKS_MAX = 256;
+
+/**
+ * One item's answer in a `createTasks` call: its `createTask` answer, or the error a lone `createTask`
+ * would have thrown, in its wire form (`type`, `message`, `data`; restored with `restoreError`).
+ */
+export const CreateTaskOutcomeSchema = z.union([
+  z.object({ ok: z.literal(true), result: CreateTaskResultSchema }),
+  z.object({ ok: z.literal(false), error: z.object({ type: z.string(), message: z.string(), data: z.record(z.string(), z.unknown()).optional() }) }),
+]);
+export type CreateTaskOutcome = z.infer<typeof CreateTaskOutcomeSchema>;
+
 export const STORE_METHODS = {
   /** Commits the task (and the idempotency key, if any) atomically. */
   createTask: method({
@@ -136,6 +157,16 @@ export const STORE_METHODS = {
     result: CreateTaskResultSchema,
     toParams: (task: NewTask, idempotencyKey?: string) => ({ task, idempotencyKey }),
   }).toArgs((p) => [p.task, p.idempotencyKey]),
+  /**
+   * Group commit (src/queue/createBatcher.ts): several `createTask`s in one call, answered item by item in
+   * their order, each with what a lone `createTask` of it answers (its task, or its error): one item's
+   * failure is its own. Items without an idempotency key are committed together, in one statement.
+   */
+  createTasks: method({
+    params: z.object({ items: z.array(CreateTaskItemSchema).min(1).max(CREATE_TASKS_MAX) }),
+    result: z.array(CreateTaskOutcomeSchema),
+    toParams: (items: readonly CreateTaskItem[]) => ({ items: [...items] }),
+  }).toArgs((p) => [p.items]),
   /** The task `tenant`'s idempotency key names while it is live (under 24 h old); null for none. */
   taskByIdempotencyKey: method({
     params: z.object({ key: IdempotencyKeySchema, tenant: TenantSchema }),
@@ -207,18 +238,48 @@ export const STORE_METHODS = {
     result: z.array(TaskIdSchema),
     toParams: (scope: TaskScope, status: ScopeStatus, limit: number) => ({ scope, status, limit }),
   }).toArgs((p) => [p.scope, p.status, p.limit]),
-  /** Appends one checkpoint and adds its usage to the task. StaleFenceError if `fence` is not current. */
+  /**
+   * Appends one checkpoint and adds its usage to the task. StaleFenceError if `fence` is not current.
+   * `marks`: side-effect ledger rows (starts 1, outcome unknown) for the calls a model turn's checkpoint asks
+   * for, written in the same commit as the step, or not at all; rows that exist already are left as they are.
+   * A store that writes them answers `{ marked: true }`; one that predates marks answers nothing, and its
+   * caller must not count the calls as started.
+   */
   appendStep: method({
-    params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, step: NewStepSchema, usageDelta: UsageSchema.optional() }),
-    result: z.void(),
-    toParams: (taskId: string, fence: number, step: NewStep, usageDelta?: Usage) => ({ taskId, fence, step, usageDelta }),
-  }).toArgs((p) => [p.taskId, p.fence, p.step, p.usageDelta]),
+    params: z.object({
+      taskId: TaskRefSchema,
+      fence: FenceSchema,
+      step: NewStepSchema,
+      usageDelta: UsageSchema.optional(),
+      marks: z.array(ToolCallMarkSchema).max(1000).optional(),
+    }),
+    result: z.object({ marked: z.literal(true) }).optional(),
+    toParams: (taskId: string, fence: number, step: NewStep, usageDelta?: Usage, marks?: readonly ToolCallMark[]) => ({
+      taskId,
+      fence,
+      step,
+      usageDelta,
+      ...(marks !== undefined && marks.length > 0 ? { marks: [...marks] } : {}),
+    }),
+  }).toArgs((p) => (p.marks === undefined ? [p.taskId, p.fence, p.step, p.usageDelta] : [p.taskId, p.fence, p.step, p.usageDelta, p.marks])),
   /** Terminal outcome. StaleFenceError if `fence` is not current. Failures also land in the dead-letter list. */
   finishTask: method({
     params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, outcome: TaskOutcomeSchema }),
     result: z.void(),
     toParams: (taskId: string, fence: number, outcome: TaskOutcome) => ({ taskId, fence, outcome }),
   }).toArgs((p) => [p.taskId, p.fence, p.outcome]),
+  /**
+   * `finishTask` with `last`, the checkpoint the attempt ends on (the model's final answer), written with the
+   * outcome in one statement, so the two are stored together or not at all; fenced as `appendStep` is, and a
+   * retry of the same write is a no-op, the same step with other content a `DuplicateStepError`. A method of
+   * its own, not an optional `last` of `finishTask`: a checkpoint service that predates it has no such action
+   * (its caller then writes the step and the outcome apart), where its `finishTask` would drop the step.
+   */
+  finishWithStep: method({
+    params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, outcome: TaskOutcomeSchema, last: LastCheckpointSchema }),
+    result: z.void(),
+    toParams: (taskId: string, fence: number, outcome: TaskOutcome, last: LastCheckpoint) => ({ taskId, fence, outcome, last }),
+  }).toArgs((p) => [p.taskId, p.fence, p.outcome, p.last]),
   /**
    * Hands the task back (`queued`); fenced. `countAttempt: false` (a graceful
    * scale-down, not a failure) gives the attempt back so rolling deploys do not
@@ -381,6 +442,17 @@ export const STORE_METHODS = {
     result: ToolOutcomeSchema,
     toParams: (idempotencyKey: string, outcome: ToolOutcome) => ({ idempotencyKey, outcome }),
   }).toArgs((p) => [p.idempotencyKey, p.outcome]),
+  /**
+   * Gives back premarks (src/agent/premark.ts) whose calls were never dispatched: the attempt that wrote them
+   * stopped, or ran out of wall time, between its model turn's checkpoint and the calls. Deletes each row still
+   * as its premark wrote it (starts 1, outcome unknown), so the call's next dispatch is counted as its first
+   * start, not as an unknown outcome. Answers how many rows went.
+   */
+  toolCallUnmark: method({
+    params: z.object({ idempotencyKeys: z.array(toolCallKey).min(1).max(1000) }),
+    result: z.number().int().nonnegative(),
+    toParams: (idempotencyKeys: readonly string[]) => ({ idempotencyKeys: [...idempotencyKeys] }),
+  }).toArgs((p) => [p.idempotencyKeys]),
   /**
    * API keys (migration 005). `createKey` stores a key by the hash of its secret; with `replaces`, the
    * replaced key (same tenant, still valid) expires after the overlap, in the same transaction, and an

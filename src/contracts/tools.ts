@@ -1,5 +1,6 @@
 /** A tool call as the planner asks the `executor` service for it, its outcome, and how tool services publish their tools. */
 import { z } from "zod";
+import { ToolSpecSchema } from "./llm";
 import { StepNumberSchema, TaskRefSchema } from "./task";
 
 /** The Messages API's rule for tool names. */
@@ -17,6 +18,12 @@ export const ToolCallSchema = z.object({
   input: z.unknown(),
   /** `${taskId}:${step}`: stable across resumes, so a side-effecting tool can dedupe a re-execution. */
   idempotencyKey: z.string(),
+  /**
+   * The call's ledger row was written with the checkpoint of the model turn that asked for it (`appendStep`'s
+   * `marks`), and this is its first dispatch: the executor counts that row as this call's start. Set only by the
+   * attempt that wrote the checkpoint; an executor that does not know the field starts the call again (harmless).
+   */
+  premarked: z.literal(true).optional(),
 });
 export type ToolCall = z.infer<typeof ToolCallSchema>;
 
@@ -34,8 +41,21 @@ export type ToolResult = z.infer<typeof ToolResultSchema>;
  * The `executor.specs` action's params: the tools of `agent` whose specs the model is to be shown. `names` is
  * the agent's allow-list as the planner knows it (`<server>__*` entries stand for every tool of an MCP server).
  */
-export const ToolSpecsQuerySchema = z.object({ agent: z.string().min(1), names: z.array(z.string()).max(200) });
+export const ToolSpecsQuerySchema = z.object({
+  agent: z.string().min(1),
+  names: z.array(z.string()).max(200),
+  /** Answer each spec with its `side_effect` flag. An executor that predates it answers plain specs. */
+  side_effects: z.boolean().optional(),
+});
 export type ToolSpecsQuery = z.infer<typeof ToolSpecsQuerySchema>;
+
+/**
+ * A spec as `executor.specs` answers it when asked for `side_effects`: the flag is for the planner (which calls
+ * it writes ledger rows for with their model turn's checkpoint) and is taken off before a model sees the spec.
+ * Missing: not known.
+ */
+export const DescribedToolSpecSchema = ToolSpecSchema.extend({ side_effect: z.boolean().optional() });
+export type DescribedToolSpec = z.infer<typeof DescribedToolSpecSchema>;
 
 /** Params of the `executor` service's actions. */
 export const Executor = { run: ToolCallSchema, specs: ToolSpecsQuerySchema } as const;
@@ -73,3 +93,10 @@ export type ToolOutcome = z.infer<typeof ToolOutcomeSchema>;
  */
 export const ToolCallEntrySchema = z.object({ starts: z.number().int().positive(), outcome: ToolOutcomeSchema.nullable() });
 export type ToolCallEntry = z.infer<typeof ToolCallEntrySchema>;
+
+/**
+ * A ledger row written with the checkpoint of the model turn that asks for the call (`appendStep`'s `marks`):
+ * "dispatched, outcome unknown until recorded", as a row `toolCallStarted` wrote means.
+ */
+export const ToolCallMarkSchema = z.object({ idempotencyKey: z.string().min(1).max(255), step: StepNumberSchema, tool: z.string().min(1).max(200) });
+export type ToolCallMark = z.infer<typeof ToolCallMarkSchema>;

@@ -50,7 +50,7 @@ export class RateGateway {
    * `publish`: told the text deltas of a streamed call (`req.stream`, src/llm/streaming.ts).
    */
   async complete(req: CompleteRequest, signal?: AbortSignal, publish?: DeltaPublisher): Promise<CompleteResponse> {
-    const permit = await this.telemetry.admission(req, () => this.limiter.acquire(req));
+    const permit = await this.telemetry.admission(req, () => this.limiter.acquire(req, signal));
     let answer: ProviderResponse;
     try {
       answer = await this.telemetry.call(req, () => this.provider.gateway.complete(req, signal, publish));
@@ -75,7 +75,9 @@ export class RateGateway {
     return this.providerHealth.check();
   }
 
+  /** Calls still waiting for the rate limit are refused at once (retryable): their planners ask another gateway. */
   async close(): Promise<void> {
+    this.limiter.close();
     this.providerHealth.stop();
     await this.provider.close();
   }

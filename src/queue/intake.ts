@@ -8,12 +8,13 @@ import type { AgentCatalog } from "../agent/definition";
 import { emitQueued } from "../agent/events";
 import { DEFAULT_TENANT, IdempotencyKeySchema, parseParams, SubmitTaskSchema } from "../contracts";
 import { InternalError, TaskNotFailedError, TaskNotFoundError, ValidationError } from "../errors";
-import type { AgentSummary, AgentView, DeadLetter, TaskEventSink } from "../contracts";
+import type { AgentSummary, AgentView, CreateTaskResult, DeadLetter, NewTask, TaskEventSink } from "../contracts";
 import { summaryOf, type Rollouts } from "../rollout/control";
 import type { TaskStore } from "../store/types";
 import { traceparentOf } from "../telemetry/spans";
 import { NO_WEBHOOKS, type WebhookAdmission } from "../webhooks/admission";
 import type { WakeUps } from "./wakeups";
+import type { CreateBatcher } from "./createBatcher";
 import { DailyCostGate, effectiveBudgets } from "../budgets";
 
 export interface SubmitResult {
@@ -39,6 +40,11 @@ export interface IntakeDeps {
    * views and controls. @default every task runs its agent files' version, and the controls are refused
    */
   rollouts?: Pick<Rollouts, "route" | "list" | "view" | "startCanary" | "abortCanary">;
+  /**
+   * Commits a new task: the group commit of src/queue/createBatcher.ts, which answers each submit after
+   * its own task's commit, as `store.createTask` does. @default store.createTask, one call per task
+   */
+  createTask?: Pick<CreateBatcher, "create">;
 }
 
 /** Dead letters listed when the caller names no (valid) limit, and the most it may name. */
@@ -76,7 +82,7 @@ export class Intake {
     const id = randomUUID();
     // Pinned now: every attempt, resume and redrive of the task runs this version (src/rollout/versions.ts).
     const version = this.deps.rollouts ? (await this.deps.rollouts.route(agent, id)).version : agent.promptVersion;
-    const { task, created } = await this.deps.store.createTask(
+    const { task, created } = await this.create(
       {
         id,
         agent: agent.name,
@@ -96,6 +102,10 @@ export class Intake {
     if (created && this.deps.events) emitQueued(this.deps.events.sink, this.deps.events.node, task, "submitted");
     if (created) await this.deps.wakeUps.publishCommitted({ taskId: task.id, reason: "submitted", ...(traceparent !== undefined ? { traceparent } : {}) });
     return { id: task.id, status: task.status, created, prompt_version: task.prompt_version };
+  }
+
+  private create(task: NewTask, key: string | undefined): Promise<CreateTaskResult> {
+    return this.deps.createTask ? this.deps.createTask.create(task, key) : this.deps.store.createTask(task, key);
   }
 
   /**

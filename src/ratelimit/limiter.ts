@@ -14,7 +14,7 @@
  * tighten configured limits and stand in for absent ones.
  */
 import type { Priority } from "../contracts";
-import { ProviderRequestError, RateLimitedError, messageOf } from "../errors";
+import { ProviderRequestError, RateLimitedError, UnavailableError, messageOf } from "../errors";
 import type { MessageParam, ToolSpec, LlmUsage } from "../contracts";
 import { NO_REMAINING, type Buckets } from "./buckets";
 import { InputTokenEstimator } from "./estimator";
@@ -26,7 +26,7 @@ export interface RateLimiterOptions {
   limits: RateLimitTable;
   /** Length of the limits' "minute". @default 60000 */
   windowMs: number;
-  /** Longest a call waits for capacity before it gets `RateLimitedError`. @default 2000 */
+  /** Longest a call waits for capacity before it gets `RateLimitedError`. @default 300000 (CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS) */
   maxWaitMs: number;
   /**
    * How far ahead a call's slot may be booked. Long enough to outlast timer lateness and a Redis round
@@ -76,6 +76,8 @@ export class RateLimiter {
   private readonly queues = new Map<string, ScopeWaitQueue>();
   /** Limits the provider reported, per model, shared with the other gateways. */
   readonly learned: LearnedLimits;
+  /** Set by `close()`: what every call still waiting, or arriving, is refused with. */
+  private closed: UnavailableError | undefined;
 
   constructor(
     private readonly buckets: Buckets,
@@ -89,20 +91,23 @@ export class RateLimiter {
     });
   }
 
-  /** Waits for capacity (by priority) and reserves it; `RateLimitedError` (retryable, `retryAfter` s) after `maxWaitMs`. */
-  async acquire(call: LimitedCall): Promise<Permit> {
+  /**
+   * Waits for capacity (by priority) and reserves it; `RateLimitedError` (retryable, `retryAfter` s) after `maxWaitMs`.
+   * `signal`: the call was cancelled; a call still waiting leaves the queue, rejected with the signal's reason.
+   */
+  async acquire(call: LimitedCall, signal?: AbortSignal): Promise<Permit> {
     const scope = resolveScope(this.opts.limits, call.model, call.tier);
     // Nothing configured and nothing learned yet: one call at a time finds the limits out.
     const endTurn = scope.limits === undefined && (await this.learned.current(call.model)) === undefined ? await this.learned.turn(call.model) : undefined;
     try {
-      return await this.admit(call, scope, await this.learned.current(call.model), endTurn);
+      return await this.admit(call, scope, await this.learned.current(call.model), endTurn, signal);
     } catch (err) {
       endTurn?.();
       throw err;
     }
   }
 
-  private async admit(call: LimitedCall, scope: Scope, learned: Learned, endTurn: (() => void) | undefined): Promise<Permit> {
+  private async admit(call: LimitedCall, scope: Scope, learned: Learned, endTurn: (() => void) | undefined, signal: AbortSignal | undefined): Promise<Permit> {
     const specs = this.specsFor(scope.limits, learned);
     const estimate = this.estimator.estimate(call.model, call);
     const need: Triple<number> = [1, estimate.tokens, call.maxTokens];
@@ -116,9 +121,20 @@ export class RateLimiter {
         );
       }
     }
+    if (this.closed) throw this.closed;
     // The queue's reserve records the call's need in the model's usage window, in the same round trip.
-    await this.queueOf(scope.key, call.model).enter(specs, need, call.priority);
+    await this.queueOf(scope.key, call.model).enter(specs, need, call.priority, signal);
     return new Permit(this, scope, call.model, specs, need, estimate.raw, endTurn);
+  }
+
+  /**
+   * The gateway is shutting down: every call still waiting is refused at once with a retryable
+   * UnavailableError, so its planner asks again (through another gateway) rather than wait out the
+   * queue's max wait for an answer this gateway will not give; calls arriving later are refused the same.
+   */
+  close(): void {
+    this.closed ??= new UnavailableError("this rate gateway is shutting down; the call is to be asked again, through another gateway", { source: "gateway" });
+    for (const q of this.queues.values()) q.close(this.closed);
   }
 
   /** Callers waiting in this process, per scope (for metrics and tests). */

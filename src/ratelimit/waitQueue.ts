@@ -21,7 +21,7 @@
  */
 import type { Priority } from "../contracts";
 import { RateLimitedError } from "../errors";
-import type { Buckets, Correction, UsageTarget } from "./buckets";
+import { NO_REMAINING, type Buckets, type Correction, type UsageTarget } from "./buckets";
 import type { BucketSpec, Triple } from "./limits";
 
 const RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
@@ -70,6 +70,8 @@ interface Waiter {
   deadline: number;
   resolve(): void;
   reject(err: Error): void;
+  /** Its caller gave up (the call was cancelled): it is out of the queue, and is never admitted. */
+  gone?: boolean;
 }
 
 /** Time the buckets take to refill one waiter's need: its share of the queue ahead of the next. */
@@ -104,15 +106,51 @@ export class ScopeWaitQueue {
     return this.waiters.length;
   }
 
-  /** Resolves once the call is admitted and its slot has come; rejects with `RateLimitedError` past the deadline. */
-  enter(specs: Triple<BucketSpec>, need: Triple<number>, priority: Priority): Promise<void> {
+  /**
+   * Resolves once the call is admitted and its slot has come; rejects with `RateLimitedError` past the deadline.
+   * `signal`: the caller gave up (its planner is shutting down). The waiter leaves the queue at once, rejected
+   * with the signal's reason: a call nobody waits for must not hold the place of those behind it, nor be
+   * admitted later and spend a request of the limit.
+   */
+  enter(specs: Triple<BucketSpec>, need: Triple<number>, priority: Priority, signal?: AbortSignal): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const w: Waiter = { rank: RANK[priority], specs, need, deadline: this.now() + this.opts.maxWaitMs, resolve, reject };
+      if (signal?.aborted) return reject(abortReason(signal));
+      const done = () => signal?.removeEventListener("abort", abort);
+      const w: Waiter = {
+        rank: RANK[priority],
+        specs,
+        need,
+        deadline: this.now() + this.opts.maxWaitMs,
+        resolve: () => (done(), resolve()),
+        reject: (err) => (done(), reject(err)),
+      };
+      const abort = () => {
+        w.gone = true;
+        this.remove(w);
+        w.reject(abortReason(signal));
+      };
+      signal?.addEventListener("abort", abort, { once: true });
       const at = this.waiters.findIndex((x) => x.rank > w.rank);
       if (at === -1) this.waiters.push(w);
       else this.waiters.splice(at, 0, w);
       if (!this.pumping && this.timer === undefined) void this.pump();
     });
+  }
+
+  /**
+   * The gateway is shutting down: every waiter is rejected with `err` at once (retryable, so its caller asks
+   * again, through another gateway) instead of being held up to its deadline. A waiter whose reserve is on its
+   * way is marked gone, so what it reserved goes back; later arrivals are still served (none come once closed).
+   */
+  close(err: Error): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) {
+      w.gone = true;
+      w.reject(err);
+    }
   }
 
   /** Settles a call to its actual usage: at once when it charges or names remaining counts, else folded into the next reserve (see the top). */
@@ -171,7 +209,9 @@ export class ScopeWaitQueue {
       }
       if (out.admitted) {
         this.remove(head);
-        if (out.waitMs >= 1) setTimeout(() => head.resolve(), out.waitMs);
+        // Cancelled while its reserve was on its way: what it reserved goes back with the next round trip.
+        if (head.gone) this.giveBack(head);
+        else if (out.waitMs >= 1) setTimeout(() => (head.gone ? this.giveBack(head) : head.resolve()), out.waitMs);
         else head.resolve();
         continue;
       }
@@ -211,8 +251,19 @@ export class ScopeWaitQueue {
     this.waiters = keep;
   }
 
+  /** Undoes an admitted waiter's reservation, as a settle that only gives back (folded, like any other). */
+  private giveBack(w: Waiter): void {
+    const back: Triple<number> = [-w.need[0], -w.need[1], -w.need[2]];
+    void this.settle(w.specs, { delta: back, remaining: NO_REMAINING, used: back }).catch((err: unknown) => this.opts.onSettleFailed?.(err));
+  }
+
   private remove(w: Waiter): void {
     const i = this.waiters.indexOf(w);
     if (i !== -1) this.waiters.splice(i, 1);
   }
+}
+
+function abortReason(signal: AbortSignal | undefined): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : new Error("the model call was cancelled while it waited for the rate limit");
 }

@@ -45,8 +45,11 @@ import {
   type TaskScope,
   type RunningCaps,
   type CreateTaskResult,
+  type CreateTaskItem,
+  type CreateTaskOutcome,
   type DeadLetter,
   type NewStep,
+  type LastCheckpoint,
   type NewTask,
   type RunningTask,
   type StepRecord,
@@ -57,6 +60,7 @@ import {
   type TaskOutcome,
   type TaskRecord,
   type ToolCallEntry,
+  type ToolCallMark,
   type ToolOutcome,
   type Usage,
   type CanaryStats,
@@ -64,7 +68,7 @@ import {
   type WebhookAttemptResult,
   type WebhookClaim,
 } from "../contracts";
-import { InternalError, messageOf, StaleFenceError, TaskNotFoundError, ValidationError } from "../errors";
+import { ClawfleetError, InternalError, messageOf, StaleFenceError, TaskNotFoundError, ValidationError } from "../errors";
 import { createApiKey, findApiKey, listApiKeys, revokeApiKey, type ApiKeyRow } from "./apiKeys";
 import * as versions from "./agentVersions";
 import { canaryStats } from "./canaryStats";
@@ -111,6 +115,34 @@ function json(v: unknown): string {
 }
 
 const limitOf = (n: number): number => (Number.isFinite(n) ? Math.max(0, Math.floor(n)) : 0);
+
+/** A new task's row values, in the column order of `SQL.insertTask` and `insertTasksSql`. */
+function insertValues(task: NewTask): unknown[] {
+  return [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version, task.trace_context ?? null, task.tenant ?? DEFAULT_TENANT, task.webhook ? json(task.webhook) : null, task.budgets ? json(task.budgets) : null];
+}
+
+/** `SQL.insertTask` for `n` rows at once. */
+function insertTasksSql(n: number): string {
+  const rows = Array.from({ length: n }, (_, r) => {
+    const p = (c: number) => `$${r * 10 + c}`;
+    return `(${p(1)}, ${p(2)}, ${p(3)}::jsonb, ${p(4)}, ${p(5)}::jsonb, ${p(6)}, ${p(7)}, ${p(8)}, ${p(9)}::jsonb, ${p(10)}::jsonb)`;
+  });
+  return `INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version, trace_context, tenant, webhook, budgets) VALUES ${rows.join(", ")} RETURNING *`;
+}
+
+/** `SQL.finish`'s parameters ($1 to $6; `SQL.finishWithStep` starts with the same). */
+function finishValues(taskId: string, fence: number, outcome: TaskOutcome): unknown[] {
+  const error = outcome.status === "failed" ? (outcome.error ?? { type: "internal_error", message: "task failed without an error" }) : (outcome.error ?? null);
+  return [taskId, fence, outcome.status, json(outcome.result ?? null), json(error), outcome.budget_exhausted ?? null];
+}
+
+/** An item's error in a `createTasks` answer: the wire form of what `createTask` threw. */
+function outcomeError(err: unknown): { type: string; message: string; data?: Record<string, unknown> } {
+  // What createTask throws went through toStoreError already: a Clawfleet error, whose class the caller restores.
+  if (!(err instanceof ClawfleetError)) return { type: "internal_error", message: "internal error", data: { operation: "createTask" } };
+  const data = err.data as Record<string, unknown> | undefined;
+  return { type: err.errorType, message: err.message, ...(data ? { data } : {}) };
+}
 
 const SQL = {
   insertTask: `
@@ -162,6 +194,31 @@ const SQL = {
     INSERT INTO steps (task_id, step, kind, schema_version, fence, data)
     SELECT id, $3, $4, $5, $2, $6::jsonb FROM task
     RETURNING step`,
+  // \`appendStep\` with ledger marks; the plain one above serves every checkpoint that has none.
+  appendStepMarked: `
+    WITH task AS (
+      UPDATE tasks
+      SET steps = GREATEST(steps, $3),
+          input_tokens = input_tokens + $7::bigint,
+          output_tokens = output_tokens + $8::bigint,
+          cache_read_input_tokens = cache_read_input_tokens + $9::bigint,
+          cache_creation_input_tokens = cache_creation_input_tokens + $10::bigint,
+          cost_usd = cost_usd + $11::numeric,
+          updated_at = now()
+      WHERE id = $1 AND fence = $2 AND status = 'running'
+      RETURNING id
+    ), marked AS (
+      -- Ledger rows (migration 004) of the side-effect calls this checkpoint asks for, behind the same fence:
+      -- starts 1, outcome unknown, as toolCallStarted writes them, so the executor counts the row as the
+      -- call's first start. A crash before the call counts one unknown outcome that was not one. A row that
+      -- exists already is left alone: a retried checkpoint, or a call started since.
+      INSERT INTO tool_calls (idempotency_key, task_id, step, tool)
+      SELECT m.key, task.id::text, m.step, m.tool FROM task, jsonb_to_recordset($12::jsonb) AS m(key text, step integer, tool text)
+      ON CONFLICT (idempotency_key) DO NOTHING
+    )
+    INSERT INTO steps (task_id, step, kind, schema_version, fence, data)
+    SELECT id, $3, $4, $5, $2, $6::jsonb FROM task
+    RETURNING step`,
   sameStep: `SELECT fence, kind, data = $3::jsonb AS same_data FROM steps WHERE task_id = $1 AND step = $2`,
   finish: `
     WITH task AS (
@@ -177,6 +234,32 @@ const SQL = {
         SET agent = EXCLUDED.agent, error = EXCLUDED.error, attempts = EXCLUDED.attempts, tenant = EXCLUDED.tenant, created_at = now()
     )
     SELECT count(*)::int AS n FROM task`,
+  // \`finish\` and a checkpoint (as \`appendStep\` writes one) in one statement: both are written or neither.
+  // A step already stored aborts the whole statement (23505), the task's update with it.
+  finishWithStep: `
+    WITH task AS (
+      UPDATE tasks
+      SET status = $3, result = $4::jsonb, error = $5::jsonb, finished_at = now(), updated_at = now(), lease_owner = NULL,
+          budget_exhausted = $6,
+          steps = GREATEST(steps, $7),
+          input_tokens = input_tokens + $11::bigint,
+          output_tokens = output_tokens + $12::bigint,
+          cache_read_input_tokens = cache_read_input_tokens + $13::bigint,
+          cache_creation_input_tokens = cache_creation_input_tokens + $14::bigint,
+          cost_usd = cost_usd + $15::numeric
+      WHERE id = $1 AND fence = $2 AND status = 'running'
+      RETURNING id, agent, status, error, attempts, tenant
+    ), step AS (
+      INSERT INTO steps (task_id, step, kind, schema_version, fence, data)
+      SELECT id, $7, $8, $9, $2, $10::jsonb FROM task
+      RETURNING step
+    ), letter AS (
+      INSERT INTO dead_letters (task_id, agent, error, attempts, tenant)
+      SELECT id, agent, error, attempts, tenant FROM task WHERE status = 'failed'
+      ON CONFLICT (task_id) DO UPDATE
+        SET agent = EXCLUDED.agent, error = EXCLUDED.error, attempts = EXCLUDED.attempts, tenant = EXCLUDED.tenant, created_at = now()
+    )
+    SELECT count(*)::int AS n FROM step`,
   release: `
     UPDATE tasks SET status = 'queued', lease_owner = NULL, wakeup_at = now(), updated_at = now(),
       attempts = CASE WHEN $3::boolean THEN attempts ELSE GREATEST(attempts - 1, 0) END,
@@ -232,6 +315,8 @@ const SQL = {
     UPDATE tool_calls SET outcome = $2::jsonb, finished_at = now()
     WHERE idempotency_key = $1 AND outcome IS NULL
     RETURNING outcome`,
+  // Only a row as a premark wrote it: a started one (starts > 1) or a finished one is a call that went out.
+  toolCallUnmark: `DELETE FROM tool_calls WHERE idempotency_key = ANY($1::text[]) AND starts = 1 AND outcome IS NULL`,
 } as const;
 
 export interface PgTaskStoreOptions {
@@ -265,7 +350,7 @@ export class PgTaskStore implements TaskStore {
 
   async createTask(task: NewTask, idempotencyKey?: string): Promise<CreateTaskResult> {
     const tenant = task.tenant ?? DEFAULT_TENANT;
-    const values = [task.id, task.agent, json(task.input), task.priority, json(task.metadata), task.prompt_version, task.trace_context ?? null, tenant, task.webhook ? json(task.webhook) : null, task.budgets ? json(task.budgets) : null];
+    const values = insertValues(task);
     if (idempotencyKey === undefined) {
       const { rows } = await this.query<TaskRow>("createTask", SQL.insertTask, values);
       return { task: toTask(one(rows, "createTask")), created: true };
@@ -287,6 +372,59 @@ export class PgTaskStore implements TaskStore {
       if (outcome !== undefined) return outcome;
     }
     throw new InternalError("idempotency key kept changing hands", { operation: "createTask" });
+  }
+
+  /**
+   * Group commit: the items without an idempotency key in one multi-row INSERT (one statement, one
+   * commit); should it fail on an item's data, each of them goes alone, so that only the bad one gets the error. Items with
+   * a key go through `createTask`, whose claim settles a race for the key with other callers; within the
+   * batch, the first item of a key takes it and the later ones answer its task.
+   */
+  async createTasks(items: readonly CreateTaskItem[]): Promise<CreateTaskOutcome[]> {
+    const outcomes: CreateTaskOutcome[] = new Array<CreateTaskOutcome>(items.length);
+    const alone = async (i: number): Promise<void> => {
+      const item = items[i] as CreateTaskItem;
+      try {
+        outcomes[i] = { ok: true, result: await this.createTask(item.task, item.idempotencyKey) };
+      } catch (err) {
+        outcomes[i] = { ok: false, error: outcomeError(err) };
+      }
+    };
+    const keyless = items.flatMap((item, i) => (item.idempotencyKey === undefined ? [i] : []));
+    const together = async (): Promise<void> => {
+      if (keyless.length < 2) return void (await Promise.all(keyless.map(alone)));
+      let rows: TaskRow[];
+      try {
+        rows = (await this.query<TaskRow>("createTasks", insertTasksSql(keyless.length), keyless.flatMap((i) => insertValues((items[i] as CreateTaskItem).task)), { raw: true })).rows;
+      } catch (err) {
+        // Nothing of the statement is stored. A constraint or data error (SQLSTATE classes 23, 22), or a value
+        // no JSON holds (found before the statement was sent), is some item's own: each goes alone, so only the
+        // bad one gets it. Any other (the connection lost, the database down) is every item's: answered to
+        // all, not tried again once per item.
+        const cls = sqlStateOf(err)?.slice(0, 2);
+        if (cls === "22" || cls === "23" || err instanceof ValidationError) return void (await Promise.all(keyless.map(alone)));
+        const error = outcomeError(toStoreError(err, "createTasks", this.target));
+        for (const i of keyless) outcomes[i] = { ok: false, error };
+        return;
+      }
+      const byId = new Map(rows.map((r) => [r.id, r]));
+      for (const i of keyless) {
+        const row = byId.get((items[i] as CreateTaskItem).task.id);
+        outcomes[i] = row ? { ok: true, result: { task: toTask(row), created: true } } : { ok: false, error: outcomeError(new InternalError("a batched insert returned no row", { operation: "createTasks" })) };
+      }
+    };
+    // One key's items one after the other, in their order (the first one takes the key); other keys at once.
+    const byKey = new Map<string, number[]>();
+    items.forEach((item, i) => {
+      if (item.idempotencyKey === undefined) return;
+      const k = JSON.stringify([item.task.tenant ?? DEFAULT_TENANT, item.idempotencyKey]);
+      byKey.set(k, [...(byKey.get(k) ?? []), i]);
+    });
+    const inTurn = async (indices: number[]): Promise<void> => {
+      for (const i of indices) await alone(i);
+    };
+    await Promise.all([together(), ...[...byKey.values()].map(inTurn)]);
+    return outcomes;
   }
 
   async getTask(id: string, tenant?: string): Promise<TaskRecord | null> {
@@ -363,10 +501,11 @@ export class PgTaskStore implements TaskStore {
    * content is a retry of a committed write and succeeds without adding usage
    * twice; different content is a `DuplicateStepError`.
    */
-  async appendStep(taskId: string, fence: number, step: NewStep, usageDelta?: Usage): Promise<void> {
+  async appendStep(taskId: string, fence: number, step: NewStep, usageDelta?: Usage, marks?: readonly ToolCallMark[]): Promise<{ marked: true } | undefined> {
     const u = usageDelta;
+    const marked = marks !== undefined && marks.length > 0 ? ({ marked: true } as const) : undefined;
     const data = json(step.data);
-    const values = [
+    const values: unknown[] = [
       taskId,
       fence,
       step.step,
@@ -379,14 +518,16 @@ export class PgTaskStore implements TaskStore {
       u?.cache_creation_input_tokens ?? 0,
       u?.cost_usd ?? 0,
     ];
+    if (marked) values.push(JSON.stringify((marks ?? []).map((m) => ({ key: m.idempotencyKey, step: m.step, tool: m.tool }))));
     try {
-      const { rowCount } = await this.query("appendStep", SQL.appendStep, values, { raw: true });
-      if (rowCount === 1) return;
+      const { rowCount } = await this.query("appendStep", marked ? SQL.appendStepMarked : SQL.appendStep, values, { raw: true });
+      if (rowCount === 1) return marked;
     } catch (err) {
       if (sqlStateOf(err) !== "23505") throw toStoreError(err, "appendStep", this.target);
       const { rows } = await this.query<{ fence: string; kind: string; same_data: boolean }>("appendStep", SQL.sameStep, [taskId, step.step, data]);
       const existing = rows[0];
-      if (existing && num(existing.fence) === fence && existing.kind === step.kind && existing.same_data) return;
+      // The first commit of this very checkpoint wrote its marks with it.
+      if (existing && num(existing.fence) === fence && existing.kind === step.kind && existing.same_data) return marked;
       throw new DuplicateStepError(`step ${step.step} of task ${taskId} is already checkpointed with different content`, {
         reason: "duplicate_step",
         taskId,
@@ -395,14 +536,57 @@ export class PgTaskStore implements TaskStore {
       });
     }
     await this.rejectFencedWrite("appendStep", taskId, fence, () => false);
+    return undefined;
   }
 
   /** Fenced. Repeating the same outcome with the same fence is a no-op (a retried commit). */
   async finishTask(taskId: string, fence: number, outcome: TaskOutcome): Promise<void> {
-    const error = outcome.status === "failed" ? (outcome.error ?? { type: "internal_error", message: "task failed without an error" }) : (outcome.error ?? null);
-    const { rows } = await this.query<{ n: number }>("finishTask", SQL.finish, [taskId, fence, outcome.status, json(outcome.result ?? null), json(error), outcome.budget_exhausted ?? null]);
+    const { rows } = await this.query<{ n: number }>("finishTask", SQL.finish, finishValues(taskId, fence, outcome));
     if (rows[0]?.n === 1) return;
     await this.rejectFencedWrite("finishTask", taskId, fence, (status) => status === outcome.status);
+  }
+
+  /**
+   * `finishTask` with its last checkpoint, in the same statement: a stale fence refuses both, and a retry of
+   * the same write (same outcome, same step content) is a no-op too.
+   */
+  async finishWithStep(taskId: string, fence: number, outcome: TaskOutcome, last: LastCheckpoint): Promise<void> {
+    const { step, usageDelta: u } = last;
+    const data = json(step.data);
+    const values = [
+      ...finishValues(taskId, fence, outcome),
+      step.step,
+      step.kind,
+      CHECKPOINT_SCHEMA_VERSION,
+      data,
+      u?.input_tokens ?? 0,
+      u?.output_tokens ?? 0,
+      u?.cache_read_input_tokens ?? 0,
+      u?.cache_creation_input_tokens ?? 0,
+      u?.cost_usd ?? 0,
+    ];
+    try {
+      const { rows } = await this.query<{ n: number }>("finishWithStep", SQL.finishWithStep, values, { raw: true });
+      if (rows[0]?.n === 1) return;
+    } catch (err) {
+      if (sqlStateOf(err) !== "23505") throw toStoreError(err, "finishWithStep", this.target);
+      // The step was stored before and the statement wrote nothing: the same checkpoint under this fence (a
+      // retried appendStep of it) leaves only the outcome to write; other content is a bug.
+      await this.storedStepOrThrow(taskId, fence, step, data);
+      return this.finishTask(taskId, fence, outcome);
+    }
+    // Nothing matched: a stale fence, or this very write committed already (the task ended so, its step stored).
+    await this.rejectFencedWrite("finishWithStep", taskId, fence, (status) => status === outcome.status);
+    await this.storedStepOrThrow(taskId, fence, step, data);
+  }
+
+  /** Passes when `step` is stored under `fence` with this content (`data`, as stored); else a `DuplicateStepError`. */
+  private async storedStepOrThrow(taskId: string, fence: number, step: NewStep, data: string): Promise<void> {
+    const { rows } = await this.query<{ fence: string; kind: string; same_data: boolean }>("finishWithStep", SQL.sameStep, [taskId, step.step, data]);
+    const existing = rows[0];
+    if (existing && num(existing.fence) === fence && existing.kind === step.kind && existing.same_data) return;
+    const what = existing ? "is already checkpointed with different content" : "is missing from the task this fence already ended";
+    throw new DuplicateStepError(`step ${step.step} of task ${taskId} ${what}`, { reason: "duplicate_step", taskId, step: step.step, fence });
   }
 
   /** Fenced. Releasing twice with the same fence is a no-op. */
@@ -536,6 +720,11 @@ export class PgTaskStore implements TaskStore {
     const row = rows[0] ?? (await this.query<ToolCallRow>("toolCallFinished", SQL.toolCall, [idempotencyKey])).rows[0];
     if (row === undefined) throw new InternalError(`tool call ${idempotencyKey} finished without being started`, { operation: "toolCallFinished" });
     return toOutcome(row.outcome);
+  }
+
+  async toolCallUnmark(idempotencyKeys: readonly string[]): Promise<number> {
+    const { rowCount } = await this.query("toolCallUnmark", SQL.toolCallUnmark, [[...idempotencyKeys]]);
+    return rowCount ?? 0;
   }
 
   createKey(key: NewApiKey, replaces?: KeyReplacement): Promise<ApiKeyInfo> {

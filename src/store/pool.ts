@@ -27,6 +27,12 @@ export interface PoolOptions {
   statementTimeoutMs?: number;
   /** Limit on opening a connection (Postgres). @default 5000 */
   connectionTimeoutMs?: number;
+  /**
+   * Limit on waiting for a connection of a full pool (Postgres). A burst of store calls (a planner handing
+   * 2,000 tasks back at once) queues here for longer than a connection takes to open; that is no outage.
+   * @default 60000
+   */
+  acquireTimeoutMs?: number;
   /** @default one JSON line on stderr */
   logger?: StoreLogger;
 }
@@ -72,10 +78,22 @@ export async function createPool(opts: PoolOptions): Promise<PoolHandle> {
 
 async function createPostgresPool(databaseUrl: string, opts: PoolOptions, logger: StoreLogger): Promise<PoolHandle> {
   const target = redactDatabaseUrl(databaseUrl);
+  const connectMs = opts.connectionTimeoutMs ?? 5_000;
+  /**
+   * pg-pool applies its one `connectionTimeoutMillis` both to opening a connection and to waiting for one
+   * of a full pool. The client keeps the short limit on opening (an unreachable database is still said
+   * at once); the pool's limit is the wait in its queue.
+   */
+  class TimedClient extends pg.Client {
+    constructor(config?: pg.ClientConfig) {
+      super({ ...config, connectionTimeoutMillis: connectMs });
+    }
+  }
   const pool = new pg.Pool({
+    Client: TimedClient,
     connectionString: databaseUrl,
     max: opts.max ?? 10,
-    connectionTimeoutMillis: opts.connectionTimeoutMs ?? 5_000,
+    connectionTimeoutMillis: Math.max(connectMs, opts.acquireTimeoutMs ?? 60_000),
     statement_timeout: opts.statementTimeoutMs ?? 30_000,
     // A worker that dies inside a transaction must not hold row locks until TCP notices.
     idle_in_transaction_session_timeout: 60_000,

@@ -19,18 +19,33 @@
  * A step with a row is never refused to the model (unknown tool, input no longer valid): its tool may have
  * acted, so a recorded outcome answers, and an unknown one stays unknown (STARTED(n+1), same errors).
  *
+ * Premarked calls. The planner writes STARTED(1) earlier, with the checkpoint of the model turn that asks
+ * for the call (`appendStep`'s marks), for the side-effect calls no approval gates, and sets `premarked` on
+ * the call's first dispatch by that same attempt. That row means what a start means ("dispatched, outcome
+ * unknown until recorded"), so the executor counts it as this call's start and writes none (one commit less):
+ *
+ *   STARTED(1), premarked ──tool answered──▶ FINISHED(outcome); unknown ──▶ STARTED(1), ToolOutcomeUnknownError
+ *   STARTED(1), premarked, refused (unknown tool, not allowed, bad input) ──▶ FINISHED(the refusal): the tool
+ *       never ran, and a resumed attempt is answered the same refusal from the ledger
+ *
+ * Every later dispatch of the step (a resumed attempt) is not premarked and goes through the table above. The
+ * one cost: a crash between that checkpoint and the call counts one unknown outcome that was not one (an
+ * attempt that stops there, or runs out of wall time, gives its premarks back instead: the store's
+ * `toolCallUnmark`, src/agent/premark.ts). An
+ * executor that predates the flag ignores it and starts the call again: STARTED(2), harmless.
+ *
  * The outcome is recorded before the executor answers, so before the planner
  * checkpoints the step: a crash anywhere in between leaves either a recorded
  * outcome (answered again) or an unknown one (asked again), never a fresh call.
  */
 import { allows, type AgentDefinition } from "../agent/definition";
-import type { ToolCall, ToolOutcome, ToolResult, ToolSpec } from "../contracts";
+import type { DescribedToolSpec, ToolCall, ToolOutcome, ToolResult, ToolSpec } from "../contracts";
 import { isRetryable, messageOf, ToolOutcomeUnknownError } from "../errors";
 import type { Logger } from "../logging";
 import type { TaskStore } from "../store/types";
 import { checkInput, type ToolIssue } from "./inputSchema";
 import { DEFAULT_TIMEOUT_MS } from "./registry";
-import { specOf, type ResolvedTool, type ToolSource } from "./source";
+import { describedSpecOf, specOf, type ResolvedTool, type ToolSource } from "./source";
 import { ToolTimeout, withToolTimeout } from "./timeout";
 import type { ToolRunner } from "./tool";
 
@@ -66,20 +81,29 @@ export class ToolExecutor implements ToolRunner {
 
   /** The specs the model is shown for `agent`: the tools `names` lists that some source holds, in the order listed. */
   async specs(agentName: string, names: readonly string[]): Promise<ToolSpec[]> {
+    return (await this.toolsOf(agentName, names)).map(specOf);
+  }
+
+  /** The same specs, each with whether its tool is a side effect: for the planner, never for the model. */
+  async describe(agentName: string, names: readonly string[]): Promise<DescribedToolSpec[]> {
+    return (await this.toolsOf(agentName, names)).map(describedSpecOf);
+  }
+
+  private async toolsOf(agentName: string, names: readonly string[]): Promise<ResolvedTool[]> {
     const agent = this.opts.agents.get(agentName);
-    const out = new Map<string, ToolSpec>();
+    const out = new Map<string, ResolvedTool>();
     const missing: string[] = [];
     let everything: ResolvedTool[] | undefined;
     for (const entry of names) {
       if (entry.endsWith("__*")) {
         everything ??= await this.listAll(agent);
         const prefix = entry.slice(0, -1);
-        for (const t of everything) if (t.name.startsWith(prefix) && allows(agent, t.name) && !out.has(t.name)) out.set(t.name, specOf(t));
+        for (const t of everything) if (t.name.startsWith(prefix) && allows(agent, t.name) && !out.has(t.name)) out.set(t.name, t);
         continue;
       }
       if (out.has(entry) || !allows(agent, entry)) continue;
       const tool = await this.resolve(agent, entry);
-      if (tool) out.set(entry, specOf(tool));
+      if (tool) out.set(entry, tool);
       else missing.push(entry);
     }
     if (missing.length > 0) {
@@ -111,6 +135,12 @@ export class ToolExecutor implements ToolRunner {
       const prior = await this.opts.ledger.getToolCall(call.idempotencyKey);
       if (prior?.outcome) return result(prior.outcome.ok, prior.outcome.output, true);
       if (!prior) return result(false, error);
+      // The row is this dispatch's own premark, and nothing ran: the refusal is the call's outcome, for every
+      // later dispatch of the step to be answered with (a row left unknown would stay unknown for good).
+      if (call.premarked && prior.starts === 1) {
+        const recorded = await this.opts.ledger.toolCallFinished(call.idempotencyKey, { ok: false, output: error });
+        return result(recorded.ok, recorded.output);
+      }
       const entry = await this.opts.ledger.toolCallStarted(call.idempotencyKey, call.taskId, call.step, call.tool);
       if (entry.outcome) return result(entry.outcome.ok, entry.outcome.output, true);
       const reason = `it cannot be asked again now: ${JSON.stringify(error)}`;
@@ -144,7 +174,8 @@ export class ToolExecutor implements ToolRunner {
       throw a.err;
     }
 
-    const entry = await this.opts.ledger.toolCallStarted(call.idempotencyKey, call.taskId, call.step, call.tool);
+    // A premarked call's row was written with its model turn's checkpoint: that is this call's start.
+    const entry = call.premarked ? { starts: 1, outcome: null } : await this.opts.ledger.toolCallStarted(call.idempotencyKey, call.taskId, call.step, call.tool);
     if (entry.outcome) return result(entry.outcome.ok, entry.outcome.output, true);
     const unknownSoFar = entry.starts - 1;
     if (unknownSoFar >= this.opts.maxUnknownOutcomes) throw this.outcomeUnknown(call, tool, unknownSoFar, "earlier tries", true);

@@ -7,7 +7,7 @@
  * source only says what a tool is and how to invoke it.
  */
 import type { AgentDefinition } from "../agent/definition";
-import type { ToolSpec } from "../contracts";
+import type { DescribedToolSpec, ToolSpec } from "../contracts";
 import type { ToolIssue } from "./inputSchema";
 import type { ToolContext } from "./tool";
 
@@ -50,4 +50,20 @@ export interface ToolSource {
 
 export function specOf(tool: ResolvedTool): ToolSpec {
   return { name: tool.name, description: tool.description, input_schema: tool.inputSchema };
+}
+
+/** The spec with whether the tool is a side effect, as `executor.specs` answers the planner that asks. */
+export function describedSpecOf(tool: ResolvedTool): DescribedToolSpec {
+  return { ...specOf(tool), side_effect: tool.sideEffect };
+}
+
+/**
+ * The planner's side: the specs exactly as the model is to be shown them (the flag taken off), and the names of
+ * the side-effect tools among them; `sideEffects` is undefined when any spec lacks the flag (an executor that
+ * predates it): not known, so no call is premarked.
+ */
+export function splitDescribedSpecs(described: readonly DescribedToolSpec[]): { specs: ToolSpec[]; sideEffects: ReadonlySet<string> | undefined } {
+  const specs = described.map(({ name, description, input_schema }) => ({ name, description, input_schema }));
+  const known = described.every((s) => typeof s.side_effect === "boolean");
+  return { specs, sideEffects: known ? new Set(described.filter((s) => s.side_effect === true).map((s) => s.name)) : undefined };
 }

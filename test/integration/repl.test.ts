@@ -74,7 +74,7 @@ describe("repl - Clawfleet's commands in moleculer-repl", () => {
     expect(await run("tools")).toBe("echo (0 tools offered):");
     expect(await run("tools nobody")).toBe("no agent nobody");
     const limits = await run("limits");
-    expect(limits).toContain("per 60000 ms window; callers wait up to 2000 ms");
+    expect(limits).toContain("per 60000 ms window; callers wait up to 300000 ms");
     expect(limits).toContain('claude-haiku-5-5: {"rpm":900}');
     expect(limits).toContain('tier classify: {"rpm":100}');
   });

@@ -293,6 +293,111 @@ function storeContract(backend: StoreBackend): void {
     });
   });
 
+  describe("side-effect ledger marks on a checkpoint", () => {
+    const marksOf = (taskId: string, ...steps: number[]) => steps.map((step) => ({ idempotencyKey: `${taskId}:${step}`, step, tool: "route_order" }));
+
+    it("are written with the step, starts 1 and outcome unknown, as a start would write them", async () => {
+      const r = await running();
+      const answer = await store.appendStep(r.id, r.fence, llmStep(1), usage(10, 5, 0.1), marksOf(r.id, 2, 3));
+      expect(answer).toEqual({ marked: true });
+      expect(await store.getToolCall(`${r.id}:2`)).toEqual({ starts: 1, outcome: null });
+      expect(await store.getToolCall(`${r.id}:3`)).toEqual({ starts: 1, outcome: null });
+      // Resumed elsewhere: the next start counts one unknown outcome before it.
+      expect(await store.toolCallStarted(`${r.id}:2`, r.id, 2, "route_order")).toEqual({ starts: 2, outcome: null });
+      // Without marks, nothing is written to the ledger and nothing is claimed.
+      expect(await store.appendStep(r.id, r.fence, llmStep(4))).toBeUndefined();
+    });
+
+    it("are not written when the step is not: a stale fence, or a step already checkpointed otherwise", async () => {
+      const r = await running();
+      const b = await store.claimTask(r.id, "worker-b");
+      if (!b) throw new Error("takeover failed");
+      expect(await rejection(store.appendStep(r.id, r.fence, llmStep(1), usage(10, 5, 0.1), marksOf(r.id, 2)))).toBeInstanceOf(StaleFenceError);
+      expect(await store.getToolCall(`${r.id}:2`)).toBeNull();
+      expect(await store.listSteps(r.id)).toHaveLength(0);
+
+      await store.appendStep(r.id, b.fence, llmStep(1));
+      expect(await rejection(store.appendStep(r.id, b.fence, llmStep(1, "another answer"), undefined, marksOf(r.id, 2)))).toBeInstanceOf(DuplicateStepError);
+      expect(await store.getToolCall(`${r.id}:2`)).toBeNull();
+    });
+
+    it("a retried identical checkpoint is a no-op: the rows keep their starts and outcome", async () => {
+      const r = await running();
+      const marks = marksOf(r.id, 2);
+      await store.appendStep(r.id, r.fence, llmStep(1), usage(10, 5, 0.1), marks);
+      expect(await store.appendStep(r.id, r.fence, llmStep(1), usage(10, 5, 0.1), marks)).toEqual({ marked: true });
+      expect(await store.getToolCall(`${r.id}:2`)).toEqual({ starts: 1, outcome: null });
+      await store.toolCallFinished(`${r.id}:2`, { ok: true, output: { routed: true } });
+      await store.appendStep(r.id, r.fence, llmStep(1), usage(10, 5, 0.1), marks);
+      expect(await store.getToolCall(`${r.id}:2`)).toEqual({ starts: 1, outcome: { ok: true, output: { routed: true } } });
+      expect((await store.getTask(r.id))?.usage).toMatchObject({ input_tokens: 10, cost_usd: 0.1 });
+    });
+  });
+
+  describe("finishWithStep: a terminal write with its last checkpoint", () => {
+    const answer = (step: number, text = "the final answer"): NewStep => ({
+      kind: "llm",
+      step,
+      data: { model: "claude-sim", tier: "fast", stop_reason: "end_turn", usage: usage(10, 5, 0.1), content: [{ type: "text", text }], duration_ms: 12 },
+    });
+
+    it("writes the step and the task's end together: the row, the usage, the step count and the outcome", async () => {
+      const r = await running();
+      await store.appendStep(r.id, r.fence, toolStep(r.id, 1), usage(0, 0, 0));
+      await store.finishWithStep(r.id, r.fence, { status: "succeeded", result: { routed_to: "WH-2" } }, { step: answer(2), usageDelta: usage(10, 5, 0.1) });
+      const steps = await store.listSteps(r.id);
+      expect(steps.map((s) => [s.step, s.kind, s.fence])).toEqual([[1, "tool", r.fence], [2, "llm", r.fence]]);
+      expect(steps[1]?.data).toEqual(answer(2).data);
+      expect(await store.getTask(r.id)).toMatchObject({ status: "succeeded", result: { routed_to: "WH-2" }, steps: 2, usage: { input_tokens: 10, output_tokens: 5, cost_usd: 0.1 } });
+
+      const f = await running();
+      await store.finishWithStep(f.id, f.fence, { status: "failed", error: { type: "model_behavior_error", message: "cut off" } }, { step: answer(1) });
+      expect((await store.listSteps(f.id)).map((s) => s.step)).toEqual([1]);
+      expect(await store.getTask(f.id)).toMatchObject({ status: "failed", steps: 1, usage: { input_tokens: 0 } });
+      expect((await store.listDeadLetters(1000)).find((d) => d.task_id === f.id)?.error).toEqual({ type: "model_behavior_error", message: "cut off" });
+    });
+
+    it("a stale fence refuses both: neither the step nor the end is written", async () => {
+      const a = await running();
+      const b = await store.claimTask(a.id, "worker-b");
+      if (!b) throw new Error("takeover failed");
+      expect(await rejection(store.finishWithStep(a.id, a.fence, { status: "succeeded", result: "zombie" }, { step: answer(1), usageDelta: usage(10, 5, 0.1) }))).toBeInstanceOf(StaleFenceError);
+      expect(await store.listSteps(a.id)).toEqual([]);
+      expect(await store.getTask(a.id)).toMatchObject({ status: "running", fence: b.fence, steps: 0, result: null, usage: { input_tokens: 0, cost_usd: 0 } });
+      // The successor's own write of the same step stands.
+      await store.finishWithStep(a.id, b.fence, { status: "succeeded", result: "successor" }, { step: answer(1, "the successor's answer"), usageDelta: usage(10, 5, 0.1) });
+      expect((await store.listSteps(a.id)).map((s) => [s.step, s.fence])).toEqual([[1, b.fence]]);
+      expect(await store.getTask(a.id)).toMatchObject({ status: "succeeded", result: "successor", steps: 1, usage: { input_tokens: 10, cost_usd: 0.1 } });
+    });
+
+    it("a retry of the same write is a no-op; the same step with other content or another outcome is refused", async () => {
+      const r = await running();
+      const write = () => store.finishWithStep(r.id, r.fence, { status: "succeeded", result: "done" }, { step: answer(1), usageDelta: usage(10, 5, 0.1) });
+      await write();
+      await write();
+      expect(await store.listSteps(r.id)).toHaveLength(1);
+      expect(await store.getTask(r.id)).toMatchObject({ status: "succeeded", steps: 1, usage: { input_tokens: 10, cost_usd: 0.1 } });
+      const other = await rejection(store.finishWithStep(r.id, r.fence, { status: "succeeded", result: "done" }, { step: answer(1, "another answer"), usageDelta: usage(10, 5, 0.1) }));
+      expect(other).toBeInstanceOf(DuplicateStepError);
+      expect(await rejection(store.finishWithStep(r.id, r.fence, { status: "failed", error: { type: "x", message: "y" } }, { step: answer(1) }))).toBeInstanceOf(StaleFenceError);
+      expect(await store.getTask(r.id)).toMatchObject({ status: "succeeded", result: "done", usage: { input_tokens: 10, cost_usd: 0.1 } });
+    });
+
+    it("a step already stored with other content is a DuplicateStepError that leaves the task running; with the same content, the end is written", async () => {
+      const r = await running();
+      await store.appendStep(r.id, r.fence, answer(1, "the first answer"), usage(10, 5, 0.1));
+      const dup = await rejection(store.finishWithStep(r.id, r.fence, { status: "succeeded", result: "x" }, { step: answer(1), usageDelta: usage(10, 5, 0.1) }));
+      expect(dup).toBeInstanceOf(DuplicateStepError);
+      expect((dup as DuplicateStepError).data).toMatchObject({ reason: "duplicate_step", step: 1 });
+      expect(await store.getTask(r.id)).toMatchObject({ status: "running", steps: 1, result: null, usage: { input_tokens: 10, cost_usd: 0.1 } });
+      expect((await store.listSteps(r.id)).map((s) => s.data)).toEqual([answer(1, "the first answer").data]);
+
+      // The same checkpoint, already written on its own: only the end is left to write, its usage not added twice.
+      await store.finishWithStep(r.id, r.fence, { status: "succeeded", result: "x" }, { step: answer(1, "the first answer"), usageDelta: usage(10, 5, 0.1) });
+      expect(await store.getTask(r.id)).toMatchObject({ status: "succeeded", result: "x", steps: 1, usage: { input_tokens: 10, cost_usd: 0.1 } });
+    });
+  });
+
   describe("reaper queries", () => {
     it("listStaleQueued lists queued tasks with an old wake-up, oldest first; touchWakeup makes them fresh", async () => {
       await emptyTables();

@@ -421,6 +421,62 @@ describe("agent loop - budgets and model behaviour", () => {
   });
 });
 
+describe("agent loop - the last checkpoint goes with the terminal write", () => {
+  /** The store, with each appendStep, finishTask and finishWithStep recorded in `log` once it has committed. */
+  function recordingStore(log: string[]): PgTaskStore {
+    return Object.assign(Object.create(store) as PgTaskStore, {
+      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
+        const r = await store.appendStep(...args);
+        log.push(`append:${args[2].step}`);
+        return r;
+      },
+      finishTask: async (...args: Parameters<PgTaskStore["finishTask"]>) => {
+        await store.finishTask(...args);
+        log.push(`finish:${args[2].status}`);
+      },
+      finishWithStep: async (...args: Parameters<PgTaskStore["finishWithStep"]>) => {
+        await store.finishWithStep(...args);
+        log.push(`finish:${args[2].status}+${args[3].step.step}`);
+      },
+    });
+  }
+
+  it("stores the final answer in the one finishWithStep that ends the task, and announces its step only after that commit", async () => {
+    const id = await newTask();
+    const { registry } = makeTools();
+    const model = new ScriptedModel([
+      { content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })], usage: { input_tokens: 300, output_tokens: 40 } },
+      { content: [text(JSON.stringify(FINAL))], usage: { input_tokens: 500, output_tokens: 60 } },
+    ]);
+    const log: string[] = [];
+    const d = { ...deps(model, registry), store: recordingStore(log), onStep: (e: StepEvent) => log.push(`step:${e.step}`) };
+
+    expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+
+    expect(log).toEqual(["append:1", "step:1", "append:2", "step:2", "finish:succeeded+3", "step:3"]);
+    const steps = await store.listSteps(id);
+    expect(shape(steps)).toEqual(["1:llm", "2:tool:lookup_order", "3:llm"]);
+    expect(steps[2]).toMatchObject({ fence: 1, data: { stop_reason: "end_turn", usage: { input_tokens: 500, output_tokens: 60 }, content: [text(JSON.stringify(FINAL))] } });
+    // The folded write adds the last turn's usage, as its own checkpoint did.
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", result: FINAL, steps: 3, usage: { input_tokens: 800, output_tokens: 100 } });
+  });
+
+  it("stores a cut-off answer with the failure it ends the task on, in one write", async () => {
+    const id = await newTask();
+    const { registry } = makeTools();
+    const model = new ScriptedModel([{ content: [text('{"order_id": "ORD-1005", "rout')], stop_reason: "max_tokens", usage: { input_tokens: 100, output_tokens: 512 } }]);
+    const log: string[] = [];
+    const d = { ...deps(model, registry), store: recordingStore(log), onStep: (e: StepEvent) => log.push(`step:${e.step}`) };
+
+    expect((await run(d, id, agentFile())).kind).toBe("failed");
+
+    expect(log).toEqual(["finish:failed+1", "step:1"]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm"]);
+    expect(await getTask(id)).toMatchObject({ status: "failed", steps: 1, usage: { input_tokens: 100, output_tokens: 512 } });
+    expect((await store.listDeadLetters(1000)).some((l) => l.task_id === id)).toBe(true);
+  });
+});
+
 describe("agent loop - resume", () => {
   it("resumes after a tool step without calling the model or the tool again for checkpointed steps", async () => {
     const id = await newTask();

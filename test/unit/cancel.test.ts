@@ -15,7 +15,7 @@ import { TaskWorker, type WakeUpOutcome } from "../../src/agent/taskWorker";
 import { AttemptCancel, Canceller, RecentIds, cancelBodyOf } from "../../src/cancel";
 import { TASK_EVENT_SCHEMAS, TaskCancelledControlSchema } from "../../src/contracts";
 import type { CompleteRequest, TaskCancelledControl, TaskEventName, TaskRecord, ToolCall, ToolResult, WakeUp } from "../../src/contracts";
-import { TaskCancelledError, TaskFinishedError, TaskNotFoundError, ValidationError } from "../../src/errors";
+import { LeaseLostError, TaskCancelledError, TaskFinishedError, TaskNotFoundError, ValidationError } from "../../src/errors";
 import { MemoryLeaseManager } from "../../src/lease/memory";
 import type { LlmClient } from "../../src/llm/client";
 import { PriceTable } from "../../src/llm/pricing";
@@ -255,6 +255,47 @@ describe("cancel - the planner's attempt", () => {
     expect(await handled).toBe("released");
     expect(model.calls[0]?.signal?.aborted).toBe(true);
     expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 0 });
+  });
+});
+
+describe("cancel - a lost lease", () => {
+  it("cancel - a lease lost while a model call is in flight aborts that call's signal, with the LeaseLostError: the dead attempt's call leaves the gateway's queue", async () => {
+    const id = await newTask();
+    let now = 0;
+    const leases = new MemoryLeaseManager({ now: () => now });
+    const model = hangingModel();
+    const { registry } = lookupTools();
+    const w = new TaskWorker(
+      {
+        store,
+        leases,
+        agents: new AgentCatalog([AGENT]),
+        llm: model.llm,
+        tools: registry,
+        toolSpecs: async (agent) => registry.specs(agent.tools),
+        prices: new PriceTable(),
+        logger: quiet,
+        wakeUps: { publish: async () => undefined },
+        retry: { baseDelayMs: 1, maxDelayMs: 5, maxProviderRetries: 1 },
+      },
+      { owner: "planner-a", leaseTtlMs: 1_000, leaseRenewMs: 10, maxAttempts: 3, defaultMaxSteps: 20, now: () => 0, retryBackoff: { baseMs: 0, maxMs: 0 } },
+    );
+
+    const handled = w.handle(id);
+    await model.started;
+    const signal = model.calls[0]?.signal;
+    expect(signal?.aborted).toBe(false);
+    // The lease lapses and another planner takes it: the next renewal finds it lost.
+    now += 5_000;
+    expect(await leases.acquire(id, "planner-b", 1_000)).toBe(true);
+    const aborted = await new Promise<unknown>((resolve) => {
+      const timer = setTimeout(() => resolve("still in flight"), 2_000);
+      signal?.addEventListener("abort", () => (clearTimeout(timer), resolve(signal.reason)), { once: true });
+    });
+    expect(aborted).toBeInstanceOf(LeaseLostError);
+    expect(await handled).toBe("abandoned");
+    expect(model.calls).toHaveLength(1);
+    expect(await leases.release(id, "planner-b")).toBe(true);
   });
 });
 

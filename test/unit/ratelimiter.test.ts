@@ -183,7 +183,7 @@ describe("ratelimiter - against the simulated provider", () => {
 describe("ratelimiter - configuration", () => {
   it("config - CLAWFLEET_RATE_LIMITS and CLAWFLEET_PRICES are validated JSON with documented defaults", () => {
     const d = loadConfig({});
-    expect(d.rateLimits).toEqual({ limits: {}, windowMs: 60_000, maxWaitMs: 2000 });
+    expect(d.rateLimits).toEqual({ limits: {}, windowMs: 60_000, maxWaitMs: 300_000 });
     expect(d.prices["claude-sonnet-5-5"]).toEqual({ input: 3, output: 15, cacheRead: 0.3, cacheWrite: 3.75 });
 
     const c = loadConfig({

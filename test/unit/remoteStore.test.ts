@@ -24,6 +24,12 @@ const webhookAttempt = { started_at: "2026-03-14T09:00:00.000Z", duration_ms: 40
 const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMethodName; params: Record<string, unknown>; args: unknown[] }> = [
   { call: (s) => s.createTask(task, "key-1"), action: "createTask", params: { task, idempotencyKey: "key-1" }, args: [task, "key-1"] },
   { call: (s) => s.createTask(task), action: "createTask", params: { task, idempotencyKey: undefined }, args: [task, undefined] },
+  {
+    call: (s) => s.createTasks([{ task }, { task, idempotencyKey: "key-2" }]),
+    action: "createTasks",
+    params: { items: [{ task }, { task, idempotencyKey: "key-2" }] },
+    args: [[{ task }, { task, idempotencyKey: "key-2" }]],
+  },
   { call: (s) => s.getTask(ID), action: "getTask", params: { id: ID }, args: [ID] },
   { call: (s) => s.taskByIdempotencyKey("key-1", "acme"), action: "taskByIdempotencyKey", params: { key: "key-1", tenant: "acme" }, args: ["key-1", "acme"] },
   { call: (s) => s.listSteps(ID), action: "listSteps", params: { taskId: ID }, args: [ID] },
@@ -37,10 +43,22 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
   { call: (s) => s.queuedHead("acme"), action: "queuedHead", params: { tenant: "acme" }, args: ["acme"] },
   { call: (s) => s.appendStep(ID, 3, step, usage), action: "appendStep", params: { taskId: ID, fence: 3, step, usageDelta: usage }, args: [ID, 3, step, usage] },
   {
+    call: (s) => s.appendStep(ID, 3, step, usage, [{ idempotencyKey: `${ID}:3`, step: 3, tool: "route_order" }]),
+    action: "appendStep",
+    params: { taskId: ID, fence: 3, step, usageDelta: usage, marks: [{ idempotencyKey: `${ID}:3`, step: 3, tool: "route_order" }] },
+    args: [ID, 3, step, usage, [{ idempotencyKey: `${ID}:3`, step: 3, tool: "route_order" }]],
+  },
+  {
     call: (s) => s.finishTask(ID, 3, { status: "failed", error: { type: "x", message: "y" } }),
     action: "finishTask",
     params: { taskId: ID, fence: 3, outcome: { status: "failed", error: { type: "x", message: "y" } } },
     args: [ID, 3, { status: "failed", error: { type: "x", message: "y" } }],
+  },
+  {
+    call: (s) => s.finishWithStep(ID, 3, { status: "succeeded", result: "ok" }, { step, usageDelta: usage }),
+    action: "finishWithStep",
+    params: { taskId: ID, fence: 3, outcome: { status: "succeeded", result: "ok" }, last: { step, usageDelta: usage } },
+    args: [ID, 3, { status: "succeeded", result: "ok" }, { step, usageDelta: usage }],
   },
   {
     call: (s) => s.releaseTask(ID, 3),
@@ -153,6 +171,7 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
     params: { idempotencyKey: `${ID}:2`, outcome: { ok: true, output: { routed: 1 } } },
     args: [`${ID}:2`, { ok: true, output: { routed: 1 } }],
   },
+  { call: (s) => s.toolCallUnmark([`${ID}:2`]), action: "toolCallUnmark", params: { idempotencyKeys: [`${ID}:2`] }, args: [[`${ID}:2`]] },
   {
     call: (s) => s.canaryStats("order-router", "v-stable", "v-canary", "2026-03-14T09:00:00.000Z"),
     action: "canaryStats",

@@ -5,9 +5,11 @@
  */
 import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { Errors } from "moleculer";
 import { z } from "zod";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
 import { TaskWorker, type WakeUpOutcome, type WorkerHooks, type WorkerOptions } from "../../src/agent/taskWorker";
+import type { StepEvent } from "../../src/agent/attempt";
 import { drainWorker } from "../../src/agent/shutdown";
 import { RETRY_BACKOFF, retryDelayMs } from "../../src/agent/settle";
 import type { StepRecord, TaskRecord, WakeUp } from "../../src/contracts";
@@ -83,6 +85,7 @@ interface WorkerSetup {
   opts?: Partial<WorkerOptions>;
   hooks?: WorkerHooks;
   wakeUps?: { publish(w: WakeUp): Promise<void> };
+  onStep?: (e: StepEvent) => void;
 }
 
 function worker(s: WorkerSetup): TaskWorker {
@@ -98,6 +101,7 @@ function worker(s: WorkerSetup): TaskWorker {
       logger: quiet,
       retry: { baseDelayMs: 1, maxDelayMs: 5, maxProviderRetries: 1, maxRateLimitWaitMs: 1_000 },
       ...(s.wakeUps ? { wakeUps: s.wakeUps } : {}),
+      ...(s.onStep ? { onStep: s.onStep } : {}),
     },
     // A frozen lease-deadline clock unless a test passes its own: these tests move lease time by hand.
     { owner: "planner-a", leaseTtlMs: 5_000, leaseRenewMs: 60_000, maxAttempts: 3, defaultMaxSteps: 20, now: () => 0, retryBackoff: NO_BACKOFF, ...s.opts },
@@ -128,6 +132,93 @@ function gate(): { wait: Promise<void>; open: () => void } {
 async function deadLetterOf(id: string) {
   return (await store.listDeadLetters(1000)).find((d) => d.task_id === id);
 }
+
+/** The real store with every call of the methods named in `log` recorded (once it has returned), in order. */
+function recordingStore(log: string[], methods: ReadonlyArray<"getTask" | "claimNext" | "appendStep" | "finishTask" | "finishWithStep">): TaskStore {
+  const spied: Partial<TaskStore> = {};
+  for (const m of methods) {
+    const real = store[m].bind(store) as (...args: unknown[]) => Promise<unknown>;
+    Object.assign(spied, {
+      [m]: async (...args: unknown[]) => {
+        const r = await real(...args);
+        const last = m === "finishWithStep" ? (args[3] as { step: { step: number } }) : undefined;
+        log.push(m === "appendStep" ? `appendStep:${(args[2] as { step: number }).step}` : last ? `${m}+${last.step.step}` : m);
+        return r;
+      },
+    });
+  }
+  return Object.assign(Object.create(store) as TaskStore, spied);
+}
+
+describe("task worker - store round trips", () => {
+  it("claims at once for an ordinary wake-up: no read of the task before (or after) the claim that takes it", async () => {
+    const id = await newTask();
+    const { registry } = routeTool();
+    const log: string[] = [];
+    const w = worker({ llm: new ScriptedModel([finalTurn]), registry, leases: new MemoryLeaseManager(), store: recordingStore(log, ["getTask", "claimNext"]) });
+
+    expect(await w.handle(id, undefined, "submitted")).toBe("succeeded");
+    expect(log).toEqual(["claimNext"]);
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", result: FINAL });
+  });
+
+  it("reads the named task only when the claim found nothing, to name the outcome", async () => {
+    const { registry } = routeTool();
+    const log: string[] = [];
+    const w = worker({ llm: new ScriptedModel([]), registry, leases: new MemoryLeaseManager(), store: recordingStore(log, ["getTask", "claimNext"]) });
+
+    expect(await w.handle(randomUUID(), undefined, "submitted")).toBe("ignored_unknown");
+    expect(log).toEqual(["claimNext", "getTask"]);
+  });
+
+  it("writes the final answer with the task's end (no appendStep of its own), announcing its step before the settled hook", async () => {
+    const id = await newTask();
+    const { registry } = routeTool();
+    const log: string[] = [];
+    const w = worker({
+      llm: new ScriptedModel([routeTurn, finalTurn]),
+      registry,
+      leases: new MemoryLeaseManager(),
+      store: recordingStore(log, ["appendStep", "finishTask", "finishWithStep"]),
+      onStep: (e) => log.push(`step:${e.step}`),
+      hooks: { onSettled: (_t, o) => log.push(`settled:${o}`) },
+    });
+
+    expect(await w.handle(id, undefined, "submitted")).toBe("succeeded");
+    expect(log).toEqual(["appendStep:1", "step:1", "appendStep:2", "step:2", "finishWithStep+3", "step:3", "settled:succeeded"]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@1", "3:llm@1"]);
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", result: FINAL, steps: 3 });
+  });
+
+  it("with a checkpoint service that predates finishWithStep, writes the final step, then the task's end, then announces the step", async () => {
+    const id = await newTask();
+    const { registry } = routeTool();
+    const log: string[] = [];
+    const older = Object.assign(recordingStore(log, ["appendStep", "finishTask"]), {
+      // What the broker answers for an action no node serves.
+      finishWithStep: () => Promise.reject(new Errors.ServiceNotFoundError({ action: "checkpoint.finishWithStep" })),
+    });
+    const w = worker({
+      llm: new ScriptedModel([
+        { ...routeTurn, usage: { input_tokens: 300, output_tokens: 40 } },
+        { ...finalTurn, usage: { input_tokens: 500, output_tokens: 60 } },
+      ]),
+      registry,
+      leases: new MemoryLeaseManager(),
+      store: older,
+      onStep: (e) => log.push(`step:${e.step}`),
+      hooks: { onSettled: (_t, o) => log.push(`settled:${o}`) },
+    });
+
+    expect(await w.handle(id, undefined, "submitted")).toBe("succeeded");
+    expect(log).toEqual(["appendStep:1", "step:1", "appendStep:2", "step:2", "appendStep:3", "finishTask", "step:3", "settled:succeeded"]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@1", "3:llm@1"]);
+    const task = await getTask(id);
+    expect(task).toMatchObject({ status: "succeeded", result: FINAL, steps: 3 });
+    // The last turn's usage is counted, by its appendStep.
+    expect(task?.usage).toMatchObject({ input_tokens: 800, output_tokens: 100 });
+  });
+});
 
 describe("task worker - settling an attempt", () => {
   it("runs a wake-up to success, reports it through the hooks and frees the lease", async () => {
@@ -291,6 +382,15 @@ describe("task worker - retry backoff", () => {
 });
 
 describe("task worker - a rolling deploy", () => {
+  it("releases a task whose model turn ran out of rate-limit allowance uncounted: waiting its turn is not the task's failure", async () => {
+    const id = await newTask();
+    const { registry } = routeTool(async () => undefined);
+    // The gateway refuses every call (the limit binds for longer than the turn's allowance of 1 s here).
+    const refusing = new ScriptedModel(Array.from({ length: 40 }, () => new RateLimitedError("rate limit reached", { retryAfter: 0.3 })));
+    expect(await worker({ llm: refusing, registry, leases: new MemoryLeaseManager() }).handle(id)).toBe("released");
+    expect(await getTask(id)).toMatchObject({ status: "queued", attempts: 0, error: null });
+  });
+
   it("releases a task whose checkpoint is newer than this build, uncounted and not failed; a newer planner then finishes it", async () => {
     const id = await newTask();
     let failRoute = true;
@@ -518,19 +618,19 @@ describe("task worker - fencing", () => {
     expect(await deadLetterOf(id)).toBeUndefined();
   });
 
-  it("abandons a zombie whose final write comes after a successor's claim: finishTask is refused with StaleFenceError", async () => {
+  it("abandons a zombie whose final write comes after a successor's claim: finishWithStep is refused with StaleFenceError", async () => {
     const id = await newTask();
     let now = 0;
     const leases = new MemoryLeaseManager({ now: () => now });
     const finishing = gate();
     const proceed = gate();
     const finishErrors: unknown[] = [];
-    // The real store, with the zombie's finishTask held back until the successor has taken over.
+    // The real store, with the zombie's final write held back until the successor has taken over.
     const zombieStore: TaskStore = Object.assign(Object.create(store) as TaskStore, {
-      finishTask: async (...args: Parameters<TaskStore["finishTask"]>) => {
+      finishWithStep: async (...args: Parameters<TaskStore["finishWithStep"]>) => {
         finishing.open();
         await proceed.wait;
-        return store.finishTask(...args).catch((err: unknown) => {
+        return store.finishWithStep(...args).catch((err: unknown) => {
           finishErrors.push(err);
           throw err;
         });
@@ -551,10 +651,11 @@ describe("task worker - fencing", () => {
     expect(await zombieRun).toBe("abandoned");
     expect(finishErrors).toHaveLength(1);
     expect(finishErrors[0]).toBeInstanceOf(StaleFenceError);
-    // The successor finished from the zombie's checkpointed answer without asking the model again.
-    expect(successorModel.requests).toHaveLength(0);
-    expect(shape(await store.listSteps(id))).toEqual(["1:llm@1"]);
-    expect(await getTask(id)).toMatchObject({ status: "succeeded", fence: 2, result: { ...FINAL, warehouse_id: "WH-FRA" } });
+    // The zombie's answer went with its terminal write, refused whole: the successor found no step 1 and asked
+    // the model itself, as after a crash before a checkpoint. Nothing of the zombie's is stored.
+    expect(successorModel.requests).toHaveLength(1);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm@2"]);
+    expect(await getTask(id)).toMatchObject({ status: "succeeded", fence: 2, result: FINAL });
   });
 
   it("stops at the next step boundary and abandons the task without releasing it when the heartbeat finds the lease lost", async () => {

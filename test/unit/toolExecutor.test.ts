@@ -8,12 +8,12 @@ import { randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
-import type { ToolCall } from "../../src/contracts";
+import { emptyUsage, type ToolCall } from "../../src/contracts";
 import { CallCancelledError, isRetryable, restoreError, ToolOutcomeUnknownError, UnavailableError } from "../../src/errors";
 import type { PgTaskStore } from "../../src/store/pgTaskStore";
 import { ToolExecutor } from "../../src/tools/executor";
 import { ToolRegistry } from "../../src/tools/registry";
-import type { ResolvedTool, ToolSource } from "../../src/tools/source";
+import { splitDescribedSpecs, type ResolvedTool, type ToolSource } from "../../src/tools/source";
 import { LocalToolSource } from "../../src/tools/sources/local";
 import type { ToolContext } from "../../src/tools/tool";
 import { useMemoryStore } from "../helpers/memoryStore";
@@ -286,6 +286,110 @@ describe("tool executor - side effects run at most once per idempotency key", ()
     expect(await store.toolCallFinished(key, { ok: true, output: { n: 2 } })).toEqual({ ok: true, output: { n: 1 } });
     // A recorded outcome stops the count.
     expect(await store.toolCallStarted(key, "t", 3, "charge")).toEqual({ starts: 2, outcome: { ok: true, output: { n: 1 } } });
+  });
+});
+
+describe("tool executor - calls premarked with their model turn's checkpoint", () => {
+  /** The real ledger, with a count of the commits the executor asks of it. */
+  function countingLedger() {
+    const n = { started: 0, finished: 0 };
+    const ledger = {
+      toolCallStarted: (...args: Parameters<PgTaskStore["toolCallStarted"]>) => (n.started++, store.toolCallStarted(...args)),
+      toolCallFinished: (...args: Parameters<PgTaskStore["toolCallFinished"]>) => (n.finished++, store.toolCallFinished(...args)),
+      getToolCall: (key: string) => store.getToolCall(key),
+    };
+    return { n, ledger };
+  }
+  const premarkedExecutor = (sources: ToolSource[]) => {
+    const { n, ledger } = countingLedger();
+    return { n, exec: new ToolExecutor({ sources, agents: AGENTS, ledger, maxUnknownOutcomes: 3, logger: { warn: () => undefined } }) };
+  };
+
+  /** A running task whose model turn (step 1) was checkpointed with the ledger row of its call at step 2. */
+  async function checkpointedWithMark(tool: string): Promise<{ taskId: string; key: string }> {
+    const taskId = randomUUID();
+    await store.createTask({ id: taskId, agent: "payments", input: "pay", priority: "normal", metadata: {}, prompt_version: "pv" });
+    const claim = await store.claimTask(taskId, "planner-a");
+    if (!claim) throw new Error("claim failed");
+    const step = { kind: "llm" as const, step: 1, data: { model: "m", tier: "t", stop_reason: "tool_use", usage: emptyUsage(), content: [], duration_ms: 1 } };
+    await store.appendStep(taskId, claim.fence, step, undefined, [{ idempotencyKey: `${taskId}:2`, step: 2, tool }]);
+    return { taskId, key: `${taskId}:2` };
+  }
+
+  it("premark - a premarked side-effect call writes no start of its own, and its outcome is recorded and answers the step again", async () => {
+    const source = new FakeSource().add("charge", async () => ({ charged: 5 }), { sideEffect: true });
+    const { n, exec } = premarkedExecutor([source]);
+    const { taskId, key } = await checkpointedWithMark("charge");
+    const c = call("charge", { amount: 5 }, { taskId, premarked: true });
+    expect(await exec.run(c)).toMatchObject({ ok: true, output: { charged: 5 } });
+    expect(n).toEqual({ started: 0, finished: 1 });
+    expect(await store.getToolCall(key)).toEqual({ starts: 1, outcome: { ok: true, output: { charged: 5 } } });
+    expect(source.calls).toEqual([{ tool: "charge", input: { amount: 5 }, key }]);
+    // The step dispatched again (a resumed attempt: not premarked) is answered from the ledger.
+    expect(await exec.run({ ...c, premarked: undefined })).toMatchObject({ ok: true, output: { charged: 5 }, replayed: true });
+    expect(source.calls).toHaveLength(1);
+  });
+
+  it("premark - a premarked call whose outcome is unknown stays unknown: the next dispatch counts a second start and asks again", async () => {
+    let n = 0;
+    const source = new FakeSource().add("charge", async () => (++n === 1 ? never() : { charged: n }), { sideEffect: true, timeoutMs: 20 });
+    const { exec } = premarkedExecutor([source]);
+    const { taskId, key } = await checkpointedWithMark("charge");
+    const c = call("charge", { amount: 5 }, { taskId, premarked: true });
+    const err = await exec.run(c).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ToolOutcomeUnknownError);
+    expect((err as ToolOutcomeUnknownError).data).toMatchObject({ unknownOutcomes: 1, final: false });
+    expect(await store.getToolCall(key)).toEqual({ starts: 1, outcome: null });
+    expect(await exec.run({ ...c, premarked: undefined })).toMatchObject({ ok: true, output: { charged: 2 } });
+    expect(await store.getToolCall(key)).toEqual({ starts: 2, outcome: { ok: true, output: { charged: 2 } } });
+  });
+
+  it("premark - a premarked call the executor refuses records the refusal: the resumed step is answered it from the ledger, the tool never called", async () => {
+    const { n, exec } = premarkedExecutor([new FakeSource()]);
+    const { taskId, key } = await checkpointedWithMark("charge");
+    const c = call("charge", { amount: 5 }, { taskId, premarked: true });
+    const refused = await exec.run(c);
+    expect(refused).toMatchObject({ ok: false, output: { error: expect.stringMatching(/^unknown tool "charge"/) } });
+    expect(n).toEqual({ started: 0, finished: 1 });
+    expect(await store.getToolCall(key)).toEqual({ starts: 1, outcome: { ok: false, output: refused.output } });
+    // The tool is back by the time the step is dispatched again: the refusal answers, the tool is not called.
+    const back = new FakeSource().add("charge", async () => ({ charged: 5 }), { sideEffect: true });
+    expect(await premarkedExecutor([back]).exec.run({ ...c, premarked: undefined })).toMatchObject({ ok: false, output: refused.output, replayed: true });
+    expect(back.calls).toEqual([]);
+
+    // Input the tool's schema refuses: the same.
+    const bad = await checkpointedWithMark("charge");
+    const invalid = await premarkedExecutor([back]).exec.run(call("charge", { amount: 0 }, { taskId: bad.taskId, premarked: true }));
+    expect(invalid).toMatchObject({ ok: false, output: { error: "invalid input" } });
+    expect((await store.getToolCall(bad.key))?.outcome).toEqual({ ok: false, output: invalid.output });
+    expect(back.calls).toEqual([]);
+  });
+
+  it("premark - a call that is not premarked starts as before, a premarked row counting as an earlier start", async () => {
+    const source = new FakeSource().add("charge", async () => ({ charged: 5 }), { sideEffect: true });
+    const { n, exec } = premarkedExecutor([source]);
+    const { taskId, key } = await checkpointedWithMark("charge");
+    expect(await exec.run(call("charge", { amount: 5 }, { taskId }))).toMatchObject({ ok: true, output: { charged: 5 } });
+    expect(n).toEqual({ started: 1, finished: 1 });
+    expect(await store.getToolCall(key)).toEqual({ starts: 2, outcome: { ok: true, output: { charged: 5 } } });
+    // Refused without a premark, the row of a call that may have acted stays unknown: no refusal recorded.
+    const other = await checkpointedWithMark("charge");
+    await expect(premarkedExecutor([new FakeSource()]).exec.run(call("charge", { amount: 5 }, { taskId: other.taskId }))).rejects.toBeInstanceOf(ToolOutcomeUnknownError);
+    expect(await store.getToolCall(other.key)).toEqual({ starts: 2, outcome: null });
+  });
+
+  it("premark - the executor describes which tools are side effects for the planner; the specs the model sees are unchanged", async () => {
+    const source = new FakeSource().add("charge", async () => ({}), { sideEffect: true }).add("lookup", async () => ({}));
+    const { exec } = executor([source]);
+    const described = await exec.describe("payments", ["charge", "lookup"]);
+    expect(described.map((s) => [s.name, s.side_effect])).toEqual([["charge", true], ["lookup", false]]);
+    const specs = await exec.specs("payments", ["charge", "lookup"]);
+    const split = splitDescribedSpecs(described);
+    expect(JSON.stringify(split.specs)).toBe(JSON.stringify(specs));
+    expect(specs.every((s) => !("side_effect" in s))).toBe(true);
+    expect([...(split.sideEffects ?? [])]).toEqual(["charge"]);
+    // An executor that predates the flag answers plain specs: not known, nothing is premarked.
+    expect(splitDescribedSpecs(specs).sideEffects).toBeUndefined();
   });
 });
 
