@@ -54,9 +54,15 @@ export interface LayoutOptions {
 async function startProvider(): Promise<NodeProcess> {
   const port = await freePort();
   const bin = path.join(ROOT, "bin", "clawfleet.js");
-  const { proc, output, exited } = spawnCaptured([bin, "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES], packageResolutionEnv());
+  const args = [bin, "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES];
+  return startAnswering("provider", port, args, packageResolutionEnv(), "/_sim/stats");
+}
+
+/** A process spawned with `args`, waited on until `probe` on its port answers 200 (killed if it never does). */
+async function startAnswering(name: string, port: number, args: readonly string[], env: Record<string, string>, probe: string): Promise<NodeProcess> {
+  const { proc, output, exited } = spawnCaptured(args, env);
   const node: NodeProcess = {
-    name: "provider",
+    name,
     port,
     proc,
     output,
@@ -65,13 +71,13 @@ async function startProvider(): Promise<NodeProcess> {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
     },
   };
-  const deadline = Date.now() + 180_000;
+  const deadline = Date.now() + 300_000;
   for (;;) {
-    if (proc.exitCode !== null) throw new Error(`the simulated provider exited during start-up:\n${output().slice(-3000)}`);
-    if (await fetch(`http://127.0.0.1:${port}/_sim/stats`).then((r) => r.ok, () => false)) return node;
+    if (proc.exitCode !== null) throw new Error(`${name} exited during start-up:\n${output().slice(-3000)}`);
+    if (await fetch(`http://127.0.0.1:${port}${probe}`).then((r) => r.status === 200, () => false)) return node;
     if (Date.now() > deadline) {
       node.kill();
-      throw new Error(`the simulated provider did not start:\n${output().slice(-3000)}`);
+      throw new Error(`${name} not ready:\n${output().slice(-3000)}`);
     }
     await sleep(200);
   }
@@ -153,31 +159,7 @@ export async function startLayout(layout: Layout, o: LayoutOptions): Promise<Run
 /** One process of the bare pipeline (bareNode.ts) with the given roles, waited on until it answers. */
 async function startBareNode(name: string, env: Record<string, string>): Promise<NodeProcess> {
   const port = await freePort();
-  const { proc, output, exited } = spawnCaptured(["--require", "tsx/cjs", path.join(__dirname, "bareNode.ts")], { ...env, PORT: String(port) });
-  const node: NodeProcess = {
-    name,
-    port,
-    proc,
-    output,
-    exited,
-    kill: (signal = "SIGKILL") => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
-    },
-  };
-  const deadline = Date.now() + 300_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`bare ${name} exited during start-up:\n${output().slice(-3000)}`);
-    const ok = await fetch(`http://127.0.0.1:${port}/health/ready`).then(
-      (r) => r.status === 200,
-      () => false,
-    );
-    if (ok) return node;
-    if (Date.now() > deadline) {
-      node.kill();
-      throw new Error(`bare ${name} not ready:\n${output().slice(-3000)}`);
-    }
-    await sleep(200);
-  }
+  return startAnswering(name, port, ["--require", "tsx/cjs", path.join(__dirname, "bareNode.ts")], { ...env, PORT: String(port) }, "/health/ready");
 }
 
 /** The bare pipeline in `layout`: the same processes, roles and services as Clawfleet's. */

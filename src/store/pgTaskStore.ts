@@ -144,6 +144,26 @@ function outcomeError(err: unknown): { type: string; message: string; data?: Rec
   return { type: err.errorType, message: err.message, ...(data ? { data } : {}) };
 }
 
+/**
+ * A checkpoint's two halves, shared by both forms of `appendStep`: the task's row (its step count and usage,
+ * behind the fence) and the step's own row, inserted only when the fenced update found the task.
+ */
+const CHECKPOINT_TASK_UPDATE = `
+      UPDATE tasks
+      SET steps = GREATEST(steps, $3),
+          input_tokens = input_tokens + $7::bigint,
+          output_tokens = output_tokens + $8::bigint,
+          cache_read_input_tokens = cache_read_input_tokens + $9::bigint,
+          cache_creation_input_tokens = cache_creation_input_tokens + $10::bigint,
+          cost_usd = cost_usd + $11::numeric,
+          updated_at = now()
+      WHERE id = $1 AND fence = $2 AND status = 'running'
+      RETURNING id`;
+const CHECKPOINT_INSERT = `
+    INSERT INTO steps (task_id, step, kind, schema_version, fence, data)
+    SELECT id, $3, $4, $5, $2, $6::jsonb FROM task
+    RETURNING step`;
+
 const SQL = {
   insertTask: `
     INSERT INTO tasks (id, agent, input, priority, metadata, prompt_version, trace_context, tenant, webhook, budgets)
@@ -178,36 +198,10 @@ const SQL = {
         started_at = COALESCE(started_at, now()), updated_at = now()
     WHERE id = $1 AND status IN ('queued', 'running')
     RETURNING *`,
-  appendStep: `
-    WITH task AS (
-      UPDATE tasks
-      SET steps = GREATEST(steps, $3),
-          input_tokens = input_tokens + $7::bigint,
-          output_tokens = output_tokens + $8::bigint,
-          cache_read_input_tokens = cache_read_input_tokens + $9::bigint,
-          cache_creation_input_tokens = cache_creation_input_tokens + $10::bigint,
-          cost_usd = cost_usd + $11::numeric,
-          updated_at = now()
-      WHERE id = $1 AND fence = $2 AND status = 'running'
-      RETURNING id
-    )
-    INSERT INTO steps (task_id, step, kind, schema_version, fence, data)
-    SELECT id, $3, $4, $5, $2, $6::jsonb FROM task
-    RETURNING step`,
-  // \`appendStep\` with ledger marks; the plain one above serves every checkpoint that has none.
+  appendStep: `WITH task AS (${CHECKPOINT_TASK_UPDATE}) ${CHECKPOINT_INSERT}`,
+  // `appendStep` with ledger marks; the plain one above serves every checkpoint that has none.
   appendStepMarked: `
-    WITH task AS (
-      UPDATE tasks
-      SET steps = GREATEST(steps, $3),
-          input_tokens = input_tokens + $7::bigint,
-          output_tokens = output_tokens + $8::bigint,
-          cache_read_input_tokens = cache_read_input_tokens + $9::bigint,
-          cache_creation_input_tokens = cache_creation_input_tokens + $10::bigint,
-          cost_usd = cost_usd + $11::numeric,
-          updated_at = now()
-      WHERE id = $1 AND fence = $2 AND status = 'running'
-      RETURNING id
-    ), marked AS (
+    WITH task AS (${CHECKPOINT_TASK_UPDATE}), marked AS (
       -- Ledger rows (migration 004) of the side-effect calls this checkpoint asks for, behind the same fence:
       -- starts 1, outcome unknown, as toolCallStarted writes them, so the executor counts the row as the
       -- call's first start. A crash before the call counts one unknown outcome that was not one. A row that
@@ -216,9 +210,7 @@ const SQL = {
       SELECT m.key, task.id::text, m.step, m.tool FROM task, jsonb_to_recordset($12::jsonb) AS m(key text, step integer, tool text)
       ON CONFLICT (idempotency_key) DO NOTHING
     )
-    INSERT INTO steps (task_id, step, kind, schema_version, fence, data)
-    SELECT id, $3, $4, $5, $2, $6::jsonb FROM task
-    RETURNING step`,
+    ${CHECKPOINT_INSERT}`,
   sameStep: `SELECT fence, kind, data = $3::jsonb AS same_data FROM steps WHERE task_id = $1 AND step = $2`,
   finish: `
     WITH task AS (
@@ -234,7 +226,7 @@ const SQL = {
         SET agent = EXCLUDED.agent, error = EXCLUDED.error, attempts = EXCLUDED.attempts, tenant = EXCLUDED.tenant, created_at = now()
     )
     SELECT count(*)::int AS n FROM task`,
-  // \`finish\` and a checkpoint (as \`appendStep\` writes one) in one statement: both are written or neither.
+  // `finish` and a checkpoint (as `appendStep` writes one) in one statement: both are written or neither.
   // A step already stored aborts the whole statement (23505), the task's update with it.
   finishWithStep: `
     WITH task AS (
