@@ -139,7 +139,10 @@ describe.skipIf(!ready)("cancel - 200 tasks cancelled at random moments on a dis
     const cancels = await Promise.all(
       drawn.map(async ({ agent, aim, moment }, i): Promise<Cancel> => {
         await sleep(i * 50);
-        const submitted = await fetch(`${base}/v1/tasks`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ agent, input: "work" }) });
+        // Keyed, so the one retry below (a keep-alive socket the server closed just as it was reused) cannot make a second task.
+        const submit = () =>
+          fetch(`${base}/v1/tasks`, { method: "POST", headers: { "Content-Type": "application/json", "Idempotency-Key": `cancel-drill-${SEED}-${i}` }, body: JSON.stringify({ agent, input: "work" }) });
+        const submitted = await submit().catch(submit);
         const { id } = (await submitted.json()) as { id: string };
         if (moment.kind === "any time") await sleep(moment.delay);
         if (moment.kind === "awaiting approval") await until(() => parked.has(id), 120_000);
