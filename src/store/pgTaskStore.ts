@@ -136,6 +136,21 @@ function finishValues(taskId: string, fence: number, outcome: TaskOutcome): unkn
   return [taskId, fence, outcome.status, json(outcome.result ?? null), json(error), outcome.budget_exhausted ?? null];
 }
 
+/** A checkpoint's columns after the task's id and fence, in the order both checkpoint statements take them ($3–$11 of `appendStep`). */
+function checkpointValues(step: NewStep, data: string, u: Usage | undefined): unknown[] {
+  return [
+    step.step,
+    step.kind,
+    CHECKPOINT_SCHEMA_VERSION,
+    data,
+    u?.input_tokens ?? 0,
+    u?.output_tokens ?? 0,
+    u?.cache_read_input_tokens ?? 0,
+    u?.cache_creation_input_tokens ?? 0,
+    u?.cost_usd ?? 0,
+  ];
+}
+
 /** An item's error in a `createTasks` answer: the wire form of what `createTask` threw. */
 function outcomeError(err: unknown): { type: string; message: string; data?: Record<string, unknown> } {
   // What createTask throws went through toStoreError already: a Clawfleet error, whose class the caller restores.
@@ -494,38 +509,18 @@ export class PgTaskStore implements TaskStore {
    * twice; different content is a `DuplicateStepError`.
    */
   async appendStep(taskId: string, fence: number, step: NewStep, usageDelta?: Usage, marks?: readonly ToolCallMark[]): Promise<{ marked: true } | undefined> {
-    const u = usageDelta;
     const marked = marks !== undefined && marks.length > 0 ? ({ marked: true } as const) : undefined;
     const data = json(step.data);
-    const values: unknown[] = [
-      taskId,
-      fence,
-      step.step,
-      step.kind,
-      CHECKPOINT_SCHEMA_VERSION,
-      data,
-      u?.input_tokens ?? 0,
-      u?.output_tokens ?? 0,
-      u?.cache_read_input_tokens ?? 0,
-      u?.cache_creation_input_tokens ?? 0,
-      u?.cost_usd ?? 0,
-    ];
+    const values: unknown[] = [taskId, fence, ...checkpointValues(step, data, usageDelta)];
     if (marked) values.push(JSON.stringify((marks ?? []).map((m) => ({ key: m.idempotencyKey, step: m.step, tool: m.tool }))));
     try {
       const { rowCount } = await this.query("appendStep", marked ? SQL.appendStepMarked : SQL.appendStep, values, { raw: true });
       if (rowCount === 1) return marked;
     } catch (err) {
       if (sqlStateOf(err) !== "23505") throw toStoreError(err, "appendStep", this.target);
-      const { rows } = await this.query<{ fence: string; kind: string; same_data: boolean }>("appendStep", SQL.sameStep, [taskId, step.step, data]);
-      const existing = rows[0];
-      // The first commit of this very checkpoint wrote its marks with it.
-      if (existing && num(existing.fence) === fence && existing.kind === step.kind && existing.same_data) return marked;
-      throw new DuplicateStepError(`step ${step.step} of task ${taskId} is already checkpointed with different content`, {
-        reason: "duplicate_step",
-        taskId,
-        step: step.step,
-        fence,
-      });
+      // A retry of this very checkpoint passes: its first commit wrote its marks with it.
+      await this.storedStepOrThrow("appendStep", taskId, fence, step, data);
+      return marked;
     }
     await this.rejectFencedWrite("appendStep", taskId, fence, () => false);
     return undefined;
@@ -543,20 +538,9 @@ export class PgTaskStore implements TaskStore {
    * the same write (same outcome, same step content) is a no-op too.
    */
   async finishWithStep(taskId: string, fence: number, outcome: TaskOutcome, last: LastCheckpoint): Promise<void> {
-    const { step, usageDelta: u } = last;
+    const { step } = last;
     const data = json(step.data);
-    const values = [
-      ...finishValues(taskId, fence, outcome),
-      step.step,
-      step.kind,
-      CHECKPOINT_SCHEMA_VERSION,
-      data,
-      u?.input_tokens ?? 0,
-      u?.output_tokens ?? 0,
-      u?.cache_read_input_tokens ?? 0,
-      u?.cache_creation_input_tokens ?? 0,
-      u?.cost_usd ?? 0,
-    ];
+    const values = [...finishValues(taskId, fence, outcome), ...checkpointValues(step, data, last.usageDelta)];
     try {
       const { rows } = await this.query<{ n: number }>("finishWithStep", SQL.finishWithStep, values, { raw: true });
       if (rows[0]?.n === 1) return;
@@ -564,17 +548,17 @@ export class PgTaskStore implements TaskStore {
       if (sqlStateOf(err) !== "23505") throw toStoreError(err, "finishWithStep", this.target);
       // The step was stored before and the statement wrote nothing: the same checkpoint under this fence (a
       // retried appendStep of it) leaves only the outcome to write; other content is a bug.
-      await this.storedStepOrThrow(taskId, fence, step, data);
+      await this.storedStepOrThrow("finishWithStep", taskId, fence, step, data);
       return this.finishTask(taskId, fence, outcome);
     }
     // Nothing matched: a stale fence, or this very write committed already (the task ended so, its step stored).
     await this.rejectFencedWrite("finishWithStep", taskId, fence, (status) => status === outcome.status);
-    await this.storedStepOrThrow(taskId, fence, step, data);
+    await this.storedStepOrThrow("finishWithStep", taskId, fence, step, data);
   }
 
   /** Passes when `step` is stored under `fence` with this content (`data`, as stored); else a `DuplicateStepError`. */
-  private async storedStepOrThrow(taskId: string, fence: number, step: NewStep, data: string): Promise<void> {
-    const { rows } = await this.query<{ fence: string; kind: string; same_data: boolean }>("finishWithStep", SQL.sameStep, [taskId, step.step, data]);
+  private async storedStepOrThrow(op: string, taskId: string, fence: number, step: NewStep, data: string): Promise<void> {
+    const { rows } = await this.query<{ fence: string; kind: string; same_data: boolean }>(op, SQL.sameStep, [taskId, step.step, data]);
     const existing = rows[0];
     if (existing && num(existing.fence) === fence && existing.kind === step.kind && existing.same_data) return;
     const what = existing ? "is already checkpointed with different content" : "is missing from the task this fence already ended";
