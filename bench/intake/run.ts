@@ -18,9 +18,18 @@
  *
  * `--profile dir` runs every Clawfleet process under the CPU profiler (profiles in
  * dir/split/<role>/), read with bench/throughput/profileTop.ts.
+ *
+ * On two cores the planners, the executor, the rate gateway and the simulated provider
+ * take every cycle the api leaves, so the api's latency measures the machine's
+ * scheduler as much as the api. A cluster gives intake its own CPU (its pods' requests);
+ * `--consumers-nice N` (default: both 0 and 10) stands for that here: every thread of
+ * the consuming processes runs at nice N, so they still consume all the while, but on
+ * what the api, the checkpoint role and the databases leave. Each setting is its own
+ * Clawfleet run; the peer has no consumers and runs once.
  */
 import fs from "node:fs";
 import http from "node:http";
+import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
 import pg from "pg";
@@ -31,12 +40,26 @@ import { startLayout } from "../throughput/layouts";
 import { cpuMs, delta, loadLine, percentile, sleep } from "../throughput/meters";
 
 const { values: args } = parseArgs({
-  options: { quick: { type: "boolean", default: false }, rate: { type: "string" }, seconds: { type: "string" }, slots: { type: "string", default: "8" }, profile: { type: "string" } },
+  options: {
+    quick: { type: "boolean", default: false },
+    rate: { type: "string" },
+    seconds: { type: "string" },
+    slots: { type: "string", default: "8" },
+    profile: { type: "string" },
+    "consumers-nice": { type: "string", multiple: true },
+  },
 });
 const QUICK = args.quick ?? false;
 const RATE = Number(args.rate ?? (QUICK ? 200 : 1000));
 const SECONDS = Number(args.seconds ?? (QUICK ? 5 : 30));
 const LATE_MS = 10;
+const NICENESS = (args["consumers-nice"] ?? ["0", "10"]).map((n) => {
+  const v = Number(n);
+  if (!Number.isInteger(v) || v < 0 || v > 19) throw new RangeError(`--consumers-nice must be an integer from 0 to 19, got ${n}`);
+  return v;
+});
+/** The processes that consume the tasks (bench/throughput/layouts.ts names them). */
+const CONSUMERS = /^(planner-\d+|executor|rate-gateway|provider)$/;
 
 interface Outcome {
   scheduled: number;
@@ -102,8 +125,17 @@ function report(name: string, o: Outcome[], rows: number): string {
   return (
     `  ${name.padEnd(10)} p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms  max ${(lat.at(-1) ?? NaN).toFixed(0)} ms  ` +
     `${ok.length}/${o.length} accepted (${(ok.length / span).toFixed(0)}/s), ${o.length - ok.length} errors${errorText ? ` (${errorText})` : ""}, ${late} late sends, ` +
-    `${rows} rows stored${rows >= ok.length ? "" : " (FEWER than accepted)"}; ${loadLine()}`
+    `${rows} rows stored${rows >= ok.length ? "" : " (FEWER than accepted)"}; ${loadLine()}\n` +
+    `  ${"".padEnd(10)} p99 by 5 s of the schedule: ${bySlice(ok, 5_000).join(" | ")}`
   );
+}
+
+/** The p99 latency of the answers scheduled in each `sliceMs` of the run, in ms: when a stall happened. */
+function bySlice(ok: readonly Outcome[], sliceMs: number): string[] {
+  const t0 = Math.min(...ok.map((x) => x.scheduled));
+  const slices: number[][] = [];
+  for (const x of ok) (slices[Math.floor((x.scheduled - t0) / sliceMs)] ??= []).push(x.answered - x.scheduled);
+  return [...slices].map((l) => (l ? percentile(l.sort((a, b) => a - b), 99).toFixed(0) : "-"));
 }
 
 /** CPU time of each process during the load, per submit: less at the mercy of the machine's other work than latency. */
@@ -121,9 +153,17 @@ function countsOf(dir: string, pid: number): Map<string, number> {
   }
 }
 
-async function clawfleet(): Promise<string> {
-  const l = await startLayout("split", { slots: Number(args.slots), ...(args.profile ? { profileDir: args.profile } : {}) });
+/** Every thread of `pid` (and those it starts later, which inherit it) at nice `n`. */
+function renice(pid: number, n: number): void {
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) os.setPriority(Number(tid), n);
+}
+
+async function clawfleet(nice: number): Promise<string> {
+  const l = await startLayout("split", { slots: Number(args.slots), ...(args.profile ? { profileDir: path.join(args.profile, `nice${nice}`) } : {}) });
   try {
+    const consumers = [...l.nodes, ...(l.provider ? [l.provider] : [])].filter((n) => CONSUMERS.test(n.name));
+    if (consumers.length < 4) throw new Error(`expected the planners, executor, rate gateway and provider; found ${consumers.map((n) => n.name).join(", ")}`);
+    for (const n of consumers) renice(n.proc.pid ?? 0, nice);
     await warmUp(l, 3);
     const api = l.nodes.find((n) => n.name === "api");
     if (!api || !l.scratch) throw new Error("no api node");
@@ -138,7 +178,8 @@ async function clawfleet(): Promise<string> {
       .filter(([k]) => k.startsWith("remote checkpoint."))
       .map(([k, v]) => `${k.slice("remote ".length)} ${(v / o.length).toFixed(3)}`)
       .join(", ");
-    return `${report("Clawfleet", o, await countRows(l.scratch.db.url, "tasks"))}\n${cpu}\n  ${"".padEnd(10)} api's checkpoint calls per submit: ${calls || "none counted"}`;
+    const line = report(`Clawfleet, consumers at nice ${nice}`, o, await countRows(l.scratch.db.url, "tasks"));
+    return `${line}\n${cpu}\n  ${"".padEnd(10)} api's checkpoint calls per submit: ${calls || "none counted"}`;
   } finally {
     await l.stop();
   }
@@ -166,7 +207,7 @@ async function peer(): Promise<string> {
 
 async function main(): Promise<void> {
   process.stdout.write(`intake bench (${QUICK ? "quick" : "full"}): POST /v1/tasks at ${RATE}/s for ${SECONDS} s, open loop; ${loadLine()}\n`);
-  process.stdout.write(`${await clawfleet()}\n`);
+  for (const nice of NICENESS) process.stdout.write(`${await clawfleet(nice)}\n`);
   process.stdout.write(`${await peer()}\n`);
 }
 

@@ -62,6 +62,11 @@ export class RedisStreamsAdapter extends RedisAdapter {
     this.guard(client, "xreadgroupBuffer", (args) => streamAndGroup(args, "read"), null, READ_FAILURE_PAUSE_MS);
     this.guard(client, "xautoclaimBuffer", (args) => streamAndGroup(args, "claim"), null, 0);
     this.guard(client, "xpending", (args) => streamAndGroup(args, "claim"), [], 0);
+    // The publishing client sends the wake-ups (XADD) and the acknowledgements: many per
+    // tick under load, each awaited. Pipelined, the commands of one tick leave in one
+    // socket write instead of one each (the library passes no client options with a URL,
+    // and ioredis reads this one per command). The reading clients block, so they never are.
+    if (name === (this as unknown as { pubName: string }).pubName) client.options.enableAutoPipelining = true;
     return client;
   }
 

@@ -184,4 +184,25 @@ describe.skipIf(!hasService("redis"))("channels (redis streams)", () => {
     expect(customOpts.redis.consumerOptions).toMatchObject({ minIdleTime: 120_000, claimInterval: 1000 });
     expect(() => channelsMiddleware({ mode: "distributed", redisUrl: REDIS_TEST_URL, namespace: ns, minIdleTimeMs: 0 })).toThrow(RangeError);
   });
+  it("publishing - wake-ups sent in one tick leave in a few socket writes, and each is stored", async () => {
+    const ns = newNamespace();
+    const publisher = broker(ns);
+    await publisher.start();
+    const adapter = (publisher as unknown as { channelAdapter: { clients: Map<string, Redis>; pubName: string } }).channelAdapter;
+    const pub = adapter.clients.get(adapter.pubName) as Redis;
+    const stream = (pub as unknown as { stream: { write: (...a: unknown[]) => boolean } }).stream;
+    const write = stream.write.bind(stream);
+    let writes = 0;
+    stream.write = (...a: unknown[]) => {
+      writes++;
+      return write(...a);
+    };
+    await Promise.all(Array.from({ length: 50 }, (_, i) => sendToChannel(publisher, TASKS_READY_CHANNEL, { taskId: `t-${i}`, reason: "submitted" })));
+    stream.write = write;
+    expect(writes).toBeGreaterThan(0);
+    expect(writes).toBeLessThanOrEqual(5);
+    expect(await redis.xlen(`${ns}.${TASKS_READY_CHANNEL}`)).toBe(50);
+    // The clients that block on reads are never pipelined.
+    for (const [name, client] of adapter.clients) expect([name, client.options.enableAutoPipelining ?? false]).toEqual([name, name === adapter.pubName]);
+  });
 });
