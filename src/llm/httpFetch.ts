@@ -68,9 +68,11 @@ function decoderFor(res: http.IncomingMessage): (() => zlib.Gunzip | zlib.Inflat
   }
 }
 
-function abortReason(signal: AbortSignal | null | undefined): unknown {
-  if (signal?.reason !== undefined) return signal.reason;
-  return new DOMException("This operation was aborted", "AbortError");
+/** The signal's reason when it is an error (as `AbortController.abort()` makes it), an `AbortError` otherwise. */
+function abortReason(signal: AbortSignal | null | undefined): Error {
+  const reason: unknown = signal?.reason;
+  if (reason instanceof Error) return reason;
+  return new DOMException(typeof reason === "string" ? reason : "This operation was aborted", "AbortError");
 }
 
 const fetchFailed = (cause: unknown) => new TypeError("fetch failed", { cause });
