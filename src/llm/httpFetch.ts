@@ -17,6 +17,11 @@
  * - an event stream (`text/event-stream`, the streamed calls) is passed on as it
  *   arrives, as a web ReadableStream; any other answer is read whole first.
  * A body it does not know how to send (a stream, a form) goes to the global fetch.
+ *
+ * Kept-alive sockets are closed a second before the server's announced idle timeout
+ * (Node's agent reads `Keep-Alive: timeout=N`); a request that still meets a socket
+ * the server has just closed (a reset before any answer, on a reused socket: the
+ * server read none of it) is sent once more on a new socket.
  */
 import http from "node:http";
 import https from "node:https";
@@ -84,16 +89,35 @@ export async function httpFetch(input: string | URL | Request, init: RequestInit
   if (!agent) return fetch(input, init);
   const signal = init.signal ?? undefined;
   if (signal?.aborted) throw abortReason(signal);
-  const body = init.body ?? undefined;
+  try {
+    return await send(url, agent, init, signal);
+  } catch (err) {
+    // A kept-alive socket the server closed just as the request went out (its idle timeout): nothing of the
+    // request was read, so it goes once more on a new socket, as Node's documentation advises.
+    if (!(err instanceof StaleSocketError)) throw err;
+    return send(url, agent, init, signal);
+  }
+}
+
+/** A request that failed on a reused socket before any answer: the server never saw it. */
+class StaleSocketError extends TypeError {}
+
+function send(url: URL, agent: http.Agent, init: RequestInit, signal: AbortSignal | undefined): Promise<Response> {
+  const body = (init.body ?? undefined) as Body;
   const client = url.protocol === "https:" ? https : http;
   return new Promise<Response>((resolve, reject) => {
     let settled = false;
+    let answered = false;
     const fail = (err: unknown) => {
       if (settled) return;
       settled = true;
-      reject(signal?.aborted ? abortReason(signal) : fetchFailed(err));
+      if (signal?.aborted) return reject(abortReason(signal));
+      const code = (err as { code?: unknown }).code;
+      if (!answered && req.reusedSocket && (code === "ECONNRESET" || code === "EPIPE")) return reject(new StaleSocketError("fetch failed", { cause: err }));
+      reject(fetchFailed(err));
     };
     const req = client.request(url, { method: init.method ?? "GET", headers: headerRecord(init.headers), agent, ...(signal ? { signal } : {}) }, (res) => {
+      answered = true;
       const decode = decoderFor(res);
       const source: Readable = decode ? res.pipe(decode()) : res;
       if (decode) res.on("error", (err) => source.destroy(err));

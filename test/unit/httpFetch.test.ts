@@ -133,6 +133,37 @@ describe("httpFetch", () => {
   });
 });
 
+describe("httpFetch on a kept-alive socket the server drops", () => {
+  it("a request that meets a closed reused socket goes again once on a new one; a reset on a new socket fails", async () => {
+    const requestsOn = new Map<unknown, number>();
+    let requests = 0;
+    const server = http.createServer((req, res) => {
+      requests++;
+      const n = (requestsOn.get(req.socket) ?? 0) + 1;
+      requestsOn.set(req.socket, n);
+      // The second request on a connection meets the server's close, as at its idle timeout.
+      if (req.url === "/drop-second" && n === 2) return void req.socket.destroy();
+      if (req.url === "/drop") return void req.socket.destroy();
+      res.end("ok");
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      expect(await (await httpFetch(`${base}/drop-second`, { method: "POST", body: "1" })).text()).toBe("ok");
+      expect(await (await httpFetch(`${base}/drop-second`, { method: "POST", body: "2" })).text()).toBe("ok");
+      expect({ connections: requestsOn.size, requests }).toEqual({ connections: 2, requests: 3 });
+      server.closeAllConnections();
+      await new Promise((r) => setTimeout(r, 20));
+      requests = 0;
+      await expect(httpFetch(`${base}/drop`, { method: "POST", body: "3" })).rejects.toMatchObject({ message: "fetch failed", cause: { code: "ECONNRESET" } });
+      expect(requests).toBe(1);
+    } finally {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
+  });
+});
+
 describe("httpFetch under the Anthropic SDK", () => {
   let sim: SimServer;
 
