@@ -39,6 +39,14 @@ describe("httpFetch", () => {
             res.writeHead(204);
             res.end();
             return;
+          case "/reset-content":
+            res.writeHead(205);
+            res.end();
+            return;
+          case "/odd-status":
+            res.writeHead(600);
+            res.end("?");
+            return;
           case "/events":
             res.writeHead(200, { "Content-Type": "text/event-stream" });
             res.write("event: first\ndata: 1\n\n");
@@ -87,6 +95,21 @@ describe("httpFetch", () => {
     const res = await httpFetch(`${base}/empty`, { method: "DELETE" });
     expect(res.status).toBe(204);
     expect(res.body).toBeNull();
+  });
+
+  it("a 205 has no body either; a status fetch cannot represent fails the call instead of the process", async () => {
+    expect((await httpFetch(`${base}/reset-content`)).status).toBe(205);
+    await expect(httpFetch(`${base}/odd-status`)).rejects.toMatchObject({ message: "fetch failed", cause: { name: "RangeError" } });
+  });
+
+  it("an abort in the middle of an event stream fails its body with the abort's reason", async () => {
+    const controller = new AbortController();
+    const res = await httpFetch(`${base}/events`, { signal: controller.signal });
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    await reader.read();
+    controller.abort(new Error("caller left"));
+    await expect(reader.read()).rejects.toThrow("caller left");
+    releaseStream();
   });
 
   it("keeps the connection alive between calls", async () => {
