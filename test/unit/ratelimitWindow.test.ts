@@ -115,4 +115,18 @@ describe("ratelimit window - the bucket shapes", () => {
     // And the limit is what paces them: nearly all of it is used.
     expect(peak(started, 1, WINDOW_MS)).toBeGreaterThan(0.95 * limits.itpm);
   });
+  // Known defect, found by the property above (seed -1392035263): a refund that lands while a call above the
+  // bucket's capacity is booked ahead (its debt already taken) is credited in full, though the bucket had
+  // refilled to its capacity meanwhile and could not have held it. Here call 3's 743 unused tokens come back
+  // after the 47,490-token call is booked, and the window that starts with that call admits one token over
+  // the limit. Recorded as failing until the buckets account refunds against what they could hold.
+  it.fails("known defect - a refund during a booked over-capacity call is credited beyond what the bucket could hold", async () => {
+    const limits = { rpm: 2230, itpm: 143_863, otpm: 47_799 };
+    const small = (maxOut: number, gapMs = 0): Call => ({ gapMs, input: 1, maxOut, outShare: 0, latencyMs: 0 });
+    const calls: Call[] = [small(1), small(2350), small(1), { ...small(743), input: 11_930 }, small(1), small(1), small(1), small(1, 1.1939156673009848)];
+    for (let i = 0; i < 9; i++) calls.push(small(1));
+    calls.push({ gapMs: 0, input: 1, maxOut: 47_490, outShare: 0.9999789429353548, latencyMs: 0 }, small(1), { gapMs: 0, input: 1, maxOut: 312, outShare: 0.9967948717948718, latencyMs: 0 });
+    const started = await run(limits, calls);
+    expect(peak(started, 2, WINDOW_MS)).toBeLessThanOrEqual(limits.otpm);
+  });
 });
