@@ -216,6 +216,12 @@ export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Why a signal was aborted: its reason when that is an Error (as `AbortController.abort()` makes it), else `fallback()`. */
+export function abortReasonOf(signal: AbortSignal | null | undefined, fallback: () => Error): Error {
+  const reason: unknown = signal?.reason;
+  return reason instanceof Error ? reason : fallback();
+}
+
 /** Failures of a node or dependency (not of a task): what trips a circuit breaker. */
 export function isInfrastructureFailure(err: Error): boolean {
   return (

@@ -31,6 +31,7 @@ import http from "node:http";
 import https from "node:https";
 import { pipeline, Readable } from "node:stream";
 import zlib from "node:zlib";
+import { abortReasonOf } from "../errors";
 
 const agents = {
   "http:": new http.Agent({ keepAlive: true, scheduling: "lifo" }),
@@ -78,11 +79,7 @@ function decoderFor(res: http.IncomingMessage): (() => zlib.Gunzip | zlib.Inflat
   }
 }
 
-function abortReason(signal: AbortSignal | null | undefined): Error {
-  const reason: unknown = signal?.reason;
-  if (reason instanceof Error) return reason;
-  return new DOMException(typeof reason === "string" ? reason : "This operation was aborted", "AbortError");
-}
+const abortReason = (signal: AbortSignal | null | undefined): Error => abortReasonOf(signal, () => new DOMException("This operation was aborted", "AbortError"));
 
 const fetchFailed = (cause: unknown) => new TypeError("fetch failed", { cause });
 

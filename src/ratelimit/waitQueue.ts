@@ -20,7 +20,7 @@
  * also wipe out what other gateways reserved in between, handing it out twice.
  */
 import type { Priority } from "../contracts";
-import { RateLimitedError } from "../errors";
+import { abortReasonOf, RateLimitedError } from "../errors";
 import { NO_REMAINING, type Buckets, type Correction, type UsageTarget } from "./buckets";
 import type { BucketSpec, Triple } from "./limits";
 
@@ -263,7 +263,5 @@ export class ScopeWaitQueue {
   }
 }
 
-function abortReason(signal: AbortSignal | undefined): Error {
-  const reason: unknown = signal?.reason;
-  return reason instanceof Error ? reason : new Error("the model call was cancelled while it waited for the rate limit");
-}
+const abortReason = (signal: AbortSignal | undefined): Error =>
+  abortReasonOf(signal, () => new Error("the model call was cancelled while it waited for the rate limit"));
