@@ -11,7 +11,7 @@ import { RETRY_BACKOFF } from "../src/agent/settle";
 import { drainWorker, shutdownPlan } from "../src/agent/shutdown";
 import type { AgentDefinition } from "../src/agent/definition";
 import type { AttemptInterceptor } from "../src/agent/interceptors";
-import { AbortTaskParamsSchema, parseParams, TASK_CANCELLED_CONTROL_EVENT, TaskCancelledControlSchema, WakeUpSchema, type AbortTaskAck } from "../src/contracts";
+import { AbortTaskParamsSchema, parseParams, typedParams, TASK_CANCELLED_CONTROL_EVENT, TaskCancelledControlSchema, WakeUpSchema, type AbortTaskAck } from "../src/contracts";
 import { PriceTable } from "../src/llm/pricing";
 import { channelSender } from "../src/queue/channels";
 import { plannerConsumer, TASKS_READY_CHANNEL, WakeUps } from "../src/queue/wakeups";
@@ -179,7 +179,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
           agents: resources.agents,
           wakeUps,
           // An aborted model call is abandoned at once (its answer would only be thrown away) and cancelled at the gateway.
-          llm: { complete: (req, signal) => cancellableCall<CompleteResponse, typeof req>(calls, "rate-gateway.complete", req, signal, { timeout: 0, groups: ["rate-gateway"] }) },
+          llm: { complete: (req, signal) => cancellableCall<CompleteResponse, typeof req>(calls, "rate-gateway.complete", typedParams({ ...req }), signal, { timeout: 0, groups: ["rate-gateway"] }) },
           // A tool call is not abandoned: the executor stops it only if it has no side effects, else its outcome is awaited.
           tools: {
             run: (call, signal) =>

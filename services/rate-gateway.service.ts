@@ -8,7 +8,7 @@ import { TEXT_DELTA_EVENT, type CompleteResponse, type TextDeltaEvent } from "..
 import { RateGateway } from "../src/llm/rateGateway";
 import { tierModels } from "../src/ratelimit";
 import type { Resources } from "../src/node/resources";
-import { Gateway, LimitsParamsSchema, parseParams } from "../src/contracts";
+import { Gateway, LimitsParamsSchema, parseCallParams, parseParams } from "../src/contracts";
 import { CallCancelledError } from "../src/errors";
 import { CALL_CANCEL_EVENT, CancelRegistry } from "../src/transport/cancel";
 import type { Metrics } from "../src/telemetry/metrics";
@@ -26,7 +26,7 @@ export function rateGatewayService(resources: Resources, metrics: Metrics): Serv
       complete: {
         async handler(ctx: Context): Promise<CompleteResponse> {
           if (!gateway) throw new Error("rate-gateway is not started");
-          const req = parseParams(Gateway.complete, ctx.params, "rate-gateway.complete");
+          const req = parseCallParams(Gateway.complete, ctx.params, "rate-gateway.complete");
           const call = cancels.open((ctx.meta as { callId?: unknown }).callId);
           // A streamed call's text deltas go to every api replica (a lost one only costs a live preview).
           const publish = req.stream ? (delta: TextDeltaEvent) => void Promise.resolve(this.broker.broadcast(TEXT_DELTA_EVENT, delta)).catch(() => undefined) : undefined;

@@ -24,4 +24,4 @@ export * from "./approvals";
 export * from "./switches";
 export * from "./webhooks";
 export * from "./dashboard";
-export { parseParams } from "./parse";
+export { parseCallParams, parseParams, typedParams, validatesAsIs } from "./parse";

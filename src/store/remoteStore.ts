@@ -6,8 +6,9 @@
  * all) arrive as the same classes thanks to the error regenerator.
  */
 import {
-  parseParams,
+  parseCallParams,
   storeMethod,
+  typedParams,
   STORE_METHOD_NAMES,
   type StoreArgs,
   type StoreMethod,
@@ -22,7 +23,7 @@ export type Caller = <T>(action: string, params: Record<string, unknown>) => Pro
 /** Method `name` as a call of the action `${service}.${name}`. */
 function remoteMethod<K extends StoreMethodName>(call: Caller, service: string, name: K): StoreMethod<K> {
   const { toParams } = storeMethod(name);
-  return (...args: StoreArgs<K>) => call<StoreResult<K>>(`${service}.${name}`, toParams(...args));
+  return (...args: StoreArgs<K>) => call<StoreResult<K>>(`${service}.${name}`, typedParams(toParams(...args)));
 }
 
 function remoteMethods(call: Caller, service: string): StoreMethods {
@@ -53,9 +54,9 @@ export class RemoteTaskStore extends RemoteMethods implements TaskStore {
   }
 }
 
-/** The service's side of a call of method `name`: validates the params, then calls the store with them. */
+/** The service's side of a call of method `name`: validates the params (`parseCallParams`), then calls the store with them. */
 export function serveStoreCall<K extends StoreMethodName>(store: TaskStore, name: K, params: unknown, what: string): Promise<StoreResult<K>> {
   const { params: schema, toArgs } = storeMethod(name);
   const method: StoreMethods[K] = store[name];
-  return method.apply(store, toArgs(parseParams(schema, params, what)));
+  return method.apply(store, toArgs(parseCallParams(schema, params, what)));
 }

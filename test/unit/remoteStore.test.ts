@@ -273,6 +273,34 @@ describe("remote store", () => {
     }
   });
 
+  it("a call made on the same node hands the store the same arguments, its objects not copied", async () => {
+    for (const c of CALLS) {
+      const received: Array<{ method: string; args: unknown[] }> = [];
+      const served = recordingStore(received);
+      // The broker on one node passes the params object itself: nothing serializes it.
+      const local = new RemoteTaskStore(<T>(action: string, params: Record<string, unknown>) => serveStoreCall(served, action.slice("checkpoint.".length) as StoreMethodName, params, action) as Promise<T>);
+      expect(await c.call(local)).toBe(`answer of ${c.action}`);
+      expect(received).toEqual([{ method: c.action, args: c.args }]);
+    }
+    const received: Array<{ method: string; args: unknown[] }> = [];
+    const served = recordingStore(received);
+    const local = new RemoteTaskStore(<T>(action: string, params: Record<string, unknown>) => serveStoreCall(served, "appendStep", params, action) as Promise<T>);
+    await local.appendStep(ID, 3, step, usage);
+    expect(received[0]?.args[2]).toBe(step);
+  });
+
+  it("params that crossed the transport are validated even when the caller was typed", async () => {
+    const sent: Array<Record<string, unknown>> = [];
+    const caller = new RemoteTaskStore(async <T>(_action: string, params: Record<string, unknown>) => {
+      sent.push(params);
+      return undefined as T;
+    });
+    // A typed caller that got the types wrong at run time (a stale build on another node, say).
+    await caller.appendStep(ID, -1, step);
+    const overTheWire = JSON.parse(JSON.stringify(sent[0])) as unknown;
+    expect(() => serveStoreCall(recordingStore([]), "appendStep", overTheWire, "checkpoint.appendStep")).toThrow(/field "fence"/);
+  });
+
   it("the service side refuses bad params with a ValidationError naming the field", () => {
     const bad = () => serveStoreCall(recordingStore([]), "appendStep", { taskId: ID, fence: -1, step }, "checkpoint.appendStep");
     expect(bad).toThrow(ValidationError);
