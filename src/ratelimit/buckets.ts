@@ -25,13 +25,24 @@ export interface UsageTarget {
   windowMs: number;
 }
 
+/** What a reserve may carry: a settle folded into its round trip, and the usage window it adds to. */
+export interface ReserveOptions {
+  settleFirst?: Correction | undefined;
+  usage?: UsageTarget | undefined;
+}
+
 export interface Buckets {
   /**
    * Admits (possibly booked up to `horizonMs` ahead) or refuses with the wait until it could admit.
    * `settleFirst`: a settle folded into the same round trip, applied before the check, admitted or not.
    * `usage`: the model's usage window gets the need of an admitted call and the folded settle's `used`.
    */
-  reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts?: { settleFirst?: Correction | undefined; usage?: UsageTarget | undefined }): Promise<ReserveOutcome>;
+  reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts?: ReserveOptions): Promise<ReserveOutcome>;
+  /**
+   * Several calls of the scope in one round trip, in queue order: each as `reserve` would answer it at the
+   * same instant. The first refused ends the answer (its outcome is the last), so none behind it overtakes it.
+   */
+  reserveMany(scope: string, specs: Triple<BucketSpec>, needs: readonly Triple<number>[], horizonMs: number, opts?: ReserveOptions): Promise<ReserveOutcome[]>;
   /** Applies actual − reserved; the provider's remaining counts, when known, cap the levels; `usage` gets `used`. */
   settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining?: Triple<number | undefined>, usage?: UsageTarget & { used: Triple<number> }): Promise<void>;
   /** Nothing is admitted in `scope` for `delayMs` (a provider 429), then the buckets refill from empty. */
@@ -74,19 +85,27 @@ export class MemoryBuckets implements Buckets {
     this.states.set(scope, { state, expiresAt: now + math.msUntilFull(state, now) + 1000 });
   }
 
-  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts: { settleFirst?: Correction | undefined; usage?: UsageTarget | undefined } = {}): Promise<ReserveOutcome> {
+  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts: ReserveOptions = {}): Promise<ReserveOutcome> {
+    return (await this.reserveMany(scope, specs, [need], horizonMs, opts))[0] as ReserveOutcome;
+  }
+
+  async reserveMany(scope: string, specs: Triple<BucketSpec>, needs: readonly Triple<number>[], horizonMs: number, opts: ReserveOptions = {}): Promise<ReserveOutcome[]> {
+    if (needs.length === 0) throw new RangeError("reserveMany needs at least one call");
     const { settleFirst, usage } = opts;
     const now = this.clock();
     const state = this.stateOf(scope, now);
     if (settleFirst) math.settle(state, specs, settleFirst.delta, settleFirst.remaining, now);
-    const out = math.reserve(state, specs, need, horizonMs, now);
-    if (out.admitted || settleFirst) this.touch(scope, state, now);
-    if (usage) {
-      const used = settleFirst?.used ?? [0, 0, 0];
-      const taken = out.admitted ? need : [0, 0, 0];
-      this.record(usage, [used[0] + taken[0], used[1] + taken[1], used[2] + taken[2]]);
+    const outcomes: ReserveOutcome[] = [];
+    const used: [number, number, number] = settleFirst ? [...settleFirst.used] : [0, 0, 0];
+    for (const need of needs) {
+      const out = math.reserve(state, specs, need, horizonMs, now);
+      outcomes.push(out);
+      if (!out.admitted) break;
+      for (const j of [0, 1, 2] as const) used[j] += need[j];
     }
-    return out;
+    if (outcomes[0]?.admitted || settleFirst) this.touch(scope, state, now);
+    if (usage) this.record(usage, used);
+    return outcomes;
   }
 
   async settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining: Triple<number | undefined> = NO_REMAINING, usage?: UsageTarget & { used: Triple<number> }): Promise<void> {

@@ -6,7 +6,7 @@
 import type { Redis } from "ioredis";
 import { awaitRedis } from "../redis/connection";
 import { RedisScripts, luaDir } from "../redis/scripts";
-import type { Buckets, Correction, ReserveOutcome, UsageTarget } from "./buckets";
+import type { Buckets, ReserveOptions, ReserveOutcome, UsageTarget } from "./buckets";
 import { NO_REMAINING } from "./buckets";
 import { LimitSpecSchema, type BucketSpec, type LimitSpec, type Triple } from "./limits";
 
@@ -18,6 +18,8 @@ export interface RedisBucketsOptions {
 const specArgs = (specs: Triple<BucketSpec>) => [...specs.map((s) => s.capacity), ...specs.map((s) => s.refillPerMs)];
 /** A settle's arguments: the deltas, then the remaining counts (-1: not reported). */
 const correctionArgs = (delta: Triple<number>, remaining: Triple<number | undefined>) => [...delta, ...remaining.map((r) => r ?? -1)];
+/** The folded-settle arguments of a reserve that folds none. */
+const NO_SETTLE = [0, 0, 0, -1, -1, -1, 0, 0, 0];
 
 export class RedisBuckets implements Buckets {
   private readonly scripts: RedisScripts;
@@ -35,13 +37,20 @@ export class RedisBuckets implements Buckets {
     return `${this.opts.prefix}:ratelimit:${scope}`;
   }
 
-  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts: { settleFirst?: Correction | undefined; usage?: UsageTarget | undefined } = {}): Promise<ReserveOutcome> {
+  async reserve(scope: string, specs: Triple<BucketSpec>, need: Triple<number>, horizonMs: number, opts: ReserveOptions = {}): Promise<ReserveOutcome> {
+    return (await this.reserveMany(scope, specs, [need], horizonMs, opts))[0] as ReserveOutcome;
+  }
+
+  async reserveMany(scope: string, specs: Triple<BucketSpec>, needs: readonly Triple<number>[], horizonMs: number, opts: ReserveOptions = {}): Promise<ReserveOutcome[]> {
+    if (needs.length === 0) throw new RangeError("reserveMany needs at least one call");
     const { settleFirst, usage } = opts;
-    const folded = settleFirst ? [...correctionArgs(settleFirst.delta, settleFirst.remaining), ...settleFirst.used] : [];
+    const folded = settleFirst ? [1, ...correctionArgs(settleFirst.delta, settleFirst.remaining), ...settleFirst.used] : [0, ...NO_SETTLE];
     const keys = [this.key(scope), this.usageKeyOf(scope, usage)];
-    const reply = await this.call("reserve", this.scripts.run("reserveRate", keys, [horizonMs, ...specArgs(specs), ...need, usage?.windowMs ?? 0, ...folded]));
-    const [admitted, wait, now] = reply as [number, string, string];
-    return { admitted: admitted === 1, waitMs: Number(wait), nowMs: Number(now) };
+    const reply = (await this.call("reserve", this.scripts.run("reserveRate", keys, [horizonMs, ...specArgs(specs), usage?.windowMs ?? 0, ...folded, ...needs.flat()]))) as Array<string | number>;
+    const nowMs = Number(reply[0]);
+    const outcomes: ReserveOutcome[] = [];
+    for (let i = 1; i + 1 < reply.length; i += 2) outcomes.push({ admitted: reply[i] === 1, waitMs: Number(reply[i + 1]), nowMs });
+    return outcomes;
   }
 
   async settle(scope: string, specs: Triple<BucketSpec>, delta: Triple<number>, remaining: Triple<number | undefined> = NO_REMAINING, usage?: UsageTarget & { used: Triple<number> }): Promise<void> {

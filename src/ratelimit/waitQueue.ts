@@ -1,9 +1,11 @@
 /**
  * Backpressure for one bucket scope in one gateway process: callers wait in
  * priority order (high, normal, low; first come first served within one), and
- * only the head of the queue asks the buckets. When capacity returns, waiters
- * are admitted one by one as the buckets allow (each booked at its own slot), so
- * a refilled bucket never releases a herd. A waiter that would wait past its
+ * only the head of the queue asks the buckets, with the waiters right behind it in
+ * the same round trip (each answered as if it asked alone, in queue order; the
+ * first refused ends it). When capacity returns, waiters are admitted one by one
+ * as the buckets allow (each booked at its own slot), so a refilled bucket never
+ * releases a herd. A waiter that would wait past its
  * deadline is refused with a `retryAfter` that counts its place in the queue,
  * so refused callers come back staggered rather than together.
  *
@@ -25,6 +27,12 @@ import { NO_REMAINING, type Buckets, type Correction, type UsageTarget } from ".
 import type { BucketSpec, Triple } from "./limits";
 
 const RANK: Record<Priority, number> = { high: 0, normal: 1, low: 2 };
+
+/** Most waiters reserved in one round trip. */
+const MAX_BATCH = 32;
+
+const sameSpecs = (a: Triple<BucketSpec>, b: Triple<BucketSpec>): boolean =>
+  a === b || a.every((s, j) => s.capacity === b[j as 0 | 1 | 2].capacity && s.refillPerMs === b[j as 0 | 1 | 2].refillPerMs);
 
 export interface WaitQueueOptions {
   /** Longest a caller waits before it is refused with `retryAfter`. */
@@ -194,41 +202,63 @@ export class ScopeWaitQueue {
   private async pump(): Promise<void> {
     this.pumping = true;
     while (this.waiters.length > 0) {
-      const head = this.waiters[0] as Waiter;
+      // The head and the waiters right behind it held to the same limits ask in one round trip, in queue order.
+      const batch = this.headBatch();
+      const head = batch[0] as Waiter;
       // Sent once: a reserve that failed may have applied it, and a give-back applied twice would hand out capacity.
       const folded = this.takePending();
-      let out;
+      let outcomes;
       try {
-        out = await this.buckets.reserve(this.scope, head.specs, head.need, this.opts.horizonMs, { settleFirst: folded?.correction, usage: this.opts.usage });
+        outcomes = await this.buckets.reserveMany(this.scope, head.specs, batch.map((w) => w.need), this.opts.horizonMs, { settleFirst: folded?.correction, usage: this.opts.usage });
       } catch (err) {
         if (folded) this.opts.onSettleFailed?.(err);
-        // The buckets are unreachable: this caller learns it now; the next one asks again.
-        this.remove(head);
-        head.reject(err instanceof Error ? err : new Error(String(err)));
+        // The buckets are unreachable: these callers learn it now; the next ones ask again.
+        for (const w of batch) {
+          this.remove(w);
+          w.reject(err instanceof Error ? err : new Error(String(err)));
+        }
         continue;
       }
-      if (out.admitted) {
-        this.remove(head);
+      let refused: number | undefined;
+      for (const [i, out] of outcomes.entries()) {
+        const w = batch[i] as Waiter;
+        if (!out.admitted) {
+          refused = out.waitMs;
+          break;
+        }
+        this.remove(w);
         // Cancelled while its reserve was on its way: what it reserved goes back with the next round trip.
-        if (head.gone) this.giveBack(head);
-        else if (out.waitMs >= 1) setTimeout(() => (head.gone ? this.giveBack(head) : head.resolve()), out.waitMs);
-        else head.resolve();
-        continue;
+        if (w.gone) this.giveBack(w);
+        else if (out.waitMs >= 1) setTimeout(() => (w.gone ? this.giveBack(w) : w.resolve()), out.waitMs);
+        else w.resolve();
       }
-      this.refuseLate(out.waitMs);
+      if (refused === undefined) continue;
+      this.refuseLate(refused);
       if (this.waiters.length > 0) {
         this.timer = setTimeout(
           () => {
             this.timer = undefined;
             if (!this.pumping) void this.pump();
           },
-          Math.max(1, out.waitMs - this.opts.horizonMs),
+          Math.max(1, refused - this.opts.horizonMs),
         );
       }
       break;
     }
     // No await between the last look at the queue and here: an arrival either saw `pumping` or is in the loop.
     this.pumping = false;
+  }
+
+  /** The head, and up to `MAX_BATCH` − 1 waiters right behind it with the same limits. */
+  private headBatch(): Waiter[] {
+    const head = this.waiters[0] as Waiter;
+    const batch = [head];
+    for (let i = 1; i < this.waiters.length && batch.length < MAX_BATCH; i++) {
+      const w = this.waiters[i] as Waiter;
+      if (!sameSpecs(w.specs, head.specs)) break;
+      batch.push(w);
+    }
+    return batch;
   }
 
   /** The head waits `headWaitMs`; each later waiter also waits for those ahead of it. Refuse whoever would miss its deadline. */

@@ -195,6 +195,46 @@ describe.each(subjects)("ratelimit contract - %s buckets", (name, available, mak
     if (subject.ttlOf) expect(await subject.ttlOf(scope)).toBeGreaterThan(4000);
   });
 
+  it.skipIf(!available)("reserveMany - calls reserved in one round trip are answered as if reserved one after another at one instant; the first refused ends the answer", async () => {
+    fresh();
+    const specs: Triple<BucketSpec> = [flat(5, 600_000), flat(1000, 600_000), UNLIMITED];
+    const usage = { model: uniqueId("model"), windowMs: 60_000 };
+    const answers = await b.reserveMany(scope, specs, [[1, 100, 7], [1, 200, 7], [1, 900, 7], [1, 10, 7], [1, 10, 7]], 0, { usage });
+    // The third needs 900 of the 700 left: refused, and the two behind it are not looked at (none overtakes it).
+    expect(answers.map((a) => a.admitted)).toEqual([true, true, false]);
+    expect(answers.slice(0, 2).map((a) => a.waitMs)).toEqual([0, 0]);
+    expect(answers[2]?.waitMs).toBeGreaterThan(200 * 600 - 500); // 200 tokens at 1000 per 10 min
+    expect(new Set(answers.map((a) => a.nowMs)).size).toBe(1);
+    // Exactly the two admitted calls were charged: 3 requests and 700 tokens are left.
+    expect((await b.reserve(scope, specs, [3, 700, 0], 0)).admitted).toBe(true);
+    expect((await b.reserve(scope, specs, [1, 0, 0], 0)).admitted).toBe(false);
+    // The usage window got the admitted calls' needs, unlimited buckets included, and nothing of the refused one.
+    expect(await b.usage(usage.model, usage.windowMs)).toEqual([2, 300, 14]);
+
+    // Booked within the horizon: each at its own slot, as single reserves would be.
+    const paced: Triple<BucketSpec> = [requestBucket(660, 60_000), UNLIMITED, UNLIMITED];
+    const spacing = 1 / paced[0].refillPerMs;
+    const other = uniqueId("scope");
+    await b.reserve(other, paced, [1, 0, 0], 0);
+    const booked = await b.reserveMany(other, paced, [[1, 0, 0], [1, 0, 0], [1, 0, 0], [1, 0, 0]], 1000);
+    expect(booked.every((o) => o.admitted)).toBe(true);
+    const starts = booked.map((o) => o.nowMs + o.waitMs);
+    // Redis answers waits to the microsecond.
+    for (let i = 1; i < starts.length; i++) expect((starts[i] as number) - (starts[i - 1] as number)).toBeCloseTo(spacing, 2);
+  });
+
+  it.skipIf(!available)("reserveMany - a folded settle is applied first, even when the first call is refused", async () => {
+    fresh();
+    const specs: Triple<BucketSpec> = [UNLIMITED, UNLIMITED, flat(100, 600_000)];
+    const usage = { model: uniqueId("model"), windowMs: 60_000 };
+    expect((await b.reserve(scope, specs, [1, 0, 100], 0, { usage })).admitted).toBe(true);
+    // A give-back of 40 rides on a reserve needing 50: still refused, the 40 kept.
+    const refused = await b.reserveMany(scope, specs, [[1, 0, 50], [1, 0, 1]], 0, { usage, settleFirst: { delta: [0, 0, -40], remaining: [undefined, undefined, undefined], used: [0, 0, -40] } });
+    expect(refused.map((a) => a.admitted)).toEqual([false]);
+    expect((await b.reserve(scope, specs, [1, 0, 40], 0, { usage })).admitted).toBe(true);
+    expect(await b.usage(usage.model, usage.windowMs)).toEqual([2, 0, 100]);
+  });
+
   it.skipIf(!available)("settle - unused output is refunded, extra input charged; the provider's remaining only ever lowers a level", async () => {
     fresh();
     const specs: Triple<BucketSpec> = [UNLIMITED, flat(1000, 600_000), flat(1000, 600_000)];

@@ -8,7 +8,9 @@ import { loadConfig } from "../../src/config";
 import type { CompleteRequest, Priority } from "../../src/contracts";
 import { ConfigError, ProviderRequestError, RateLimitedError } from "../../src/errors";
 import { AnthropicGateway, type ProviderResponse } from "../../src/llm/anthropicGateway";
-import { MemoryBuckets, RateLimiter, requestBucket, type LimitedCall, type RateLimitTable } from "../../src/ratelimit";
+import { MemoryBuckets, RateLimiter, requestBucket, type BucketSpec, type LimitedCall, type RateLimitTable, type Triple } from "../../src/ratelimit";
+import { UNLIMITED } from "../../src/ratelimit/limits";
+import { ScopeWaitQueue } from "../../src/ratelimit/waitQueue";
 import { startSimServer, type SimServer } from "../../src/sim";
 
 function call(over: Partial<LimitedCall> = {}): LimitedCall {
@@ -205,5 +207,48 @@ describe("ratelimiter - configuration", () => {
     ]) {
       expect(() => loadConfig({ [variable as string]: value }), `${variable}=${value}`).toThrow(ConfigError);
     }
+  });
+});
+
+describe("ratelimiter - the wait queue's round trips", () => {
+  /** In-process buckets that count their round trips and the calls each carried. */
+  function countingBuckets(): { buckets: MemoryBuckets; trips: number[] } {
+    const buckets = new MemoryBuckets();
+    const trips: number[] = [];
+    const many = buckets.reserveMany.bind(buckets);
+    buckets.reserveMany = async (...args: Parameters<MemoryBuckets["reserveMany"]>) => {
+      trips.push(args[2].length);
+      return many(...args);
+    };
+    return { buckets, trips };
+  }
+
+  it("callers who queue together are reserved together, admitted in queue order", async () => {
+    const { buckets, trips } = countingBuckets();
+    const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 2000, horizonMs: 5 });
+    const specs: Triple<BucketSpec> = [requestBucket(600_000, 60_000), UNLIMITED, UNLIMITED];
+    const order: string[] = [];
+    const priorities: Priority[] = ["low", "normal", "high", "normal", "low", "high", "normal", "normal", "low", "high"];
+    await Promise.all(priorities.map((p, i) => q.enter(specs, [1, 0, 0], p).then(() => order.push(`${p}${i}`))));
+    // The first caller asks alone; the nine that queued while it was on its way ask in one round trip.
+    expect(trips).toEqual([1, 9]);
+    expect(order).toEqual(["low0", "high2", "high5", "high9", "normal1", "normal3", "normal6", "normal7", "low4", "low8"]);
+  });
+
+  it("a refused caller ends its round trip: those behind it wait their turn, and only the refused one's wait paces them", async () => {
+    const { buckets, trips } = countingBuckets();
+    const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 5000, horizonMs: 0 });
+    // Two requests of burst, one more every 200 ms.
+    const specs: Triple<BucketSpec> = [{ capacity: 2, refillPerMs: 1 / 200 }, UNLIMITED, UNLIMITED];
+    const t0 = Date.now();
+    const at: number[] = [];
+    await Promise.all([0, 1, 2, 3].map(() => q.enter(specs, [1, 0, 0], "normal").then(() => at.push(Date.now() - t0))));
+    expect(trips[0]).toBe(1);
+    // The second trip carried three: one admitted, the third refused, the fourth not looked at.
+    expect(trips[1]).toBe(3);
+    expect(at[0]).toBeLessThan(100);
+    expect(at[1]).toBeLessThan(100);
+    expect(at[2]).toBeGreaterThanOrEqual(190);
+    expect(at[3]).toBeGreaterThanOrEqual(390);
   });
 });
