@@ -17,13 +17,13 @@ export function parseParams<T>(schema: z.ZodType<T>, params: unknown, what: stri
 }
 
 /**
- * The mark of params that Clawfleet's own typed code built in this process (the planner's model calls and
- * store calls). It is a symbol: no serializer carries it, so params that crossed the transport, or that any
- * other caller built, never have it.
+ * The mark of params that Clawfleet's own code built in this process from values it had already
+ * validated: the planner's model calls and checkpoint writes. It is a symbol: no serializer carries it,
+ * so params that crossed the transport, or that any other caller built, never have it.
  */
 const TYPED = Symbol("clawfleet.typedParams");
 
-/** Marks `params` as built by Clawfleet's typed code, for `parseCallParams` on the same node. */
+/** Marks `params` as built so, for `parseCallParams` on the same node. */
 export function typedParams<T extends object>(params: T): T {
   if (Object.isExtensible(params)) Object.defineProperty(params, TYPED, { value: true, enumerable: false });
   return params;
@@ -31,9 +31,10 @@ export function typedParams<T extends object>(params: T): T {
 
 /**
  * An action's params, validated: `parseParams`, except for params marked by `typedParams` whose schema
- * validates without changing anything (no default, coercion, transform or trimming anywhere in it). Those
- * were type-checked where they were built, in this process, and the validation would only copy them: a
- * model call's whole conversation on every turn, each checkpoint's step.
+ * validates without changing anything (no default, coercion, transform, trimming or freezing anywhere in
+ * it, and no check but the plain ones). Their caller built them from what it had validated before (the
+ * claim's fence, the gateway's normalized answer, the agent file), and the validation would only copy
+ * them: a model call's whole conversation on every turn, each checkpoint's step.
  */
 export function parseCallParams<T>(schema: z.ZodType<T>, params: unknown, what: string): T {
   if (typeof params === "object" && params !== null && TYPED in params && validatesAsIs(schema)) return params as T;
@@ -55,8 +56,17 @@ export function validatesAsIs(schema: z.ZodType): boolean {
 /** Schema kinds that only check a value; every other kind (default, prefault, catch, pipe, transform, …) may change it. */
 const CHECKING = new Set([
   "string", "number", "int", "boolean", "bigint", "null", "undefined", "unknown", "any", "literal", "enum", "never",
-  "object", "array", "tuple", "record", "union", "intersection", "optional", "nullable", "lazy", "readonly", "template_literal",
+  "object", "array", "tuple", "record", "union", "intersection", "optional", "nullable", "lazy", "template_literal",
 ]);
+
+/** Checks that only look at a value. A custom one (`refine`, `check`) may write it; `overwrite` (trim, case folding) does. */
+const PLAIN_CHECKS = new Set([
+  "min_length", "max_length", "length_equals", "greater_than", "less_than", "multiple_of", "number_format", "bigint_format",
+  "string_format", "min_size", "max_size", "size_equals",
+]);
+
+/** Deeper than this, a schema is taken as one that may change a value (a lazy that builds itself anew each time). */
+const MAX_DEPTH = 64;
 
 interface SchemaDef {
   type: string;
@@ -73,22 +83,23 @@ interface SchemaDef {
   right?: z.ZodType;
   innerType?: z.ZodType;
   catchall?: z.ZodType;
-  getter?: () => z.ZodType;
 }
 
-function unchanging(schema: z.ZodType, seen: Set<z.ZodType>): boolean {
+function unchanging(schema: z.ZodType, seen: Set<z.ZodType>, depth = 0): boolean {
   if (seen.has(schema)) return true;
+  if (depth > MAX_DEPTH) return false;
   seen.add(schema);
-  const def = (schema as unknown as { _zod: { def: SchemaDef } })._zod.def;
+  const internals = (schema as unknown as { _zod: { def: SchemaDef; innerType?: z.ZodType } })._zod;
+  const def = internals.def;
   if (!CHECKING.has(def.type) || def.coerce === true) return false;
-  // String trimming and case folding are "overwrite" checks: they change the value.
-  if ((def.checks ?? []).some((c) => c._zod.def.check === "overwrite")) return false;
+  if (!(def.checks ?? []).every((c) => PLAIN_CHECKS.has(c._zod.def.check))) return false;
   const children: z.ZodType[] = [
     ...Object.values(def.shape ?? {}),
     ...(def.items ?? []),
     ...(def.options ?? []),
     ...[def.element, def.rest, def.keyType, def.valueType, def.left, def.right, def.innerType, def.catchall].filter((c): c is z.ZodType => c != null),
-    ...(def.getter ? [def.getter()] : []),
+    // A lazy's schema, as zod caches it.
+    ...(def.type === "lazy" && internals.innerType ? [internals.innerType] : []),
   ];
-  return children.every((c) => unchanging(c, seen));
+  return children.every((c) => unchanging(c, seen, depth + 1));
 }

@@ -20,29 +20,35 @@ import type { TaskStore } from "./types";
 
 export type Caller = <T>(action: string, params: Record<string, unknown>) => Promise<T>;
 
-/** Method `name` as a call of the action `${service}.${name}`. */
-function remoteMethod<K extends StoreMethodName>(call: Caller, service: string, name: K): StoreMethod<K> {
+/** Method `name` as a call of the action `${service}.${name}`; with `typed`, its params carry `typedParams`' mark. */
+function remoteMethod<K extends StoreMethodName>(call: Caller, service: string, name: K, typed: boolean): StoreMethod<K> {
   const { toParams } = storeMethod(name);
-  return (...args: StoreArgs<K>) => call<StoreResult<K>>(`${service}.${name}`, typedParams(toParams(...args)));
+  if (typed) return (...args: StoreArgs<K>) => call<StoreResult<K>>(`${service}.${name}`, typedParams({ ...toParams(...args) }));
+  return (...args: StoreArgs<K>) => call<StoreResult<K>>(`${service}.${name}`, toParams(...args));
 }
 
-function remoteMethods(call: Caller, service: string): StoreMethods {
+function remoteMethods(call: Caller, service: string, typed: ReadonlySet<StoreMethodName>): StoreMethods {
   const methods: Partial<Record<StoreMethodName, unknown>> = {};
-  for (const name of STORE_METHOD_NAMES) methods[name] = remoteMethod(call, service, name);
+  for (const name of STORE_METHOD_NAMES) methods[name] = remoteMethod(call, service, name, typed.has(name));
   // Complete: the loop went over every name of the table.
   return methods as StoreMethods;
 }
 
 // A class extends a constructor: this one's instances carry the table's methods.
 const RemoteMethods = class {
-  constructor(call: Caller, service: string) {
-    Object.assign(this, remoteMethods(call, service));
+  constructor(call: Caller, service: string, typed: ReadonlySet<StoreMethodName>) {
+    Object.assign(this, remoteMethods(call, service, typed));
   }
-} as new (call: Caller, service: string) => StoreMethods;
+} as new (call: Caller, service: string, typed: ReadonlySet<StoreMethodName>) => StoreMethods;
 
 export class RemoteTaskStore extends RemoteMethods implements TaskStore {
-  constructor(call: Caller, service = "checkpoint") {
-    super(call, service);
+  /**
+   * `typed`: the methods whose params this caller builds only from values it validated before (the
+   * planner's checkpoint writes). They carry `typedParams`' mark, so a checkpoint service on the same node
+   * takes them as they are; every other call is validated there.
+   */
+  constructor(call: Caller, service = "checkpoint", typed: readonly StoreMethodName[] = []) {
+    super(call, service, new Set(typed));
   }
 
   async migrate(): Promise<void> {

@@ -273,7 +273,7 @@ describe("remote store", () => {
     }
   });
 
-  it("a call made on the same node hands the store the same arguments, its objects not copied", async () => {
+  it("a call made on the same node hands the store the same arguments", async () => {
     for (const c of CALLS) {
       const received: Array<{ method: string; args: unknown[] }> = [];
       const served = recordingStore(received);
@@ -282,11 +282,24 @@ describe("remote store", () => {
       expect(await c.call(local)).toBe(`answer of ${c.action}`);
       expect(received).toEqual([{ method: c.action, args: c.args }]);
     }
+  });
+
+  it("the methods a caller declares typed reach a store on the same node as they are, not copied; the others are validated", async () => {
     const received: Array<{ method: string; args: unknown[] }> = [];
     const served = recordingStore(received);
-    const local = new RemoteTaskStore(<T>(action: string, params: Record<string, unknown>) => serveStoreCall(served, "appendStep", params, action) as Promise<T>);
-    await local.appendStep(ID, 3, step, usage);
+    // As the broker answers: a handler's throw is the call's rejection.
+    const serve = async <T>(action: string, params: Record<string, unknown>) => serveStoreCall(served, action.slice("checkpoint.".length) as StoreMethodName, params, action) as Promise<T>;
+    const planner = new RemoteTaskStore(serve, "checkpoint", ["appendStep", "finishWithStep"]);
+    await planner.appendStep(ID, 3, step, usage);
+    await planner.finishWithStep(ID, 3, { status: "succeeded", result: "ok" }, { step, usageDelta: usage });
     expect(received[0]?.args[2]).toBe(step);
+    expect((received[1]?.args[3] as { step: unknown }).step).toBe(step);
+    // Not declared typed: validated on the same node too, so what the schema alone checks still holds.
+    await expect(planner.syncFileVersion("order-router", "abc123def456", "x".repeat(300_000))).rejects.toThrow(/field "source"/);
+    const untyped = new RemoteTaskStore(serve);
+    await untyped.appendStep(ID, 3, step, usage);
+    expect(received[2]?.args[2]).toEqual(step);
+    expect(received[2]?.args[2]).not.toBe(step);
   });
 
   it("params that crossed the transport are validated even when the caller was typed", async () => {

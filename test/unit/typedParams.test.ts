@@ -30,6 +30,12 @@ describe("typed params", () => {
     expect(validatesAsIs(z.object({ a: z.string().pipe(z.string()) }))).toBe(false);
     expect(validatesAsIs(z.object({ a: z.string() }).catchall(z.string().trim()))).toBe(false);
     expect(validatesAsIs(z.lazy(() => z.object({ a: z.number().default(0) })))).toBe(false);
+    // Freezing, and checks that may write the value.
+    expect(validatesAsIs(z.object({ a: z.string() }).readonly())).toBe(false);
+    expect(validatesAsIs(z.object({ a: z.string().refine((v) => v.length > 0) }))).toBe(false);
+    // A lazy that builds a new schema each time ends the walk (taken as changing), not the stack.
+    const node = (): z.ZodType => z.object({ child: z.lazy(node).optional() });
+    expect(validatesAsIs(node())).toBe(false);
   });
 
   it("typed params on the same node go through as they are, not copied", () => {
