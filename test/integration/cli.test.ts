@@ -87,6 +87,9 @@ beforeAll(async () => {
       CLAWFLEET_NAMESPACE: uniqueId("cli"),
       CLAWFLEET_AUTH: "on",
       CLAWFLEET_ADMIN_KEY: ADMIN_KEY,
+      // Each model call takes a second, so a followed task is still running when the CLI first reads it
+      // (at zero latency a one-step task can end before that, and is then shown from its stored steps).
+      CLAWFLEET_SIM_LATENCY_MS: "1000",
       LOG_LEVEL: "error",
     }),
   );
