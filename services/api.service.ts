@@ -9,7 +9,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Context, LoggerInstance, ServiceBroker, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { Registry } from "prom-client";
-import { answerClientError, refuseNonJson, requestHints, sendError, type RequestHints } from "../src/api/http";
+import { answerClientError, keepConnections, refuseNonJson, requestHints, sendError, type RequestHints } from "../src/api/http";
 import { isClusterWide, scopeOf, v1Aliases } from "../src/api/routes";
 import { cancelBodyOf } from "../src/cancel";
 import { DASHBOARD_PATH, DashboardAssets, redirectToDashboard } from "../src/dashboard";
@@ -374,7 +374,9 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
     },
     started() {
       // moleculer-web's server exists once its own started() ran (mixins start first).
-      (this as unknown as { server: Server }).server.on("clientError", answerClientError);
+      const server = (this as unknown as { server: Server }).server;
+      server.on("clientError", answerClientError);
+      keepConnections(server);
       announceAuth(this.broker, this.logger, config.auth);
       resources.health.register("api");
     },

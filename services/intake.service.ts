@@ -1,7 +1,8 @@
 /**
  * `intake`: validates a submission, commits it (with its idempotency key) and
- * publishes the wake-up. The 202 goes out only after the commit; a publish that
- * fails afterwards is logged and left to the reaper, which this role also runs.
+ * publishes the wake-up. The 202 goes out only after the commit, and without
+ * waiting for the publish; one that fails is logged and left to the reaper, which
+ * this role also runs.
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { z } from "zod";
@@ -34,6 +35,8 @@ const DeadLetterParams = z.object({ limit: z.unknown().optional(), tenant: Tenan
 const AgentParams = z.object({ name: z.string().max(200) });
 const CanaryParams = AgentParams.extend({ body: z.unknown(), by: z.string().min(1).max(200) });
 const AbortCanaryParams = AgentParams.extend({ by: z.string().min(1).max(200) });
+/** How long a stopping intake waits for the wake-ups of submits it already answered. */
+const WAKEUPS_SENT_WAIT_MS = 2_000;
 
 export function intakeService(resources: Resources, metrics?: Metrics): ServiceSchema {
   const { config } = resources;
@@ -256,6 +259,8 @@ export function intakeService(resources: Resources, metrics?: Metrics): ServiceS
       judge?.stop();
       rollouts?.stop();
       await dispatcher?.stop();
+      // Answered submits' wake-ups still on their way go out before the channels close (a lost one is the reaper's).
+      await parts?.intake.wakeUpsSent(WAKEUPS_SENT_WAIT_MS);
     },
   };
 }

@@ -3,11 +3,26 @@
  * besides its body (idempotency key, trace parent), the refusal of a body that is
  * not JSON, and how an error leaves (the one error body of views.ts, as JSON).
  */
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Duplex } from "node:stream";
 import { messageOf } from "../errors";
 import type { Logger } from "../logging";
 import { httpError } from "./views";
+
+/**
+ * How long an idle kept-alive connection stays open: longer than the idle timeouts of clients and load
+ * balancers (60 s for most), so that it is they who close one, never the API just as a request is sent
+ * on it (that request would fail with a reset, its sender not knowing whether it was taken). Node's
+ * default is 5 s.
+ */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
+/** The API server's connection timeouts (see KEEP_ALIVE_TIMEOUT_MS). */
+export function keepConnections(server: Pick<Server, "keepAliveTimeout" | "headersTimeout">): void {
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+  // Node cuts a reused connection whose next request's headers take longer than this: keep it the longer one.
+  server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1_000;
+}
 
 /** What the API keeps from a request's headers for the action it calls. */
 export interface RequestHints {

@@ -1,14 +1,14 @@
 /**
  * Accepting a task: the submission is validated, committed with its idempotency
  * key, and only then announced with a wake-up. The 202 goes out after the
- * commit; a wake-up lost after it is the reaper's to find.
+ * commit, without waiting for the wake-up; one lost after it is the reaper's to find.
  */
 import { randomUUID } from "node:crypto";
 import type { AgentCatalog } from "../agent/definition";
 import { emitQueued } from "../agent/events";
 import { DEFAULT_TENANT, IdempotencyKeySchema, parseParams, SubmitTaskSchema } from "../contracts";
 import { InternalError, TaskNotFailedError, TaskNotFoundError, ValidationError } from "../errors";
-import type { AgentSummary, AgentView, CreateTaskResult, DeadLetter, NewTask, TaskEventSink } from "../contracts";
+import type { AgentSummary, AgentView, CreateTaskResult, DeadLetter, NewTask, TaskEventSink, WakeUp } from "../contracts";
 import { summaryOf, type Rollouts } from "../rollout/control";
 import type { TaskStore } from "../store/types";
 import { traceparentOf } from "../telemetry/spans";
@@ -45,7 +45,12 @@ export interface IntakeDeps {
    * its own task's commit, as `store.createTask` does. @default store.createTask, one call per task
    */
   createTask?: Pick<CreateBatcher, "create">;
+  /** Wake-ups sent without waiting that may be on their way at once (see `Intake.announce`). @default MAX_DETACHED_WAKEUPS */
+  maxDetachedWakeUps?: number;
 }
+
+/** Wake-ups sent without waiting that may be on their way at once; past it a submit waits for its own. */
+export const MAX_DETACHED_WAKEUPS = 1024;
 
 /** Dead letters listed when the caller names no (valid) limit, and the most it may name. */
 const DEAD_LETTERS_DEFAULT = 100;
@@ -54,6 +59,9 @@ const DEAD_LETTERS_MAX = 1000;
 export class Intake {
   /** Agents' daily cost caps (src/budgets): read only for an agent that sets `max_daily_cost_usd`. */
   private readonly dailyCost = new DailyCostGate((agent, since) => this.deps.store.agentCostSince(agent, since));
+  /** Wake-ups of submits already answered, still on their way (see `announce`). */
+  private detachedWakeUps = 0;
+  private readonly idleWaiters: Array<() => void> = [];
 
   constructor(private readonly deps: IntakeDeps) {}
 
@@ -100,8 +108,36 @@ export class Intake {
     const traceparent = task.trace_context ?? undefined;
     // After the commit, before the wake-up: subscribers hear of the task before a planner can start it.
     if (created && this.deps.events) emitQueued(this.deps.events.sink, this.deps.events.node, task, "submitted");
-    if (created) await this.deps.wakeUps.publishCommitted({ taskId: task.id, reason: "submitted", ...(traceparent !== undefined ? { traceparent } : {}) });
+    if (created) await this.announce({ taskId: task.id, reason: "submitted", ...(traceparent !== undefined ? { traceparent } : {}) });
     return { id: task.id, status: task.status, created, prompt_version: task.prompt_version };
+  }
+
+  /**
+   * The new task's wake-up, sent before the 202 but not waited for: the answer waits for the commit,
+   * not for Redis (a wake-up is a hint, a lost one the reaper's to find). Past `MAX_DETACHED_WAKEUPS` on
+   * their way (Redis slow or away), a submit waits for its own, so they cannot pile up without bound.
+   */
+  private async announce(wakeUp: WakeUp): Promise<void> {
+    const sent = this.deps.wakeUps.publishCommitted(wakeUp);
+    if (this.detachedWakeUps >= (this.deps.maxDetachedWakeUps ?? MAX_DETACHED_WAKEUPS)) return sent;
+    this.detachedWakeUps++;
+    const done = (): void => {
+      if (--this.detachedWakeUps === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+    };
+    sent.then(done, done);
+  }
+
+  /** Resolves once no wake-up sent without waiting is on its way, or after `ms`: a stopping intake waits for them, not forever. */
+  wakeUpsSent(ms: number): Promise<void> {
+    if (this.detachedWakeUps === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      timer.unref();
+      this.idleWaiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   }
 
   private create(task: NewTask, key: string | undefined): Promise<CreateTaskResult> {

@@ -331,11 +331,14 @@ export interface PgTaskStoreOptions {
   target?: string;
   /** Called once by `close()`; pass the pool's owner when the store should end it. @default nothing */
   onClose?: () => Promise<void>;
+  /** The connections new tasks are written on (`PoolHandle.submitPool`). @default the store's pool */
+  submitPool?: pg.Pool;
 }
 
 export class PgTaskStore implements TaskStore {
   private readonly target: string;
   private readonly onClose: (() => Promise<void>) | undefined;
+  private readonly submitPool: pg.Pool;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -344,6 +347,7 @@ export class PgTaskStore implements TaskStore {
   ) {
     this.target = opts.target ?? "database";
     this.onClose = opts.onClose;
+    this.submitPool = opts.submitPool ?? pool;
   }
 
   async migrate(): Promise<void> {
@@ -359,22 +363,26 @@ export class PgTaskStore implements TaskStore {
     const tenant = task.tenant ?? DEFAULT_TENANT;
     const values = insertValues(task);
     if (idempotencyKey === undefined) {
-      const { rows } = await this.query<TaskRow>("createTask", SQL.insertTask, values);
+      const { rows } = await this.query<TaskRow>("createTask", SQL.insertTask, values, { pool: this.submitPool });
       return { task: toTask(one(rows, "createTask")), created: true };
     }
     // The key is claimed first: a concurrent claimant of the same key waits on the
     // row until this transaction ends, then finds it taken and reads the winner.
     for (let attempt = 0; attempt < 3; attempt++) {
-      const outcome = await this.transaction("createTask", async (client) => {
-        const claimed = await client.query(SQL.claimKey, [idempotencyKey, task.id, tenant]);
-        if (claimed.rowCount === 1) {
-          const { rows } = await client.query<TaskRow>(SQL.insertTask, values);
-          return { task: toTask(one(rows, "createTask")), created: true };
-        }
-        const { rows } = await client.query<TaskRow>(SQL.taskByKey, [idempotencyKey, tenant]);
-        const winner = rows[0];
-        return winner === undefined ? undefined : { task: toTask(winner), created: false };
-      });
+      const outcome = await this.transaction(
+        "createTask",
+        async (client) => {
+          const claimed = await client.query(SQL.claimKey, [idempotencyKey, task.id, tenant]);
+          if (claimed.rowCount === 1) {
+            const { rows } = await client.query<TaskRow>(SQL.insertTask, values);
+            return { task: toTask(one(rows, "createTask")), created: true };
+          }
+          const { rows } = await client.query<TaskRow>(SQL.taskByKey, [idempotencyKey, tenant]);
+          const winner = rows[0];
+          return winner === undefined ? undefined : { task: toTask(winner), created: false };
+        },
+        this.submitPool,
+      );
       // Undefined only if the winning key vanished between our two statements (purged): claim again.
       if (outcome !== undefined) return outcome;
     }
@@ -402,7 +410,7 @@ export class PgTaskStore implements TaskStore {
       if (keyless.length < 2) return void (await Promise.all(keyless.map(alone)));
       let rows: TaskRow[];
       try {
-        rows = (await this.query<TaskRow>("createTasks", insertTasksSql(keyless.length), keyless.flatMap((i) => insertValues((items[i] as CreateTaskItem).task)), { raw: true })).rows;
+        rows = (await this.query<TaskRow>("createTasks", insertTasksSql(keyless.length), keyless.flatMap((i) => insertValues((items[i] as CreateTaskItem).task)), { raw: true, pool: this.submitPool })).rows;
       } catch (err) {
         // Nothing of the statement is stored. A constraint or data error (SQLSTATE classes 23, 22), or a value
         // no JSON holds (found before the statement was sent), is some item's own: each goes alone, so only the
@@ -809,10 +817,10 @@ export class PgTaskStore implements TaskStore {
     op: string,
     text: string,
     values: unknown[],
-    opts: { raw?: boolean } = {},
+    opts: { raw?: boolean; pool?: pg.Pool } = {},
   ): Promise<pg.QueryResult<R>> {
     try {
-      return await this.pool.query<R>(text, values);
+      return await (opts.pool ?? this.pool).query<R>(text, values);
     } catch (err) {
       // `raw`: the caller inspects the driver error itself (and maps it).
       if (opts.raw) throw err;
@@ -820,10 +828,10 @@ export class PgTaskStore implements TaskStore {
     }
   }
 
-  private async transaction<T>(op: string, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  private async transaction<T>(op: string, fn: (client: pg.PoolClient) => Promise<T>, pool: pg.Pool = this.pool): Promise<T> {
     let client: pg.PoolClient;
     try {
-      client = await this.pool.connect();
+      client = await pool.connect();
     } catch (err) {
       throw toStoreError(err, op, this.target);
     }
@@ -883,7 +891,7 @@ export interface OpenedStore {
 /** Opens the pool for `opts` (Postgres or PGlite), migrates, and hands back a ready store. */
 export async function openStore(opts: OpenStoreOptions): Promise<OpenedStore> {
   const handle = await createPool(opts);
-  const store = new PgTaskStore(handle.pool, { target: handle.target, onClose: () => handle.close() });
+  const store = new PgTaskStore(handle.pool, { target: handle.target, submitPool: handle.submitPool, onClose: () => handle.close() });
   if (opts.migrate !== false) {
     try {
       await store.migrate();

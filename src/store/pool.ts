@@ -23,6 +23,11 @@ export interface PoolOptions {
   dataDir?: string;
   /** Postgres connections. PGlite is single-session, so its pool is always 1. @default 10 */
   max?: number;
+  /**
+   * Postgres connections of their own for new tasks (`submitPool`), beside `max`: a submit never waits
+   * for a connection behind the planners' checkpoint writes. PGlite has one session, shared. @default 2
+   */
+  submitMax?: number;
   /** Server-side limit per statement (Postgres). @default 30000 */
   statementTimeoutMs?: number;
   /** Limit on opening a connection (Postgres). @default 5000 */
@@ -39,6 +44,8 @@ export interface PoolOptions {
 
 export interface PoolHandle {
   pool: pg.Pool;
+  /** The connections kept for new tasks (`PoolOptions.submitMax`); PGlite's is `pool` itself. */
+  submitPool: pg.Pool;
   kind: StoreKind;
   /** The database's address without credentials, for logs and error messages. */
   target: string;
@@ -89,19 +96,26 @@ async function createPostgresPool(databaseUrl: string, opts: PoolOptions, logger
       super({ ...config, connectionTimeoutMillis: connectMs });
     }
   }
-  const pool = new pg.Pool({
-    Client: TimedClient,
-    connectionString: databaseUrl,
-    max: opts.max ?? 10,
-    connectionTimeoutMillis: Math.max(connectMs, opts.acquireTimeoutMs ?? 60_000),
-    statement_timeout: opts.statementTimeoutMs ?? 30_000,
-    // A worker that dies inside a transaction must not hold row locks until TCP notices.
-    idle_in_transaction_session_timeout: 60_000,
-    idleTimeoutMillis: 30_000,
-    keepAlive: true,
-    application_name: "clawfleet",
+  const poolOf = (max: number): pg.Pool =>
+    new pg.Pool({
+      Client: TimedClient,
+      connectionString: databaseUrl,
+      max,
+      connectionTimeoutMillis: Math.max(connectMs, opts.acquireTimeoutMs ?? 60_000),
+      statement_timeout: opts.statementTimeoutMs ?? 30_000,
+      // A worker that dies inside a transaction must not hold row locks until TCP notices.
+      idle_in_transaction_session_timeout: 60_000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: "clawfleet",
+    });
+  const pool = poolOf(opts.max ?? 10);
+  // Opened on the first submit: a node that takes none never connects it.
+  const submitPool = poolOf(Math.max(1, opts.submitMax ?? 2));
+  watchIdleErrors(submitPool, logger, target);
+  return verified(pool, submitPool, "postgres", target, logger, async () => {
+    await Promise.all([pool.end(), submitPool.end()]);
   });
-  return verified(pool, "postgres", target, logger, () => pool.end());
 }
 
 /**
@@ -168,14 +182,14 @@ async function createPglitePool(dataDir: string, logger: StoreLogger): Promise<P
       await client.query("DISCARD ALL");
     },
   });
-  return verified(pool, "pglite", target, logger, async () => {
+  return verified(pool, pool, "pglite", target, logger, async () => {
     await pool.end();
     await lite.close();
   });
 }
 
 /** The pool once one query went through: a store that cannot answer fails at start-up, closed, with a clear error. */
-async function verified(pool: pg.Pool, kind: StoreKind, target: string, logger: StoreLogger, end: () => Promise<void>): Promise<PoolHandle> {
+async function verified(pool: pg.Pool, submitPool: pg.Pool, kind: StoreKind, target: string, logger: StoreLogger, end: () => Promise<void>): Promise<PoolHandle> {
   watchIdleErrors(pool, logger, target);
   const close = once(end);
   try {
@@ -184,5 +198,5 @@ async function verified(pool: pg.Pool, kind: StoreKind, target: string, logger: 
     await close().catch(() => undefined);
     throw connectError(err, target);
   }
-  return { pool, kind, target, close };
+  return { pool, submitPool, kind, target, close };
 }

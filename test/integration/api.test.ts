@@ -4,7 +4,9 @@
  * input a client can send produces a 500.
  */
 import { randomUUID } from "node:crypto";
+import http from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { KEEP_ALIVE_TIMEOUT_MS } from "../../src/api/http";
 import { loadConfig } from "../../src/config";
 import { startNode, type ClawfleetNode } from "../../app/node";
 import { ORDER_ROUTER_PROMPTS } from "../../testkit/examples";
@@ -178,6 +180,29 @@ describe("api - submitting tasks", () => {
       const r = await post(b);
       expect(r.status, b.slice(0, 80)).toBeLessThan(500);
       expect(r.json.error ?? r.json.id, b.slice(0, 80)).toBeDefined();
+    }
+  });
+});
+
+describe("api - connections", () => {
+  it("keeps an idle connection open longer than clients and load balancers do, so that it is never closed under a request", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const get = () =>
+        new Promise<{ status: number; keepAlive: string | string[] | undefined; socket: unknown }>((resolve, reject) => {
+          const req = http.get(`${base}/health/live`, { agent }, (res) => {
+            res.resume();
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, keepAlive: res.headers["keep-alive"], socket: req.socket }));
+          });
+          req.on("error", reject);
+        });
+      const first = await get();
+      expect(first).toMatchObject({ status: 200, keepAlive: `timeout=${KEEP_ALIVE_TIMEOUT_MS / 1000}` });
+      expect(KEEP_ALIVE_TIMEOUT_MS).toBeGreaterThan(60_000);
+      // The same connection answers the next request.
+      expect((await get()).socket).toBe(first.socket);
+    } finally {
+      agent.destroy();
     }
   });
 });

@@ -577,6 +577,27 @@ describe.skipIf(!hasService("postgres"))("store contract - postgres", () => {
     }
   });
 
+  it("new tasks have connections of their own: a submit does not wait behind a full pool", async () => {
+    const db = await postgresBackend.open();
+    const held: pg.PoolClient[] = [];
+    try {
+      // Every connection of the store's pool taken (the planners' checkpoint writes, in a busy cluster).
+      for (let i = 0; i < db.pool.options.max; i++) held.push(await db.pool.connect());
+      expect(db.pool.totalCount).toBe(db.pool.options.max);
+      const within = <T>(p: Promise<T>): Promise<T> => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the submit waited for the full pool")), 5_000))]);
+      const lone = await within(db.store.createTask(newTask()));
+      const keyed = await within(db.store.createTask(newTask(), "key-1"));
+      const batch = await within(db.store.createTasks([{ task: newTask() }, { task: newTask() }, { task: newTask(), idempotencyKey: "key-2" }]));
+      expect([lone.created, keyed.created, ...batch.map((o) => o.ok)]).toEqual([true, true, true, true, true]);
+      // The pool's own callers still queue for it.
+      expect(db.pool.waitingCount).toBe(0);
+      expect(db.pool.totalCount).toBe(db.pool.options.max);
+    } finally {
+      for (const c of held) c.release();
+      await db.dispose();
+    }
+  });
+
   it("an idle connection killed by the server does not crash the process; the next query reconnects", async () => {
     const warnings: string[] = [];
     const db = await postgresBackend.open({ logger: { warn: (msg) => warnings.push(msg) } });
