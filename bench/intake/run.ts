@@ -66,18 +66,21 @@ interface Outcome {
   sent: number;
   answered: number;
   status: number;
+  /** Why there was no answer (status 0). */
+  error?: string;
 }
 
 const BODY = (i: number) => JSON.stringify({ agent: "order-router", input: { order_id: `ORD-${1000 + (i % 1000)}` } });
 
-function post(agent: http.Agent, port: number, body: string): Promise<number> {
+/** The answer's status, or 0 with why there was none (the socket error's code, or a timeout). */
+function post(agent: http.Agent, port: number, body: string): Promise<{ status: number; error?: string }> {
   return new Promise((resolve) => {
     const req = http.request({ host: "127.0.0.1", port, path: "/v1/tasks", method: "POST", agent, headers: { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) } }, (res) => {
       res.resume();
-      res.on("end", () => resolve(res.statusCode ?? 0));
+      res.on("end", () => resolve({ status: res.statusCode ?? 0 }));
     });
-    req.on("error", () => resolve(0));
-    req.setTimeout(30_000, () => req.destroy());
+    req.on("error", (err: NodeJS.ErrnoException) => resolve({ status: 0, error: err.code ?? err.message }));
+    req.setTimeout(30_000, () => req.destroy(Object.assign(new Error("no answer in 30 s"), { code: "no answer in 30 s" })));
     req.end(body);
   });
 }
@@ -94,7 +97,7 @@ async function load(port: number): Promise<Outcome[]> {
     while (i < total && t0 + (i * 1000) / RATE <= now) {
       const scheduled = t0 + (i * 1000) / RATE;
       const sent = performance.now();
-      outcomes.push(post(agent, port, BODY(i)).then((status) => ({ scheduled, sent, answered: performance.now(), status })));
+      outcomes.push(post(agent, port, BODY(i)).then((a) => ({ scheduled, sent, answered: performance.now(), ...a })));
       i++;
     }
     await sleep(1);
@@ -119,9 +122,13 @@ function report(name: string, o: Outcome[], rows: number): string {
   const lat = ok.map((x) => x.answered - x.scheduled).sort((a, b) => a - b);
   const late = o.filter((x) => x.sent - x.scheduled > LATE_MS).length;
   const span = (Math.max(...o.map((x) => x.answered)) - Math.min(...o.map((x) => x.scheduled))) / 1000;
-  const errors = new Map<number, number>();
-  for (const x of o) if (x.status !== 202) errors.set(x.status, (errors.get(x.status) ?? 0) + 1);
-  const errorText = [...errors].map(([st, n]) => `${n}× ${st === 0 ? "no answer in 30 s" : st}`).join(", ");
+  const errors = new Map<string, number>();
+  for (const x of o) {
+    if (x.status === 202) continue;
+    const what = x.status === 0 ? `no answer (${x.error ?? "unknown"})` : String(x.status);
+    errors.set(what, (errors.get(what) ?? 0) + 1);
+  }
+  const errorText = [...errors].map(([what, n]) => `${n}× ${what}`).join(", ");
   return (
     `  ${name.padEnd(10)} p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms  max ${(lat.at(-1) ?? NaN).toFixed(0)} ms  ` +
     `${ok.length}/${o.length} accepted (${(ok.length / span).toFixed(0)}/s), ${o.length - ok.length} errors${errorText ? ` (${errorText})` : ""}, ${late} late sends, ` +
