@@ -9,7 +9,7 @@ import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Context, LoggerInstance, ServiceBroker, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
 import type { Registry } from "prom-client";
-import { answerClientError, keepConnections, refuseNonJson, requestHints, sendError, type RequestHints } from "../src/api/http";
+import { answerClientError, keepConnections, refuseNonJson, type KeptConnections, requestHints, sendError, type RequestHints } from "../src/api/http";
 import { isClusterWide, scopeOf, v1Aliases } from "../src/api/routes";
 import { cancelBodyOf } from "../src/cancel";
 import { DASHBOARD_PATH, DashboardAssets, redirectToDashboard } from "../src/dashboard";
@@ -62,6 +62,8 @@ function answer(ctx: Context<unknown, RestMeta>, probe: ProbeAnswer): unknown {
 export function apiService(resources: Resources, registry: Registry): ServiceSchema {
   const { config } = resources;
   let verifier: KeyVerifier | undefined;
+  /** The server's kept-alive connections, drained when the API stops. */
+  let connections: KeptConnections | undefined;
   let openApi: OpenApiDocument | undefined;
   const hub = new StreamHub();
   const dashboard = new DashboardAssets();
@@ -376,11 +378,13 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
       // moleculer-web's server exists once its own started() ran (mixins start first).
       const server = (this as unknown as { server: Server }).server;
       server.on("clientError", answerClientError);
-      keepConnections(server);
+      connections = keepConnections(server);
       announceAuth(this.broker, this.logger, config.auth);
       resources.health.register("api");
     },
     stopped() {
+      // Runs before moleculer-web's own stopped(), which closes the server: kept-alive connections do not hold it.
+      connections?.drain();
       resources.health.unregister("api");
     },
   };

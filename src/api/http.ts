@@ -13,15 +13,41 @@ import { httpError } from "./views";
  * How long an idle kept-alive connection stays open: longer than the idle timeouts of clients and load
  * balancers (60 s for most), so that it is they who close one, never the API just as a request is sent
  * on it (that request would fail with a reset, its sender not knowing whether it was taken). Node's
- * default is 5 s.
+ * default is 5 s. A stopping API does not wait that long: see `KeptConnections.drain`.
  */
 export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
 
-/** The API server's connection timeouts (see KEEP_ALIVE_TIMEOUT_MS). */
-export function keepConnections(server: Pick<Server, "keepAliveTimeout" | "headersTimeout">): void {
+/** How often a draining server closes the connections that have gone idle. */
+const DRAIN_SWEEP_MS = 100;
+
+export interface KeptConnections {
+  /**
+   * For a stopping server, before its `close()`: every answer from now on closes its connection, and
+   * connections are closed as soon as they are idle, so the close waits for the requests in flight, not
+   * for kept-alive connections to time out.
+   */
+  drain(): void;
+}
+
+/** Keeps the API server's idle connections KEEP_ALIVE_TIMEOUT_MS, until `drain()`. */
+export function keepConnections(server: Server): KeptConnections {
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
-  // Node cuts a reused connection whose next request's headers take longer than this: keep it the longer one.
-  server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1_000;
+  let draining = false;
+  return {
+    drain() {
+      if (draining) return;
+      draining = true;
+      // Before the router's own listener: the answer is not written yet.
+      server.prependListener("request", (_req: IncomingMessage, res: ServerResponse) => {
+        res.shouldKeepAlive = false;
+      });
+      server.closeIdleConnections();
+      // A request in flight now ends with its connection kept: closed once idle.
+      const sweep = setInterval(() => server.closeIdleConnections(), DRAIN_SWEEP_MS);
+      sweep.unref();
+      server.once("close", () => clearInterval(sweep));
+    },
+  };
 }
 
 /** What the API keeps from a request's headers for the action it calls. */

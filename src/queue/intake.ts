@@ -118,13 +118,13 @@ export class Intake {
    * their way (Redis slow or away), a submit waits for its own, so they cannot pile up without bound.
    */
   private async announce(wakeUp: WakeUp): Promise<void> {
-    const sent = this.deps.wakeUps.publishCommitted(wakeUp);
+    // `publishCommitted` logs a failure rather than throw; should one throw all the same, the task is committed.
+    const sent = this.deps.wakeUps.publishCommitted(wakeUp).catch(() => undefined);
     if (this.detachedWakeUps >= (this.deps.maxDetachedWakeUps ?? MAX_DETACHED_WAKEUPS)) return sent;
     this.detachedWakeUps++;
-    const done = (): void => {
+    void sent.then(() => {
       if (--this.detachedWakeUps === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
-    };
-    sent.then(done, done);
+    });
   }
 
   /** Resolves once no wake-up sent without waiting is on its way, or after `ms`: a stopping intake waits for them, not forever. */

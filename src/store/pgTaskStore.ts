@@ -355,7 +355,8 @@ export class PgTaskStore implements TaskStore {
   }
 
   async taskByIdempotencyKey(key: string, tenant: string): Promise<TaskRecord | null> {
-    const row = (await this.query<TaskRow>("taskByIdempotencyKey", SQL.liveTaskByKey, [key, tenant])).rows[0];
+    // A submit's read: on the connections kept for submits, as its create.
+    const row = (await this.query<TaskRow>("taskByIdempotencyKey", SQL.liveTaskByKey, [key, tenant], { pool: this.submitPool })).rows[0];
     return row === undefined ? null : toTask(row);
   }
 

@@ -198,7 +198,6 @@ describe("api - connections", () => {
         });
       const first = await get();
       expect(first).toMatchObject({ status: 200, keepAlive: `timeout=${KEEP_ALIVE_TIMEOUT_MS / 1000}` });
-      expect(KEEP_ALIVE_TIMEOUT_MS).toBeGreaterThan(60_000);
       // The same connection answers the next request.
       expect((await get()).socket).toBe(first.socket);
     } finally {

@@ -587,9 +587,10 @@ describe.skipIf(!hasService("postgres"))("store contract - postgres", () => {
       const within = <T>(p: Promise<T>): Promise<T> => Promise.race([p, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("the submit waited for the full pool")), 5_000))]);
       const lone = await within(db.store.createTask(newTask()));
       const keyed = await within(db.store.createTask(newTask(), "key-1"));
+      expect((await within(db.store.taskByIdempotencyKey("key-1", "default")))?.id).toBe(keyed.task.id);
       const batch = await within(db.store.createTasks([{ task: newTask() }, { task: newTask() }, { task: newTask(), idempotencyKey: "key-2" }]));
       expect([lone.created, keyed.created, ...batch.map((o) => o.ok)]).toEqual([true, true, true, true, true]);
-      // The pool's own callers still queue for it.
+      // None of them took or waited for a connection of the store's pool.
       expect(db.pool.waitingCount).toBe(0);
       expect(db.pool.totalCount).toBe(db.pool.options.max);
     } finally {

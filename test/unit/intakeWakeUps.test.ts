@@ -75,9 +75,14 @@ describe("intake - the wake-up of a submit", () => {
     wakeUps.release();
   });
 
-  it("does not hold the answer when its publish fails", async () => {
-    const intake = new Intake({ store, agents: new AgentCatalog([AGENT]), wakeUps: { publishCommitted: () => Promise.reject(new Error("redis away")) } });
-    await expect(intake.submit({ agent: "echo", input: "hi" }, undefined)).resolves.toMatchObject({ created: true, status: "queued" });
-    await intake.wakeUpsSent(1_000);
+  it("does not fail the committed submit when its publish fails, waited for or not", async () => {
+    const failing = { publishCommitted: () => Promise.reject(new Error("redis away")) };
+    for (const maxDetachedWakeUps of [1024, 0]) {
+      const intake = new Intake({ store, agents: new AgentCatalog([AGENT]), wakeUps: failing, maxDetachedWakeUps });
+      const answer = await intake.submit({ agent: "echo", input: "hi" }, undefined);
+      expect(answer).toMatchObject({ created: true, status: "queued" });
+      expect((await store.getTask(answer.id))?.status).toBe("queued");
+      await intake.wakeUpsSent(1_000);
+    }
   });
 });
