@@ -151,7 +151,10 @@ export class Rollouts {
   async list(): Promise<AgentView[]> {
     const defs = this.deps.agents.list();
     await Promise.all(defs.map((d) => this.ensureSynced(d)));
-    const rollouts = new Map((await this.deps.store.listRollouts()).map((r) => [r.agent, r]));
+    const rows = await this.deps.store.listRollouts();
+    // What a caller is shown, new tasks are routed by from now on (a change's event may still be on its way).
+    for (const r of rows) this.cache.put(r);
+    const rollouts = new Map(rows.map((r) => [r.agent, r]));
     return Promise.all(defs.map(async (d) => agentView(d, rollouts.get(d.name) ?? null, await this.deps.store.listAgentVersions(d.name))));
   }
 
@@ -159,6 +162,8 @@ export class Rollouts {
     const def = this.deps.agents.get(name);
     await this.ensureSynced(def);
     const [rollout, versions] = await Promise.all([this.deps.store.getRollout(name), this.deps.store.listAgentVersions(name)]);
+    // As in list(): a rollback the caller has seen here is what this intake routes by.
+    if (rollout) this.cache.put(rollout);
     return agentView(def, rollout, versions);
   }
 
