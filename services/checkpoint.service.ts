@@ -1,5 +1,6 @@
 /**
- * `checkpoint`: the only role with the task database. Every write that a worker
+ * `checkpoint`: the task database for the other roles (intake commits new tasks
+ * itself, the executor its tool ledger). Every write that a worker
  * makes carries its fencing token; the store refuses stale ones. One action per
  * entry of the store's method table.
  */

@@ -7,7 +7,7 @@
 import type { Context, ServiceSchema } from "moleculer";
 import { z } from "zod";
 import { taskEventSink } from "../src/agent/events";
-import { Intake, type SubmitResult } from "../src/queue/intake";
+import { Intake, type IntakeDeps, type SubmitResult } from "../src/queue/intake";
 import { CreateBatcher } from "../src/queue/createBatcher";
 import { channelSender } from "../src/queue/channels";
 import { ReaperLoop } from "../src/queue/reaperLoop";
@@ -22,6 +22,7 @@ import { Canceller } from "../src/cancel";
 import { ApprovalControl } from "../src/approvals";
 import { DecideApprovalParamsSchema, ListApprovalsParamsSchema } from "../src/contracts";
 import { RemoteTaskStore } from "../src/store/remoteStore";
+import type { TaskStore } from "../src/store/types";
 import { submitQuotaFor } from "../src/tenancy";
 import { SetSwitchParamsSchema, SwitchChangesParamsSchema, type SwitchChangedEvent } from "../src/contracts";
 import { processSwitchBoard, SWITCH_CHANGED_EVENT, SwitchBoard, SwitchControl } from "../src/switches";
@@ -41,6 +42,12 @@ const WAKEUPS_SENT_WAIT_MS = 2_000;
 export function intakeService(resources: Resources, metrics?: Metrics): ServiceSchema {
   const { config } = resources;
   let parts: { intake: Intake; wakeUps: WakeUps; canceller: Canceller } | undefined;
+  // The database new tasks are committed to (see created()); opened at start.
+  let db: TaskStore | undefined;
+  const submitStore = (): TaskStore => {
+    if (!db) throw new Error("intake service is not started");
+    return db;
+  };
   let reaper: ReaperLoop | undefined;
   // Kill switches (src/switches/): the changes are made here; the board is the process's, for its gauge.
   let switches: { control: SwitchControl; board: SwitchBoard } | undefined;
@@ -160,6 +167,22 @@ export function intakeService(resources: Resources, metrics?: Metrics): ServiceS
       const broker = this.broker;
       const wakeUps = new WakeUps(channelSender(broker), this.logger, { dropRate: config.faults.dropWakeups });
       const store = new RemoteTaskStore((action, params) => broker.call(action, params));
+      // New tasks are written here, on this process's own connections to the database (the store's submit
+      // connections), not through the checkpoint role: a submit's answer waits for its commit, and the hop
+      // to another process and back was most of that wait. Everything else goes through the checkpoint role.
+      const submits: Pick<TaskStore, "createTask" | "createTasks" | "taskByIdempotencyKey"> = {
+        createTask: (task, key) => submitStore().createTask(task, key),
+        createTasks: (items) => submitStore().createTasks(items),
+        taskByIdempotencyKey: (key, tenant) => submitStore().taskByIdempotencyKey(key, tenant),
+      };
+      const intakeStore: IntakeDeps["store"] = {
+        createTask: submits.createTask,
+        taskByIdempotencyKey: submits.taskByIdempotencyKey,
+        listDeadLetters: (limit, tenant) => store.listDeadLetters(limit, tenant),
+        redrive: (taskId, tenant) => store.redrive(taskId, tenant),
+        getTask: (taskId, tenant) => store.getTask(taskId, tenant),
+        agentCostSince: (agent, since) => store.agentCostSince(agent, since),
+      };
       const events = { sink: taskEventSink(broker, this.logger), node: broker.nodeID };
       switches = {
         board: processSwitchBoard(resources, () => new SwitchBoard({ load: () => store.listSwitches(), logger: this.logger })),
@@ -192,13 +215,15 @@ export function intakeService(resources: Resources, metrics?: Metrics): ServiceS
       approvals = new ApprovalControl({ store, wakeUps, logger: this.logger, events: { emitter: broker, sink: events.sink, node: broker.nodeID } });
       parts = {
         // Submits that arrive together are committed together (src/queue/createBatcher.ts).
-        intake: new Intake({ store, createTask: new CreateBatcher(store), agents: resources.agents, wakeUps, events, ...(submitQuota ? { submitQuota } : {}), webhooks: webhooks.admission, rollouts }),
+        intake: new Intake({ store: intakeStore, createTask: new CreateBatcher(submits), agents: resources.agents, wakeUps, events, ...(submitQuota ? { submitQuota } : {}), webhooks: webhooks.admission, rollouts }),
         wakeUps,
         canceller,
       };
     },
-    started() {
+    async started() {
       const broker = this.broker;
+      // Opened (and migrated, as every role with the database does) before the first submit is taken.
+      db = (await resources.database()).store;
       reaper = new ReaperLoop(
         {
           store: (timeout) => new RemoteTaskStore((action, params) => broker.call(action, params, { timeout })),

@@ -14,7 +14,7 @@
  * processes (api and checkpoint; the peer's), and the api's calls of the checkpoint
  * per submit (brokerCounter.cjs), which group commit brings under one.
  *
- *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--profile dir]
+ *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--consumers-nice 0|…|19|stopped]… [--profile dir]
  *
  * `--profile dir` runs every Clawfleet process under the CPU profiler (profiles in
  * dir/split/<role>/), read with bench/throughput/profileTop.ts.
@@ -24,8 +24,10 @@
  * scheduler as much as the api. A cluster gives intake its own CPU (its pods' requests);
  * `--consumers-nice N` (default: both 0 and 10) stands for that here: every thread of
  * the consuming processes runs at nice N, so they still consume all the while, but on
- * what the api, the checkpoint role and the databases leave. Each setting is its own
- * Clawfleet run; the peer has no consumers and runs once.
+ * what the api, the checkpoint role and the databases leave. `--consumers-nice stopped`
+ * measures the path alone: the consumers are stopped (SIGSTOP) for the load and let go
+ * after it, so the tasks queue up unclaimed. Each setting is its own Clawfleet run; the
+ * peer has no consumers and runs once.
  */
 import fs from "node:fs";
 import http from "node:http";
@@ -53,9 +55,11 @@ const QUICK = args.quick ?? false;
 const RATE = Number(args.rate ?? (QUICK ? 200 : 1000));
 const SECONDS = Number(args.seconds ?? (QUICK ? 5 : 30));
 const LATE_MS = 10;
-const NICENESS = (args["consumers-nice"] ?? ["0", "10"]).map((n) => {
+/** Each Clawfleet run's consumers: at a niceness, or "stopped" (SIGSTOP for the load, SIGCONT after it). */
+const NICENESS: Array<number | "stopped"> = (args["consumers-nice"] ?? ["0", "10"]).map((n) => {
+  if (n === "stopped") return n;
   const v = Number(n);
-  if (!Number.isInteger(v) || v < 0 || v > 19) throw new RangeError(`--consumers-nice must be an integer from 0 to 19, got ${n}`);
+  if (!Number.isInteger(v) || v < 0 || v > 19) throw new RangeError(`--consumers-nice must be an integer from 0 to 19 or "stopped", got ${n}`);
   return v;
 });
 /** The processes that consume the tasks (bench/throughput/layouts.ts names them). */
@@ -165,19 +169,22 @@ function renice(pid: number, n: number): void {
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) os.setPriority(Number(tid), n);
 }
 
-async function clawfleet(nice: number): Promise<string> {
+async function clawfleet(nice: number | "stopped"): Promise<string> {
   const l = await startLayout("split", { slots: Number(args.slots), ...(args.profile ? { profileDir: path.join(args.profile, `nice${nice}`) } : {}) });
   try {
     const consumers = [...l.nodes, ...(l.provider ? [l.provider] : [])].filter((n) => CONSUMERS.test(n.name));
     if (consumers.length < 4) throw new Error(`expected the planners, executor, rate gateway and provider; found ${consumers.map((n) => n.name).join(", ")}`);
-    for (const n of consumers) renice(n.proc.pid ?? 0, nice);
+    if (nice !== "stopped") for (const n of consumers) renice(n.proc.pid ?? 0, nice);
     await warmUp(l, 3);
     const api = l.nodes.find((n) => n.name === "api");
     if (!api || !l.scratch) throw new Error("no api node");
     const measured = l.nodes.filter((n) => n.name === "api" || n.name === "checkpoint").map((n) => ({ name: n.name, pid: n.proc.pid ?? 0, before: cpuMs(n.proc.pid ?? 0) }));
     await sleep(1_200);
     const countsBefore = countsOf(l.countsDir, api.proc.pid ?? 0);
-    const o = await load(api.port);
+    if (nice === "stopped") for (const n of consumers) n.proc.kill("SIGSTOP");
+    const o = await load(api.port).finally(() => {
+      if (nice === "stopped") for (const n of consumers) n.proc.kill("SIGCONT");
+    });
     const cpu = cpuLine(measured, o.length);
     // The counts are written once a second.
     await sleep(1_200);
@@ -185,7 +192,7 @@ async function clawfleet(nice: number): Promise<string> {
       .filter(([k]) => k.startsWith("remote checkpoint."))
       .map(([k, v]) => `${k.slice("remote ".length)} ${(v / o.length).toFixed(3)}`)
       .join(", ");
-    const line = report(`Clawfleet, consumers at nice ${nice}`, o, await countRows(l.scratch.db.url, "tasks"));
+    const line = report(nice === "stopped" ? "Clawfleet, consumers stopped" : `Clawfleet, consumers at nice ${nice}`, o, await countRows(l.scratch.db.url, "tasks"));
     return `${line}\n${cpu}\n  ${"".padEnd(10)} api's checkpoint calls per submit: ${calls || "none counted"}`;
   } finally {
     await l.stop();

@@ -1,7 +1,7 @@
 /**
  * What one Clawfleet process holds, created on first use and closed once: the
- * backends of its mode (backends.ts), the database (checkpoint and executor
- * roles only), the Redis connection (leases, buckets, queue statistics), the
+ * backends of its mode (backends.ts), the database (checkpoint, executor and
+ * intake roles only), the Redis connection (leases, buckets, queue statistics), the
  * agent catalog and the process's health.
  *
  * It exists before the broker (the broker is built with its channels

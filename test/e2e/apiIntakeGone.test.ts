@@ -1,10 +1,10 @@
 /**
- * api - a submit whose intake node dies mid-call (real processes on NATS). The
- * checkpoint node is paused, so the intake is inside its commit when it is
- * killed; the api node's call is then rejected by the broker (RequestRejectedError,
- * the node left). The client gets a 503 with Retry-After, not a 500: the task may
- * well be committed (the paused checkpoint finishes the write once it resumes), and
- * the retry with the same Idempotency-Key answers that very task, once.
+ * api - a submit whose intake node dies mid-call (real processes on NATS). A
+ * Postgres lock held by the test stops every write of new tasks, so the intake is
+ * inside its commit when it is killed; the api node's call is then rejected by the
+ * broker (RequestRejectedError, the node left). The client gets a 503 with
+ * Retry-After, not a 500: the api cannot know whether the task was committed, and
+ * the retry with the same Idempotency-Key answers one task, once.
  */
 import { randomUUID } from "node:crypto";
 import pg from "pg";
@@ -15,12 +15,12 @@ import { hasService } from "../helpers/services";
 
 const ready = hasService("postgres") && hasService("redis") && hasService("nats");
 
-async function post(base: string, key: string): Promise<{ status: number; retryAfter: string | null; body: { id?: string; error?: { type?: string } } }> {
+async function post(base: string, key: string, timeoutMs = 90_000): Promise<{ status: number; retryAfter: string | null; body: { id?: string; error?: { type?: string } } }> {
   const r = await fetch(`${base}/v1/tasks`, {
     method: "POST",
     headers: { "Content-Type": "application/json", "Idempotency-Key": key },
     body: JSON.stringify({ agent: "order-router", input: { order_id: "ORD-1042" } }),
-    signal: AbortSignal.timeout(90_000),
+    signal: AbortSignal.timeout(timeoutMs),
   });
   return { status: r.status, retryAfter: r.headers.get("retry-after"), body: (await r.json()) as { id?: string } };
 }
@@ -69,12 +69,17 @@ describe.skipIf(!ready)("api - the intake node gone mid-submit", () => {
   it("intake killed mid-commit - the client gets 503 with Retry-After; the retry with the same Idempotency-Key answers the one task", async () => {
     expect((await postRetrying(base, randomUUID())).status).toBe(202);
 
-    const checkpoint = cluster.get("checkpoint");
-    checkpoint.signal("SIGSTOP");
+    // Reads go on; a write of a new task (or of its key) waits for this transaction.
+    await client.query("BEGIN");
+    await client.query("LOCK TABLE tasks, idempotency_keys IN EXCLUSIVE MODE");
     const key = randomUUID();
     const answer = post(base, key);
-    // The request reaches the intake, which waits on the paused checkpoint; then the intake dies.
+    // The request reaches the intake, whose commit waits on the lock; then the intake dies.
     await sleep(1_500);
+    const { rows: waiting } = await client.query<{ n: number }>(
+      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    );
+    expect(waiting[0]?.n, "the submit's commit waits on the lock").toBeGreaterThanOrEqual(1);
     await cluster.kill("intake");
 
     const first = await answer;
@@ -82,12 +87,28 @@ describe.skipIf(!ready)("api - the intake node gone mid-submit", () => {
     expect(Number(first.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(first.body.error?.type).toBe("unavailable");
 
-    // The checkpoint resumes and finishes the write it was asked for; an intake is back.
-    checkpoint.signal("SIGCONT");
+    // The lock goes (the dead intake's write finishes or is rolled back with its connection); an intake is back.
+    await client.query("COMMIT");
     await cluster.start("intake");
     const retried = await postRetrying(base, key);
     expect(retried.status, JSON.stringify(retried.body)).toBe(202);
     const { rows } = await client.query<{ task_id: string }>("SELECT task_id FROM idempotency_keys WHERE key LIKE '%' || $1", [key]);
     expect(rows.map((r) => r.task_id)).toEqual([retried.body.id]);
   }, 240_000);
+
+  it("a submit is committed by the intake itself - with the checkpoint node stopped, the 202 still comes, after the commit", async () => {
+    const checkpoint = cluster.get("checkpoint");
+    // A fresh intake (the test above started it) has its routing and switches loaded before the checkpoint stops.
+    expect((await postRetrying(base, randomUUID())).status).toBe(202);
+    checkpoint.signal("SIGSTOP");
+    try {
+      const key = randomUUID();
+      const answer = await post(base, key, 10_000);
+      expect(answer.status, JSON.stringify(answer.body)).toBe(202);
+      const { rows } = await client.query<{ status: string }>("SELECT status FROM tasks WHERE id = $1", [answer.body.id]);
+      expect(rows.map((r) => r.status)).toEqual(["queued"]);
+    } finally {
+      checkpoint.signal("SIGCONT");
+    }
+  }, 120_000);
 });
