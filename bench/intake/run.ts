@@ -12,7 +12,8 @@
  * but 202, or no answer, is an error. After the run the rows are counted: every
  * 202 must be durable. Under each line: the CPU time per submit of the measured
  * processes (api and checkpoint; the peer's), and the api's calls of the checkpoint
- * per submit (brokerCounter.cjs), which group commit brings under one.
+ * per submit (brokerCounter.cjs): the intake commits new tasks itself, so only the
+ * background reads and sweeps show there.
  *
  *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--consumers-nice 0|…|19|stopped]… [--profile dir]
  *

@@ -7,8 +7,8 @@
  * agent, no model, no leases, no rate limits. What it reaches is the ceiling
  * the infrastructure allows; Clawfleet's throughput over it is the ratio.
  *
- * One task: POST /v1/tasks → bare-api.submit → bare-intake.submit → bare-store.insert
- * (a commit) → a queue message; a planner takes it and makes `storeCalls` calls to
+ * One task: POST /v1/tasks → bare-api.submit → bare-intake.submit, which inserts the task
+ * itself (a commit, on its own connection, as Clawfleet's intake does) → a queue message; a planner takes it and makes `storeCalls` calls to
  * bare-store (the rest of the commits), `modelTurns` calls to bare-gateway.complete,
  * `toolCalls` calls to bare-executor.run (which calls bare-tools.run), and emits
  * `events` events (one from the intake) that bare-api listens to.
@@ -77,8 +77,9 @@ async function main(): Promise<void> {
         : channelsMiddleware({ mode: "embedded" }),
     ],
   });
-  const db = roles.has("store") || (!distributed && roles.has("api")) ? await createPool(distributed ? { databaseUrl: env.DATABASE_URL ?? "", max: 10 } : { dataDir: "memory://" }) : undefined;
+  const db = roles.has("store") || roles.has("intake") || (!distributed && roles.has("api")) ? await createPool(distributed ? { databaseUrl: env.DATABASE_URL ?? "", max: 10 } : { dataDir: "memory://" }) : undefined;
   if (roles.has("store") && db) await db.pool.query(SCHEMA);
+  const insertTask = (id: string, input: unknown) => pool?.query("INSERT INTO tasks (id, input) VALUES ($1, $2)", [id, JSON.stringify(input)]);
   const pool = db?.pool;
 
   const services: ServiceSchema[] = [];
@@ -86,10 +87,6 @@ async function main(): Promise<void> {
     services.push({
       name: "bare-store",
       actions: {
-        insert: async (ctx: Context<{ id: string; input: unknown }>) => {
-          await pool?.query("INSERT INTO tasks (id, input) VALUES ($1, $2)", [ctx.params.id, JSON.stringify(ctx.params.input)]);
-          return { id: ctx.params.id };
-        },
         op: async (ctx: Context<{ id: string; i: number; last: boolean }>) => {
           const { id, i, last } = ctx.params;
           const n = statementsFor(i);
@@ -112,7 +109,7 @@ async function main(): Promise<void> {
       actions: {
         submit: async (ctx: Context<{ input: unknown }>) => {
           const id = randomUUID();
-          await ctx.call("bare-store.insert", { id, input: ctx.params.input });
+          await insertTask(id, ctx.params.input);
           await sendToChannel(broker, CHANNEL, { id });
           void ctx.emit("bare.task.queued", { id });
           return { id, status: "queued" };

@@ -1,8 +1,10 @@
 /**
  * Group commit of new tasks: the `createTask`s of one intake process that arrive
- * while another is on its way to the checkpoint are sent together, as one
- * `createTasks` call (one message each way, one database commit for the items
- * without an idempotency key), instead of one call and one commit each.
+ * while another is on its way to the database are sent together, as one
+ * `createTasks` call (one statement and one commit for the items without an
+ * idempotency key), instead of one call and one commit each. The intake service
+ * calls its own database; the store may as well be the checkpoint role over the
+ * broker (`RemoteTaskStore`), which the caps and the fallback below also cover.
  *
  * It adds no wait at low load: with nothing on the wire, a task goes at once,
  * alone, through `createTask`. Only what arrives meanwhile waits, and never

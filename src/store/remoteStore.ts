@@ -1,7 +1,7 @@
 /**
  * The store over the broker, both ends: `RemoteTaskStore` turns each method
- * call into a call of the `checkpoint` service, which alone holds the database
- * pool, and `serveStoreCall` is that service's side. Both are built from the
+ * call into a call of the `checkpoint` service, which holds the database pool
+ * for the roles without one, and `serveStoreCall` is that service's side. Both are built from the
  * store's method table (`src/contracts/store.ts`). Errors (a stale fence above
  * all) arrive as the same classes thanks to the error regenerator.
  */

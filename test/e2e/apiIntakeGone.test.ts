@@ -25,6 +25,15 @@ async function post(base: string, key: string, timeoutMs = 90_000): Promise<{ st
   return { status: r.status, retryAfter: r.headers.get("retry-after"), body: (await r.json()) as { id?: string } };
 }
 
+/** Resolves once `check` holds, polled every 100 ms; throws after `ms`. */
+async function waitFor(check: () => Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`not seen within ${ms} ms: the submit's insert waiting on the lock`);
+    await sleep(100);
+  }
+}
+
 /** Posts until the answer is not a 503 (a role not yet discovered, or gone), as a client told to retry does. */
 async function postRetrying(base: string, key: string): Promise<Awaited<ReturnType<typeof post>>> {
   const deadline = Date.now() + 60_000;
@@ -68,27 +77,37 @@ describe.skipIf(!ready)("api - the intake node gone mid-submit", () => {
 
   it("intake killed mid-commit - the client gets 503 with Retry-After; the retry with the same Idempotency-Key answers the one task", async () => {
     expect((await postRetrying(base, randomUUID())).status).toBe(202);
+    const key = randomUUID();
 
     // Reads go on; a write of a new task (or of its key) waits for this transaction.
     await client.query("BEGIN");
-    await client.query("LOCK TABLE tasks, idempotency_keys IN EXCLUSIVE MODE");
-    const key = randomUUID();
-    const answer = post(base, key);
-    // The request reaches the intake, whose commit waits on the lock; then the intake dies.
-    await sleep(1_500);
-    const { rows: waiting } = await client.query<{ n: number }>(
-      "SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-    );
-    expect(waiting[0]?.n, "the submit's commit waits on the lock").toBeGreaterThanOrEqual(1);
-    await cluster.kill("intake");
-
-    const first = await answer;
+    let first: Awaited<ReturnType<typeof post>>;
+    try {
+      await client.query("LOCK TABLE tasks, idempotency_keys IN EXCLUSIVE MODE");
+      const answer = post(base, key);
+      // Observed whatever happens next, so a failure below leaves no unhandled rejection.
+      answer.catch(() => undefined);
+      // The request reaches the intake, whose commit waits on the lock; then the intake dies. Other writers (the
+      // reaper's sweeps) wait on the lock too: only a waiting insert of a new task or key is the submit's.
+      await waitFor(async () => {
+        const { rows } = await client.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
+              AND query ~* 'INSERT INTO (tasks|idempotency_keys)'`,
+        );
+        return (rows[0]?.n ?? 0) >= 1;
+      }, 15_000);
+      await cluster.kill("intake");
+      first = await answer;
+    } finally {
+      // The lock goes (the dead intake's write finishes or is rolled back with its connection).
+      await client.query("COMMIT");
+    }
     expect(first.status, JSON.stringify(first.body)).toBe(503);
     expect(Number(first.retryAfter)).toBeGreaterThanOrEqual(1);
     expect(first.body.error?.type).toBe("unavailable");
 
-    // The lock goes (the dead intake's write finishes or is rolled back with its connection); an intake is back.
-    await client.query("COMMIT");
+    // An intake is back.
     await cluster.start("intake");
     const retried = await postRetrying(base, key);
     expect(retried.status, JSON.stringify(retried.body)).toBe(202);
