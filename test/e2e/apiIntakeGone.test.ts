@@ -90,6 +90,8 @@ describe.skipIf(!ready)("api - the intake node gone mid-submit", () => {
       // The request reaches the intake, whose commit waits on the lock; then the intake dies. Other writers (the
       // reaper's sweeps) wait on the lock too: only a waiting insert of a new task or key is the submit's.
       await waitFor(async () => {
+        // Inside a transaction, Postgres reads the activity view once and keeps what it read: cleared per poll.
+        await client.query("SELECT pg_stat_clear_snapshot()");
         const { rows } = await client.query<{ n: number }>(
           `SELECT count(*)::int AS n FROM pg_stat_activity
             WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()
