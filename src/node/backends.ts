@@ -67,7 +67,7 @@ class EmbeddedBackends implements Backends {
 
   openStore(): Promise<OpenedStore> {
     const { databaseUrl, dataDir } = this.config;
-    return openStore(databaseUrl !== undefined ? { databaseUrl } : { dataDir });
+    return openStore(databaseUrl !== undefined ? { databaseUrl, preparedStatements: this.config.pgPreparedStatements } : { dataDir });
   }
 }
 
@@ -103,6 +103,6 @@ class DistributedBackends implements Backends {
   }
 
   openStore(): Promise<OpenedStore> {
-    return openStore({ databaseUrl: this.databaseUrl });
+    return openStore({ databaseUrl: this.databaseUrl, preparedStatements: this.config.pgPreparedStatements });
   }
 }

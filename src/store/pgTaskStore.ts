@@ -12,6 +12,7 @@
  * the malformed uuid with an error, and for look-ups that simply means "none".
  */
 import type pg from "pg";
+import { PreparedStatements } from "./preparedStatements";
 import {
   CHECKPOINT_SCHEMA_VERSION,
   DEFAULT_TENANT,
@@ -333,12 +334,19 @@ export interface PgTaskStoreOptions {
   onClose?: () => Promise<void>;
   /** The connections new tasks are written on (`PoolHandle.submitPool`). @default the store's pool */
   submitPool?: pg.Pool;
+  /**
+   * Named statements, parsed and planned once per connection (src/store/preparedStatements.ts): `openStore`
+   * turns them on for Postgres. Off for PGlite, whose one in-process session gains nothing, and for a
+   * connection pooler that cannot keep them (`CLAWFLEET_PG_PREPARED_STATEMENTS=0`). @default false
+   */
+  preparedStatements?: boolean;
 }
 
 export class PgTaskStore implements TaskStore {
   private readonly target: string;
   private readonly onClose: (() => Promise<void>) | undefined;
   private readonly submitPool: pg.Pool;
+  private readonly statements: PreparedStatements | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -348,6 +356,7 @@ export class PgTaskStore implements TaskStore {
     this.target = opts.target ?? "database";
     this.onClose = opts.onClose;
     this.submitPool = opts.submitPool ?? pool;
+    this.statements = opts.preparedStatements ? new PreparedStatements() : undefined;
   }
 
   async migrate(): Promise<void> {
@@ -820,8 +829,9 @@ export class PgTaskStore implements TaskStore {
     values: unknown[],
     opts: { raw?: boolean; pool?: pg.Pool } = {},
   ): Promise<pg.QueryResult<R>> {
+    const pool = opts.pool ?? this.pool;
     try {
-      return await (opts.pool ?? this.pool).query<R>(text, values);
+      return await (this.statements ? this.statements.run<R>(pool, text, values) : pool.query<R>(text, values));
     } catch (err) {
       // `raw`: the caller inspects the driver error itself (and maps it).
       if (opts.raw) throw err;
@@ -877,6 +887,8 @@ function one<R>(rows: R[], op: string): R {
 export interface OpenStoreOptions extends PoolOptions {
   /** Apply pending migrations before returning. @default true */
   migrate?: boolean;
+  /** Named statements on Postgres (`PgTaskStoreOptions.preparedStatements`); PGlite never uses them. @default true */
+  preparedStatements?: boolean;
 }
 
 export interface OpenedStore {
@@ -892,7 +904,12 @@ export interface OpenedStore {
 /** Opens the pool for `opts` (Postgres or PGlite), migrates, and hands back a ready store. */
 export async function openStore(opts: OpenStoreOptions): Promise<OpenedStore> {
   const handle = await createPool(opts);
-  const store = new PgTaskStore(handle.pool, { target: handle.target, submitPool: handle.submitPool, onClose: () => handle.close() });
+  const store = new PgTaskStore(handle.pool, {
+    target: handle.target,
+    submitPool: handle.submitPool,
+    onClose: () => handle.close(),
+    preparedStatements: handle.kind === "postgres" && opts.preparedStatements !== false,
+  });
   if (opts.migrate !== false) {
     try {
       await store.migrate();
