@@ -48,6 +48,8 @@ export interface LayoutOptions {
   profileDir?: string;
   /** Where the simulated model runs (see the module's comment). @default "process" */
   provider?: "process" | "in-process";
+  /** More environment for Clawfleet's processes (`--clawfleet-env`), to compare settings; not the bare pipeline's. */
+  env?: Record<string, string>;
 }
 
 /** `clawfleet sim` as its own process at zero latency, with no rate limit: the provider the nodes call. */
@@ -111,6 +113,7 @@ export async function startLayout(layout: Layout, o: LayoutOptions): Promise<Run
     CLAWFLEET_PLANNER_SLOTS: String(o.slots),
     CF_BENCH_COUNTS_DIR: countsDir,
     ...measuredEnv(o.profileDir ? path.join(o.profileDir, layout, profileSub) : undefined),
+    ...o.env,
   });
   const scratch = layout === "embedded" ? undefined : await createScratch("benchtput");
   const nodes: NodeProcess[] = [];

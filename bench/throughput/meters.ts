@@ -224,6 +224,31 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/** The infrastructure servers whose CPU a run also reports (by process name). */
+export const SERVERS = ["postgres", "redis-server", "nats-server"] as const;
+
+/**
+ * CPU ms every process named `name` used so far, with what its exited children used (a Postgres backend that
+ * ended is counted in the postmaster's). Whatever else uses the same server on this machine is counted too.
+ */
+export function serverCpuMs(name: string): number {
+  let total = 0;
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    if (stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) !== name) continue;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime, stime, cutime, cstime: fields 14 to 17 of stat, in clock ticks of 10 ms.
+    total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10;
+  }
+  return total;
+}
+
 /** A sorted "NAME n (per task)" listing of counts divided by `per`. */
 export function perTaskLines(counts: ReadonlyMap<string, number>, per: number, indent = "    "): string {
   return [...counts]

@@ -12,7 +12,7 @@
  *
  *   npx tsx bench/throughput/run.ts [--quick] [--tasks 400] [--rate 20] [--latency-seconds 15] [--work-tasks 40]
  *                                   [--slots 8] [--profile dir] [--layouts one-process,split,embedded]
- *                                   [--provider process|in-process]
+ *                                   [--provider process|in-process] [--clawfleet-env KEY=VALUE ...]
  *
  * `--provider process` (the default) runs the simulated model as its own process, as a provider is
  * reached: its CPU is printed apart and not counted as Clawfleet's (layouts.ts).
@@ -26,7 +26,7 @@ import pg from "pg";
 import type { BarePlan } from "./bareNode";
 import { submitBurst, submitPaced, waitFinished, warmUp, type Finished, type Sent } from "./driver";
 import { LAYOUTS, startBare, startLayout, type Layout, type RunningLayout } from "./layouts";
-import { cpuMs, loadLine, percentile } from "./meters";
+import { cpuMs, loadLine, percentile, SERVERS, serverCpuMs } from "./meters";
 import { formatWork, measureWork, type Work } from "./work";
 
 const { values: args } = parseArgs({
@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     profile: { type: "string" },
     layouts: { type: "string", default: LAYOUTS.join(",") },
     provider: { type: "string", default: "process" },
+    "clawfleet-env": { type: "string", multiple: true },
   },
 });
 const QUICK = args.quick ?? false;
@@ -52,6 +53,14 @@ const SLOTS = Number(args.slots);
 const LAYOUT_LIST = (args.layouts ?? "").split(",") as Layout[];
 if (args.provider !== "process" && args.provider !== "in-process") throw new Error(`--provider is process or in-process, not ${args.provider}`);
 const PROVIDER: "process" | "in-process" = args.provider;
+/** `--clawfleet-env KEY=VALUE`, repeatable: set in Clawfleet's processes only, to compare a setting's two values. */
+const CLAWFLEET_ENV: Record<string, string> = Object.fromEntries(
+  (args["clawfleet-env"] ?? []).map((kv) => {
+    const at = kv.indexOf("=");
+    if (at <= 0) throw new Error(`--clawfleet-env takes KEY=VALUE, not ${kv}`);
+    return [kv.slice(0, at), kv.slice(at + 1)];
+  }),
+);
 
 /** The bare pipeline's plan: the measured per-task counts (background actions left out), rounded. */
 function planOf(w: Work): BarePlan {
@@ -76,6 +85,8 @@ interface Throughput {
   cpu: Map<string, number>;
   /** CPU ms the simulated provider's own process used over the run, when it runs apart. */
   providerCpu?: number;
+  /** CPU ms each infrastructure server (Postgres, Redis, NATS: all their processes) used over the run. */
+  servers: Map<string, number>;
   load: string;
 }
 
@@ -87,9 +98,11 @@ async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
   const providerPid = l.provider?.proc.pid;
   const cpu0 = cpuOf(l);
   const p0 = providerPid === undefined ? 0 : cpuMs(providerPid);
+  const s0 = SERVERS.map(serverCpuMs);
   const sent = await submitBurst(l.base, n, 16);
   const done = await waitFinished(l, sent.map((s) => s.id), 900_000);
   const cpu1 = cpuOf(l);
+  const s1 = SERVERS.map(serverCpuMs);
   const p1 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const first = Math.min(...sent.map((s) => s.sentAt));
   const last = Math.max(...done.map((d) => d.finishedAt));
@@ -102,6 +115,7 @@ async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
     perSecond: done.length / seconds,
     cpu: new Map([...cpu1].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)])),
     ...(providerPid === undefined ? {} : { providerCpu: p1 - p0 }),
+    servers: new Map(SERVERS.map((name, i) => [name, (s1[i] ?? 0) - (s0[i] ?? 0)])),
     load: loadLine(),
   };
 }
@@ -149,6 +163,9 @@ function formatRun(name: string, t: Throughput, lat: Latency | undefined): strin
     `  ${name.padEnd(10)} ${t.perSecond.toFixed(1).padStart(7)} tasks/s  (${t.ok}/${t.tasks} succeeded in ${t.seconds.toFixed(1)} s, ${stepsPer.toFixed(1)} steps per task; ${t.load})`,
     `             CPU ms per step, by process: ${cpuLines}; all: ${(cpuTotal / Math.max(1, t.steps)).toFixed(2)} (${(cpuTotal / Math.max(1, t.tasks)).toFixed(1)} per task)`,
     t.providerCpu === undefined ? "" : `             the simulated provider's own process, not counted above: ${(t.providerCpu / Math.max(1, t.steps)).toFixed(2)} CPU ms per step`,
+    t.servers.size === 0 || [...t.servers.values()].every((v) => v === 0)
+      ? ""
+      : `             the servers on this machine, not counted above (anything else using them included), CPU ms per step: ${[...t.servers].map(([name, ms]) => `${name} ${(ms / Math.max(1, t.steps)).toFixed(2)}`).join(", ")}`,
     lat ? `             latency at ${RATE} tasks/s: p50 ${lat.p50.toFixed(0)} ms, p99 ${lat.p99.toFixed(0)} ms (${lat.n} tasks; ${lat.load})` : "",
   ]
     .filter((s) => s !== "")
@@ -170,9 +187,9 @@ async function measure(l: RunningLayout, withLatency: boolean): Promise<{ t: Thr
 }
 
 async function main(): Promise<void> {
-  const opts = { slots: SLOTS, provider: PROVIDER, ...(args.profile ? { profileDir: args.profile } : {}) };
+  const opts = { slots: SLOTS, provider: PROVIDER, env: CLAWFLEET_ENV, ...(args.profile ? { profileDir: args.profile } : {}) };
   process.stdout.write(
-    `throughput bench (${QUICK ? "quick" : "full"}): ${TASKS} order-router tasks per run, CLAWFLEET_PLANNER_SLOTS=${SLOTS} per planner, sim latency 0 ms, sim ${PROVIDER === "process" ? "in its own process" : "inside the rate-gateway's node"}; ${loadLine()}\n\n`,
+    `throughput bench (${QUICK ? "quick" : "full"}): ${TASKS} order-router tasks per run, CLAWFLEET_PLANNER_SLOTS=${SLOTS} per planner, sim latency 0 ms, sim ${PROVIDER === "process" ? "in its own process" : "inside the rate-gateway's node"}${Object.keys(CLAWFLEET_ENV).length > 0 ? `, Clawfleet's processes with ${JSON.stringify(CLAWFLEET_ENV)}` : ""}; ${loadLine()}\n\n`,
   );
   // `--plan '{"modelTurns":6,…}'` skips the work-per-task phase and gives the bare pipeline's plan as measured before.
   const works: Work[] = [];
