@@ -58,7 +58,10 @@ const CLAWFLEET_ENV: Record<string, string> = Object.fromEntries(
   (args["clawfleet-env"] ?? []).map((kv) => {
     const at = kv.indexOf("=");
     if (at <= 0) throw new Error(`--clawfleet-env takes KEY=VALUE, not ${kv}`);
-    return [kv.slice(0, at), kv.slice(at + 1)];
+    const key = kv.slice(0, at);
+    // The bench's own measuring hooks go through these: overridden, its counts would silently be lost.
+    if (key === "NODE_OPTIONS" || key.startsWith("CF_BENCH_")) throw new Error(`--clawfleet-env cannot set ${key}: the bench's measurements use it`);
+    return [key, kv.slice(at + 1)];
   }),
 );
 

@@ -420,7 +420,7 @@ export class PgTaskStore implements TaskStore {
       if (keyless.length < 2) return void (await Promise.all(keyless.map(alone)));
       let rows: TaskRow[];
       try {
-        rows = (await this.query<TaskRow>("createTasks", insertTasksSql(keyless.length), keyless.flatMap((i) => insertValues((items[i] as CreateTaskItem).task)), { raw: true, pool: this.submitPool })).rows;
+        rows = (await this.query<TaskRow>("createTasks", insertTasksSql(keyless.length), keyless.flatMap((i) => insertValues((items[i] as CreateTaskItem).task)), { raw: true, pool: this.submitPool, named: false })).rows;
       } catch (err) {
         // Nothing of the statement is stored. A constraint or data error (SQLSTATE classes 23, 22), or a value
         // no JSON holds (found before the statement was sent), is some item's own: each goes alone, so only the
@@ -827,11 +827,14 @@ export class PgTaskStore implements TaskStore {
     op: string,
     text: string,
     values: unknown[],
-    opts: { raw?: boolean; pool?: pg.Pool } = {},
+    // `named: false`: a text whose shape varies with the data (a batch of n rows), sent unnamed: one prepared
+    // statement per shape would hold a plan of its own on every connection.
+    opts: { raw?: boolean; pool?: pg.Pool; named?: boolean } = {},
   ): Promise<pg.QueryResult<R>> {
     const pool = opts.pool ?? this.pool;
+    const statements = opts.named === false ? undefined : this.statements;
     try {
-      return await (this.statements ? this.statements.run<R>(pool, text, values) : pool.query<R>(text, values));
+      return await (statements ? statements.run<R>(pool, text, values) : pool.query<R>(text, values));
     } catch (err) {
       // `raw`: the caller inspects the driver error itself (and maps it).
       if (opts.raw) throw err;

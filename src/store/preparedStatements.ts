@@ -20,10 +20,15 @@ import type pg from "pg";
 /** Distinct statement texts named per store; beyond it, unnamed. */
 export const MAX_NAMED_STATEMENTS = 512;
 
-/** What Postgres answers when a prepared statement's result type changed since it was prepared. */
+/**
+ * What Postgres answers when a prepared statement's result type changed since it was prepared. The routine
+ * names it whatever the server's language (`lc_messages` translates the message); the message, for a server
+ * that does not send the routine.
+ */
 function isStalePlan(err: unknown): boolean {
-  const e = err as { code?: unknown; message?: unknown };
-  return e.code === "0A000" && typeof e.message === "string" && /cached plan must not change result type/.test(e.message);
+  const e = err as { code?: unknown; routine?: unknown; message?: unknown };
+  if (e.code !== "0A000") return false;
+  return e.routine === "RevalidateCachedQuery" || (typeof e.message === "string" && /cached plan must not change result type/.test(e.message));
 }
 
 export class PreparedStatements {
