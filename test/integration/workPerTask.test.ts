@@ -90,7 +90,8 @@ class PgWireCounter {
     server.pipe(client);
     let buf = Buffer.alloc(0);
     let startup = true;
-    let parsed = "";
+    const prepared = new Map<string, string>();
+    let bound = "";
     let tx: string | undefined;
     const executed = (sql: string) => {
       const label = labelOf(sql);
@@ -125,9 +126,15 @@ class PgWireCounter {
         buf = buf.subarray(len + 1);
         if (type === "Q") executed(body.toString("utf8", 0, body.indexOf(0)));
         else if (type === "P") {
+          // Parse: the statement's name (empty: unnamed), then its text. A named one is parsed once per
+          // connection and later only bound: its text is kept by name.
           const nameEnd = body.indexOf(0);
-          parsed = body.toString("utf8", nameEnd + 1, body.indexOf(0, nameEnd + 1));
-        } else if (type === "E") executed(parsed);
+          prepared.set(body.toString("utf8", 0, nameEnd), body.toString("utf8", nameEnd + 1, body.indexOf(0, nameEnd + 1)));
+        } else if (type === "B") {
+          // Bind: the portal's name, then the statement's; the Execute that follows runs that statement.
+          const portalEnd = body.indexOf(0);
+          bound = prepared.get(body.toString("utf8", portalEnd + 1, body.indexOf(0, portalEnd + 1))) ?? "";
+        } else if (type === "E") executed(bound);
       }
     });
   }
