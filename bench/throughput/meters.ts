@@ -215,38 +215,45 @@ export function brokerCounts(dir: string): Map<string, number> {
 /** CPU time (user + system) `pid` has used, in ms, from /proc/<pid>/stat. */
 export function cpuMs(pid: number): number {
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // Fields 14 and 15 of stat (utime, stime), in clock ticks of 10 ms; the slice starts at field 3.
-    return (Number(fields[11]) + Number(fields[12])) * 10;
+    return statCpu(fs.readFileSync(`/proc/${pid}/stat`, "utf8")).own;
   } catch {
     return NaN;
   }
+}
+
+/** A /proc stat line's process name and CPU ms: its own (utime, stime) and its waited-for children's (cutime, cstime). */
+function statCpu(stat: string): { name: string; own: number; children: number } {
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14 to 17 of stat, in clock ticks of 10 ms; the slice starts at field 3.
+  return {
+    name: stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")),
+    own: (Number(fields[11]) + Number(fields[12])) * 10,
+    children: (Number(fields[13]) + Number(fields[14])) * 10,
+  };
 }
 
 /** The infrastructure servers whose CPU a run also reports (by process name). */
 export const SERVERS = ["postgres", "redis-server", "nats-server"] as const;
 
 /**
- * CPU ms every process named `name` used so far, with what its exited children used (a Postgres backend that
- * ended is counted in the postmaster's). Whatever else uses the same server on this machine is counted too.
+ * CPU ms every process of each of `names` used so far, with what its exited children used (a Postgres backend
+ * that ended is counted in the postmaster's), in one pass over /proc. Whatever else uses the same server on
+ * this machine is counted too.
  */
-export function serverCpuMs(name: string): number {
-  let total = 0;
+export function serversCpuMs(names: readonly string[]): Map<string, number> {
+  const totals = new Map(names.map((n) => [n, 0]));
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    let stat: string;
+    let cpu: ReturnType<typeof statCpu>;
     try {
-      stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      cpu = statCpu(fs.readFileSync(`/proc/${entry}/stat`, "utf8"));
     } catch {
       continue;
     }
-    if (stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")")) !== name) continue;
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime, stime, cutime, cstime: fields 14 to 17 of stat, in clock ticks of 10 ms.
-    total += (Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14])) * 10;
+    const sofar = totals.get(cpu.name);
+    if (sofar !== undefined) totals.set(cpu.name, sofar + cpu.own + cpu.children);
   }
-  return total;
+  return totals;
 }
 
 /** A sorted "NAME n (per task)" listing of counts divided by `per`. */

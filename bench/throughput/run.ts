@@ -26,7 +26,7 @@ import pg from "pg";
 import type { BarePlan } from "./bareNode";
 import { submitBurst, submitPaced, waitFinished, warmUp, type Finished, type Sent } from "./driver";
 import { LAYOUTS, startBare, startLayout, type Layout, type RunningLayout } from "./layouts";
-import { cpuMs, loadLine, percentile, SERVERS, serverCpuMs } from "./meters";
+import { cpuMs, loadLine, percentile, SERVERS, serversCpuMs } from "./meters";
 import { formatWork, measureWork, type Work } from "./work";
 
 const { values: args } = parseArgs({
@@ -101,11 +101,11 @@ async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
   const providerPid = l.provider?.proc.pid;
   const cpu0 = cpuOf(l);
   const p0 = providerPid === undefined ? 0 : cpuMs(providerPid);
-  const s0 = SERVERS.map(serverCpuMs);
+  const s0 = serversCpuMs(SERVERS);
   const sent = await submitBurst(l.base, n, 16);
   const done = await waitFinished(l, sent.map((s) => s.id), 900_000);
   const cpu1 = cpuOf(l);
-  const s1 = SERVERS.map(serverCpuMs);
+  const s1 = serversCpuMs(SERVERS);
   const p1 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const first = Math.min(...sent.map((s) => s.sentAt));
   const last = Math.max(...done.map((d) => d.finishedAt));
@@ -118,7 +118,7 @@ async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
     perSecond: done.length / seconds,
     cpu: new Map([...cpu1].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)])),
     ...(providerPid === undefined ? {} : { providerCpu: p1 - p0 }),
-    servers: new Map(SERVERS.map((name, i) => [name, (s1[i] ?? 0) - (s0[i] ?? 0)])),
+    servers: new Map(SERVERS.map((name) => [name, (s1.get(name) ?? 0) - (s0.get(name) ?? 0)])),
     load: loadLine(),
   };
 }
@@ -166,7 +166,7 @@ function formatRun(name: string, t: Throughput, lat: Latency | undefined): strin
     `  ${name.padEnd(10)} ${t.perSecond.toFixed(1).padStart(7)} tasks/s  (${t.ok}/${t.tasks} succeeded in ${t.seconds.toFixed(1)} s, ${stepsPer.toFixed(1)} steps per task; ${t.load})`,
     `             CPU ms per step, by process: ${cpuLines}; all: ${(cpuTotal / Math.max(1, t.steps)).toFixed(2)} (${(cpuTotal / Math.max(1, t.tasks)).toFixed(1)} per task)`,
     t.providerCpu === undefined ? "" : `             the simulated provider's own process, not counted above: ${(t.providerCpu / Math.max(1, t.steps)).toFixed(2)} CPU ms per step`,
-    t.servers.size === 0 || [...t.servers.values()].every((v) => v === 0)
+    [...t.servers.values()].every((v) => v === 0)
       ? ""
       : `             the servers on this machine, not counted above (anything else using them included), CPU ms per step: ${[...t.servers].map(([name, ms]) => `${name} ${(ms / Math.max(1, t.steps)).toFixed(2)}`).join(", ")}`,
     lat ? `             latency at ${RATE} tasks/s: p50 ${lat.p50.toFixed(0)} ms, p99 ${lat.p99.toFixed(0)} ms (${lat.n} tasks; ${lat.load})` : "",
