@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { NewTask, Priority, RunningCaps } from "../../src/contracts";
-import { CLAIM_NEXT_SQL, NO_CAPS } from "../../src/store/fairClaim";
+import { CLAIM_NEXT_SQL, FAIR_CLAIM_LOCK_KEY, NO_CAPS } from "../../src/store/fairClaim";
 import { openStore, type OpenedStore } from "../../src/store/pgTaskStore";
 import { createTestDatabase, hasService, type TestDatabase } from "../helpers/services";
 
@@ -157,6 +157,30 @@ describe.skipIf(!hasService("postgres"))("fair claim - postgres", () => {
       expect(got.filter((c) => c.task.tenant === "tenant-b")).toHaveLength(6);
       expect(await runningOf(o, "tenant-a")).toBe(3);
       for (const c of got) expect(c.fence).toBe(1);
+    }
+  });
+
+  it("a capped claim that waited for the lock records the task it takes as started after it was created", async () => {
+    const o = get();
+    await o.store.pool.query("DELETE FROM tasks");
+    const caps: RunningCaps = { default: 3, tenants: {} };
+    // Another claimer holds the lock: this claim's transaction begins, then waits.
+    const holder = await o.store.pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT pg_advisory_xact_lock($1)", [FAIR_CLAIM_LOCK_KEY]);
+      const claim = o.store.store.claimNext("planner-late", caps);
+      await new Promise((r) => setTimeout(r, 50));
+      // Committed while the claim waits: created after the claim's transaction began.
+      const [id] = await queue(o, task("tenant-a"));
+      await holder.query("COMMIT");
+      const got = await claim;
+      expect(got?.task.id).toBe(id);
+      const { rows } = await o.store.pool.query<{ ok: boolean }>("SELECT started_at >= created_at AS ok FROM tasks WHERE id = $1", [id]);
+      expect(rows[0]?.ok).toBe(true);
+    } finally {
+      await holder.query("ROLLBACK").catch(() => undefined);
+      holder.release();
     }
   });
 
