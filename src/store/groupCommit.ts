@@ -1,0 +1,174 @@
+/**
+ * Group commit: writes that arrive while another is on its way to the database
+ * are sent together, as one call (one statement, one commit), instead of one
+ * call and one commit each. The new tasks of an intake (src/queue/createBatcher.ts)
+ * and the checkpoints of a store (src/store/checkpointBatch.ts) go through it.
+ *
+ * It adds no wait at low load: with nothing on the wire, an item goes at once,
+ * alone, through `one`. Only what arrives meanwhile waits: for a batch to come
+ * back, or `maxWaitMs` (or until `maxBatch` wait), whichever is first; then it goes
+ * even though an earlier batch has not come back, unless `maxInFlight` batches are
+ * on the wire already, in which case it waits for one of them.
+ *
+ * A batch is also capped by its items' size (`maxBatchBytes`, as the sink measures
+ * them); an item bigger than the cap goes alone.
+ *
+ * Each caller gets its own item's answer, and only after its own commit: what a
+ * lone `one` would have answered or thrown. A batch that fails as a whole is sent
+ * again item by item, each through `one`, so each item gets exactly what a lone
+ * write would get; so is an item the batch answers `alone` (the sink could not
+ * write it in the batch). The batch's other items are answered first.
+ */
+import { InternalError } from "../errors";
+
+export interface GroupCommitOptions {
+  /** Items of one batch at most. @default 64 */
+  maxBatch?: number;
+  /** The longest an item waits for a batch on the wire to come back before it goes anyway. @default 2 */
+  maxWaitMs?: number;
+  /** Batches on the wire at once at most; more wait for one to come back. @default 4 */
+  maxInFlight?: number;
+  /** The items of one batch at most, in the sink's measure (`sizeOf`); a bigger item goes alone. @default 256 KiB */
+  maxBatchBytes?: number;
+}
+
+/** One item's answer in a batch's: its result, what its lone write would have thrown, or "send it alone". */
+export type ItemOutcome<R> = { ok: true; result: R } | { ok: false; error: unknown } | { alone: true };
+
+/** Where the items go. */
+export interface GroupCommitSink<I, R> {
+  /** The batch's operation, named by the error of an item a batch left unanswered. */
+  operation: string;
+  /** A lone item's write. */
+  one(item: I): Promise<R>;
+  /** A batch's write, answered item by item in order; a throw fails the batch as a whole (each item then goes alone). */
+  many(items: readonly I[]): Promise<ReadonlyArray<ItemOutcome<R>>>;
+  /** An item's size, counted against `maxBatchBytes`. @default 1 */
+  sizeOf?(item: I): number;
+  /** Told of a batch that failed as a whole (its items then go alone). */
+  onBatchFailed?(err: unknown, items: number): void;
+}
+
+interface Waiting<I, R> {
+  item: I;
+  bytes: number;
+  resolve: (r: R) => void;
+  reject: (err: unknown) => void;
+}
+
+export class GroupCommit<I, R> {
+  private readonly maxBatch: number;
+  private readonly maxWaitMs: number;
+  private readonly maxInFlight: number;
+  private readonly maxBatchBytes: number;
+  private waiting: Waiting<I, R>[] = [];
+  private waitingBytes = 0;
+  private inFlight = 0;
+  private readonly sending = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly sink: GroupCommitSink<I, R>,
+    opts: GroupCommitOptions = {},
+    /** The largest batch the sink takes: `maxBatch` is held under it. */
+    sinkMax = Number.POSITIVE_INFINITY,
+  ) {
+    this.maxBatch = Math.min(Math.max(1, opts.maxBatch ?? 64), sinkMax);
+    this.maxWaitMs = opts.maxWaitMs ?? 2;
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
+    this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 256 * 1024);
+  }
+
+  /** The item's write, answered after its own commit, batched with the others that wait with it. */
+  submit(item: I): Promise<R> {
+    return new Promise<R>((resolve, reject) => {
+      const bytes = this.sink.sizeOf ? this.sink.sizeOf(item) : 1;
+      this.waiting.push({ item, bytes, resolve, reject });
+      this.waitingBytes += bytes;
+      if (this.inFlight === 0) this.flush();
+      // A full batch goes at once; what is left of it waits, as any item does.
+      else if (this.full()) this.flush(true);
+      if (this.waiting.length > 0) this.timer ??= setTimeout(() => this.onTimer(), this.maxWaitMs);
+    });
+  }
+
+  private onTimer(): void {
+    this.timer = undefined;
+    this.flush();
+  }
+
+  /** What waits makes a full batch: `maxBatch` items, or `maxBatchBytes`. */
+  private full(): boolean {
+    return this.waiting.length >= this.maxBatch || this.waitingBytes >= this.maxBatchBytes;
+  }
+
+  /** Sends what waits (`onlyFull`: only full batches), a batch at a time, while fewer than `maxInFlight` are on the wire. */
+  private flush(onlyFull = false): void {
+    while (this.waiting.length > 0 && this.inFlight < this.maxInFlight && (!onlyFull || this.full())) {
+      const batch = this.waiting.splice(0, this.batchLength());
+      for (const w of batch) this.waitingBytes -= w.bytes;
+      this.inFlight++;
+      const sent: Promise<void> = this.send(batch).finally(() => {
+        this.inFlight--;
+        this.sending.delete(sent);
+        // What came meanwhile has waited for this batch already: it goes now.
+        if (this.waiting.length > 0) this.flush();
+      });
+      this.sending.add(sent);
+    }
+    if (this.waiting.length === 0 && this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  /** Resolves once every item submitted so far is answered: what waits is sent, what is on the wire comes back. */
+  async drain(): Promise<void> {
+    while (this.waiting.length > 0 || this.sending.size > 0) {
+      this.flush();
+      await Promise.all(this.sending);
+    }
+  }
+
+  /** How many of the first items waiting make the next batch: at most `maxBatch`, and `maxBatchBytes` unless the first alone is bigger. */
+  private batchLength(): number {
+    let n = 0;
+    let bytes = 0;
+    for (const w of this.waiting) {
+      if (n === this.maxBatch || (n > 0 && bytes + w.bytes > this.maxBatchBytes)) break;
+      n++;
+      bytes += w.bytes;
+    }
+    return n;
+  }
+
+  private async send(batch: Waiting<I, R>[]): Promise<void> {
+    const [only] = batch;
+    if (batch.length === 1 && only) {
+      try {
+        only.resolve(await this.sink.one(only.item));
+      } catch (err) {
+        only.reject(err);
+      }
+      return;
+    }
+    let outcomes: ReadonlyArray<ItemOutcome<R>>;
+    try {
+      outcomes = await this.sink.many(batch.map((w) => w.item));
+    } catch (err) {
+      // Failed as a whole: each item goes alone, and gets what a lone write gets.
+      this.sink.onBatchFailed?.(err, batch.length);
+      await Promise.all(batch.map((w) => this.send([w])));
+      return;
+    }
+    const alone: Waiting<I, R>[] = [];
+    batch.forEach((w, i) => {
+      const o = outcomes[i];
+      if (o === undefined) w.reject(new InternalError("the batch answered fewer items than it was sent", { operation: this.sink.operation }));
+      else if ("alone" in o) alone.push(w);
+      else if (o.ok) w.resolve(o.result);
+      else w.reject(o.error);
+    });
+    await Promise.all(alone.map((w) => this.send([w])));
+  }
+}
