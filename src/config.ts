@@ -30,6 +30,8 @@ export interface Config {
   readonly databaseUrl: string | undefined;
   /** Named (prepared) statements on Postgres; off for a pooler that cannot keep them. @default true */
   readonly pgPreparedStatements: boolean;
+  /** Plain checkpoints of concurrent tasks committed together on Postgres (src/store/checkpointBatch.ts). @default true */
+  readonly pgGroupCommit: boolean;
   /** Roles this process runs. @default every role */
   readonly services: readonly Role[];
   /** PGlite data directory in embedded mode. `memory://` keeps nothing on disk. @default ./.clawfleet */
@@ -296,6 +298,7 @@ const EnvSchema = z.object({
     }),
   CLAWFLEET_WEBHOOK_ALLOW_PRIVATE: z.enum(["0", "1"], { message: "CLAWFLEET_WEBHOOK_ALLOW_PRIVATE must be 0 or 1" }).optional(),
   CLAWFLEET_PG_PREPARED_STATEMENTS: z.enum(["0", "1"], { message: "CLAWFLEET_PG_PREPARED_STATEMENTS must be 0 or 1" }).optional(),
+  CLAWFLEET_PG_GROUP_COMMIT: z.enum(["0", "1"], { message: "CLAWFLEET_PG_GROUP_COMMIT must be 0 or 1" }).optional(),
   CLAWFLEET_WEBHOOK_TIMEOUT_MS: intFrom("CLAWFLEET_WEBHOOK_TIMEOUT_MS", 10_000, 100),
   CLAWFLEET_WEBHOOK_CONNECT_TIMEOUT_MS: intFrom("CLAWFLEET_WEBHOOK_CONNECT_TIMEOUT_MS", 3_000, 50),
   CLAWFLEET_WEBHOOK_POLL_MS: intFrom("CLAWFLEET_WEBHOOK_POLL_MS", 1_000, 10),
@@ -531,6 +534,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd: string = p
     redisUrl: e.REDIS_URL,
     databaseUrl: e.DATABASE_URL,
     pgPreparedStatements: e.CLAWFLEET_PG_PREPARED_STATEMENTS !== "0",
+    pgGroupCommit: e.CLAWFLEET_PG_GROUP_COMMIT !== "0",
     services,
     dataDir:
       e.CLAWFLEET_DATA_DIR === undefined

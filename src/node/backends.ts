@@ -16,7 +16,12 @@ import { channelsMiddleware, embeddedAdapter, queueStats, type QueueDepth } from
 import { consumerLagSeconds } from "../queue/consumerLag";
 import type { MemoryAdapter } from "../queue/memoryAdapter";
 import { PLANNERS_GROUP, TASKS_READY_CHANNEL } from "../queue/wakeups";
-import { openStore, type OpenedStore } from "../store/pgTaskStore";
+import { openStore, type OpenedStore, type OpenStoreOptions } from "../store/pgTaskStore";
+
+export type StoreHooks = Pick<OpenStoreOptions, "onBatchFailed">;
+
+/** The store's options on Postgres, from the configuration. */
+const postgresOptions = (config: Config): OpenStoreOptions => ({ preparedStatements: config.pgPreparedStatements, groupCommit: config.pgGroupCommit });
 
 export interface Backends {
   readonly mode: Config["mode"];
@@ -31,7 +36,8 @@ export interface Backends {
   /** New token buckets for a rate limiter. */
   createBuckets(): Buckets;
   /** Opens the task database and applies pending migrations. */
-  openStore(): Promise<OpenedStore>;
+  /** `onBatchFailed`: told of a batch of checkpoints that failed as a whole (src/store/groupCommit.ts), to log it. */
+  openStore(hooks?: StoreHooks): Promise<OpenedStore>;
 }
 
 /** The backends of `config.mode`. `redis` is called only in distributed mode, and only when a backend needs it. */
@@ -65,9 +71,9 @@ class EmbeddedBackends implements Backends {
     return new MemoryBuckets();
   }
 
-  openStore(): Promise<OpenedStore> {
+  openStore(hooks: StoreHooks = {}): Promise<OpenedStore> {
     const { databaseUrl, dataDir } = this.config;
-    return openStore(databaseUrl !== undefined ? { databaseUrl, preparedStatements: this.config.pgPreparedStatements } : { dataDir });
+    return openStore(databaseUrl !== undefined ? { databaseUrl, ...postgresOptions(this.config), ...hooks } : { dataDir });
   }
 }
 
@@ -102,7 +108,7 @@ class DistributedBackends implements Backends {
     return new RedisBuckets(this.redis(), { prefix: this.config.namespace });
   }
 
-  openStore(): Promise<OpenedStore> {
-    return openStore({ databaseUrl: this.databaseUrl, preparedStatements: this.config.pgPreparedStatements });
+  openStore(hooks: StoreHooks = {}): Promise<OpenedStore> {
+    return openStore({ databaseUrl: this.databaseUrl, ...postgresOptions(this.config), ...hooks });
   }
 }

@@ -16,6 +16,7 @@ import { createRedis, stderrRedisLogger, type RedisLogger } from "../redis/conne
 import type { TaskStore } from "../store/types";
 import { backendsFor, type Backends } from "./backends";
 import { Health } from "../health/health";
+import { messageOf } from "../errors";
 
 export interface Database {
   store: TaskStore;
@@ -52,7 +53,9 @@ export class Resources {
 
   database(): Promise<Database> {
     if (!this.db) {
-      const opened = this.backends.openStore();
+      const opened = this.backends.openStore({
+        onBatchFailed: (err, items) => this.logger.warn(`a batch of ${items} checkpoints failed as a whole and went one by one: ${messageOf(err)}`),
+      });
       this.db = opened;
       this.closers.push(async () => (await opened).close());
       // A failed open must be retried by the next caller, not cached.

@@ -13,6 +13,8 @@
  */
 import type pg from "pg";
 import { PreparedStatements } from "./preparedStatements";
+import { APPEND_STEPS_SQL, checkpointArrays, checkpointKey, type CheckpointItem } from "./checkpointBatch";
+import { GroupCommit, type GroupCommitOptions, type ItemOutcome } from "./groupCommit";
 import {
   CHECKPOINT_SCHEMA_VERSION,
   DEFAULT_TENANT,
@@ -78,7 +80,7 @@ import * as approvals from "./approvals";
 import { listTaskPage } from "./taskList";
 import * as switches from "./switches";
 import * as webhooks from "./webhooks";
-import { sqlStateOf, toStoreError } from "./dbErrors";
+import { isConnectivityError, sqlStateOf, toStoreError } from "./dbErrors";
 import { anyCap, capParams, CLAIM_NEXT_SQL, FAIR_CLAIM_LOCK_SQL, QUEUED_HEAD_SQL } from "./fairClaim";
 import { migrate } from "./migrate";
 import { createPool, type PoolOptions, type StoreKind } from "./pool";
@@ -340,6 +342,14 @@ export interface PgTaskStoreOptions {
    * connection pooler that cannot keep them (`CLAWFLEET_PG_PREPARED_STATEMENTS=0`). @default false
    */
   preparedStatements?: boolean;
+  /**
+   * Plain checkpoints of concurrent tasks committed together, one statement per batch
+   * (src/store/checkpointBatch.ts); `true` for the defaults of src/store/groupCommit.ts. `openStore` turns it
+   * on for Postgres (`CLAWFLEET_PG_GROUP_COMMIT=0` turns it off). @default off: each checkpoint alone
+   */
+  groupCommit?: boolean | GroupCommitOptions;
+  /** Told of a batch of checkpoints that failed as a whole (its checkpoints then went alone), to log it; not of one a step already stored refused. */
+  onBatchFailed?: (err: unknown, items: number) => void;
 }
 
 export class PgTaskStore implements TaskStore {
@@ -347,6 +357,7 @@ export class PgTaskStore implements TaskStore {
   private readonly onClose: (() => Promise<void>) | undefined;
   private readonly submitPool: pg.Pool;
   private readonly statements: PreparedStatements | undefined;
+  private readonly checkpoints: GroupCommit<CheckpointItem, undefined> | undefined;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -357,6 +368,23 @@ export class PgTaskStore implements TaskStore {
     this.onClose = opts.onClose;
     this.submitPool = opts.submitPool ?? pool;
     this.statements = opts.preparedStatements ? new PreparedStatements() : undefined;
+    const group = opts.groupCommit;
+    this.checkpoints = group
+      ? new GroupCommit<CheckpointItem, undefined>(
+          {
+            operation: "appendStep",
+            one: (c) => this.appendOne(c.taskId, c.fence, c.step, c.data, c.usage) as Promise<undefined>,
+            many: (items) => this.appendMany(items),
+            // JSON text's length: its UTF-16 units, against the batch's cap.
+            sizeOf: (c) => c.data.length,
+            // A step already stored (a retried checkpoint in the batch) is no failure worth telling.
+            onBatchFailed: (err, items) => {
+              if (sqlStateOf(err) !== "23505") opts.onBatchFailed?.(err, items);
+            },
+          },
+          group === true ? {} : group,
+        )
+      : undefined;
   }
 
   async migrate(): Promise<void> {
@@ -527,8 +555,49 @@ export class PgTaskStore implements TaskStore {
    * twice; different content is a `DuplicateStepError`.
    */
   async appendStep(taskId: string, fence: number, step: NewStep, usageDelta?: Usage, marks?: readonly ToolCallMark[]): Promise<{ marked: true } | undefined> {
-    const marked = marks !== undefined && marks.length > 0 ? ({ marked: true } as const) : undefined;
     const data = json(step.data);
+    // A checkpoint with ledger marks writes them in its own statement, and an id that is no task id is answered
+    // by its own; the plain ones may share a commit.
+    if (this.checkpoints && (marks === undefined || marks.length === 0) && isTaskId(taskId)) return this.checkpoints.submit({ taskId, fence, step, data, usage: usageDelta });
+    return this.appendOne(taskId, fence, step, data, usageDelta, marks);
+  }
+
+  /**
+   * Plain checkpoints in one statement (src/store/checkpointBatch.ts). Those it did not store, and a second
+   * checkpoint of a task's step already in the batch (a retry), go alone, each answered as a lone write is. A
+   * database error (nothing written) sends every one alone; a failed connection answers every one with its error.
+   */
+  private async appendMany(items: readonly CheckpointItem[]): Promise<Array<ItemOutcome<undefined>>> {
+    const seen = new Set<string>();
+    const batched = items.map((c) => {
+      const key = checkpointKey(c.taskId, c.step.step, 0);
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+    let rows: Array<{ task_id: string; step: number; fence: string }>;
+    try {
+      ({ rows } = await this.query<{ task_id: string; step: number; fence: string }>(
+        "appendStep",
+        APPEND_STEPS_SQL,
+        checkpointArrays(
+          items.filter((_, i) => batched[i]),
+          CHECKPOINT_SCHEMA_VERSION,
+        ),
+        { raw: true },
+      ));
+    } catch (err) {
+      if (!isConnectivityError(err)) throw err;
+      const error = toStoreError(err, "appendStep", this.target);
+      return items.map(() => ({ ok: false, error }));
+    }
+    const stored = new Set(rows.map((r) => checkpointKey(r.task_id, r.step, num(r.fence))));
+    return items.map((c, i) => (batched[i] && stored.has(checkpointKey(c.taskId, c.step.step, c.fence)) ? { ok: true, result: undefined } : { alone: true }));
+  }
+
+  /** One checkpoint in its own statement, with its ledger marks if any. */
+  private async appendOne(taskId: string, fence: number, step: NewStep, data: string, usageDelta?: Usage, marks?: readonly ToolCallMark[]): Promise<{ marked: true } | undefined> {
+    const marked = marks !== undefined && marks.length > 0 ? ({ marked: true } as const) : undefined;
     const values: unknown[] = [taskId, fence, ...checkpointValues(step, data, usageDelta)];
     if (marked) values.push(JSON.stringify((marks ?? []).map((m) => ({ key: m.idempotencyKey, step: m.step, tool: m.tool }))));
     try {
@@ -797,7 +866,8 @@ export class PgTaskStore implements TaskStore {
   }
 
   close(): Promise<void> {
-    return (this.closing ??= this.onClose ? this.onClose() : Promise.resolve());
+    // Checkpoints still waiting for a batch are written (or refused) before the pool goes.
+    return (this.closing ??= (this.checkpoints?.drain() ?? Promise.resolve()).then(() => (this.onClose ? this.onClose() : undefined)));
   }
 
   /**
@@ -892,6 +962,10 @@ export interface OpenStoreOptions extends PoolOptions {
   migrate?: boolean;
   /** Named statements on Postgres (`PgTaskStoreOptions.preparedStatements`); PGlite never uses them. @default true */
   preparedStatements?: boolean;
+  /** Checkpoints committed together on Postgres (`PgTaskStoreOptions.groupCommit`); PGlite writes each alone. @default true */
+  groupCommit?: boolean;
+  /** `PgTaskStoreOptions.onBatchFailed`. */
+  onBatchFailed?: (err: unknown, items: number) => void;
 }
 
 export interface OpenedStore {
@@ -912,6 +986,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<OpenedStore> {
     submitPool: handle.submitPool,
     onClose: () => handle.close(),
     preparedStatements: handle.kind === "postgres" && opts.preparedStatements !== false,
+    groupCommit: handle.kind === "postgres" && opts.groupCommit !== false,
+    ...(opts.onBatchFailed ? { onBatchFailed: opts.onBatchFailed } : {}),
   });
   if (opts.migrate !== false) {
     try {

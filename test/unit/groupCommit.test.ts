@@ -1,0 +1,96 @@
+/**
+ * The group commit's policy (src/store/groupCommit.ts) beyond what the intake's
+ * batcher tests show (test/unit/createBatcher.test.ts): an item a batch answers
+ * `alone` is sent alone after the batch's other items are answered; a batch that
+ * fails as a whole is told and sent item by item; `drain` answers everything
+ * submitted; and the store's checkpoints (src/store/pgTaskStore.ts) answer a batch
+ * whose connection failed with the lone write's error, without sending each again.
+ */
+import type pg from "pg";
+import { describe, expect, it } from "vitest";
+import { UnavailableError } from "../../src/errors";
+import { GroupCommit, type ItemOutcome } from "../../src/store/groupCommit";
+import { PgTaskStore } from "../../src/store/pgTaskStore";
+
+function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
+  let resolve!: (v: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+describe("GroupCommit", () => {
+  it("answers a batch's items first, then sends alone the ones it answered so", async () => {
+    const lone = new Map<string, ReturnType<typeof deferred<string>>>();
+    const first = deferred<string>();
+    const commits = new GroupCommit<string, string>({
+      operation: "test",
+      one: (item) => {
+        if (item === "a") return first.promise;
+        const d = deferred<string>();
+        lone.set(item, d);
+        return d.promise;
+      },
+      many: async (items) => items.map((i): ItemOutcome<string> => (i === "c" ? { alone: true } : { ok: true, result: `batched ${i}` })),
+    });
+    const answered: string[] = [];
+    const all = ["a", "b", "c", "d"].map((i) => commits.submit(i).then((r) => void answered.push(r)));
+    first.resolve("alone a");
+    await expect.poll(() => answered).toEqual(["alone a", "batched b", "batched d"]);
+    await expect.poll(() => lone.has("c")).toBe(true);
+    lone.get("c")?.resolve("alone c");
+    await Promise.all(all);
+    expect(answered).toEqual(["alone a", "batched b", "batched d", "alone c"]);
+  });
+
+  it("tells of a batch that failed as a whole and sends its items one by one", async () => {
+    const failures: Array<[string, number]> = [];
+    const sent: string[] = [];
+    const commits = new GroupCommit<string, string>({
+      operation: "test",
+      one: async (item) => {
+        sent.push(item);
+        if (item === "y") throw new Error("y refused");
+        return `lone ${item}`;
+      },
+      many: async () => {
+        throw new Error("batch refused");
+      },
+      onBatchFailed: (err, n) => failures.push([(err as Error).message, n]),
+    });
+    const results = await Promise.allSettled(["w", "x", "y", "z"].map((i) => commits.submit(i)));
+    expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual(["lone w", "lone x", "y refused", "lone z"]);
+    expect(failures).toEqual([["batch refused", 3]]);
+    expect(sent.sort()).toEqual(["w", "x", "y", "z"]);
+  });
+
+  it("drain answers every item submitted, those still waiting included", async () => {
+    const commits = new GroupCommit<number, number>(
+      { operation: "test", one: async (n) => n, many: async (items) => items.map((n) => ({ ok: true, result: -n })) },
+      { maxInFlight: 1, maxWaitMs: 60_000, maxBatch: 2 },
+    );
+    const answers: number[] = [];
+    for (let n = 1; n <= 7; n++) void commits.submit(n).then((r) => answers.push(r));
+    await commits.drain();
+    expect(answers.sort((a, b) => a - b)).toEqual([-7, -6, -5, -4, -3, -2, 1]);
+  });
+});
+
+describe("checkpoints committed together - a failed connection", () => {
+  it("answers every checkpoint of a batch whose connection failed with the lone write's error, not sending each again", async () => {
+    const texts: string[] = [];
+    const pool = {
+      query: async (text: string) => {
+        texts.push(text);
+        if (/unnest/.test(text)) throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+        return { rows: [{ step: 1 }], rowCount: 1 };
+      },
+    } as unknown as pg.Pool;
+    const store = new PgTaskStore(pool, { groupCommit: true });
+    const ids = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"];
+    const results = await Promise.allSettled(ids.map((id) => store.appendStep(id, 1, { step: 1, kind: "tool", data: { tool: "t", tool_use_id: "tu", input: {}, output: {}, ok: true, duration_ms: 1, idempotency_key: `${id}:1` } })));
+    expect(results[0]?.status).toBe("fulfilled");
+    expect(results.slice(1).map((r) => r.status === "rejected" && r.reason instanceof UnavailableError)).toEqual([true, true]);
+    // The first alone, then the one batch: nothing sent again.
+    expect(texts).toHaveLength(2);
+  });
+});
