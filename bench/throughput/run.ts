@@ -142,28 +142,27 @@ async function latency(l: RunningLayout): Promise<Latency> {
 }
 
 /**
- * Where a light-load task's time went, from Postgres' own clock: the submit's commit to the claim, the claim to
- * the first checkpoint, the time to each later checkpoint from the one before it, summed per task by that
- * checkpoint's kind (a model turn's or a tool result's), and the last checkpoint to the terminal write. Each is
- * the median over the tasks, so they come near the tasks' time in Postgres without adding up to it exactly.
+ * Where a light-load task's time went, from Postgres' own clock: the submit's insert (its transaction's start)
+ * to the claim, the claim to the first checkpoint, and the time to each later checkpoint from the one before it,
+ * summed per task by that checkpoint's kind (a model turn's or a tool result's). The last checkpoint is written
+ * with the task's end. Each is the median over the tasks, so they come near the tasks' time in Postgres without
+ * adding up to it exactly.
  */
 async function phasesOf(url: string, sent: readonly Sent[]): Promise<string> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
     const r = await c.query<{ phase: string; p50: string }>(
-      `WITH t AS (SELECT id, created_at, started_at, finished_at FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'succeeded'),
+      `WITH t AS (SELECT id, created_at, started_at FROM tasks WHERE id = ANY($1::uuid[]) AND status = 'succeeded'),
             s AS (SELECT st.task_id, st.step, st.kind, st.created_at,
                          lag(st.created_at) OVER (PARTITION BY st.task_id ORDER BY st.step) AS prev
                     FROM steps st JOIN t ON t.id = st.task_id),
             per AS (
-              SELECT 1 AS pos, 'commit to claim' AS phase, extract(epoch FROM t.started_at - t.created_at) * 1000 AS ms FROM t
+              SELECT 1 AS pos, 'insert to claim' AS phase, extract(epoch FROM t.started_at - t.created_at) * 1000 AS ms FROM t
               UNION ALL
               SELECT 2, 'claim to first checkpoint', extract(epoch FROM s.created_at - t.started_at) * 1000 FROM s JOIN t ON t.id = s.task_id WHERE s.prev IS NULL
               UNION ALL
               SELECT 3, 'to each later ' || s.kind || ' checkpoint (sum per task)', sum(extract(epoch FROM s.created_at - s.prev) * 1000) FROM s WHERE s.prev IS NOT NULL GROUP BY s.task_id, s.kind
-              UNION ALL
-              SELECT 4, 'last checkpoint to finish', extract(epoch FROM t.finished_at - max(s.created_at)) * 1000 FROM t JOIN s ON s.task_id = t.id GROUP BY t.id, t.finished_at
             )
        SELECT phase, (percentile_cont(0.5) WITHIN GROUP (ORDER BY ms))::text AS p50 FROM per GROUP BY pos, phase ORDER BY pos, phase`,
       [sent.map((s) => s.id)],

@@ -12,12 +12,13 @@
  *   fence of every checkpoint it stored; any other (a stale fence, a task not
  *   found) wrote nothing and is sent again alone, which answers it as a lone write;
  * - atomic: the usage added to a task and its steps commit together, or not at all.
- *   A batch that fails with an error of the database (a step already stored: a
- *   retried checkpoint) wrote nothing, and each of its checkpoints is sent again
- *   alone, answered as a lone write is. One whose connection fails does not know
- *   whether it committed: each of its checkpoints gets the lone write's error for
- *   it (`UnavailableError`, retryable), and a retry of a checkpoint that did commit
- *   passes as any retried checkpoint does, its usage counted once;
+ *   A batch that fails with an error the database answered (a step already stored:
+ *   a retried checkpoint; a timeout; a deadlock) wrote nothing, and each of its
+ *   checkpoints is sent again alone, answered as a lone write is. One whose
+ *   connection is lost under it does not know whether it committed: each of its
+ *   checkpoints gets the error a lone write gets for that (`UnavailableError`,
+ *   retryable), and a retry of one that did commit passes as any retried
+ *   checkpoint does, its usage counted once;
  * - two checkpoints of one task in a batch (the results of parallel tool calls) add
  *   their usage together to the one row, and both steps are inserted;
  * - a task whose row another transaction holds (a claim, a lone checkpoint, a
@@ -37,26 +38,9 @@ export interface CheckpointItem {
   usage: Usage | undefined;
 }
 
-/** The statement's parameters: one array per column, the items in order. */
-export function checkpointArrays(items: readonly CheckpointItem[], schemaVersion: number): unknown[] {
-  const col = <T>(f: (c: CheckpointItem) => T): T[] => items.map(f);
-  return [
-    col((c) => c.taskId),
-    col((c) => c.fence),
-    col((c) => c.step.step),
-    col((c) => c.step.kind),
-    col(() => schemaVersion),
-    col((c) => c.data),
-    col((c) => c.usage?.input_tokens ?? 0),
-    col((c) => c.usage?.output_tokens ?? 0),
-    col((c) => c.usage?.cache_read_input_tokens ?? 0),
-    col((c) => c.usage?.cache_creation_input_tokens ?? 0),
-    col((c) => c.usage?.cost_usd ?? 0),
-  ];
-}
-
 /**
- * Answers the task id, step and fence of every checkpoint it stored; one absent wrote nothing (its task not
+ * Takes one array per column, in the order of the one-row checkpoint's values (`checkpointValues` in
+ * pgTaskStore.ts, after the task's id and fence). Answers the task id, step and fence of every checkpoint it stored; one absent wrote nothing (its task not
  * running under its fence, or its row held by another transaction). Two checkpoints of one task and step must
  * not share a batch (the step's key would refuse the whole batch).
  */
@@ -92,5 +76,8 @@ export const APPEND_STEPS_SQL = `
     FROM input i JOIN task ON task.id = i.task_id AND task.fence = i.fence
     RETURNING task_id, step, fence`;
 
+/** A task's step: two checkpoints of one must not share a batch. */
+export const stepKey = (taskId: string, step: number): string => `${taskId.toLowerCase()}/${step}`;
+
 /** A checkpoint's key in the statement's answer: its task, step and fence. */
-export const checkpointKey = (taskId: string, step: number, fence: number): string => `${taskId.toLowerCase()}/${step}/${fence}`;
+export const checkpointKey = (taskId: string, step: number, fence: number): string => `${stepKey(taskId, step)}/${fence}`;

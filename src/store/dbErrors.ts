@@ -65,6 +65,18 @@ export function isConnectivityError(err: unknown): boolean {
   return CONNECTION_MESSAGES.some((re) => re.test(message));
 }
 
+/**
+ * True when a statement's connection failed under it, so whether it committed is unknown (the answer may be
+ * what was lost). An error the server answered for the statement itself (a timeout, a deadlock, a constraint)
+ * means it was rolled back.
+ */
+export function isConnectionLost(err: unknown): boolean {
+  if (err instanceof AggregateError) return err.errors.some(isConnectionLost);
+  const code = codeOf(err);
+  if (code !== undefined && (NETWORK_CODES.has(code) || code.startsWith("08") || /^57P0[123]$/.test(code))) return true;
+  return CONNECTION_MESSAGES.some((re) => re.test(messageOf(err)));
+}
+
 /** SQLSTATE of a database error, if it is one. */
 export function sqlStateOf(err: unknown): string | undefined {
   const code = codeOf(err);

@@ -10,9 +10,10 @@
  * cap in force the statement runs under a transaction-scoped advisory lock: two
  * concurrent claims could otherwise both count N-1 running and both take a slot.
  * Serialising claims costs about a millisecond each, far less than a task's run.
- * The claim's times are its statement's, not its transaction's (`now()`): a claim
- * that waited for the lock may take a task committed after its transaction began,
- * and must not record it as started before it was created.
+ * The claim's times are read as it runs (`clock_timestamp()`), not at its
+ * transaction's start (`now()`): a claim that waited for the lock may take a task
+ * committed after its transaction began, and must not record it as started before
+ * it was created.
  * A task inside its retry backoff (`not_before`, migration 007) is passed over, and
  * so is a task of a paused agent or prompt version (the claim's exclusion list, from
  * the planner's SwitchBoard, src/switches/): it stays queued, and is claimed once
@@ -72,7 +73,7 @@ export const CLAIM_NEXT_SQL = `
   )
   UPDATE tasks
   SET fence = fence + 1, attempts = attempts + 1, status = 'running', lease_owner = $1,
-      started_at = COALESCE(started_at, statement_timestamp()), updated_at = statement_timestamp(), not_before = NULL
+      started_at = COALESCE(started_at, clock_timestamp()), updated_at = clock_timestamp(), not_before = NULL
   FROM pick
   WHERE tasks.id = pick.id
   RETURNING tasks.*`;

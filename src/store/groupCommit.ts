@@ -17,7 +17,8 @@
  * lone `one` would have answered or thrown. A batch that fails as a whole is sent
  * again item by item, each through `one`, so each item gets exactly what a lone
  * write would get; so is an item the batch answers `alone` (the sink could not
- * write it in the batch). The batch's other items are answered first.
+ * write it in the batch). The batch's other items are answered first, and these
+ * lone writes hold no batch's place on the wire.
  */
 import { InternalError } from "../errors";
 
@@ -31,6 +32,12 @@ export interface GroupCommitOptions {
   /** The items of one batch at most, in the sink's measure (`sizeOf`); a bigger item goes alone. @default 256 KiB */
   maxBatchBytes?: number;
 }
+
+/** Told of a batch that failed as a whole, with its number of items; it only reports (what it throws is ignored). */
+export type BatchFailedHook = (err: unknown, items: number) => void;
+
+/** A batch's cap in the sink's measure when none is given: 256 KiB of JSON for the intake's new tasks. */
+export const DEFAULT_MAX_BATCH_BYTES = 256 * 1024;
 
 /** One item's answer in a batch's: its result, what its lone write would have thrown, or "send it alone". */
 export type ItemOutcome<R> = { ok: true; result: R } | { ok: false; error: unknown } | { alone: true };
@@ -46,7 +53,7 @@ export interface GroupCommitSink<I, R> {
   /** An item's size, counted against `maxBatchBytes`. @default 1 */
   sizeOf?(item: I): number;
   /** Told of a batch that failed as a whole (its items then go alone). */
-  onBatchFailed?(err: unknown, items: number): void;
+  onBatchFailed?: BatchFailedHook;
 }
 
 interface Waiting<I, R> {
@@ -64,7 +71,9 @@ export class GroupCommit<I, R> {
   private waiting: Waiting<I, R>[] = [];
   private waitingBytes = 0;
   private inFlight = 0;
+  /** Batches on the wire (each holding one of `maxInFlight`), and lone writes sent after a batch (holding none). */
   private readonly sending = new Set<Promise<void>>();
+  private readonly lone = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -76,7 +85,7 @@ export class GroupCommit<I, R> {
     this.maxBatch = Math.min(Math.max(1, opts.maxBatch ?? 64), sinkMax);
     this.maxWaitMs = opts.maxWaitMs ?? 2;
     this.maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
-    this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? 256 * 1024);
+    this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES);
   }
 
   /** The item's write, answered after its own commit, batched with the others that wait with it. */
@@ -124,9 +133,9 @@ export class GroupCommit<I, R> {
 
   /** Resolves once every item submitted so far is answered: what waits is sent, what is on the wire comes back. */
   async drain(): Promise<void> {
-    while (this.waiting.length > 0 || this.sending.size > 0) {
+    while (this.waiting.length > 0 || this.sending.size > 0 || this.lone.size > 0) {
       this.flush();
-      await Promise.all(this.sending);
+      await Promise.allSettled([...this.sending, ...this.lone]);
     }
   }
 
@@ -142,23 +151,17 @@ export class GroupCommit<I, R> {
     return n;
   }
 
+  /** A batch's write. What it leaves to send alone goes on outside the batch's slot (`loose`): it holds up no other batch. Never rejects. */
   private async send(batch: Waiting<I, R>[]): Promise<void> {
     const [only] = batch;
-    if (batch.length === 1 && only) {
-      try {
-        only.resolve(await this.sink.one(only.item));
-      } catch (err) {
-        only.reject(err);
-      }
-      return;
-    }
+    if (batch.length === 1 && only) return this.sendAlone(only);
     let outcomes: ReadonlyArray<ItemOutcome<R>>;
     try {
       outcomes = await this.sink.many(batch.map((w) => w.item));
     } catch (err) {
       // Failed as a whole: each item goes alone, and gets what a lone write gets.
-      this.sink.onBatchFailed?.(err, batch.length);
-      await Promise.all(batch.map((w) => this.send([w])));
+      this.tell(err, batch.length);
+      this.loose(batch);
       return;
     }
     const alone: Waiting<I, R>[] = [];
@@ -169,6 +172,31 @@ export class GroupCommit<I, R> {
       else if (o.ok) w.resolve(o.result);
       else w.reject(o.error);
     });
-    await Promise.all(alone.map((w) => this.send([w])));
+    this.loose(alone);
+  }
+
+  /** One item's lone write, answered to its caller. Never rejects. */
+  private async sendAlone(w: Waiting<I, R>): Promise<void> {
+    try {
+      w.resolve(await this.sink.one(w.item));
+    } catch (err) {
+      w.reject(err);
+    }
+  }
+
+  /** Lone writes that hold no slot: `drain` still waits for them. */
+  private loose(items: readonly Waiting<I, R>[]): void {
+    for (const w of items) {
+      const sent: Promise<void> = this.sendAlone(w).finally(() => this.lone.delete(sent));
+      this.lone.add(sent);
+    }
+  }
+
+  private tell(err: unknown, items: number): void {
+    try {
+      this.sink.onBatchFailed?.(err, items);
+    } catch {
+      // The hook only reports: its own failure must not keep the batch's items from their lone writes.
+    }
   }
 }

@@ -13,8 +13,8 @@
  */
 import type pg from "pg";
 import { PreparedStatements } from "./preparedStatements";
-import { APPEND_STEPS_SQL, checkpointArrays, checkpointKey, type CheckpointItem } from "./checkpointBatch";
-import { GroupCommit, type GroupCommitOptions, type ItemOutcome } from "./groupCommit";
+import { APPEND_STEPS_SQL, checkpointKey, stepKey, type CheckpointItem } from "./checkpointBatch";
+import { GroupCommit, type BatchFailedHook, type GroupCommitOptions, type ItemOutcome } from "./groupCommit";
 import {
   CHECKPOINT_SCHEMA_VERSION,
   DEFAULT_TENANT,
@@ -80,7 +80,7 @@ import * as approvals from "./approvals";
 import { listTaskPage } from "./taskList";
 import * as switches from "./switches";
 import * as webhooks from "./webhooks";
-import { isConnectivityError, sqlStateOf, toStoreError } from "./dbErrors";
+import { isConnectionLost, sqlStateOf, toStoreError } from "./dbErrors";
 import { anyCap, capParams, CLAIM_NEXT_SQL, FAIR_CLAIM_LOCK_SQL, QUEUED_HEAD_SQL } from "./fairClaim";
 import { migrate } from "./migrate";
 import { createPool, type PoolOptions, type StoreKind } from "./pool";
@@ -348,8 +348,8 @@ export interface PgTaskStoreOptions {
    * on for Postgres (`CLAWFLEET_PG_GROUP_COMMIT=0` turns it off). @default off: each checkpoint alone
    */
   groupCommit?: boolean | GroupCommitOptions;
-  /** Told of a batch of checkpoints that failed as a whole (its checkpoints then went alone), to log it; not of one a step already stored refused. */
-  onBatchFailed?: (err: unknown, items: number) => void;
+  /** Told of a batch of checkpoints that failed as a whole, to log it; not of one a step already stored refused. */
+  onBatchFailed?: BatchFailedHook;
 }
 
 export class PgTaskStore implements TaskStore {
@@ -358,6 +358,7 @@ export class PgTaskStore implements TaskStore {
   private readonly submitPool: pg.Pool;
   private readonly statements: PreparedStatements | undefined;
   private readonly checkpoints: GroupCommit<CheckpointItem, undefined> | undefined;
+  private readonly batchFailed: BatchFailedHook;
   private closing: Promise<void> | undefined;
 
   constructor(
@@ -369,6 +370,10 @@ export class PgTaskStore implements TaskStore {
     this.submitPool = opts.submitPool ?? pool;
     this.statements = opts.preparedStatements ? new PreparedStatements() : undefined;
     const group = opts.groupCommit;
+    // A step already stored (a retried checkpoint in the batch) is no failure worth telling.
+    this.batchFailed = (err, items) => {
+      if (sqlStateOf(err) !== "23505") opts.onBatchFailed?.(err, items);
+    };
     this.checkpoints = group
       ? new GroupCommit<CheckpointItem, undefined>(
           {
@@ -377,10 +382,7 @@ export class PgTaskStore implements TaskStore {
             many: (items) => this.appendMany(items),
             // JSON text's length: its UTF-16 units, against the batch's cap.
             sizeOf: (c) => c.data.length,
-            // A step already stored (a retried checkpoint in the batch) is no failure worth telling.
-            onBatchFailed: (err, items) => {
-              if (sqlStateOf(err) !== "23505") opts.onBatchFailed?.(err, items);
-            },
+            onBatchFailed: this.batchFailed,
           },
           group === true ? {} : group,
         )
@@ -564,34 +566,30 @@ export class PgTaskStore implements TaskStore {
 
   /**
    * Plain checkpoints in one statement (src/store/checkpointBatch.ts). Those it did not store, and a second
-   * checkpoint of a task's step already in the batch (a retry), go alone, each answered as a lone write is. A
-   * database error (nothing written) sends every one alone; a failed connection answers every one with its error.
+   * checkpoint of a task's step already in the batch (a retry), go alone, each answered as a lone write is. An
+   * error the database answered (nothing written) sends every one alone; a connection lost under the statement
+   * (committed or not, unknown) answers every one with the error a lone write gets for it.
    */
   private async appendMany(items: readonly CheckpointItem[]): Promise<Array<ItemOutcome<undefined>>> {
     const seen = new Set<string>();
     const batched = items.map((c) => {
-      const key = checkpointKey(c.taskId, c.step.step, 0);
+      const key = stepKey(c.taskId, c.step.step);
       if (seen.has(key)) return false;
       seen.add(key);
       return true;
     });
-    let rows: Array<{ task_id: string; step: number; fence: string }>;
+    // One array per column, in the one-row statement's order.
+    const rows = items.filter((_, i) => batched[i]).map((c) => [c.taskId, c.fence, ...checkpointValues(c.step, c.data, c.usage)]);
+    const columns = (rows[0] ?? []).map((_, j) => rows.map((r) => r[j]));
+    let stored: Set<string>;
     try {
-      ({ rows } = await this.query<{ task_id: string; step: number; fence: string }>(
-        "appendStep",
-        APPEND_STEPS_SQL,
-        checkpointArrays(
-          items.filter((_, i) => batched[i]),
-          CHECKPOINT_SCHEMA_VERSION,
-        ),
-        { raw: true },
-      ));
+      const { rows: answered } = await this.query<{ task_id: string; step: number; fence: string }>("appendStep", APPEND_STEPS_SQL, columns, { raw: true });
+      stored = new Set(answered.map((r) => checkpointKey(r.task_id, r.step, num(r.fence))));
     } catch (err) {
-      if (!isConnectivityError(err)) throw err;
-      const error = toStoreError(err, "appendStep", this.target);
-      return items.map(() => ({ ok: false, error }));
+      if (!isConnectionLost(err)) throw err;
+      this.batchFailed(err, items.length);
+      return items.map(() => ({ ok: false, error: toStoreError(err, "appendStep", this.target) }));
     }
-    const stored = new Set(rows.map((r) => checkpointKey(r.task_id, r.step, num(r.fence))));
     return items.map((c, i) => (batched[i] && stored.has(checkpointKey(c.taskId, c.step.step, c.fence)) ? { ok: true, result: undefined } : { alone: true }));
   }
 
@@ -867,7 +865,8 @@ export class PgTaskStore implements TaskStore {
 
   close(): Promise<void> {
     // Checkpoints still waiting for a batch are written (or refused) before the pool goes.
-    return (this.closing ??= (this.checkpoints?.drain() ?? Promise.resolve()).then(() => (this.onClose ? this.onClose() : undefined)));
+    const drained = (this.checkpoints?.drain() ?? Promise.resolve()).catch(() => undefined);
+    return (this.closing ??= drained.then(() => (this.onClose ? this.onClose() : undefined)));
   }
 
   /**
@@ -965,7 +964,7 @@ export interface OpenStoreOptions extends PoolOptions {
   /** Checkpoints committed together on Postgres (`PgTaskStoreOptions.groupCommit`); PGlite writes each alone. @default true */
   groupCommit?: boolean;
   /** `PgTaskStoreOptions.onBatchFailed`. */
-  onBatchFailed?: (err: unknown, items: number) => void;
+  onBatchFailed?: BatchFailedHook;
 }
 
 export interface OpenedStore {

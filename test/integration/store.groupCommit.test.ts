@@ -44,17 +44,17 @@ describe.skipIf(!ready)("store - checkpoints committed together on Postgres", ()
     pool = new pg.Pool({ connectionString: db.url, max: 4 });
     store = new PgTaskStore(pool, { groupCommit: true });
     stepStatements = [];
+    // Every statement that inserts steps, as sent: a text, or a named statement's config.
     const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-    vi.spyOn(pool, "query").mockImplementation(((...args: unknown[]) => {
-      // A text, or a named statement's config.
+    const counting = (...args: unknown[]): unknown => {
       const first = args[0];
       const text = typeof first === "string" ? first : (first as { text?: unknown } | undefined)?.text;
       if (typeof text === "string" && /INSERT INTO steps/.test(text)) stepStatements.push(text);
       return query(...args);
-    }) as typeof pool.query);
+    };
+    pool.query = counting as typeof pool.query;
   });
   afterAll(async () => {
-    vi.restoreAllMocks();
     await pool?.end();
     await db?.drop();
   });

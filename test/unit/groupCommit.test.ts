@@ -1,10 +1,12 @@
 /**
  * The group commit's policy (src/store/groupCommit.ts) beyond what the intake's
  * batcher tests show (test/unit/createBatcher.test.ts): an item a batch answers
- * `alone` is sent alone after the batch's other items are answered; a batch that
- * fails as a whole is told and sent item by item; `drain` answers everything
+ * `alone` is sent alone after the batch's other items are answered, holding no
+ * batch's place on the wire; a batch that fails as a whole is told (a hook that
+ * throws changes nothing) and sent item by item; `drain` answers everything
  * submitted; and the store's checkpoints (src/store/pgTaskStore.ts) answer a batch
- * whose connection failed with the lone write's error, without sending each again.
+ * whose connection was lost with the lone write's error, without sending each
+ * again, while one the database refused (a timeout) goes item by item.
  */
 import type pg from "pg";
 import { describe, expect, it } from "vitest";
@@ -63,6 +65,46 @@ describe("GroupCommit", () => {
     expect(sent.sort()).toEqual(["w", "x", "y", "z"]);
   });
 
+  it("a lone write after a batch holds no place on the wire: the next batch goes while it waits", async () => {
+    const held = deferred<string>();
+    const batches: string[][] = [];
+    const commits = new GroupCommit<string, string>(
+      {
+        operation: "test",
+        one: (item) => (item === "c" ? held.promise : Promise.resolve(`lone ${item}`)),
+        many: async (items) => {
+          batches.push([...items]);
+          return items.map((i): ItemOutcome<string> => (i === "c" ? { alone: true } : { ok: true, result: `batched ${i}` }));
+        },
+      },
+      { maxInFlight: 1 },
+    );
+    const first = ["a", "b", "c"].map((i) => commits.submit(i));
+    await expect(first[1]).resolves.toBe("batched b");
+    // c's lone write is still waiting; one place on the wire, and the next batch takes it.
+    const next = ["d", "e", "f"].map((i) => commits.submit(i));
+    await expect(Promise.all(next)).resolves.toEqual(["lone d", "batched e", "batched f"]);
+    expect(batches).toEqual([["b", "c"], ["e", "f"]]);
+    held.resolve("lone c");
+    await expect(first[2]).resolves.toBe("lone c");
+  });
+
+  it("a hook that throws does not keep a failed batch's items from their lone writes, nor drain from ending", async () => {
+    const commits = new GroupCommit<string, string>({
+      operation: "test",
+      one: async (item) => `lone ${item}`,
+      many: async () => {
+        throw new Error("batch refused");
+      },
+      onBatchFailed: () => {
+        throw new Error("the hook broke");
+      },
+    });
+    const all = Promise.all(["p", "q", "r"].map((i) => commits.submit(i)));
+    await commits.drain();
+    await expect(all).resolves.toEqual(["lone p", "lone q", "lone r"]);
+  });
+
   it("drain answers every item submitted, those still waiting included", async () => {
     const commits = new GroupCommit<number, number>(
       { operation: "test", one: async (n) => n, many: async (items) => items.map((n) => ({ ok: true, result: -n })) },
@@ -75,7 +117,10 @@ describe("GroupCommit", () => {
   });
 });
 
-describe("checkpoints committed together - a failed connection", () => {
+describe("checkpoints committed together - a batch that fails", () => {
+  const ids = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"];
+  const step = (id: string) => ({ step: 1, kind: "tool" as const, data: { tool: "t", tool_use_id: "tu", input: {}, output: {}, ok: true, duration_ms: 1, idempotency_key: `${id}:1` } });
+
   it("answers every checkpoint of a batch whose connection failed with the lone write's error, not sending each again", async () => {
     const texts: string[] = [];
     const pool = {
@@ -85,12 +130,31 @@ describe("checkpoints committed together - a failed connection", () => {
         return { rows: [{ step: 1 }], rowCount: 1 };
       },
     } as unknown as pg.Pool;
-    const store = new PgTaskStore(pool, { groupCommit: true });
-    const ids = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"];
-    const results = await Promise.allSettled(ids.map((id) => store.appendStep(id, 1, { step: 1, kind: "tool", data: { tool: "t", tool_use_id: "tu", input: {}, output: {}, ok: true, duration_ms: 1, idempotency_key: `${id}:1` } })));
+    const failures: number[] = [];
+    const store = new PgTaskStore(pool, { groupCommit: true, onBatchFailed: (_err, items) => failures.push(items) });
+    const results = await Promise.allSettled(ids.map((id) => store.appendStep(id, 1, step(id))));
+    expect(failures).toEqual([2]);
     expect(results[0]?.status).toBe("fulfilled");
     expect(results.slice(1).map((r) => r.status === "rejected" && r.reason instanceof UnavailableError)).toEqual([true, true]);
     // The first alone, then the one batch: nothing sent again.
     expect(texts).toHaveLength(2);
+  });
+
+  it("sends each checkpoint of a batch the database refused (a statement timeout: nothing written) again alone", async () => {
+    const texts: string[] = [];
+    const failures: number[] = [];
+    const pool = {
+      query: async (text: string) => {
+        texts.push(text);
+        if (/unnest/.test(text)) throw Object.assign(new Error("canceling statement due to statement timeout"), { code: "57014" });
+        return { rows: [{ step: 1 }], rowCount: 1 };
+      },
+    } as unknown as pg.Pool;
+    const store = new PgTaskStore(pool, { groupCommit: true, onBatchFailed: (_err, items) => failures.push(items) });
+    const results = await Promise.allSettled(ids.map((id) => store.appendStep(id, 1, step(id))));
+    expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "fulfilled"]);
+    expect(texts.filter((t) => /unnest/.test(t))).toHaveLength(1);
+    expect(texts).toHaveLength(4);
+    expect(failures).toEqual([2]);
   });
 });
