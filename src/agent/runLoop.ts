@@ -153,7 +153,7 @@ function cutShort(err: unknown, a: Attempt): RunOutcome {
 
 async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "sideEffectTools" | "store">, maxSteps: number): Promise<RunOutcome> {
   const { task, agent, signal, budget } = a;
-  // The claim's row counts the checkpoints (each one raises `steps` in its own statement) and its new fence bars
+  // The claim's row counts the checkpoints (each raises `steps` in the statement that stores it) and its new fence bars
   // anyone else from adding one: a task claimed with none has none to read, which saves a fresh task the query.
   const stored = task.steps === 0 ? [] : await a.store.listSteps(task.id);
   // Rebuilt from the checkpoints on every attempt: a resumed task reports no call twice.

@@ -35,8 +35,10 @@ export interface Backends {
   createLeases(): LeaseManager;
   /** New token buckets for a rate limiter. */
   createBuckets(): Buckets;
-  /** Opens the task database and applies pending migrations. */
-  /** `onBatchFailed`: told of a batch of checkpoints that failed as a whole (src/store/groupCommit.ts), to log it. */
+  /**
+   * Opens the task database and applies pending migrations. `hooks.onBatchFailed`: told of a batch of
+   * checkpoints that failed as a whole (src/store/checkpointBatch.ts), to log it.
+   */
   openStore(hooks?: StoreHooks): Promise<OpenedStore>;
 }
 

@@ -4,33 +4,24 @@
  * `createTasks` call (one statement and one commit for the items without an
  * idempotency key), instead of one call and one commit each. The intake service
  * calls its own database; the store may as well be the checkpoint role over the
- * broker (`RemoteTaskStore`), which the caps and the fallback below also cover.
+ * broker (`RemoteTaskStore`), which the caps and the fallback also cover. When a
+ * task waits, and how a failed batch is sent again item by item so that each
+ * submit gets what a lone one would: src/store/groupCommit.ts.
  *
- * It adds no wait at low load: with nothing on the wire, a task goes at once,
- * alone, through `createTask`. Only what arrives meanwhile waits, and never
- * longer than `maxWaitMs` (or until `maxBatch` wait): then it goes even though
- * an earlier batch has not come back, up to `maxInFlight` batches at a time.
- *
- * A batch is also capped by its serialized size (`maxBatchBytes`), well under the
- * transport's payload limit (NATS: 1 MB by default) that a batch of large submits
- * (up to 1 MiB each) would pass; an item bigger than the cap goes alone.
- *
- * Each caller gets its own item's answer, and only after its own commit: what a
- * lone `createTask` would have answered or thrown. A call that fails as a whole
+ * A batch is also capped by its serialized size (`maxBatchBytes`, 256 KiB: a
+ * quarter of NATS's default max payload of 1 MB, room for the envelope and the
+ * answer), which a batch of large submits (up to 1 MiB each) would otherwise
+ * pass; an item bigger than the cap goes alone. A call that fails as a whole
  * (its params refused, the payload too large, a checkpoint service that predates
- * `createTasks`, a timeout) is sent again item by item, each through `createTask`,
- * so each item gets exactly what a lone submit would get.
+ * `createTasks`, a timeout) is sent again item by item, each through `createTask`.
  */
 import { CREATE_TASKS_MAX, type CreateTaskItem, type CreateTaskResult, type NewTask } from "../contracts";
 import { restoreError, InternalError } from "../errors";
-import { GroupCommit, type GroupCommitOptions, type ItemOutcome } from "../store/groupCommit";
+import { DEFAULT_MAX_BATCH_BYTES, GroupCommit, type GroupCommitOptions, type ItemOutcome } from "../store/groupCommit";
 import type { TaskStore } from "../store/types";
 
 /** `maxBatchBytes` counts the serialized items (JSON, UTF-8 bytes). */
 export type CreateBatcherOptions = GroupCommitOptions;
-
-/** A quarter of NATS's default max payload (1 MB): room for the envelope and the answer. */
-const MAX_BATCH_BYTES = 256 * 1024;
 
 /** The item's JSON size in bytes; one JSON cannot write counts as too big to share a batch, and its lone `createTask` answers it. */
 function sizeOf(item: CreateTaskItem, maxBatchBytes: number): number {
@@ -46,7 +37,7 @@ export class CreateBatcher {
   private readonly commits: GroupCommit<CreateTaskItem, CreateTaskResult>;
 
   constructor(store: Pick<TaskStore, "createTask" | "createTasks">, opts: CreateBatcherOptions = {}) {
-    const maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? MAX_BATCH_BYTES);
+    const maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES);
     this.commits = new GroupCommit<CreateTaskItem, CreateTaskResult>(
       {
         operation: "createTasks",
