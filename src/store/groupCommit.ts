@@ -17,8 +17,8 @@
  * lone `one` would have answered or thrown. A batch that fails as a whole is sent
  * again item by item, each through `one`, so each item gets exactly what a lone
  * write would get; so is an item the batch answers `alone` (the sink could not
- * write it in the batch). The batch's other items are answered first, and these
- * lone writes hold no batch's place on the wire.
+ * write it in the batch). The batch's other items are answered first; the lone
+ * writes keep the batch's place on the wire until they are answered.
  */
 import { InternalError } from "../errors";
 
@@ -71,9 +71,8 @@ export class GroupCommit<I, R> {
   private waiting: Waiting<I, R>[] = [];
   private waitingBytes = 0;
   private inFlight = 0;
-  /** Batches on the wire (each holding one of `maxInFlight`), and lone writes sent after a batch (holding none). */
+  /** Batches on the wire, each holding one of `maxInFlight`. */
   private readonly sending = new Set<Promise<void>>();
-  private readonly lone = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -133,9 +132,9 @@ export class GroupCommit<I, R> {
 
   /** Resolves once every item submitted so far is answered: what waits is sent, what is on the wire comes back. */
   async drain(): Promise<void> {
-    while (this.waiting.length > 0 || this.sending.size > 0 || this.lone.size > 0) {
+    while (this.waiting.length > 0 || this.sending.size > 0) {
       this.flush();
-      await Promise.allSettled([...this.sending, ...this.lone]);
+      await Promise.allSettled(this.sending);
     }
   }
 
@@ -151,7 +150,10 @@ export class GroupCommit<I, R> {
     return n;
   }
 
-  /** A batch's write. What it leaves to send alone goes on outside the batch's slot (`loose`): it holds up no other batch. Never rejects. */
+  /**
+   * A batch's write. What it leaves to send alone goes in its place on the wire, after its other items are
+   * answered: a lone write that waits (on a row another transaction holds) keeps that place. Never rejects.
+   */
   private async send(batch: Waiting<I, R>[]): Promise<void> {
     const [only] = batch;
     if (batch.length === 1 && only) return this.sendAlone(only);
@@ -161,7 +163,7 @@ export class GroupCommit<I, R> {
     } catch (err) {
       // Failed as a whole: each item goes alone, and gets what a lone write gets.
       this.tell(err, batch.length);
-      this.loose(batch);
+      await Promise.all(batch.map((w) => this.sendAlone(w)));
       return;
     }
     const alone: Waiting<I, R>[] = [];
@@ -172,7 +174,7 @@ export class GroupCommit<I, R> {
       else if (o.ok) w.resolve(o.result);
       else w.reject(o.error);
     });
-    this.loose(alone);
+    await Promise.all(alone.map((w) => this.sendAlone(w)));
   }
 
   /** One item's lone write, answered to its caller. Never rejects. */
@@ -181,14 +183,6 @@ export class GroupCommit<I, R> {
       w.resolve(await this.sink.one(w.item));
     } catch (err) {
       w.reject(err);
-    }
-  }
-
-  /** Lone writes that hold no slot: `drain` still waits for them. */
-  private loose(items: readonly Waiting<I, R>[]): void {
-    for (const w of items) {
-      const sent: Promise<void> = this.sendAlone(w).finally(() => this.lone.delete(sent));
-      this.lone.add(sent);
     }
   }
 

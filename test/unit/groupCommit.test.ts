@@ -1,8 +1,8 @@
 /**
  * The group commit's policy (src/store/groupCommit.ts) beyond what the intake's
  * batcher tests show (test/unit/createBatcher.test.ts): an item a batch answers
- * `alone` is sent alone after the batch's other items are answered, holding no
- * batch's place on the wire; a batch that fails as a whole is told (a hook that
+ * `alone` is sent alone after the batch's other items are answered; a batch that
+ * fails as a whole is told (a hook that
  * throws changes nothing) and sent item by item; `drain` answers everything
  * submitted; and the store's checkpoints (src/store/pgTaskStore.ts) answer a batch
  * whose connection was lost with the lone write's error, without sending each
@@ -63,30 +63,6 @@ describe("GroupCommit", () => {
     expect(results.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message))).toEqual(["lone w", "lone x", "y refused", "lone z"]);
     expect(failures).toEqual([["batch refused", 3]]);
     expect(sent.sort()).toEqual(["w", "x", "y", "z"]);
-  });
-
-  it("a lone write after a batch holds no place on the wire: the next batch goes while it waits", async () => {
-    const held = deferred<string>();
-    const batches: string[][] = [];
-    const commits = new GroupCommit<string, string>(
-      {
-        operation: "test",
-        one: (item) => (item === "c" ? held.promise : Promise.resolve(`lone ${item}`)),
-        many: async (items) => {
-          batches.push([...items]);
-          return items.map((i): ItemOutcome<string> => (i === "c" ? { alone: true } : { ok: true, result: `batched ${i}` }));
-        },
-      },
-      { maxInFlight: 1 },
-    );
-    const first = ["a", "b", "c"].map((i) => commits.submit(i));
-    await expect(first[1]).resolves.toBe("batched b");
-    // c's lone write is still waiting; one place on the wire, and the next batch takes it.
-    const next = ["d", "e", "f"].map((i) => commits.submit(i));
-    await expect(Promise.all(next)).resolves.toEqual(["lone d", "batched e", "batched f"]);
-    expect(batches).toEqual([["b", "c"], ["e", "f"]]);
-    held.resolve("lone c");
-    await expect(first[2]).resolves.toBe("lone c");
   });
 
   it("a hook that throws does not keep a failed batch's items from their lone writes, nor drain from ending", async () => {
