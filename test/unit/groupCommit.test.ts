@@ -97,18 +97,24 @@ describe("checkpoints committed together - a batch that fails", () => {
   const ids = ["11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222", "33333333-3333-4333-8333-333333333333"];
   const step = (id: string) => ({ step: 1, kind: "tool" as const, data: { tool: "t", tool_use_id: "tu", input: {}, output: {}, ok: true, duration_ms: 1, idempotency_key: `${id}:1` } });
 
-  it("answers every checkpoint of a batch whose connection failed with the lone write's error, not sending each again", async () => {
+  /** Three checkpoints through a store whose pool answers every one-row statement and fails the batch with `batchError`. */
+  async function run(batchError: Error): Promise<{ results: PromiseSettledResult<unknown>[]; texts: string[]; failures: number[] }> {
     const texts: string[] = [];
+    const failures: number[] = [];
     const pool = {
       query: async (text: string) => {
         texts.push(text);
-        if (/unnest/.test(text)) throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
+        if (/unnest/.test(text)) throw batchError;
         return { rows: [{ step: 1 }], rowCount: 1 };
       },
     } as unknown as pg.Pool;
-    const failures: number[] = [];
     const store = new PgTaskStore(pool, { groupCommit: true, onBatchFailed: (_err, items) => failures.push(items) });
     const results = await Promise.allSettled(ids.map((id) => store.appendStep(id, 1, step(id))));
+    return { results, texts, failures };
+  }
+
+  it("answers every checkpoint of a batch whose connection failed with the lone write's error, not sending each again", async () => {
+    const { results, texts, failures } = await run(Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" }));
     expect(failures).toEqual([2]);
     expect(results[0]?.status).toBe("fulfilled");
     expect(results.slice(1).map((r) => r.status === "rejected" && r.reason instanceof UnavailableError)).toEqual([true, true]);
@@ -117,17 +123,7 @@ describe("checkpoints committed together - a batch that fails", () => {
   });
 
   it("sends each checkpoint of a batch the database refused (a statement timeout: nothing written) again alone", async () => {
-    const texts: string[] = [];
-    const failures: number[] = [];
-    const pool = {
-      query: async (text: string) => {
-        texts.push(text);
-        if (/unnest/.test(text)) throw Object.assign(new Error("canceling statement due to statement timeout"), { code: "57014" });
-        return { rows: [{ step: 1 }], rowCount: 1 };
-      },
-    } as unknown as pg.Pool;
-    const store = new PgTaskStore(pool, { groupCommit: true, onBatchFailed: (_err, items) => failures.push(items) });
-    const results = await Promise.allSettled(ids.map((id) => store.appendStep(id, 1, step(id))));
+    const { results, texts, failures } = await run(Object.assign(new Error("canceling statement due to statement timeout"), { code: "57014" }));
     expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled", "fulfilled"]);
     expect(texts.filter((t) => /unnest/.test(t))).toHaveLength(1);
     expect(texts).toHaveLength(4);
