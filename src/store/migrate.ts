@@ -105,6 +105,12 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
     throw toStoreError(err, "migrate", target);
   }
   let broken = false;
+  // Checked out, the client has none of the pool's listeners: a connection lost mid-migration would otherwise
+  // be an unhandled 'error' event that ends the process. Its query fails with it; the client is discarded.
+  const onError = (): void => {
+    broken = true;
+  };
+  client.on("error", onError);
   try {
     // Waiting for another starter, or a long CREATE INDEX, must not hit the pool's statement timeout.
     await client.query("SET statement_timeout = 0");
@@ -161,6 +167,7 @@ export async function migrate(pool: pg.Pool, opts: MigrateOptions = {}): Promise
       }
     }
     // A discarded connection drops its session lock and settings with it.
+    client.removeListener("error", onError);
     client.release(broken);
   }
 }

@@ -918,19 +918,32 @@ export class PgTaskStore implements TaskStore {
     } catch (err) {
       throw toStoreError(err, op, this.target);
     }
+    // A checked-out client has none of the pool's listeners: a connection that dies under the transaction
+    // (Postgres restarted, the network cut) would be an unhandled 'error' event and end the process. The
+    // transaction's query fails with it, and the client is discarded.
+    let lost: Error | undefined;
+    const onError = (err: Error): void => {
+      lost = err;
+    };
+    client.on("error", onError);
+    const release = (err?: Error | boolean): void => {
+      client.removeListener("error", onError);
+      client.release(err ?? lost);
+    };
     try {
       await client.query("BEGIN");
       const result = await fn(client);
       await client.query("COMMIT");
-      client.release();
+      release();
       return result;
     } catch (err) {
       try {
+        if (lost) throw lost;
         await client.query("ROLLBACK");
-        client.release();
+        release();
       } catch (rollbackErr) {
         // The connection is unusable; discarding it ends the transaction with it.
-        client.release(rollbackErr instanceof Error ? rollbackErr : true);
+        release(rollbackErr instanceof Error ? rollbackErr : true);
       }
       throw toStoreError(err, op, this.target);
     }
