@@ -58,11 +58,7 @@ function codeOf(err: unknown): string | undefined {
 export function isConnectivityError(err: unknown): boolean {
   if (err instanceof AggregateError) return err.errors.some(isConnectivityError);
   const code = codeOf(err);
-  if (code !== undefined && (NETWORK_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || code.startsWith("08"))) {
-    return true;
-  }
-  const message = messageOf(err);
-  return CONNECTION_MESSAGES.some((re) => re.test(message));
+  return (code !== undefined && TRANSIENT_SQLSTATES.has(code)) || isConnectionLost(err);
 }
 
 /**

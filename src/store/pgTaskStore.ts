@@ -865,8 +865,7 @@ export class PgTaskStore implements TaskStore {
 
   close(): Promise<void> {
     // Checkpoints still waiting for a batch are written (or refused) before the pool goes.
-    const drained = (this.checkpoints?.drain() ?? Promise.resolve()).catch(() => undefined);
-    return (this.closing ??= drained.then(() => (this.onClose ? this.onClose() : undefined)));
+    return (this.closing ??= (this.checkpoints?.drain() ?? Promise.resolve()).catch(() => undefined).then(() => (this.onClose ? this.onClose() : undefined)));
   }
 
   /**
