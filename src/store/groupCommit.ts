@@ -90,6 +90,12 @@ export class GroupCommit<I, R> {
   /** The item's write, answered after its own commit, batched with the others that wait with it. */
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
+      // Nothing on the wire, nothing waiting: it goes alone at once, and its size does not matter (one
+      // bigger than the cap goes alone anyway), so the sink is not asked to measure it.
+      if (this.inFlight === 0 && this.waiting.length === 0) {
+        this.dispatch([{ item, bytes: 0, resolve, reject }]);
+        return;
+      }
       const bytes = this.sink.sizeOf ? this.sink.sizeOf(item) : 1;
       this.waiting.push({ item, bytes, resolve, reject });
       this.waitingBytes += bytes;
@@ -115,19 +121,24 @@ export class GroupCommit<I, R> {
     while (this.waiting.length > 0 && this.inFlight < this.maxInFlight && (!onlyFull || this.full())) {
       const batch = this.waiting.splice(0, this.batchLength());
       for (const w of batch) this.waitingBytes -= w.bytes;
-      this.inFlight++;
-      const sent: Promise<void> = this.send(batch).finally(() => {
-        this.inFlight--;
-        this.sending.delete(sent);
-        // What came meanwhile has waited for this batch already: it goes now.
-        if (this.waiting.length > 0) this.flush();
-      });
-      this.sending.add(sent);
+      this.dispatch(batch);
     }
     if (this.waiting.length === 0 && this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
+  }
+
+  /** Puts a batch on the wire, holding one of `maxInFlight` until it is answered. */
+  private dispatch(batch: Waiting<I, R>[]): void {
+    this.inFlight++;
+    const sent: Promise<void> = this.send(batch).finally(() => {
+      this.inFlight--;
+      this.sending.delete(sent);
+      // What came meanwhile has waited for this batch already: it goes now.
+      if (this.waiting.length > 0) this.flush();
+    });
+    this.sending.add(sent);
   }
 
   /** Resolves once every item submitted so far is answered: what waits is sent, what is on the wire comes back. */

@@ -167,6 +167,9 @@ export function toTask(row: TaskRow): TaskRecord {
   };
 }
 
+/** Built once: a schema built per row costs more than the parse it runs. */
+const BudgetNameOrNull = BudgetNameSchema.nullable();
+
 /** Migration 009's columns; nothing for a task stored before them. */
 function budgetsOf(row: TaskRow): Pick<TaskRecord, "budgets" | "budget_exhausted"> {
   const out: Pick<TaskRecord, "budgets" | "budget_exhausted"> = {};
@@ -176,7 +179,7 @@ function budgetsOf(row: TaskRow): Pick<TaskRecord, "budgets" | "budget_exhausted
     out.budgets = b.data;
   }
   if (row.budget_exhausted !== undefined) {
-    const e = BudgetNameSchema.nullable().safeParse(row.budget_exhausted);
+    const e = BudgetNameOrNull.safeParse(row.budget_exhausted);
     if (!e.success) throw corrupt("budget_exhausted", row.budget_exhausted);
     out.budget_exhausted = e.data;
   }

@@ -81,6 +81,29 @@ describe("GroupCommit", () => {
     await expect(all).resolves.toEqual(["lone p", "lone q", "lone r"]);
   });
 
+  it("measures only the items that wait: one sent alone at once is not sized", async () => {
+    const sized: string[] = [];
+    const first = deferred<string>();
+    const commits = new GroupCommit<string, string>({
+      operation: "test",
+      one: (item) => (item === "a" ? first.promise : Promise.resolve(`lone ${item}`)),
+      many: async (items) => items.map((i): ItemOutcome<string> => ({ ok: true, result: `batched ${i}` })),
+      sizeOf: (item) => {
+        sized.push(item);
+        return 1;
+      },
+    });
+    const a = commits.submit("a");
+    const waiting = [commits.submit("b"), commits.submit("c")];
+    expect(sized).toEqual(["b", "c"]);
+    first.resolve("lone a");
+    expect(await Promise.all([a, ...waiting])).toEqual(["lone a", "batched b", "batched c"]);
+    // Idle again (the batch has given back its place on the wire): the next one goes alone, unmeasured.
+    await commits.drain();
+    expect(await commits.submit("d")).toBe("lone d");
+    expect(sized).toEqual(["b", "c"]);
+  });
+
   it("drain answers every item submitted, those still waiting included", async () => {
     const commits = new GroupCommit<number, number>(
       { operation: "test", one: async (n) => n, many: async (items) => items.map((n) => ({ ok: true, result: -n })) },
