@@ -117,6 +117,38 @@ function storeContract(backend: StoreBackend): void {
       expect(new Date(task.wakeup_at).toISOString()).toBe(task.wakeup_at);
     });
 
+    it("answers a new task as it reads back, every column set, alone, with a key and in a batch (the insert does not send the values back)", async () => {
+      const full = (n: number): NewTask =>
+        newTask({
+          // Keys out of jsonb's order, a number jsonb writes its own way, and what jsonb cannot hold (stored as U+FFFD).
+          input: { zeta: n, alpha: { b: [1.5e3, -0, null], a: "x\u0000y" }, lone: "\ud800" },
+          priority: "low",
+          metadata: { source: "contract", nested: { z: true, a: false } },
+          prompt_version: "pv-9",
+          trace_context: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+          tenant: "acme",
+          webhook: { url: "https://hooks.example.com/done", secret_id: "whs_1" },
+          budgets: { max_steps: 7, max_tokens: 5_000 },
+        });
+      const lone = full(1);
+      const keyed = full(2);
+      const batched = [full(3), full(4)];
+      const answers = [
+        (await store.createTask(lone)).task,
+        (await store.createTask(keyed, `key-${randomUUID()}`)).task,
+        ...(await store.createTasks(batched.map((task) => ({ task })))).map((o) => {
+          if (!("result" in o)) throw new Error(`batched create failed: ${JSON.stringify(o)}`);
+          return o.result.task;
+        }),
+      ];
+      for (const [i, t] of [lone, keyed, ...batched].entries()) {
+        const read = await store.getTask(t.id);
+        expect(answers[i]).toEqual(read);
+        expect(answers[i]).toMatchObject({ tenant: "acme", trace_context: t.trace_context, webhook: t.webhook, budgets: t.budgets, status: "queued", fence: 0 });
+        expect((answers[i]?.input as { alpha: { a: string } }).alpha.a).toBe("x\ufffdy");
+      }
+    });
+
     it("round-trips a string input as the same string", async () => {
       const t = newTask({ input: 'route order ORD-7 "fast", [not json]' });
       await store.createTask(t);
