@@ -4,18 +4,23 @@
  *
  *   Clawfleet  the split layout (bench/throughput/layouts.ts): api+intake in one process,
  *              checkpoint, rate-gateway, executor and two planners consuming the tasks
- *              at the same time; every 202 comes after the task's commit;
+ *              at the same time; every 202 comes after the task's commit (which the
+ *              intake makes itself, on its own connections);
  *   peer       a plain moleculer-web endpoint doing one Postgres insert (peer.ts).
  *
+ * Each target first takes `--warm-seconds` of the same load on the same client
+ * connections (printed apart, not counted): the measured seconds are the sustained
+ * load, not a cold start's, whose burst of new connections a busy Node 20 server
+ * accepts one per event-loop turn (BENCHMARKS.md, "Intake's answer and connections").
  * Latency is counted from each request's scheduled time (so a stalled sender shows
  * up in it); a send more than 10 ms behind its schedule counts as late; any answer
  * but 202, or no answer, is an error. After the run the rows are counted: every
- * 202 must be durable. Under each line: the CPU time per submit of the measured
+ * 202, warm-up included, must be durable. Under each line: the CPU time per submit of the measured
  * processes (api and checkpoint; the peer's), and the api's calls of the checkpoint
  * per submit (brokerCounter.cjs): the intake commits new tasks itself, so only the
  * background reads and sweeps show there.
  *
- *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--consumers-nice 0|…|19|stopped]… [--profile dir]
+ *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--warm-seconds 5] [--consumers-nice 0|…|19|stopped]… [--profile dir]
  *
  * `--profile dir` runs every Clawfleet process under the CPU profiler (profiles in
  * dir/split/<role>/), read with bench/throughput/profileTop.ts.
@@ -25,10 +30,13 @@
  * scheduler as much as the api. A cluster gives intake its own CPU (its pods' requests);
  * `--consumers-nice N` (default: both 0 and 10) stands for that here: every thread of
  * the consuming processes runs at nice N, so they still consume all the while, but on
- * what the api, the checkpoint role and the databases leave. `--consumers-nice stopped`
- * measures the path alone: the consumers are stopped (SIGSTOP) for the load and let go
- * after it, so the tasks queue up unclaimed. Each setting is its own Clawfleet run; the
- * peer has no consumers and runs once.
+ * what the api and the databases leave. The checkpoint role is one of them: it serves
+ * the planners' writes, and a submit does not go through it (the api's calls of it,
+ * printed, are background reads). `--consumers-nice stopped` measures the path alone:
+ * the consumers are stopped (SIGSTOP) for the load and let go after it, so the tasks
+ * queue up unclaimed. Each setting is its own Clawfleet run. The peer runs alone once,
+ * and after each Clawfleet run at a niceness, again beside its consumers while they go
+ * on with the backlog that run left: the same contention, for an endpoint doing one insert.
  */
 import fs from "node:fs";
 import http from "node:http";
@@ -47,6 +55,7 @@ const { values: args } = parseArgs({
     quick: { type: "boolean", default: false },
     rate: { type: "string" },
     seconds: { type: "string" },
+    "warm-seconds": { type: "string" },
     slots: { type: "string", default: "8" },
     profile: { type: "string" },
     "consumers-nice": { type: "string", multiple: true },
@@ -55,6 +64,7 @@ const { values: args } = parseArgs({
 const QUICK = args.quick ?? false;
 const RATE = Number(args.rate ?? (QUICK ? 200 : 1000));
 const SECONDS = Number(args.seconds ?? (QUICK ? 5 : 30));
+const WARM_SECONDS = Number(args["warm-seconds"] ?? (QUICK ? 1 : 5));
 const LATE_MS = 10;
 /** Each Clawfleet run's consumers: at a niceness, or "stopped" (SIGSTOP for the load, SIGCONT after it). */
 const NICENESS: Array<number | "stopped"> = (args["consumers-nice"] ?? ["0", "10"]).map((n) => {
@@ -63,8 +73,8 @@ const NICENESS: Array<number | "stopped"> = (args["consumers-nice"] ?? ["0", "10
   if (!Number.isInteger(v) || v < 0 || v > 19) throw new RangeError(`--consumers-nice must be an integer from 0 to 19 or "stopped", got ${n}`);
   return v;
 });
-/** The processes that consume the tasks (bench/throughput/layouts.ts names them). */
-const CONSUMERS = /^(planner-\d+|executor|rate-gateway|provider)$/;
+/** The processes that consume the tasks (bench/throughput/layouts.ts names them), and the checkpoint role that serves them. */
+const CONSUMERS = /^(planner-\d+|executor|rate-gateway|provider|checkpoint)$/;
 
 interface Outcome {
   scheduled: number;
@@ -90,10 +100,12 @@ function post(agent: http.Agent, port: number, body: string): Promise<{ status: 
   });
 }
 
+/** The client's connections: kept from the warm-up into the measured load, as a load balancer keeps its own. */
+const client = (): http.Agent => new http.Agent({ keepAlive: true, maxSockets: 512 });
+
 /** The open-loop load: request i is sent at t0 + i/RATE, whatever the others are doing. */
-async function load(port: number): Promise<Outcome[]> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 512 });
-  const total = RATE * SECONDS;
+async function load(agent: http.Agent, port: number, seconds: number): Promise<Outcome[]> {
+  const total = RATE * seconds;
   const outcomes: Promise<Outcome>[] = [];
   const t0 = performance.now() + 50;
   let i = 0;
@@ -107,23 +119,43 @@ async function load(port: number): Promise<Outcome[]> {
     }
     await sleep(1);
   }
-  const out = await Promise.all(outcomes);
-  agent.destroy();
-  return out;
+  return Promise.all(outcomes);
 }
 
-async function countRows(url: string, table: string): Promise<number> {
+/** The warm-up's load, then (after `beforeMeasured`, where the meters are read) the measured one, on the same connections. */
+async function warmThenLoad(port: number, beforeMeasured: () => void): Promise<{ warm: Outcome[]; o: Outcome[] }> {
+  const agent = client();
+  try {
+    const warm = WARM_SECONDS > 0 ? await load(agent, port, WARM_SECONDS) : [];
+    beforeMeasured();
+    return { warm, o: await load(agent, port, SECONDS) };
+  } finally {
+    agent.destroy();
+  }
+}
+
+/** The warm-up's line: how the cold start went, not counted in the figures. */
+function warmLine(warm: readonly Outcome[]): string {
+  if (warm.length === 0) return `  ${"".padEnd(10)} no warm-up`;
+  const ok = warm.filter((x) => x.status === 202);
+  const lat = ok.map((x) => x.answered - x.scheduled).sort((a, b) => a - b);
+  return `  ${"".padEnd(10)} warm-up (${WARM_SECONDS} s, not counted): p50 ${percentile(lat, 50).toFixed(1)} ms, p99 ${percentile(lat, 99).toFixed(1)} ms, max ${(lat.at(-1) ?? NaN).toFixed(0)} ms, ${ok.length}/${warm.length} accepted`;
+}
+
+async function countRows(url: string, table: string, where = "true"): Promise<number> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    return Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${table}`)).rows[0]?.n ?? 0);
+    return Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${table} WHERE ${where}`)).rows[0]?.n ?? 0);
   } finally {
     await c.end();
   }
 }
 
-function report(name: string, o: Outcome[], rows: number): string {
+function report(name: string, o: Outcome[], rows: number, warm: readonly Outcome[]): string {
   const ok = o.filter((x) => x.status === 202);
+  // Every 202 is durable, the warm-up's too (and the layout's own warm-up tasks are extra rows).
+  const accepted = ok.length + warm.filter((x) => x.status === 202).length;
   const lat = ok.map((x) => x.answered - x.scheduled).sort((a, b) => a - b);
   const late = o.filter((x) => x.sent - x.scheduled > LATE_MS).length;
   const span = (Math.max(...o.map((x) => x.answered)) - Math.min(...o.map((x) => x.scheduled))) / 1000;
@@ -137,8 +169,8 @@ function report(name: string, o: Outcome[], rows: number): string {
   return (
     `  ${name.padEnd(10)} p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms  max ${(lat.at(-1) ?? NaN).toFixed(0)} ms  ` +
     `${ok.length}/${o.length} accepted (${(ok.length / span).toFixed(0)}/s), ${o.length - ok.length} errors${errorText ? ` (${errorText})` : ""}, ${late} late sends, ` +
-    `${rows} rows stored${rows >= ok.length ? "" : " (FEWER than accepted)"}; ${loadLine()}\n` +
-    `  ${"".padEnd(10)} p99 by 5 s of the schedule: ${bySlice(ok, 5_000).join(" | ")}`
+    `${rows} rows stored for ${accepted} accepted with the warm-up's${rows >= accepted ? "" : " (FEWER than accepted)"}; ${loadLine()}\n` +
+    `  ${"".padEnd(10)} p99 by 5 s of the schedule: ${bySlice(ok, 5_000).join(" | ")}\n${warmLine(warm)}`
   );
 }
 
@@ -170,7 +202,7 @@ function renice(pid: number, n: number): void {
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) os.setPriority(Number(tid), n);
 }
 
-async function clawfleet(nice: number | "stopped"): Promise<string> {
+async function clawfleet(nice: number | "stopped", peer: Peer): Promise<string> {
   const l = await startLayout("split", { slots: Number(args.slots), ...(args.profile ? { profileDir: path.join(args.profile, `nice${nice}`) } : {}) });
   try {
     const consumers = [...l.nodes, ...(l.provider ? [l.provider] : [])].filter((n) => CONSUMERS.test(n.name));
@@ -179,11 +211,16 @@ async function clawfleet(nice: number | "stopped"): Promise<string> {
     await warmUp(l, 3);
     const api = l.nodes.find((n) => n.name === "api");
     if (!api || !l.scratch) throw new Error("no api node");
-    const measured = l.nodes.filter((n) => n.name === "api" || n.name === "checkpoint").map((n) => ({ name: n.name, pid: n.proc.pid ?? 0, before: cpuMs(n.proc.pid ?? 0) }));
+    const roles = l.nodes.filter((n) => n.name === "api" || n.name === "checkpoint");
+    let measured: Array<{ name: string; pid: number; before: number }> = [];
+    let countsBefore = new Map<string, number>();
     await sleep(1_200);
-    const countsBefore = countsOf(l.countsDir, api.proc.pid ?? 0);
     if (nice === "stopped") for (const n of consumers) n.proc.kill("SIGSTOP");
-    const o = await load(api.port).finally(() => {
+    const { warm, o } = await warmThenLoad(api.port, () => {
+      measured = roles.map((n) => ({ name: n.name, pid: n.proc.pid ?? 0, before: cpuMs(n.proc.pid ?? 0) }));
+      // Written once a second: the warm-up's last second may count in the measured calls.
+      countsBefore = countsOf(l.countsDir, api.proc.pid ?? 0);
+    }).finally(() => {
       if (nice === "stopped") for (const n of consumers) n.proc.kill("SIGCONT");
     });
     const cpu = cpuLine(measured, o.length);
@@ -193,37 +230,63 @@ async function clawfleet(nice: number | "stopped"): Promise<string> {
       .filter(([k]) => k.startsWith("remote checkpoint."))
       .map(([k, v]) => `${k.slice("remote ".length)} ${(v / o.length).toFixed(3)}`)
       .join(", ");
-    const line = report(nice === "stopped" ? "Clawfleet, consumers stopped" : `Clawfleet, consumers at nice ${nice}`, o, await countRows(l.scratch.db.url, "tasks"));
-    return `${line}\n${cpu}\n  ${"".padEnd(10)} api's checkpoint calls per submit: ${calls || "none counted"}`;
+    const line = report(nice === "stopped" ? "Clawfleet, consumers stopped" : `Clawfleet, consumers at nice ${nice}`, o, await countRows(l.scratch.db.url, "tasks"), warm);
+    const own = `${line}\n${cpu}\n  ${"".padEnd(10)} api's checkpoint calls per submit: ${calls || "none counted"}`;
+    if (nice === "stopped") return own;
+    // The same load on the peer while the consumers go on with the backlog just submitted: what the
+    // machine leaves an endpoint doing one insert, beside the same work.
+    const backlog = await countRows(l.scratch.db.url, "tasks", "status = 'queued'");
+    return `${own}\n${await measurePeer(peer, `peer, beside the consumers at nice ${nice} (${backlog} tasks queued at its start)`)}`;
   } finally {
     await l.stop();
   }
 }
 
-async function peer(): Promise<string> {
+interface Peer {
+  port: number;
+  pid: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function startPeer(): Promise<Peer> {
   const db = await createTestDatabase("clawfleet_intake_peer_");
   const port = await freePort();
   const { proc, output, exited } = spawnCaptured(["--require", "tsx/cjs", path.join(__dirname, "peer.ts")], { DATABASE_URL: db.url, PORT: String(port) });
   const node: NodeProcess = { name: "peer", port, proc, output, exited, kill: (s = "SIGKILL") => void proc.kill(s) };
-  try {
-    const deadline = Date.now() + 120_000;
-    while (!(await fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.ok, () => false))) {
-      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`peer not ready:\n${output().slice(-2000)}`);
-      await sleep(200);
-    }
-    const before = cpuMs(proc.pid ?? 0);
-    const o = await load(port);
-    return `${report("peer", o, await countRows(db.url, "peer_tasks"))}\n${cpuLine([{ name: "peer", pid: proc.pid ?? 0, before }], o.length)}`;
-  } finally {
+  const stop = async () => {
     await stopAll([node]);
     await db.drop();
+  };
+  const deadline = Date.now() + 120_000;
+  while (!(await fetch(`http://127.0.0.1:${port}/health/ready`).then((r) => r.ok, () => false))) {
+    if (Date.now() > deadline || proc.exitCode !== null) {
+      await stop();
+      throw new Error(`peer not ready:\n${output().slice(-2000)}`);
+    }
+    await sleep(200);
   }
+  return { port, pid: proc.pid ?? 0, url: db.url, stop };
+}
+
+/** The peer's run (`name`: under what), its rows counted as Clawfleet's are: every 202 durable. */
+async function measurePeer(p: Peer, name: string): Promise<string> {
+  const rowsBefore = await countRows(p.url, "peer_tasks");
+  let before = 0;
+  const { warm, o } = await warmThenLoad(p.port, () => (before = cpuMs(p.pid)));
+  const rows = (await countRows(p.url, "peer_tasks")) - rowsBefore;
+  return `${report(name, o, rows, warm)}\n${cpuLine([{ name: "peer", pid: p.pid, before }], o.length)}`;
 }
 
 async function main(): Promise<void> {
-  process.stdout.write(`intake bench (${QUICK ? "quick" : "full"}): POST /v1/tasks at ${RATE}/s for ${SECONDS} s, open loop; ${loadLine()}\n`);
-  for (const nice of NICENESS) process.stdout.write(`${await clawfleet(nice)}\n`);
-  process.stdout.write(`${await peer()}\n`);
+  process.stdout.write(`intake bench (${QUICK ? "quick" : "full"}): POST /v1/tasks at ${RATE}/s for ${SECONDS} s after ${WARM_SECONDS} s of warm-up, open loop; ${loadLine()}\n`);
+  const p = await startPeer();
+  try {
+    for (const nice of NICENESS) process.stdout.write(`${await clawfleet(nice, p)}\n`);
+    process.stdout.write(`${await measurePeer(p, "peer")}\n`);
+  } finally {
+    await p.stop();
+  }
 }
 
 main().catch((err: unknown) => {
