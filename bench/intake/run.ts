@@ -15,10 +15,10 @@
  * Latency is counted from each request's scheduled time (so a stalled sender shows
  * up in it); a send more than 10 ms behind its schedule counts as late; any answer
  * but 202, or no answer, is an error. After the run the rows are counted: every
- * 202, warm-up included, must be durable. Under each line: the CPU time per submit of the measured
- * processes (api and checkpoint; the peer's), and the api's calls of the checkpoint
- * per submit (brokerCounter.cjs): the intake commits new tasks itself, so only the
- * background reads and sweeps show there.
+ * 202, warm-up included, must be durable. Under each line: the CPU time per submit of the
+ * process that answers (the api; the peer), and, consumers running, the api's calls of the
+ * checkpoint per submit (brokerCounter.cjs): the intake commits new tasks itself, so only
+ * the background reads and sweeps show there.
  *
  *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--warm-seconds 5] [--consumers-nice 0|…|19|stopped]… [--profile dir]
  *
@@ -36,7 +36,8 @@
  * the consumers are stopped (SIGSTOP) for the load and let go after it, so the tasks
  * queue up unclaimed. Each setting is its own Clawfleet run. The peer runs alone once,
  * and after each Clawfleet run at a niceness, again beside its consumers while they go
- * on with the backlog that run left: the same contention, for an endpoint doing one insert.
+ * on with the backlog that run left (no new tasks come: the backlog printed at its start
+ * and end shows they had work all along). Each peer run starts on an empty table.
  */
 import fs from "node:fs";
 import http from "node:http";
@@ -206,12 +207,15 @@ async function clawfleet(nice: number | "stopped", peer: Peer): Promise<string> 
   const l = await startLayout("split", { slots: Number(args.slots), ...(args.profile ? { profileDir: path.join(args.profile, `nice${nice}`) } : {}) });
   try {
     const consumers = [...l.nodes, ...(l.provider ? [l.provider] : [])].filter((n) => CONSUMERS.test(n.name));
-    if (consumers.length < 4) throw new Error(`expected the planners, executor, rate gateway and provider; found ${consumers.map((n) => n.name).join(", ")}`);
+    const names = consumers.map((n) => n.name);
+    if (!["executor", "rate-gateway", "provider", "checkpoint", "planner-1"].every((n) => names.includes(n))) {
+      throw new Error(`expected the planners, executor, rate gateway, provider and checkpoint; found ${names.join(", ")}`);
+    }
     if (nice !== "stopped") for (const n of consumers) renice(n.proc.pid ?? 0, nice);
     await warmUp(l, 3);
     const api = l.nodes.find((n) => n.name === "api");
     if (!api || !l.scratch) throw new Error("no api node");
-    const roles = l.nodes.filter((n) => n.name === "api" || n.name === "checkpoint");
+    const roles = [api];
     let measured: Array<{ name: string; pid: number; before: number }> = [];
     let countsBefore = new Map<string, number>();
     await sleep(1_200);
@@ -231,12 +235,16 @@ async function clawfleet(nice: number | "stopped", peer: Peer): Promise<string> 
       .map(([k, v]) => `${k.slice("remote ".length)} ${(v / o.length).toFixed(3)}`)
       .join(", ");
     const line = report(nice === "stopped" ? "Clawfleet, consumers stopped" : `Clawfleet, consumers at nice ${nice}`, o, await countRows(l.scratch.db.url, "tasks"), warm);
+    // Stopped, the checkpoint role misses its heartbeats: the api's calls of it fail, and their count says nothing.
+    if (nice === "stopped") return `${line}\n${cpu}`;
     const own = `${line}\n${cpu}\n  ${"".padEnd(10)} api's checkpoint calls per submit: ${calls || "none counted"}`;
-    if (nice === "stopped") return own;
     // The same load on the peer while the consumers go on with the backlog just submitted: what the
     // machine leaves an endpoint doing one insert, beside the same work.
-    const backlog = await countRows(l.scratch.db.url, "tasks", "status = 'queued'");
-    return `${own}\n${await measurePeer(peer, `peer, beside the consumers at nice ${nice} (${backlog} tasks queued at its start)`)}`;
+    const dbUrl = l.scratch.db.url;
+    const queued = () => countRows(dbUrl, "tasks", "status = 'queued'");
+    const atStart = await queued();
+    const beside = await measurePeer(peer, `peer, beside the consumers at nice ${nice}`);
+    return `${own}\n${beside}\n  ${"".padEnd(10)} Clawfleet tasks queued for the consumers at the peer's start ${atStart}, at its end ${await queued()}`;
   } finally {
     await l.stop();
   }
@@ -269,13 +277,14 @@ async function startPeer(): Promise<Peer> {
   return { port, pid: proc.pid ?? 0, url: db.url, stop };
 }
 
-/** The peer's run (`name`: under what), its rows counted as Clawfleet's are: every 202 durable. */
+/** The peer's run (`name`: under what), on an empty table as its first was, its rows counted as Clawfleet's are: every 202 durable. */
 async function measurePeer(p: Peer, name: string): Promise<string> {
-  const rowsBefore = await countRows(p.url, "peer_tasks");
+  const c = new pg.Client({ connectionString: p.url });
+  await c.connect();
+  await c.query("TRUNCATE peer_tasks").finally(() => c.end());
   let before = 0;
   const { warm, o } = await warmThenLoad(p.port, () => (before = cpuMs(p.pid)));
-  const rows = (await countRows(p.url, "peer_tasks")) - rowsBefore;
-  return `${report(name, o, rows, warm)}\n${cpuLine([{ name: "peer", pid: p.pid, before }], o.length)}`;
+  return `${report(name, o, await countRows(p.url, "peer_tasks"), warm)}\n${cpuLine([{ name: "peer", pid: p.pid, before }], o.length)}`;
 }
 
 async function main(): Promise<void> {

@@ -99,6 +99,7 @@ export class GroupCommit<I, R> {
       const bytes = this.sink.sizeOf ? this.sink.sizeOf(item) : 1;
       this.waiting.push({ item, bytes, resolve, reject });
       this.waitingBytes += bytes;
+      // Nothing waits while nothing is on the wire (a flush then sends at least one batch): kept for safety.
       if (this.inFlight === 0) this.flush();
       // A full batch goes at once; what is left of it waits, as any item does.
       else if (this.full()) this.flush(true);
