@@ -32,7 +32,7 @@
  * the consuming processes runs at nice N, so they still consume all the while, but on
  * what the api and the databases leave. The checkpoint role is one of them: it serves
  * the planners' writes, and a submit does not go through it (the api's calls of it,
- * printed, are background reads). `--consumers-nice stopped` measures the path alone:
+ * printed while it runs, are background reads and sweeps). `--consumers-nice stopped` measures the path alone:
  * the consumers are stopped (SIGSTOP) for the load and let go after it, so the tasks
  * queue up unclaimed. Each setting is its own Clawfleet run. The peer runs alone once,
  * and after each Clawfleet run at a niceness, again beside its consumers while they go
@@ -135,29 +135,38 @@ async function warmThenLoad(port: number, beforeMeasured: () => void): Promise<{
   }
 }
 
+/** The accepted submits and their latencies, sorted. */
+function accepted(o: readonly Outcome[]): { ok: Outcome[]; lat: number[] } {
+  const ok = o.filter((x) => x.status === 202);
+  return { ok, lat: ok.map((x) => x.answered - x.scheduled).sort((a, b) => a - b) };
+}
+
 /** The warm-up's line: how the cold start went, not counted in the figures. */
 function warmLine(warm: readonly Outcome[]): string {
   if (warm.length === 0) return `  ${"".padEnd(10)} no warm-up`;
-  const ok = warm.filter((x) => x.status === 202);
-  const lat = ok.map((x) => x.answered - x.scheduled).sort((a, b) => a - b);
+  const { ok, lat } = accepted(warm);
   return `  ${"".padEnd(10)} warm-up (${WARM_SECONDS} s, not counted): p50 ${percentile(lat, 50).toFixed(1)} ms, p99 ${percentile(lat, 99).toFixed(1)} ms, max ${(lat.at(-1) ?? NaN).toFixed(0)} ms, ${ok.length}/${warm.length} accepted`;
 }
 
-async function countRows(url: string, table: string, where = "true"): Promise<number> {
+/** One statement on a connection of its own. */
+async function sql<T extends pg.QueryResultRow>(url: string, text: string): Promise<T[]> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   try {
-    return Number((await c.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${table} WHERE ${where}`)).rows[0]?.n ?? 0);
+    return (await c.query<T>(text)).rows;
   } finally {
     await c.end();
   }
 }
 
+async function countRows(url: string, table: string, where = "true"): Promise<number> {
+  return Number((await sql<{ n: string }>(url, `SELECT count(*)::text AS n FROM ${table} WHERE ${where}`))[0]?.n ?? 0);
+}
+
 function report(name: string, o: Outcome[], rows: number, warm: readonly Outcome[]): string {
-  const ok = o.filter((x) => x.status === 202);
+  const { ok, lat } = accepted(o);
   // Every 202 is durable, the warm-up's too (and the layout's own warm-up tasks are extra rows).
-  const accepted = ok.length + warm.filter((x) => x.status === 202).length;
-  const lat = ok.map((x) => x.answered - x.scheduled).sort((a, b) => a - b);
+  const durable = ok.length + accepted(warm).ok.length;
   const late = o.filter((x) => x.sent - x.scheduled > LATE_MS).length;
   const span = (Math.max(...o.map((x) => x.answered)) - Math.min(...o.map((x) => x.scheduled))) / 1000;
   const errors = new Map<string, number>();
@@ -170,7 +179,7 @@ function report(name: string, o: Outcome[], rows: number, warm: readonly Outcome
   return (
     `  ${name.padEnd(10)} p50 ${percentile(lat, 50).toFixed(1)} ms  p99 ${percentile(lat, 99).toFixed(1)} ms  max ${(lat.at(-1) ?? NaN).toFixed(0)} ms  ` +
     `${ok.length}/${o.length} accepted (${(ok.length / span).toFixed(0)}/s), ${o.length - ok.length} errors${errorText ? ` (${errorText})` : ""}, ${late} late sends, ` +
-    `${rows} rows stored for ${accepted} accepted with the warm-up's${rows >= accepted ? "" : " (FEWER than accepted)"}; ${loadLine()}\n` +
+    `${rows} rows stored for ${durable} accepted with the warm-up's${rows >= durable ? "" : " (FEWER than accepted)"}; ${loadLine()}\n` +
     `  ${"".padEnd(10)} p99 by 5 s of the schedule: ${bySlice(ok, 5_000).join(" | ")}\n${warmLine(warm)}`
   );
 }
@@ -215,19 +224,18 @@ async function clawfleet(nice: number | "stopped", peer: Peer): Promise<string> 
     await warmUp(l, 3);
     const api = l.nodes.find((n) => n.name === "api");
     if (!api || !l.scratch) throw new Error("no api node");
-    const roles = [api];
-    let measured: Array<{ name: string; pid: number; before: number }> = [];
+    let apiCpuBefore = 0;
     let countsBefore = new Map<string, number>();
     await sleep(1_200);
     if (nice === "stopped") for (const n of consumers) n.proc.kill("SIGSTOP");
     const { warm, o } = await warmThenLoad(api.port, () => {
-      measured = roles.map((n) => ({ name: n.name, pid: n.proc.pid ?? 0, before: cpuMs(n.proc.pid ?? 0) }));
+      apiCpuBefore = cpuMs(api.proc.pid ?? 0);
       // Written once a second: the warm-up's last second may count in the measured calls.
       countsBefore = countsOf(l.countsDir, api.proc.pid ?? 0);
     }).finally(() => {
       if (nice === "stopped") for (const n of consumers) n.proc.kill("SIGCONT");
     });
-    const cpu = cpuLine(measured, o.length);
+    const cpu = cpuLine([{ name: "api", pid: api.proc.pid ?? 0, before: apiCpuBefore }], o.length);
     // The counts are written once a second.
     await sleep(1_200);
     const calls = [...delta(countsOf(l.countsDir, api.proc.pid ?? 0), countsBefore)]
@@ -279,9 +287,7 @@ async function startPeer(): Promise<Peer> {
 
 /** The peer's run (`name`: under what), on an empty table as its first was, its rows counted as Clawfleet's are: every 202 durable. */
 async function measurePeer(p: Peer, name: string): Promise<string> {
-  const c = new pg.Client({ connectionString: p.url });
-  await c.connect();
-  await c.query("TRUNCATE peer_tasks").finally(() => c.end());
+  await sql(p.url, "TRUNCATE peer_tasks");
   let before = 0;
   const { warm, o } = await warmThenLoad(p.port, () => (before = cpuMs(p.pid)));
   return `${report(name, o, await countRows(p.url, "peer_tasks"), warm)}\n${cpuLine([{ name: "peer", pid: p.pid, before }], o.length)}`;

@@ -90,19 +90,17 @@ export class GroupCommit<I, R> {
   /** The item's write, answered after its own commit, batched with the others that wait with it. */
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
-      // Nothing on the wire, nothing waiting: it goes alone at once, and its size does not matter (one
-      // bigger than the cap goes alone anyway), so the sink is not asked to measure it.
-      if (this.inFlight === 0 && this.waiting.length === 0) {
+      // Nothing on the wire (so nothing waits either: a flush sends at least one batch): it goes alone at
+      // once, and its size does not matter (one bigger than the cap goes alone anyway), so it is not measured.
+      if (this.inFlight === 0) {
         this.dispatch([{ item, bytes: 0, resolve, reject }]);
         return;
       }
       const bytes = this.sink.sizeOf ? this.sink.sizeOf(item) : 1;
       this.waiting.push({ item, bytes, resolve, reject });
       this.waitingBytes += bytes;
-      // Nothing waits while nothing is on the wire (a flush then sends at least one batch): kept for safety.
-      if (this.inFlight === 0) this.flush();
       // A full batch goes at once; what is left of it waits, as any item does.
-      else if (this.full()) this.flush(true);
+      if (this.full()) this.flush(true);
       if (this.waiting.length > 0) this.timer ??= setTimeout(() => this.onTimer(), this.maxWaitMs);
     });
   }
