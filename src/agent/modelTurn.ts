@@ -59,6 +59,16 @@ export async function commitTurn(a: Attempt, turn: AnsweredTurn, premarks?: Prem
   return { response: turn.response, usage: turn.usage };
 }
 
+/**
+ * A checkpoint's write left on its way, to be waited for later, or not at all when the attempt ends on
+ * another error: its failure is handled from the start, never an unhandled rejection meanwhile.
+ */
+export function onItsWay(write: Promise<unknown>): Promise<void> {
+  const settled = write.then(() => undefined);
+  settled.catch(() => undefined);
+  return settled;
+}
+
 /** The turn itself, up to its checkpoint: reserved, asked, priced; `checkpoint` is what `commitTurn` writes. */
 export async function askModel(a: Attempt, turn: TurnRequest): Promise<AnsweredTurn> {
   const { task, agent } = a;

@@ -19,11 +19,11 @@ import type { Attempt, LoopLogger, LoopMetrics, LoopProgress, RunOutcome, StepEv
 import type { AgentDefinition, Tier } from "./definition";
 import { InterceptorChain, progressCounting, type AttemptInterceptor } from "./interceptors";
 import type { RetryPolicy } from "./modelRetry";
-import { askModel, commitTurn, modelTurn, type AnsweredTurn } from "./modelTurn";
+import { askModel, commitTurn, modelTurn, type AnsweredTurn, type TurnRequest } from "./modelTurn";
 import { replay, toolResultBlock, toolUses, type PendingToolUse, type ReplayState } from "./replay";
 import { buildResult } from "./result";
 import { reported, writeTerminal } from "./settle";
-import { chooseTier } from "./tierRouting";
+import { chooseTier, type TierChoice } from "./tierRouting";
 import { dispatchTools, logToolChoice } from "./toolDispatch";
 import { toolCallKey } from "./premark";
 import { awaitingApproval } from "../approvals/gate";
@@ -151,7 +151,43 @@ function cutShort(err: unknown, a: Attempt): RunOutcome {
   throw err;
 }
 
+/**
+ * Checkpoints written but not waited for yet: the classification's, or the last tool calls'. The next model
+ * turn is asked meanwhile (askModelWhile); every other way on waits for them first, and a write that failed
+ * ends the attempt with its error, as it did when everything waited for it.
+ */
+class OnTheirWay {
+  private writes: Promise<void> | undefined;
+
+  set(writes: Promise<void> | undefined): void {
+    this.writes = writes;
+  }
+
+  /** The writes, handed to whoever waits for them from now on. */
+  take(): Promise<void> | undefined {
+    const writes = this.writes;
+    this.writes = undefined;
+    return writes;
+  }
+
+  /** Waits for the writes: throws the first that failed. */
+  async stored(): Promise<void> {
+    await this.take();
+  }
+}
+
 async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "sideEffectTools" | "store">, maxSteps: number): Promise<RunOutcome> {
+  const writes = new OnTheirWay();
+  try {
+    return await runSteps(a, deps, maxSteps, writes);
+  } catch (err) {
+    // The attempt does not end, on any error, before its checkpoints are settled.
+    await writes.take()?.catch(() => undefined);
+    throw err;
+  }
+}
+
+async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "sideEffectTools" | "store">, maxSteps: number, writes: OnTheirWay): Promise<RunOutcome> {
   const { task, agent, signal, budget } = a;
   // The claim's row counts the checkpoints (each raises `steps` in the statement that stores it) and its new fence bars
   // anyone else from adding one: a task claimed with none has none to read, which saves a fresh task the query.
@@ -164,11 +200,12 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | 
   // Tiered agents classify first (step 1) and run on the tier that picks; others run on their default tier.
   // A classification its budgets cannot afford is not made: the task runs out on its default tier.
   let refused: Exhaustion | undefined;
-  const choice = await chooseTier(a, stored).catch((err: unknown) => {
+  const choice = await chooseTier(a, stored).catch((err: unknown): TierChoice => {
     refused = refusal(err);
     return { tier: agent.defaultTier, firstStep: 1, tokens: 0 };
   });
   if (choice === "interrupted") return { kind: "interrupted", reason: signal.reason };
+  writes.set(choice.stored);
   const tierName = choice.tier;
   const tier = agent.tiers[tierName];
   if (!tier) throw new ModelBehaviorError(`agent ${agent.name} has no tier ${tierName}`);
@@ -184,23 +221,28 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | 
   if (refused) return out(refused);
   // On the exits that leave owed calls undispatched: their premarks go back (premark.ts), not on the way to them.
   const unmark = () => giveBackPremarks(a, deps.store, ledger);
-
   for (;;) {
     if (signal.aborted) {
+      await writes.stored();
       await unmark();
       return { kind: "interrupted", reason: signal.reason };
     }
 
     if (state.pending.length > 0) {
+      await writes.stored();
       const late = budget.wall();
       if (late) {
         await unmark();
         return out(late);
       }
-      const results = await dispatchTools(a, state.pending, ledger, toolParents);
+      const { results, stored: toolsStored } = await dispatchTools(a, state.pending, ledger, toolParents);
+      writes.set(toolsStored);
       // A gated call still waiting for an operator (src/approvals) parks the task, the turn's other calls checkpointed.
       const parked = awaitingApproval(a, state.pending, results);
-      if (parked) return parked;
+      if (parked) {
+        await writes.stored();
+        return parked;
+      }
       const blocks = new Map<number, UserBlock>([...state.doneResults, ...results]);
       state.messages.push({
         role: "user",
@@ -208,11 +250,15 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | 
       });
       state.pending = [];
       state.doneResults = new Map();
-      if (signal.aborted) return { kind: "interrupted", reason: signal.reason };
+      if (signal.aborted) {
+        await writes.stored();
+        return { kind: "interrupted", reason: signal.reason };
+      }
       continue;
     }
 
     if (state.lastLlm) {
+      await writes.stored();
       const { content, stop_reason } = state.lastLlm;
       // A checkpointed answer without tool calls (its attempt ended before its terminal write): the task ends as
       // that attempt would have ended it; a wrap-up with the budget it recorded.
@@ -220,12 +266,15 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | 
     }
 
     const spent = stepsSpent(maxSteps, state.nextStep) ?? tokensSpent(budget.budgets.max_tokens, budget.spent);
-    if (spent) return out(spent);
+    if (spent) {
+      await writes.stored();
+      return out(spent);
+    }
 
     const step = state.nextStep;
     let turn: AnsweredTurn;
     try {
-      turn = await askModel(a, { step, tierName, tier, system: agent.systemPrompt, messages: state.messages, tools: specs });
+      turn = await askModelWhile(a, writes.take(), { step, tierName, tier, system: agent.systemPrompt, messages: state.messages, tools: specs });
     } catch (err) {
       return out(refusal(err));
     }
@@ -260,6 +309,30 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | 
       stop_reason: response.stop_reason,
     });
   }
+}
+
+/**
+ * The model's next turn, asked while the last checkpoints are on their way (OnTheirWay): the turn is answered
+ * only once they are stored, so nothing after it (its checkpoint, the task's end) can come before them.
+ * - A checkpoint that fails (the attempt's fence is stale) ends the attempt with the write's error, as it did
+ *   when the call came after the write. The call has no side effect: it is cut short and its answer dropped.
+ * - A stop (`signal`) that comes meanwhile finds the call made, as a stop during any model call does: its
+ *   answer is checkpointed, and the attempt stops at the next step boundary.
+ * - A crash meanwhile loses the answer, as a crash during any model call does; whoever resumes asks again.
+ */
+async function askModelWhile(a: MeteredAttempt, writes: Promise<void> | undefined, turn: TurnRequest): Promise<AnsweredTurn> {
+  if (!writes) return askModel(a, turn);
+  const cut = new AbortController();
+  const asked = askModel({ ...a, callSignal: AbortSignal.any([a.callSignal, cut.signal]) }, turn);
+  asked.catch(() => undefined);
+  try {
+    await writes;
+  } catch (err) {
+    cut.abort(err);
+    await asked.catch(() => undefined);
+    throw err;
+  }
+  return asked;
 }
 
 /**

@@ -6,11 +6,12 @@
  * The classification is an LLM step like any other: checkpointed as step 1
  * (kind `llm`, the classify tier), counted in the task's usage and cost, and
  * never made twice: a resumed task reads its label back from the checkpoint. It
- * is not part of the agent's conversation, which starts at step 2.
+ * is not part of the agent's conversation, which starts at step 2. Its checkpoint
+ * is handed back on its way (`stored`): the loop asks the first turn meanwhile.
  */
 import type { Attempt } from "./attempt";
 import type { AgentDefinition } from "./definition";
-import { modelTurn } from "./modelTurn";
+import { askModel, commitTurn, onItsWay } from "./modelTurn";
 import { initialUserMessage } from "./replay";
 import type { ContentBlock, StepRecord } from "../contracts";
 import { ModelBehaviorError } from "../errors";
@@ -22,6 +23,8 @@ export interface TierChoice {
   firstStep: number;
   /** Tokens the classification spent in this attempt, for the token budget. */
   tokens: number;
+  /** The classification's checkpoint, made in this attempt, while it is written (modelTurn.ts `onItsWay`). */
+  stored?: Promise<void>;
 }
 
 export function classificationPrompt(agent: AgentDefinition, simpleLabel: string): string {
@@ -71,7 +74,7 @@ export async function chooseTier(a: Attempt, stored: readonly StepRecord[]): Pro
 
   const tier = agent.tiers[router.classifyTier];
   if (!tier) throw new ModelBehaviorError(`agent ${agent.name} has no tier ${router.classifyTier}`);
-  const { response, usage } = await modelTurn(a, {
+  const turn = await askModel(a, {
     step: 1,
     tierName: router.classifyTier,
     tier,
@@ -79,10 +82,12 @@ export async function chooseTier(a: Attempt, stored: readonly StepRecord[]): Pro
     messages: [initialUserMessage(task.input)],
     tools: [],
   });
+  const written = onItsWay(commitTurn(a, turn));
+  const { response, usage } = turn;
   const chosen = decide(response.content);
   a.logger.info(
     { taskId: task.id, event: "task.classified", label: labelOf(response.content) ?? null, tier: chosen, model: agent.tiers[chosen]?.model },
     "task classified",
   );
-  return { tier: chosen, firstStep: 2, tokens: usage.input_tokens + usage.output_tokens };
+  return { tier: chosen, firstStep: 2, tokens: usage.input_tokens + usage.output_tokens, stored: written };
 }

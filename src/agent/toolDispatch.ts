@@ -16,12 +16,17 @@
  * A side-effect call whose ledger row this attempt wrote with its model turn's
  * checkpoint is sent `premarked` on its dispatch (src/agent/premark.ts): the
  * executor then writes no start of its own.
+ *
+ * The results are handed back once the tools are done; their checkpoints may
+ * still be on their way (`stored`). The loop asks the model its next turn
+ * meanwhile, and checkpoints that turn only once they are stored (runLoop.ts).
  */
 import { context } from "@opentelemetry/api";
 import type { Attempt } from "./attempt";
 import { gateOf, rejectedResult } from "../approvals/gate";
 import { allows } from "./definition";
 import { toolResultBlock, toolUses, type PendingToolUse } from "./replay";
+import { onItsWay } from "./modelTurn";
 import { toolCallKey } from "./premark";
 import type { ToolCallLedger } from "./toolCallLedger";
 import type { ContentBlock } from "../contracts";
@@ -29,43 +34,75 @@ import type { ToolSpec, UserBlock } from "../contracts";
 import type { Approval, ToolResult } from "../contracts";
 import { contextFromTraceparent } from "../telemetry/spans";
 
+/** The results of one turn's tool calls, and their checkpoints. */
+export interface DispatchedTools {
+  /** By step, the result block the model is shown; a gated call still waiting has none. */
+  results: Map<number, UserBlock>;
+  /**
+   * Resolves once every call's checkpoint is stored (and announced); rejects with the first write that failed,
+   * after every write has settled. Never an unhandled rejection: it may be awaited later, or not at all.
+   */
+  stored: Promise<void>;
+}
+
 /** `parents`: by step, the traceparent of the model turn that asked for the call, its span's parent. */
 export async function dispatchTools(
   a: Attempt,
   pending: readonly PendingToolUse[],
   ledger: ToolCallLedger,
   parents: ReadonlyMap<number, string>,
-): Promise<Map<number, UserBlock>> {
-  const out = new Map<number, UserBlock>();
+): Promise<DispatchedTools> {
+  const results = new Map<number, UserBlock>();
+  const writes: Promise<void>[] = [];
   // Every call is waited for, even once one has failed: the attempt (and its lease) must not end while a
   // side-effect tool it started is still running, or a successor could ask for the same step meanwhile.
-  const settled = await Promise.allSettled(
+  const ran = await Promise.allSettled(
     pending.map(async (use) => {
       const gate = await gateOf(a, use);
       if (gate.kind === "wait") return;
       if (gate.approval) noteDecision(a, use, gate.approval);
       const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger);
-      await a.store.appendStep(a.task.id, a.fence, {
-        kind: "tool",
-        step: use.step,
-        data: {
-          tool: use.name,
-          tool_use_id: use.id,
-          input: use.input,
-          output: result.output,
-          ok: result.ok,
-          duration_ms: result.duration_ms,
-          idempotency_key: idempotencyKey(a, use),
-        },
-      });
-      a.stepCheckpointed({ taskId: a.task.id, step: use.step, kind: "tool", tool: use.name, ok: result.ok, duration_ms: result.duration_ms, ...a.labels });
-      noteDuplicate(a, ledger, use);
-      out.set(use.step, toolResultBlock(use.id, result));
+      results.set(use.step, toolResultBlock(use.id, result));
+      writes.push(
+        a.store
+          .appendStep(a.task.id, a.fence, {
+            kind: "tool",
+            step: use.step,
+            data: {
+              tool: use.name,
+              tool_use_id: use.id,
+              input: use.input,
+              output: result.output,
+              ok: result.ok,
+              duration_ms: result.duration_ms,
+              idempotency_key: idempotencyKey(a, use),
+            },
+          })
+          .then(() => {
+            a.stepCheckpointed({ taskId: a.task.id, step: use.step, kind: "tool", tool: use.name, ok: result.ok, duration_ms: result.duration_ms, ...a.labels });
+            noteDuplicate(a, ledger, use);
+          }),
+      );
     }),
   );
-  const failed = settled.find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
-  return out;
+  const stored = firstFailure(writes);
+  const failed = ran.find((r) => r.status === "rejected");
+  if (failed) {
+    // The attempt ends on the tool's error, once the other calls' checkpoints are settled.
+    await stored.catch(() => undefined);
+    throw failed.reason;
+  }
+  return { results, stored };
+}
+
+/** Settles once every write has: rejected with the first that failed, if any. */
+function firstFailure(all: readonly Promise<void>[]): Promise<void> {
+  return onItsWay(
+    Promise.allSettled(all).then((rs) => {
+      const failed = rs.find((r) => r.status === "rejected");
+      if (failed) throw failed.reason;
+    }),
+  );
 }
 
 const idempotencyKey = (a: Attempt, use: PendingToolUse) => toolCallKey(a.task.id, use.step);

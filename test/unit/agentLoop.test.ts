@@ -14,6 +14,7 @@ import type { MessageParam, NewStep, StepRecord, TaskRecord, UserBlock } from ".
 import { ProviderError, ProviderRequestError, RateLimitedError, StaleFenceError, UnavailableError } from "../../src/errors";
 import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse, type Script, type ScriptedTurn } from "../../src/llm/scriptedModel";
+import type { LlmClient } from "../../src/llm/client";
 import type { PgTaskStore } from "../../src/store/pgTaskStore";
 import { useMemoryStore } from "../helpers/memoryStore";
 import { ToolRegistry } from "../../src/tools/registry";
@@ -474,6 +475,162 @@ describe("agent loop - the last checkpoint goes with the terminal write", () => 
     expect(shape(await store.listSteps(id))).toEqual(["1:llm"]);
     expect(await getTask(id)).toMatchObject({ status: "failed", steps: 1, usage: { input_tokens: 100, output_tokens: 512 } });
     expect((await store.listDeadLetters(1000)).some((l) => l.task_id === id)).toBe(true);
+  });
+});
+
+describe("agent loop - the next model turn is asked while the tool calls' checkpoints are stored", () => {
+  /** A model client that logs `ask:<step>` as each call starts, answering from `script`. */
+  function loggingModel(log: string[], script: ScriptedModel): LlmClient {
+    return {
+      complete: (req) => {
+        log.push(`ask:${req.step}`);
+        return script.complete(req);
+      },
+    };
+  }
+
+  it("asks the model while the tool's checkpoint is on its way, and checkpoints the answer after it", async () => {
+    const id = await newTask();
+    const { registry } = makeTools();
+    const log: string[] = [];
+    // The tool's checkpoint is held until the next turn has been asked (or 2 s, when it never is).
+    let asked: () => void = () => undefined;
+    const nextTurnAsked = new Promise<void>((resolve) => {
+      asked = resolve;
+      setTimeout(resolve, 2_000);
+    });
+    const script = new ScriptedModel([{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }, finalTurn()]);
+    const model: LlmClient = {
+      complete: async (req) => {
+        log.push(`ask:${req.step}`);
+        if (req.step === 3) asked();
+        return script.complete(req);
+      },
+    };
+    const held: PgTaskStore = Object.assign(Object.create(store) as PgTaskStore, {
+      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
+        if (args[2].kind === "tool") await nextTurnAsked;
+        const r = await store.appendStep(...args);
+        log.push(`append:${args[2].step}`);
+        return r;
+      },
+      finishWithStep: async (...args: Parameters<PgTaskStore["finishWithStep"]>) => {
+        await store.finishWithStep(...args);
+        log.push(`finish:${args[2].status}+${args[3].step.step}`);
+      },
+    });
+    const d: LoopDeps = { ...deps(script, registry), llm: model, store: held, onStep: (e: StepEvent) => log.push(`step:${e.step}`) };
+
+    expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+
+    expect(log).toEqual(["ask:1", "append:1", "step:1", "ask:3", "append:2", "step:2", "finish:succeeded+3", "step:3"]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:lookup_order", "3:llm"]);
+  });
+
+  it("a tiered agent asks its first turn while the classification's checkpoint is on its way", async () => {
+    const id = await newTask();
+    const { registry } = makeTools();
+    const agent = parseAgentFile(
+      [
+        "---",
+        "name: order-router",
+        "tools: [lookup_order]",
+        "tiers:",
+        "  classify:",
+        "    model: claude-haiku-5-5",
+        "    max_tokens: 256",
+        "  reason:",
+        "    model: claude-sonnet-5-5",
+        "    max_tokens: 512",
+        "default_tier: reason",
+        "router:",
+        "  classify_tier: classify",
+        "  simple_label: simple",
+        "result: json",
+        "---",
+        "You route orders. Answer with one JSON object.",
+        "",
+      ].join("\n"),
+      "inline:order-router.md",
+    );
+    const log: string[] = [];
+    let asked: () => void = () => undefined;
+    const firstTurnAsked = new Promise<void>((resolve) => {
+      asked = resolve;
+      setTimeout(resolve, 2_000);
+    });
+    const script = new ScriptedModel([{ content: [text('{"complexity": "complex"}')] }, finalTurn()]);
+    const model: LlmClient = {
+      complete: async (req) => {
+        log.push(`ask:${req.step}:${req.model}`);
+        if (req.step === 2) asked();
+        return script.complete(req);
+      },
+    };
+    const held: PgTaskStore = Object.assign(Object.create(store) as PgTaskStore, {
+      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
+        if (args[2].step === 1) await firstTurnAsked;
+        const r = await store.appendStep(...args);
+        log.push(`append:${args[2].step}`);
+        return r;
+      },
+      finishWithStep: async (...args: Parameters<PgTaskStore["finishWithStep"]>) => {
+        await store.finishWithStep(...args);
+        log.push(`finish:${args[2].status}+${args[3].step.step}`);
+      },
+    });
+
+    expect(await run({ ...deps(script, registry), llm: model, store: held }, id, agent)).toEqual({ kind: "succeeded", result: FINAL });
+
+    expect(log).toEqual(["ask:1:claude-haiku-5-5", "ask:2:claude-sonnet-5-5", "append:1", "finish:succeeded+2"]);
+    expect((await store.listSteps(id)).map((s) => (s.kind === "llm" ? `${s.step}:${s.data.tier}` : ""))).toEqual(["1:classify", "2:reason"]);
+  });
+
+  it("a tool checkpoint refused (the fence went stale) cuts the turn asked meanwhile short, stores nothing after it and ends the attempt with the refusal", async () => {
+    const id = await newTask();
+    // A successor claims the task while the tool runs: the tool's checkpoint, under the old fence, is refused.
+    const { registry } = makeTools({ inventory: async () => void (await claim(id, "planner-b")) });
+    let cutShort: unknown;
+    const model: LlmClient = {
+      complete: (req, signal) => {
+        if (req.step === 1) return new ScriptedModel([{ content: [toolUse("tu_1", "check_inventory", { warehouse_id: "WH-MUC" })] }]).complete(req);
+        // The next turn answers only when cut short.
+        return new Promise((_resolve, reject) => {
+          const stop = () => {
+            cutShort = signal?.reason;
+            reject(signal?.reason instanceof Error ? signal.reason : new Error("cut short"));
+          };
+          if (signal?.aborted) stop();
+          else signal?.addEventListener("abort", stop, { once: true });
+        });
+      },
+    };
+    const { task, fence } = await claim(id);
+
+    await expect(runLoop({ ...deps(new ScriptedModel([]), registry), llm: model }, { task, fence, agent: agentFile(), defaultMaxSteps: 20, signal: new AbortController().signal })).rejects.toBeInstanceOf(
+      StaleFenceError,
+    );
+    expect(cutShort).toBeInstanceOf(StaleFenceError);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm"]);
+  });
+
+  it("a stop while the tool's checkpoint is stored finds the next turn asked: its answer is checkpointed, then the attempt stops", async () => {
+    const id = await newTask();
+    const { registry, count } = makeTools();
+    const stop = new AbortController();
+    const log: string[] = [];
+    const model = loggingModel(
+      log,
+      new ScriptedModel([{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }, { content: [toolUse("tu_2", "check_inventory", { warehouse_id: "WH-MUC" })] }]),
+    );
+    const d: LoopDeps = { ...deps(new ScriptedModel([]), registry), llm: model, onStep: (e: StepEvent) => e.step === 2 && stop.abort(new Error("shutting down")) };
+
+    expect((await run(d, id, agentFile(), stop.signal)).kind).toBe("interrupted");
+
+    expect(log).toEqual(["ask:1", "ask:3"]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:lookup_order", "3:llm"]);
+    // Stopped at the step boundary after the answer: its tool call is owed to whoever resumes the task.
+    expect(count("check_inventory")).toBe(0);
   });
 });
 

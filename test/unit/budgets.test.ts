@@ -395,11 +395,11 @@ describe("budgets - the loop", () => {
     const id = await newTask({ max_output_tokens: 1100, on_exhausted: "finish" });
     const { registry } = tools();
     const agent = agentWith("{}");
-    // Attempt 1 stops at the step boundary after its first tool result (a shutdown).
+    // Attempt 1 stops at the step boundary after its first model turn (a shutdown); the next one runs its tool call.
     const first = new ScriptedModel(lookups);
     const stop = new AbortController();
     const a1 = await claim(id);
-    const out1 = await runLoop(deps(first, registry, { onStep: (e) => e.step === 2 && stop.abort("shutdown") }), { task: a1.task, fence: a1.fence, agent, defaultMaxSteps: 50, signal: stop.signal });
+    const out1 = await runLoop(deps(first, registry, { onStep: (e) => e.step === 1 && stop.abort("shutdown") }), { task: a1.task, fence: a1.fence, agent, defaultMaxSteps: 50, signal: stop.signal });
     expect(out1.kind).toBe("interrupted");
     expect(first.requests).toHaveLength(1);
 

@@ -612,7 +612,9 @@ describe("task worker - fencing", () => {
     expect(settled).toEqual(["abandoned"]);
     // Both executions of the side effect carried the same key, so a deduping tool routes once.
     expect(keys).toEqual([`${id}:2`, `${id}:2`]);
-    expect(zombieModel.requests).toHaveLength(1);
+    // Its next turn may have been asked while the tool's checkpoint was on its way (with this frozen lease clock no
+    // lease check stops it): the refused checkpoint cut it short, and nothing of it was stored.
+    expect(zombieModel.requests.length).toBeLessThanOrEqual(2);
     expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@2", "3:llm@2"]);
     expect(await getTask(id)).toMatchObject({ status: "succeeded", result: FINAL, fence: 2, attempts: 2 });
     expect(await deadLetterOf(id)).toBeUndefined();

@@ -98,7 +98,8 @@ describe("tier routing - order-router", () => {
       { task: claim.task, fence: claim.fence, agent, defaultMaxSteps: 40, signal: stop.signal },
     ).catch((err: unknown) => ({ kind: "threw", err }));
     expect(first.kind === "interrupted" || first.kind === "threw").toBe(true);
-    expect((await opened.store.listSteps(id)).map((s) => s.step)).toEqual([1]);
+    // The first turn may have been asked while the classification was stored: then its answer is checkpointed too.
+    expect([[1], [1, 2]]).toContainEqual((await opened.store.listSteps(id)).map((s) => s.step));
     expect(sim.stats().by_model["claude-haiku-5-5"]).toBe(before + 1);
 
     const second = await resume(id, agent);

@@ -119,7 +119,7 @@ describe("premark - the planner's side", () => {
     expect(await store.getToolCall(`${id}:3`)).toEqual({ starts: 1, outcome: null });
 
     const pending = pendingOf(CONTENT).filter((p) => p.name !== "refund" && p.name !== "not_listed");
-    await dispatchTools(a, pending, ledger, new Map());
+    await (await dispatchTools(a, pending, ledger, new Map())).stored;
     expect(sent.map((c) => [c.tool, c.premarked])).toEqual([
       ["lookup_order", undefined],
       ["route_order", true],
@@ -141,7 +141,7 @@ describe("premark - the planner's side", () => {
     const route = pendingOf(CONTENT).filter((p) => p.name === "route_order");
     const resumed = new ToolCallLedger();
     resumed.premarks.know(SIDE_EFFECTS);
-    await dispatchTools(first.a, route, resumed, new Map());
+    await (await dispatchTools(first.a, route, resumed, new Map())).stored;
     expect(first.sent.map((c) => c.premarked)).toEqual([undefined]);
     expect(first.n).toEqual({ started: 1, finished: 1 });
     expect(await store.getToolCall(`${first.id}:3`)).toMatchObject({ starts: 2 });
@@ -152,7 +152,7 @@ describe("premark - the planner's side", () => {
     const ledger = new ToolCallLedger();
     ledger.premarks.know(SIDE_EFFECTS);
     ledger.premarks.committed(ledger.premarks.marksFor(a, 1, CONTENT), undefined);
-    await dispatchTools(a, pendingOf(CONTENT).filter((p) => p.name === "route_order"), ledger, new Map());
+    await (await dispatchTools(a, pendingOf(CONTENT).filter((p) => p.name === "route_order"), ledger, new Map())).stored;
     expect(sent.map((c) => c.premarked)).toEqual([undefined]);
     expect(n).toEqual({ started: 1, finished: 1 });
   });
