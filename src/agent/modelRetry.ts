@@ -56,7 +56,8 @@ export async function callModelWithRetry(
     try {
       return await llm.complete(req, callSignal);
     } catch (err) {
-      if (signal.aborted) throw err;
+      // A call cut short is not made again, whatever the reason it was cut with.
+      if (signal.aborted || callSignal?.aborted) throw err;
       if (err instanceof RateLimitedError) {
         // A refusal may come after a long wait in the gateway's queue (CLAWFLEET_RATE_LIMIT_MAX_WAIT_MS): that
         // time counts too, or a turn could wait many times the allowance, one gateway wait at a time.

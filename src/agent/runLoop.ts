@@ -314,8 +314,9 @@ async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "s
 /**
  * The model's next turn, asked while the last checkpoints are on their way (OnTheirWay): the turn is answered
  * only once they are stored, so nothing after it (its checkpoint, the task's end) can come before them.
- * - A checkpoint that fails (the attempt's fence is stale) ends the attempt with the write's error, as it did
- *   when the call came after the write. The call has no side effect: it is cut short and its answer dropped.
+ * - A checkpoint that fails (a stale fence, the store unreachable) ends the attempt with the write's error, as
+ *   it did when the call came after the write. The call acts on nothing the steps record: it is cut short (and
+ *   not made again: modelRetry.ts), and its answer dropped, what it spent with it, as a crash would drop it.
  * - A stop (`signal`) that comes meanwhile finds the call made, as a stop during any model call does: its
  *   answer is checkpointed, and the attempt stops at the next step boundary.
  * - A crash meanwhile loses the answer, as a crash during any model call does; whoever resumes asks again.

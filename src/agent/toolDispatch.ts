@@ -63,26 +63,27 @@ export async function dispatchTools(
       if (gate.approval) noteDecision(a, use, gate.approval);
       const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger);
       results.set(use.step, toolResultBlock(use.id, result));
-      writes.push(
-        a.store
-          .appendStep(a.task.id, a.fence, {
-            kind: "tool",
-            step: use.step,
-            data: {
-              tool: use.name,
-              tool_use_id: use.id,
-              input: use.input,
-              output: result.output,
-              ok: result.ok,
-              duration_ms: result.duration_ms,
-              idempotency_key: idempotencyKey(a, use),
-            },
-          })
-          .then(() => {
-            a.stepCheckpointed({ taskId: a.task.id, step: use.step, kind: "tool", tool: use.name, ok: result.ok, duration_ms: result.duration_ms, ...a.labels });
-            noteDuplicate(a, ledger, use);
-          }),
-      );
+      const written = a.store
+        .appendStep(a.task.id, a.fence, {
+          kind: "tool",
+          step: use.step,
+          data: {
+            tool: use.name,
+            tool_use_id: use.id,
+            input: use.input,
+            output: result.output,
+            ok: result.ok,
+            duration_ms: result.duration_ms,
+            idempotency_key: idempotencyKey(a, use),
+          },
+        })
+        .then(() => {
+          a.stepCheckpointed({ taskId: a.task.id, step: use.step, kind: "tool", tool: use.name, ok: result.ok, duration_ms: result.duration_ms, ...a.labels });
+          noteDuplicate(a, ledger, use);
+        });
+      // Handled at once: the turn's other calls may still run for a while before firstFailure() looks at it.
+      written.catch(() => undefined);
+      writes.push(written);
     }),
   );
   const stored = firstFailure(writes);

@@ -480,7 +480,7 @@ describe("agent loop - the last checkpoint goes with the terminal write", () => 
 
 describe("agent loop - the next model turn is asked while the tool calls' checkpoints are stored", () => {
   /** A model client that logs `ask:<step>` as each call starts, answering from `script`. */
-  function loggingModel(log: string[], script: ScriptedModel): LlmClient {
+  function loggingModel(log: string[], script: LlmClient): LlmClient {
     return {
       complete: (req) => {
         log.push(`ask:${req.step}`);
@@ -586,7 +586,7 @@ describe("agent loop - the next model turn is asked while the tool calls' checkp
     expect((await store.listSteps(id)).map((s) => (s.kind === "llm" ? `${s.step}:${s.data.tier}` : ""))).toEqual(["1:classify", "2:reason"]);
   });
 
-  it("a tool checkpoint refused (the fence went stale) cuts the turn asked meanwhile short, stores nothing after it and ends the attempt with the refusal", async () => {
+  it("a tool checkpoint refused (the fence went stale) cuts the turn asked meanwhile short and ends the attempt with the refusal", async () => {
     const id = await newTask();
     // A successor claims the task while the tool runs: the tool's checkpoint, under the old fence, is refused.
     const { registry } = makeTools({ inventory: async () => void (await claim(id, "planner-b")) });
@@ -614,16 +614,72 @@ describe("agent loop - the next model turn is asked while the tool calls' checkp
     expect(shape(await store.listSteps(id))).toEqual(["1:llm"]);
   });
 
+  it("a tool checkpoint that fails while the turn's other call still runs is handled; the turn asked meanwhile is cut short once, not made again", async () => {
+    const id = await newTask();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      // The first call's checkpoint fails at once (a retryable store error); the second call runs 100 ms more.
+      const { registry } = makeTools({ inventory: (warehouseId) => (warehouseId === "WH-VIE" ? new Promise((resolve) => setTimeout(resolve, 100)) : Promise.resolve()) });
+      const failing: PgTaskStore = Object.assign(Object.create(store) as PgTaskStore, {
+        appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
+          if (args[2].step === 2) throw new UnavailableError("the database went away", { operation: "appendStep" });
+          return store.appendStep(...args);
+        },
+      });
+      const asked: number[] = [];
+      const model: LlmClient = {
+        complete: (req, signal) => {
+          if (req.step === 1) {
+            const both = [toolUse("tu_1", "check_inventory", { warehouse_id: "WH-FRA" }), toolUse("tu_2", "check_inventory", { warehouse_id: "WH-VIE" })];
+            return new ScriptedModel([{ content: both }]).complete(req);
+          }
+          asked.push(req.step);
+          // The next turn answers only when cut short.
+          return new Promise((_resolve, reject) => {
+            const stop = () => reject(signal?.reason instanceof Error ? signal.reason : new Error("cut short"));
+            if (signal?.aborted) stop();
+            else signal?.addEventListener("abort", stop, { once: true });
+          });
+        },
+      };
+
+      await expect(run({ ...deps(new ScriptedModel([]), registry), llm: model, store: failing }, id, agentFile())).rejects.toBeInstanceOf(UnavailableError);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(unhandled).toEqual([]);
+      expect(asked.length).toBeLessThanOrEqual(1);
+      expect(shape(await store.listSteps(id))).toEqual(["1:llm", "3:tool:check_inventory"]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
   it("a stop while the tool's checkpoint is stored finds the next turn asked: its answer is checkpointed, then the attempt stops", async () => {
     const id = await newTask();
     const { registry, count } = makeTools();
     const stop = new AbortController();
     const log: string[] = [];
-    const model = loggingModel(
-      log,
-      new ScriptedModel([{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }, { content: [toolUse("tu_2", "check_inventory", { warehouse_id: "WH-MUC" })] }]),
-    );
-    const d: LoopDeps = { ...deps(new ScriptedModel([]), registry), llm: model, onStep: (e: StepEvent) => e.step === 2 && stop.abort(new Error("shutting down")) };
+    // The tool's checkpoint is held until the next turn has been asked; the stop comes with its step event.
+    let asked: () => void = () => undefined;
+    const nextTurnAsked = new Promise<void>((resolve) => {
+      asked = resolve;
+      setTimeout(resolve, 2_000);
+    });
+    const script = new ScriptedModel([{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }, { content: [toolUse("tu_2", "check_inventory", { warehouse_id: "WH-MUC" })] }]);
+    const model = loggingModel(log, {
+      complete: (req) => {
+        if (req.step === 3) asked();
+        return script.complete(req);
+      },
+    });
+    const held: PgTaskStore = Object.assign(Object.create(store) as PgTaskStore, {
+      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
+        if (args[2].kind === "tool") await nextTurnAsked;
+        return store.appendStep(...args);
+      },
+    });
+    const d: LoopDeps = { ...deps(new ScriptedModel([]), registry), llm: model, store: held, onStep: (e: StepEvent) => e.step === 2 && stop.abort(new Error("shutting down")) };
 
     expect((await run(d, id, agentFile(), stop.signal)).kind).toBe("interrupted");
 

@@ -614,6 +614,7 @@ describe("task worker - fencing", () => {
     expect(keys).toEqual([`${id}:2`, `${id}:2`]);
     // Its next turn may have been asked while the tool's checkpoint was on its way (with this frozen lease clock no
     // lease check stops it): the refused checkpoint cut it short, and nothing of it was stored.
+    expect(zombieModel.requests.length).toBeGreaterThanOrEqual(1);
     expect(zombieModel.requests.length).toBeLessThanOrEqual(2);
     expect(shape(await store.listSteps(id))).toEqual(["1:llm@1", "2:tool@2", "3:llm@2"]);
     expect(await getTask(id)).toMatchObject({ status: "succeeded", result: FINAL, fence: 2, attempts: 2 });
