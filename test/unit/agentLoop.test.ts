@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { parseAgentFile, type AgentDefinition } from "../../src/agent/definition";
 import { runLoop, type LoopDeps, type RunOutcome, type StepEvent } from "../../src/agent/runLoop";
-import type { MessageParam, NewStep, StepRecord, TaskRecord, UserBlock } from "../../src/contracts";
+import type { CompleteRequest, MessageParam, NewStep, StepRecord, TaskRecord, UserBlock } from "../../src/contracts";
 import { ProviderError, ProviderRequestError, RateLimitedError, StaleFenceError, UnavailableError } from "../../src/errors";
 import { PriceTable } from "../../src/llm/pricing";
 import { ScriptedModel, text, toolUse, type Script, type ScriptedTurn } from "../../src/llm/scriptedModel";
@@ -179,6 +179,29 @@ async function getTask(id: string): Promise<TaskRecord> {
 
 const shape = (steps: StepRecord[]) => steps.map((s) => (s.kind === "llm" ? `${s.step}:llm` : `${s.step}:tool:${s.data.tool}`));
 const toolSteps = (steps: StepRecord[]) => steps.flatMap((s) => (s.kind === "tool" ? [s] : []));
+
+/**
+ * The store, with each appendStep, finishTask and finishWithStep recorded in `log` once it has committed;
+ * `hold`: a step's write waits for it first.
+ */
+function recordingStore(log: string[], hold: (step: NewStep) => Promise<void> | undefined = () => undefined): PgTaskStore {
+  return Object.assign(Object.create(store) as PgTaskStore, {
+    appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
+      await hold(args[2]);
+      const r = await store.appendStep(...args);
+      log.push(`append:${args[2].step}`);
+      return r;
+    },
+    finishTask: async (...args: Parameters<PgTaskStore["finishTask"]>) => {
+      await store.finishTask(...args);
+      log.push(`finish:${args[2].status}`);
+    },
+    finishWithStep: async (...args: Parameters<PgTaskStore["finishWithStep"]>) => {
+      await store.finishWithStep(...args);
+      log.push(`finish:${args[2].status}+${args[3].step.step}`);
+    },
+  });
+}
 
 function lastUserBlocks(messages: readonly MessageParam[]): UserBlock[] {
   const last = messages[messages.length - 1];
@@ -423,25 +446,6 @@ describe("agent loop - budgets and model behaviour", () => {
 });
 
 describe("agent loop - the last checkpoint goes with the terminal write", () => {
-  /** The store, with each appendStep, finishTask and finishWithStep recorded in `log` once it has committed. */
-  function recordingStore(log: string[]): PgTaskStore {
-    return Object.assign(Object.create(store) as PgTaskStore, {
-      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
-        const r = await store.appendStep(...args);
-        log.push(`append:${args[2].step}`);
-        return r;
-      },
-      finishTask: async (...args: Parameters<PgTaskStore["finishTask"]>) => {
-        await store.finishTask(...args);
-        log.push(`finish:${args[2].status}`);
-      },
-      finishWithStep: async (...args: Parameters<PgTaskStore["finishWithStep"]>) => {
-        await store.finishWithStep(...args);
-        log.push(`finish:${args[2].status}+${args[3].step.step}`);
-      },
-    });
-  }
-
   it("stores the final answer in the one finishWithStep that ends the task, and announces its step only after that commit", async () => {
     const id = await newTask();
     const { registry } = makeTools();
@@ -479,46 +483,40 @@ describe("agent loop - the last checkpoint goes with the terminal write", () => 
 });
 
 describe("agent loop - the next model turn is asked while the tool calls' checkpoints are stored", () => {
-  /** A model client that logs `ask:<step>` as each call starts, answering from `script`. */
-  function loggingModel(log: string[], script: LlmClient): LlmClient {
-    return {
+  /**
+   * A model that logs each call as it starts (`label`), answering from `script`; `asked(step)` resolves once
+   * that step has been asked, or after 2 s when it never is (as in a loop that waits for every write).
+   */
+  function askLog(log: string[], script: ScriptedModel, label = (req: CompleteRequest) => `ask:${req.step}`) {
+    const seen = new Set<number>();
+    const waiting = new Map<number, () => void>();
+    const model: LlmClient = {
       complete: (req) => {
-        log.push(`ask:${req.step}`);
+        log.push(label(req));
+        seen.add(req.step);
+        waiting.get(req.step)?.();
         return script.complete(req);
       },
     };
+    const asked = (step: number) =>
+      seen.has(step)
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => {
+            waiting.set(step, resolve);
+            setTimeout(resolve, 2_000);
+          });
+    return { model, asked };
   }
+
 
   it("asks the model while the tool's checkpoint is on its way, and checkpoints the answer after it", async () => {
     const id = await newTask();
     const { registry } = makeTools();
     const log: string[] = [];
-    // The tool's checkpoint is held until the next turn has been asked (or 2 s, when it never is).
-    let asked: () => void = () => undefined;
-    const nextTurnAsked = new Promise<void>((resolve) => {
-      asked = resolve;
-      setTimeout(resolve, 2_000);
-    });
     const script = new ScriptedModel([{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }, finalTurn()]);
-    const model: LlmClient = {
-      complete: async (req) => {
-        log.push(`ask:${req.step}`);
-        if (req.step === 3) asked();
-        return script.complete(req);
-      },
-    };
-    const held: PgTaskStore = Object.assign(Object.create(store) as PgTaskStore, {
-      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
-        if (args[2].kind === "tool") await nextTurnAsked;
-        const r = await store.appendStep(...args);
-        log.push(`append:${args[2].step}`);
-        return r;
-      },
-      finishWithStep: async (...args: Parameters<PgTaskStore["finishWithStep"]>) => {
-        await store.finishWithStep(...args);
-        log.push(`finish:${args[2].status}+${args[3].step.step}`);
-      },
-    });
+    const { model, asked } = askLog(log, script);
+    // The tool's checkpoint is held until the next turn has been asked.
+    const held = recordingStore(log, (step) => (step.kind === "tool" ? asked(3) : undefined));
     const d: LoopDeps = { ...deps(script, registry), llm: model, store: held, onStep: (e: StepEvent) => log.push(`step:${e.step}`) };
 
     expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
@@ -554,31 +552,10 @@ describe("agent loop - the next model turn is asked while the tool calls' checkp
       "inline:order-router.md",
     );
     const log: string[] = [];
-    let asked: () => void = () => undefined;
-    const firstTurnAsked = new Promise<void>((resolve) => {
-      asked = resolve;
-      setTimeout(resolve, 2_000);
-    });
     const script = new ScriptedModel([{ content: [text('{"complexity": "complex"}')] }, finalTurn()]);
-    const model: LlmClient = {
-      complete: async (req) => {
-        log.push(`ask:${req.step}:${req.model}`);
-        if (req.step === 2) asked();
-        return script.complete(req);
-      },
-    };
-    const held: PgTaskStore = Object.assign(Object.create(store) as PgTaskStore, {
-      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
-        if (args[2].step === 1) await firstTurnAsked;
-        const r = await store.appendStep(...args);
-        log.push(`append:${args[2].step}`);
-        return r;
-      },
-      finishWithStep: async (...args: Parameters<PgTaskStore["finishWithStep"]>) => {
-        await store.finishWithStep(...args);
-        log.push(`finish:${args[2].status}+${args[3].step.step}`);
-      },
-    });
+    const { model, asked } = askLog(log, script, (req) => `ask:${req.step}:${req.model}`);
+    // The classification's checkpoint is held until the first turn has been asked.
+    const held = recordingStore(log, (step) => (step.step === 1 ? asked(2) : undefined));
 
     expect(await run({ ...deps(script, registry), llm: model, store: held }, id, agent)).toEqual({ kind: "succeeded", result: FINAL });
 
@@ -660,30 +637,15 @@ describe("agent loop - the next model turn is asked while the tool calls' checkp
     const { registry, count } = makeTools();
     const stop = new AbortController();
     const log: string[] = [];
-    // The tool's checkpoint is held until the next turn has been asked; the stop comes with its step event.
-    let asked: () => void = () => undefined;
-    const nextTurnAsked = new Promise<void>((resolve) => {
-      asked = resolve;
-      setTimeout(resolve, 2_000);
-    });
     const script = new ScriptedModel([{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }, { content: [toolUse("tu_2", "check_inventory", { warehouse_id: "WH-MUC" })] }]);
-    const model = loggingModel(log, {
-      complete: (req) => {
-        if (req.step === 3) asked();
-        return script.complete(req);
-      },
-    });
-    const held: PgTaskStore = Object.assign(Object.create(store) as PgTaskStore, {
-      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
-        if (args[2].kind === "tool") await nextTurnAsked;
-        return store.appendStep(...args);
-      },
-    });
-    const d: LoopDeps = { ...deps(new ScriptedModel([]), registry), llm: model, store: held, onStep: (e: StepEvent) => e.step === 2 && stop.abort(new Error("shutting down")) };
+    const { model, asked } = askLog(log, script);
+    // The tool's checkpoint is held until the next turn has been asked; the stop comes with its step event.
+    const held = recordingStore(log, (step) => (step.kind === "tool" ? asked(3) : undefined));
+    const d: LoopDeps = { ...deps(script, registry), llm: model, store: held, onStep: (e: StepEvent) => e.step === 2 && stop.abort(new Error("shutting down")) };
 
     expect((await run(d, id, agentFile(), stop.signal)).kind).toBe("interrupted");
 
-    expect(log).toEqual(["ask:1", "ask:3"]);
+    expect(log).toEqual(["ask:1", "append:1", "ask:3", "append:2", "append:3"]);
     expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:lookup_order", "3:llm"]);
     // Stopped at the step boundary after the answer: its tool call is owed to whoever resumes the task.
     expect(count("check_inventory")).toBe(0);
