@@ -221,6 +221,7 @@ async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "s
   if (refused) return out(refused);
   // On the exits that leave owed calls undispatched: their premarks go back (premark.ts), not on the way to them.
   const unmark = () => giveBackPremarks(a, deps.store, ledger);
+
   for (;;) {
     if (signal.aborted) {
       await writes.stored();

@@ -63,6 +63,7 @@ export async function dispatchTools(
       if (gate.approval) noteDecision(a, use, gate.approval);
       const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger);
       results.set(use.step, toolResultBlock(use.id, result));
+      // Handled at once (onItsWay): the turn's other calls may still run for a while before firstFailure() looks at it.
       const written = a.store
         .appendStep(a.task.id, a.fence, {
           kind: "tool",
@@ -81,9 +82,7 @@ export async function dispatchTools(
           a.stepCheckpointed({ taskId: a.task.id, step: use.step, kind: "tool", tool: use.name, ok: result.ok, duration_ms: result.duration_ms, ...a.labels });
           noteDuplicate(a, ledger, use);
         });
-      // Handled at once: the turn's other calls may still run for a while before firstFailure() looks at it.
-      written.catch(() => undefined);
-      writes.push(written);
+      writes.push(onItsWay(written));
     }),
   );
   const stored = firstFailure(writes);
