@@ -146,7 +146,7 @@ export function intakeService(resources: Resources, metrics?: Metrics): ServiceS
           return approvalControl().decide(p.taskId, p.body, p.by, p.tenant);
         },
       },
-      /** Ends a task that has not finished (`by`: who asked); answered after its planner acknowledged, or a short timeout. */
+      /** Ends a task that has not finished (`by`: who asked); answered after its planner acknowledged, or the timeout (src/cancel/canceller.ts). */
       cancelTask: {
         async handler(ctx: Context): Promise<Cancelled> {
           return created().canceller.cancel(parseParams(CancelTaskParamsSchema, ctx.params, "intake.cancelTask"));

@@ -4,16 +4,21 @@
  * it, that planner is asked directly to abort the attempt (a short call: once it
  * answers, no tool of the task starts there), with a broadcast to every planner
  * and executor as the backstop. The answer goes out after the planner's ack or
- * the short timeout, whichever comes first: a planner that does not answer in
- * time is dead or cut off, and whatever it still writes is refused by the fence.
+ * the timeout, whichever comes first: a planner that does not answer in time is
+ * dead or cut off, and whatever it still writes is refused by the fence.
  */
 import { emitCancelled } from "../agent/events";
 import type { Cancelled, CancelResult, CancelTaskParams, TaskCancelledControl, TaskEventSink } from "../contracts";
 import { TaskFinishedError, TaskNotFoundError, messageOf } from "../errors";
 import type { TaskStore } from "../store/types";
 
-/** How long the planner running the task gets to acknowledge its abort. */
-export const ABORT_ACK_TIMEOUT_MS = 60;
+/**
+ * How long the planner running the task gets to acknowledge its abort. Only its ack makes "no call of the task
+ * starts after the answer" hold, so this is sized for a planner that is alive but slow (a busy event loop, a
+ * throttled container), not for the usual answer: that comes in milliseconds and does not wait for this.
+ * A node known to be gone is refused by the broker at once; only one that is cut off or frozen costs this long.
+ */
+export const ABORT_ACK_TIMEOUT_MS = 1_000;
 
 export interface CancellerDeps {
   store: Pick<TaskStore, "cancelTask">;

@@ -8,6 +8,8 @@
  * leases, real tool registry.
  */
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { ServiceBroker } from "moleculer";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AgentCatalog, parseAgentFile } from "../../src/agent/definition";
@@ -369,6 +371,29 @@ describe("cancel - intake's side", () => {
     const { c, aborts } = canceller({ abortFails: true });
     expect(await c.cancel({ taskId: id, by: "key-1" })).toEqual({ id, status: "cancelled" });
     expect(aborts).toHaveLength(1);
+  });
+
+  it("cancel - a planner that is alive but slow to answer is waited for: the cancel is answered after its ack", async () => {
+    // A real broker's call with a timeout, as intake makes it; the planner takes 150 ms (a busy event loop).
+    const broker = new ServiceBroker({ logger: false, nodeID: "planner-busy" });
+    let acked = false;
+    broker.createService({ name: "planner", actions: { abortTask: async () => (await sleep(150), (acked = true), { running: true }) } });
+    await broker.start();
+    try {
+      const id = await newTask();
+      await store.claimNext(broker.nodeID, { default: null, tenants: {} });
+      const warned: unknown[] = [];
+      const c = new Canceller({
+        store,
+        abortOn: (nodeID, taskId, _reason, timeout) => broker.call("planner.abortTask", { taskId }, { nodeID, timeout, retries: 0 }),
+        broadcast: () => undefined,
+        logger: { info: () => undefined, warn: (o) => warned.push(o) },
+      });
+      expect(await c.cancel({ taskId: id, by: "key-1" })).toEqual({ id, status: "cancelled" });
+      expect({ acked, warned }).toEqual({ acked: true, warned: [] });
+    } finally {
+      await broker.stop();
+    }
   });
 
   it("cancel - a finished task is task_finished (409) naming its status; an unknown task, another tenant's or a malformed id is task_not_found", async () => {
