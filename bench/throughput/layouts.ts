@@ -52,12 +52,13 @@ export interface LayoutOptions {
   env?: Record<string, string>;
 }
 
-/** `clawfleet sim` as its own process at zero latency, with no rate limit: the provider the nodes call. */
-async function startProvider(): Promise<NodeProcess> {
+/** `clawfleet sim` as its own process at zero latency, with no rate limit: the provider the nodes call (profiled into `profileDir`). */
+async function startProvider(profileDir: string | undefined): Promise<NodeProcess> {
   const port = await freePort();
   const bin = path.join(ROOT, "bin", "clawfleet.js");
   const args = [bin, "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES];
-  return startAnswering("provider", port, args, packageResolutionEnv(), "/_sim/stats");
+  const profiled = profileDir ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --require ${path.join(__dirname, "cpuProfiler.cjs")}`.trim(), CF_BENCH_PROFILE_DIR: profileDir } : {};
+  return startAnswering("provider", port, args, { ...packageResolutionEnv(), ...profiled }, "/_sim/stats");
 }
 
 /** A process spawned with `args`, waited on until `probe` on its port answers 200 (killed if it never does). */
@@ -123,7 +124,7 @@ export async function startLayout(layout: Layout, o: LayoutOptions): Promise<Run
     fs.rmSync(countsDir, { recursive: true, force: true });
   };
   try {
-    if ((o.provider ?? "process") === "process") provider = await startProvider();
+    if ((o.provider ?? "process") === "process") provider = await startProvider(o.profileDir ? path.join(o.profileDir, layout, "provider") : undefined);
     let base: string;
     if (layout === "embedded") {
       const node = await startNodeProcess({ name: "embedded", env: { ...common("embedded"), CLAWFLEET_DATA_DIR: "memory://" }, timeoutMs: 180_000 });
