@@ -57,7 +57,7 @@ async function startProvider(profileDir: string | undefined): Promise<NodeProces
   const port = await freePort();
   const bin = path.join(ROOT, "bin", "clawfleet.js");
   const args = [bin, "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES];
-  const profiled = profileDir ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --require ${path.join(__dirname, "cpuProfiler.cjs")}`.trim(), CF_BENCH_PROFILE_DIR: profileDir } : {};
+  const profiled: Record<string, string> = profileDir ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --require ${path.join(__dirname, "cpuProfiler.cjs")}`.trim(), CF_BENCH_PROFILE_DIR: profileDir } : {};
   return startAnswering("provider", port, args, { ...packageResolutionEnv(), ...profiled }, "/_sim/stats");
 }
 
