@@ -54,9 +54,25 @@ export interface SwitchControlDeps {
 
 const isTaskScope = (s: { kind: SwitchKind; name: string }): s is TaskScope => s.kind === "agent" || s.kind === "prompt";
 
-/** Runs `fn` over `items`, `PARALLEL` at a time. */
+/**
+ * Runs `fn` over `items`, `PARALLEL` at a time: each of the `PARALLEL` goes on to the next item as soon as it is
+ * done, so one slow item (a cancel waiting out a cut-off planner's ack) holds up one of them, not a batch. The
+ * first failure is thrown once those under way have ended; no item starts after it.
+ */
 async function each<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += PARALLEL) await Promise.all(items.slice(i, i + PARALLEL).map(fn));
+  let next = 0;
+  let failed = false;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      try {
+        await fn(items[next++] as T);
+      } catch (err) {
+        failed = true;
+        throw err;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, worker));
 }
 
 export class SwitchControl {

@@ -396,6 +396,39 @@ describe("switches - the control", () => {
   });
 });
 
+describe("switches - an abort's cancels", () => {
+  it("a slow cancel (a planner cut off, its ack waited out) holds up only itself: the other running tasks are cancelled meanwhile", async () => {
+    const version = randomUUID().replace(/-/g, "").slice(0, 12);
+    const ids = Array.from({ length: 24 }, () => randomUUID());
+    for (const id of ids) {
+      await store.createTask({ id, agent: "order-router", input: {}, priority: "normal", metadata: {}, prompt_version: version });
+      expect(await store.claimTask(id, "planner-a")).not.toBeNull();
+    }
+    const done: string[] = [];
+    let slowOne: string | undefined;
+    const c = new SwitchControl({
+      store,
+      agents: new AgentCatalog([AGENT]),
+      wakeUps: { publish: async () => undefined },
+      cancel: async (taskId) => {
+        // The first cancel asked waits 300 ms for its planner; the rest are answered at once.
+        if (slowOne === undefined) {
+          slowOne = taskId;
+          await new Promise((r) => setTimeout(r, 300));
+        }
+        done.push(taskId);
+      },
+      announce: () => undefined,
+      logger: quiet,
+      node: "intake-1",
+    });
+    await c.set("prompt", version, { paused: true, in_flight: "abort" }, "k");
+    expect(done).toHaveLength(ids.length);
+    expect(done.at(-1)).toBe(slowOne);
+    await c.set("prompt", version, { paused: false }, "k");
+  });
+});
+
 const AGENT = parseAgentFile(
   ["---", "name: order-router", "tools: [route_order]", "tiers:", "  reason: {model: claude-haiku-5-5, max_tokens: 512}", "default_tier: reason", "---", "You route orders."].join("\n"),
   "inline:order-router.md",
