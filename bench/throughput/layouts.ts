@@ -8,7 +8,7 @@
  *   embedded     one node, no transporter: PGlite and the in-process queue
  *
  * Every node is preloaded with brokerCounter.cjs (its Moleculer traffic) and may
- * be profiled (`--cpu-prof`).
+ * be profiled (`--cpu-prof`), as may the simulated provider's process.
  *
  * The simulated model stands for the provider. By default (`provider: "process"`) it
  * runs as its own `clawfleet sim` process that every node reaches over HTTP, as a
@@ -57,8 +57,9 @@ async function startProvider(profileDir: string | undefined): Promise<NodeProces
   const port = await freePort();
   const bin = path.join(ROOT, "bin", "clawfleet.js");
   const args = [bin, "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES];
-  const profiled: Record<string, string> = profileDir ? { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --require ${path.join(__dirname, "cpuProfiler.cjs")}`.trim(), CF_BENCH_PROFILE_DIR: profileDir } : {};
-  return startAnswering("provider", port, args, { ...packageResolutionEnv(), ...profiled }, "/_sim/stats");
+  // Profiled when asked, but without the broker counter: the provider has no broker.
+  const env = profileDir ? { NODE_OPTIONS: [process.env.NODE_OPTIONS ?? "", ...profilerOptions(profileDir)].join(" ").trim(), ...profilerEnv(profileDir) } : {};
+  return startAnswering("provider", port, args, { ...packageResolutionEnv(), ...env }, "/_sim/stats");
 }
 
 /** A process spawned with `args`, waited on until `probe` on its port answers 200 (killed if it never does). */
@@ -91,9 +92,18 @@ async function startAnswering(name: string, port: number, args: readonly string[
  * profiler (cpuProfiler.cjs: `--cpu-prof`, which NODE_OPTIONS may not carry) when asked.
  */
 export function measuredEnv(profileDir: string | undefined): Record<string, string> {
-  const opts = [process.env.NODE_OPTIONS ?? "", `--require ${BROKER_COUNTER}`];
-  if (profileDir) opts.push(`--require ${path.join(__dirname, "cpuProfiler.cjs")}`);
-  return { NODE_OPTIONS: opts.join(" ").trim(), ...(profileDir ? { CF_BENCH_PROFILE_DIR: profileDir } : {}) };
+  const opts = [process.env.NODE_OPTIONS ?? "", `--require ${BROKER_COUNTER}`, ...profilerOptions(profileDir)];
+  return { NODE_OPTIONS: opts.join(" ").trim(), ...profilerEnv(profileDir) };
+}
+
+/** The node options that preload the CPU profiler (cpuProfiler.cjs), when a process is profiled. */
+function profilerOptions(profileDir: string | undefined): string[] {
+  return profileDir ? [`--require ${path.join(__dirname, "cpuProfiler.cjs")}`] : [];
+}
+
+/** Where the profiler writes, when a process is profiled. */
+function profilerEnv(profileDir: string | undefined): Record<string, string> {
+  return profileDir ? { CF_BENCH_PROFILE_DIR: profileDir } : {};
 }
 
 /** Waits for every start (none is left running unseen when one fails); the first node. */

@@ -17,7 +17,8 @@
  * `--provider process` (the default) runs the simulated model as its own process, as a provider is
  * reached: its CPU is printed apart and not counted as Clawfleet's (layouts.ts).
  *
- * `--profile dir` runs every process under `node --cpu-prof` (profiles in dir/<layout>/<role>/),
+ * `--profile dir` runs every process under `node --cpu-prof` (profiles in dir/<layout>/<role>/, the
+ * simulated provider's in dir/<layout>/provider/),
  * read with bench/throughput/profileTop.ts. Figures are noisy on a shared machine: the load
  * average is printed beside each. Needs PostgreSQL, Redis and NATS on 127.0.0.1.
  */

@@ -1,8 +1,8 @@
 /**
  * Cancelling a task, intake's side (README, "Cancelling a task"): one store
  * statement ends the task and bumps its fence; then, when a planner was running
- * it, that planner is asked directly to abort the attempt (a short call: once it
- * answers, no tool of the task starts there), with a broadcast to every planner
+ * it, that planner is asked directly to abort the attempt (once it answers, no
+ * call of the task starts there), with a broadcast to every planner
  * and executor as the backstop. The answer goes out after the planner's ack or
  * the timeout, whichever comes first: a planner that does not answer in time is
  * dead or cut off, and whatever it still writes is refused by the fence.
@@ -16,7 +16,8 @@ import type { TaskStore } from "../store/types";
  * How long the planner running the task gets to acknowledge its abort. Only its ack makes "no call of the task
  * starts after the answer" hold, so this is sized for a planner that is alive but slow (a busy event loop, a
  * throttled container), not for the usual answer: that comes in milliseconds and does not wait for this.
- * A node known to be gone is refused by the broker at once; only one that is cut off or frozen costs this long.
+ * A node the broker knows is gone (stopped, or silent past its heartbeat timeout) is refused at once; one that
+ * is cut off or frozen costs this long until then.
  */
 export const ABORT_ACK_TIMEOUT_MS = 1_000;
 
@@ -85,7 +86,7 @@ export class Canceller {
       await this.deps.abortOn(owner, task.id, p.reason, this.deps.ackTimeoutMs ?? ABORT_ACK_TIMEOUT_MS);
     } catch (err) {
       // Its writes are fenced off whatever it does; the broadcast may still reach it.
-      this.deps.logger.warn({ taskId: task.id, event: "task.cancel_unacknowledged", node: owner, err: messageOf(err) }, "the planner running the task did not acknowledge the cancel in time");
+      this.deps.logger.warn({ taskId: task.id, event: "task.cancel_unacknowledged", node: owner, err: messageOf(err) }, "the planner running the task did not acknowledge the cancel (timed out, or unreachable)");
     }
   }
 }

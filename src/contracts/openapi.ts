@@ -260,7 +260,7 @@ export function openApiDocument(opts: OpenApiOptions = {}): OpenApiDocument {
           parameters: [taskIdParam],
           requestBody: { required: false, content: json("CancelTask") },
           responses: {
-            202: { description: "the task is cancelled (committed) and the planner running it has stopped it", content: json("Cancelled") },
+            202: { description: "the task is cancelled (committed), and the planner running it has acknowledged the abort or did not within the timeout", content: json("Cancelled") },
             ...errors(400, ...AUTH_ERRORS, 404),
             409: { description: "the task already succeeded or failed (`task_finished`; `details.status` says which)", content: json("Error") },
             ...errors(422, 503),

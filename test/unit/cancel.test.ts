@@ -381,7 +381,7 @@ describe("cancel - intake's side", () => {
     await broker.start();
     try {
       const id = await newTask();
-      await store.claimNext(broker.nodeID, { default: null, tenants: {} });
+      expect((await store.claimNext(broker.nodeID, { default: null, tenants: {} }))?.task.id).toBe(id);
       const warned: unknown[] = [];
       const c = new Canceller({
         store,
