@@ -57,9 +57,8 @@ async function startProvider(profileDir: string | undefined): Promise<NodeProces
   const port = await freePort();
   const bin = path.join(ROOT, "bin", "clawfleet.js");
   const args = [bin, "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES];
-  // Profiled when asked, but without the broker counter: the provider has no broker.
-  const env = profileDir ? { NODE_OPTIONS: [process.env.NODE_OPTIONS ?? "", ...profilerOptions(profileDir)].join(" ").trim(), ...profilerEnv(profileDir) } : {};
-  return startAnswering("provider", port, args, { ...packageResolutionEnv(), ...env }, "/_sim/stats");
+  // Without the broker counter: the provider has no broker.
+  return startAnswering("provider", port, args, { ...packageResolutionEnv(), ...measuredEnv(profileDir, false) }, "/_sim/stats");
 }
 
 /** A process spawned with `args`, waited on until `probe` on its port answers 200 (killed if it never does). */
@@ -88,22 +87,15 @@ async function startAnswering(name: string, port: number, args: readonly string[
 }
 
 /**
- * The environment of a measured process: the broker counter preloaded, and the CPU
- * profiler (cpuProfiler.cjs: `--cpu-prof`, which NODE_OPTIONS may not carry) when asked.
+ * The environment of a measured process: the broker counter preloaded (unless not
+ * `counted`: a process without a broker), and the CPU profiler (cpuProfiler.cjs:
+ * `--cpu-prof`, which NODE_OPTIONS may not carry) when asked.
  */
-export function measuredEnv(profileDir: string | undefined): Record<string, string> {
-  const opts = [process.env.NODE_OPTIONS ?? "", `--require ${BROKER_COUNTER}`, ...profilerOptions(profileDir)];
-  return { NODE_OPTIONS: opts.join(" ").trim(), ...profilerEnv(profileDir) };
-}
-
-/** The node options that preload the CPU profiler (cpuProfiler.cjs), when a process is profiled. */
-function profilerOptions(profileDir: string | undefined): string[] {
-  return profileDir ? [`--require ${path.join(__dirname, "cpuProfiler.cjs")}`] : [];
-}
-
-/** Where the profiler writes, when a process is profiled. */
-function profilerEnv(profileDir: string | undefined): Record<string, string> {
-  return profileDir ? { CF_BENCH_PROFILE_DIR: profileDir } : {};
+export function measuredEnv(profileDir: string | undefined, counted = true): Record<string, string> {
+  const opts = [process.env.NODE_OPTIONS ?? ""];
+  if (counted) opts.push(`--require ${BROKER_COUNTER}`);
+  if (profileDir) opts.push(`--require ${path.join(__dirname, "cpuProfiler.cjs")}`);
+  return { NODE_OPTIONS: opts.join(" ").trim(), ...(profileDir ? { CF_BENCH_PROFILE_DIR: profileDir } : {}) };
 }
 
 /** Waits for every start (none is left running unseen when one fails); the first node. */

@@ -57,7 +57,7 @@ const isTaskScope = (s: { kind: SwitchKind; name: string }): s is TaskScope => s
 /**
  * Runs `fn` over `items`, `PARALLEL` at a time: each of the `PARALLEL` goes on to the next item as soon as it is
  * done, so one slow item (a cancel waiting out a cut-off planner's ack) holds up one of them, not a batch. The
- * first failure is thrown once those under way have ended; no item starts after it.
+ * first failure is thrown at once; the items under way go on, and none starts after it.
  */
 async function each<T>(items: readonly T[], fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
