@@ -24,19 +24,7 @@ import { randomUUID } from "node:crypto";
 import { ServiceBroker, type Context, type ServiceSchema } from "moleculer";
 import { channelsMiddleware, sendToChannel } from "../../src/queue/channels";
 import { createPool } from "../../src/store/pool";
-
-export interface BarePlan {
-  /** Calls to the gateway per task (Clawfleet: rate-gateway.complete). */
-  modelTurns: number;
-  /** Calls to the executor per task, each calling the tool service (Clawfleet: executor.run). */
-  toolCalls: number;
-  /** Calls to the store the planner makes per task (Clawfleet: checkpoint.* but createTask). */
-  storeCalls: number;
-  /** Postgres commits per task, the intake's insert included. */
-  commits: number;
-  /** Events emitted per task. */
-  events: number;
-}
+import { planProblem, statementsFor, type BarePlan } from "./barePlan";
 
 export const BARE_ROLES = ["api", "intake", "store", "gateway", "executor", "tools", "planner"] as const;
 
@@ -53,12 +41,8 @@ const roles = new Set((env.BARE_ROLES ?? BARE_ROLES.join(",")).split(","));
 const distributed = env.TRANSPORTER !== undefined;
 const slots = Number(env.CLAWFLEET_PLANNER_SLOTS ?? 4);
 const CHANNEL = "bare.tasks";
-
-/** The store's statements for call `i` of a task's `storeCalls`: the commits left after the insert, spread evenly. */
-function statementsFor(i: number): number {
-  const rest = plan.commits - 1;
-  return Math.floor(rest / plan.storeCalls) + (i < rest % plan.storeCalls ? 1 : 0);
-}
+const problem = planProblem(plan);
+if (problem) throw new Error(`BARE_PLAN: ${problem}`);
 
 async function main(): Promise<void> {
   const broker = new ServiceBroker({
@@ -89,7 +73,7 @@ async function main(): Promise<void> {
       actions: {
         op: async (ctx: Context<{ id: string; i: number; last: boolean }>) => {
           const { id, i, last } = ctx.params;
-          const n = statementsFor(i);
+          const n = statementsFor(plan, i);
           for (let k = 0; k < n; k++) {
             // `steps` as Clawfleet counts them: one per model turn and per tool call.
             if (last && k === n - 1) await pool?.query("UPDATE tasks SET status = 'succeeded', steps = $2, finished_at = now() WHERE id = $1", [id, plan.modelTurns + plan.toolCalls]);

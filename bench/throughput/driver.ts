@@ -57,7 +57,9 @@ export async function warmUp(l: RunningLayout, n: number): Promise<void> {
     await sleep(1_000);
   }
   const sent = await submitBurst(l.base, n, n);
-  await waitFinished(l, [...sent.map((s) => s.id), ...(probe === undefined ? [] : [probe])], 300_000);
+  const ids = [...sent.map((s) => s.id), ...(probe === undefined ? [] : [probe])];
+  const done = await waitFinished(l, ids, 300_000);
+  if (done.length < ids.length) throw new Error(`the warm-up's tasks did not finish: ${done.length} of ${ids.length}`);
 }
 
 /** `n` tasks, `concurrency` POSTs in flight at a time. */
@@ -118,12 +120,22 @@ async function finishedOverApi(base: string, ids: readonly string[]): Promise<Fi
   return out;
 }
 
-/** Polls until every task is terminal (or `timeoutMs` passes); what finished. */
-export async function waitFinished(l: RunningLayout, ids: readonly string[], timeoutMs: number, pollMs = 500): Promise<Finished[]> {
+/**
+ * Polls until every task is terminal; what finished. Gives up when `timeoutMs` passes, or when no
+ * task has finished for `stallMs` (a stalled run says so sooner than its deadline).
+ */
+export async function waitFinished(l: RunningLayout, ids: readonly string[], timeoutMs: number, pollMs = 500, stallMs = 60_000): Promise<Finished[]> {
   const deadline = Date.now() + timeoutMs;
+  let seen = -1;
+  let progressAt = Date.now();
   for (;;) {
     const done = l.scratch ? await finishedInPostgres(l.scratch.db.url, ids) : await finishedOverApi(l.base, ids);
     if (done.length >= ids.length || Date.now() > deadline) return done;
+    if (done.length > seen) [seen, progressAt] = [done.length, Date.now()];
+    else if (Date.now() - progressAt > stallMs) {
+      process.stderr.write(`no task finished for ${stallMs / 1000} s: ${done.length} of ${ids.length} finished\n`);
+      return done;
+    }
     await sleep(pollMs);
   }
 }

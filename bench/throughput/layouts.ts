@@ -21,7 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../../testkit/cluster";
 import { createScratch, type Scratch } from "../../testkit/scratch";
-import type { BarePlan } from "./bareNode";
+import type { BarePlan } from "./barePlan";
 import { BROKER_COUNTER, sleep } from "./meters";
 
 export const LAYOUTS = ["one-process", "split", "embedded"] as const;

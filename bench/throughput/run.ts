@@ -24,7 +24,7 @@
  */
 import { parseArgs } from "node:util";
 import pg from "pg";
-import type { BarePlan } from "./bareNode";
+import { planProblem, type BarePlan } from "./barePlan";
 import { submitBurst, submitPaced, waitFinished, warmUp, type Finished, type Sent } from "./driver";
 import { LAYOUTS, startBare, startLayout, type Layout, type RunningLayout } from "./layouts";
 import { cpuMs, loadLine, percentile, SERVERS, serversCpuMs } from "./meters";
@@ -243,6 +243,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${formatWork(works.at(-1) as Work)}\n  ${loadLine()}\n\n`);
   }
   const plan = args.plan ? (JSON.parse(args.plan) as BarePlan) : planOf(works[0] as Work);
+  const problem = planProblem(plan);
+  if (problem) throw new Error(`the bare pipeline's plan: ${problem}`);
   process.stdout.write(`bare pipeline plan per task: ${JSON.stringify(plan)}\n\n`);
 
   for (const layout of LAYOUT_LIST) {
