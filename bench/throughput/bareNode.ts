@@ -14,8 +14,9 @@
  * `events` events (one from the intake) that bare-api listens to.
  *
  * Run by the benchmark as `node --require tsx/cjs bench/throughput/bareNode.ts` with
- * BARE_ROLES (api,intake,store,gateway,executor,tools,planner; default all),
- * BARE_PLAN (JSON BarePlan), PORT, CLAWFLEET_PLANNER_SLOTS, and TRANSPORTER, REDIS_URL,
+ * BARE_PLAN (required: JSON, a BarePlan of barePlan.ts, which also spreads its commits over the
+ * store's calls), BARE_ROLES (api,intake,store,gateway,executor,tools,planner; default all),
+ * PORT, CLAWFLEET_PLANNER_SLOTS, and TRANSPORTER, REDIS_URL,
  * DATABASE_URL, CLAWFLEET_NAMESPACE — or none of these four: one process, PGlite
  * in memory and the in-process queue, as Clawfleet's embedded mode.
  */
@@ -24,7 +25,7 @@ import { randomUUID } from "node:crypto";
 import { ServiceBroker, type Context, type ServiceSchema } from "moleculer";
 import { channelsMiddleware, sendToChannel } from "../../src/queue/channels";
 import { createPool } from "../../src/store/pool";
-import { planProblem, statementsFor, type BarePlan } from "./barePlan";
+import { planProblem, statementsPerCall, type BarePlan } from "./barePlan";
 
 export const BARE_ROLES = ["api", "intake", "store", "gateway", "executor", "tools", "planner"] as const;
 
@@ -36,13 +37,17 @@ CREATE INDEX IF NOT EXISTS tasks_status_idx ON tasks (status);
 CREATE TABLE IF NOT EXISTS steps (task_id uuid NOT NULL, step integer NOT NULL, data jsonb NOT NULL, PRIMARY KEY (task_id, step));`;
 
 const env = process.env;
-const plan = JSON.parse(env.BARE_PLAN ?? "{}") as BarePlan;
+if (env.BARE_PLAN === undefined) throw new Error("BARE_PLAN is required: the counts per task to do, as JSON (barePlan.ts)");
+const plan = JSON.parse(env.BARE_PLAN) as BarePlan;
 const roles = new Set((env.BARE_ROLES ?? BARE_ROLES.join(",")).split(","));
 const distributed = env.TRANSPORTER !== undefined;
 const slots = Number(env.CLAWFLEET_PLANNER_SLOTS ?? 4);
 const CHANNEL = "bare.tasks";
 const problem = planProblem(plan);
 if (problem) throw new Error(`BARE_PLAN: ${problem}`);
+/** Statements per store call, and the task's step number each call's first insert takes. */
+const perCall = statementsPerCall(plan);
+const firstStep = perCall.map((_, i) => perCall.slice(0, i).reduce((s, n) => s + n, 0));
 
 async function main(): Promise<void> {
   const broker = new ServiceBroker({
@@ -73,11 +78,11 @@ async function main(): Promise<void> {
       actions: {
         op: async (ctx: Context<{ id: string; i: number; last: boolean }>) => {
           const { id, i, last } = ctx.params;
-          const n = statementsFor(plan, i);
+          const n = perCall[i] ?? 0;
           for (let k = 0; k < n; k++) {
             // `steps` as Clawfleet counts them: one per model turn and per tool call.
             if (last && k === n - 1) await pool?.query("UPDATE tasks SET status = 'succeeded', steps = $2, finished_at = now() WHERE id = $1", [id, plan.modelTurns + plan.toolCalls]);
-            else await pool?.query("INSERT INTO steps (task_id, step, data) VALUES ($1, $2, $3)", [id, i * 100 + k, JSON.stringify({ i, k })]);
+            else await pool?.query("INSERT INTO steps (task_id, step, data) VALUES ($1, $2, $3)", [id, (firstStep[i] ?? 0) + k, JSON.stringify({ i, k })]);
           }
           return { ok: true };
         },

@@ -25,12 +25,12 @@ export function planProblem(plan: BarePlan): string | undefined {
 }
 
 /**
- * The store's statements for call `i` of a task's `storeCalls`: the commits left after the
+ * The store's statements for each of a task's `storeCalls`, in order: the commits left after the
  * intake's insert, spread evenly, the remainder on the last calls. The last call always has one,
- * which ends the task: fewer commits than calls leaves the first calls without any.
+ * which ends the task: when there are fewer of them than calls (`commits - 1 < storeCalls`), the
+ * first calls have none.
  */
-export function statementsFor(plan: BarePlan, i: number): number {
+export function statementsPerCall(plan: BarePlan): number[] {
   const rest = plan.commits - 1;
-  const fromEnd = plan.storeCalls - 1 - i;
-  return Math.floor(rest / plan.storeCalls) + (fromEnd < rest % plan.storeCalls ? 1 : 0);
+  return Array.from({ length: plan.storeCalls }, (_, i) => Math.floor(rest / plan.storeCalls) + (plan.storeCalls - 1 - i < rest % plan.storeCalls ? 1 : 0));
 }

@@ -122,9 +122,10 @@ async function finishedOverApi(base: string, ids: readonly string[]): Promise<Fi
 
 /**
  * Polls until every task is terminal; what finished. Gives up when `timeoutMs` passes, or when no
- * task has finished for `stallMs` (a stalled run says so sooner than its deadline).
+ * task has finished for `stallMs`: a stalled run says so sooner than its deadline. The default is
+ * three times Clawfleet's longest wait between a task's attempts (a retry's backoff, 60 s at most).
  */
-export async function waitFinished(l: RunningLayout, ids: readonly string[], timeoutMs: number, pollMs = 500, stallMs = 60_000): Promise<Finished[]> {
+export async function waitFinished(l: RunningLayout, ids: readonly string[], timeoutMs: number, pollMs = 500, stallMs = 180_000): Promise<Finished[]> {
   const deadline = Date.now() + timeoutMs;
   let seen = -1;
   let progressAt = Date.now();
