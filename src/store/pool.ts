@@ -1,13 +1,15 @@
 /**
  * One `pg.Pool` for both back ends: Postgres when a `DATABASE_URL` is given,
- * PGlite (embedded, in-process) otherwise, through PGlite's node-postgres
- * adapter so the store runs the same SQL over the same driver either way.
+ * PGlite (embedded, in-process) otherwise, through a connection that hands pg's
+ * protocol messages to PGlite (pgliteConnection.ts), so the store runs the same
+ * SQL over the same driver either way.
  */
 import fs from "node:fs";
 import path from "node:path";
 import pg from "pg";
 import { ConfigError } from "../errors";
 import { connectError, redactDatabaseUrl } from "./dbErrors";
+import { PgliteConnection } from "./pgliteConnection";
 
 export type StoreKind = "postgres" | "pglite";
 
@@ -127,8 +129,7 @@ async function createPostgresPool(databaseUrl: string, opts: PoolOptions, logger
 async function loadPglite() {
   try {
     const { PGlite } = await import("@electric-sql/pglite");
-    const { PglitePgConnection } = await import("@electric-sql/pglite/node-postgres");
-    return { PGlite, PglitePgConnection };
+    return { PGlite };
   } catch (err) {
     const code = (err as { code?: unknown }).code;
     if ((code === "ERR_MODULE_NOT_FOUND" || code === "MODULE_NOT_FOUND") && String((err as Error).message).includes("@electric-sql/pglite")) {
@@ -142,7 +143,7 @@ async function createPglitePool(dataDir: string, logger: StoreLogger): Promise<P
   const inMemory = dataDir.startsWith("memory://");
   const dir = inMemory ? dataDir : path.resolve(dataDir);
   const target = inMemory ? "pglite memory://" : `pglite ${dir}`;
-  const { PGlite, PglitePgConnection } = await loadPglite();
+  const { PGlite } = await loadPglite();
   let lite: InstanceType<typeof PGlite>;
   try {
     if (!inMemory) fs.mkdirSync(dir, { recursive: true });
@@ -153,14 +154,14 @@ async function createPglitePool(dataDir: string, logger: StoreLogger): Promise<P
   }
 
   /**
-   * The adapter's `createPgConfig` shares one connection object between every
-   * client the pool ever makes; once pg-pool discards a client (it does after
-   * any failed `pool.query`), that shared object is ended and the next client
-   * fails with "Connection terminated". A connection per client avoids that.
+   * A connection per client (pgliteConnection.ts): once pg-pool discards a client
+   * (it does after any failed `pool.query`), its connection is ended, and a
+   * connection shared between clients would fail the next one with "Connection
+   * terminated".
    */
   class PgliteClient extends pg.Client {
     constructor() {
-      super({ connection: new PglitePgConnection({ pglite: lite }) } as pg.ClientConfig);
+      super({ connection: new PgliteConnection(lite) } as unknown as pg.ClientConfig);
     }
   }
 
