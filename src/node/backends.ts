@@ -20,8 +20,8 @@ import { openStore, type OpenedStore, type OpenStoreOptions } from "../store/pgT
 
 export type StoreHooks = Pick<OpenStoreOptions, "onBatchFailed">;
 
-/** The store's options on Postgres, from the configuration. */
-const postgresOptions = (config: Config): OpenStoreOptions => ({ preparedStatements: config.pgPreparedStatements, groupCommit: config.pgGroupCommit });
+/** The store's options, from the configuration: Postgres and PGlite alike. */
+const storeOptions = (config: Config): OpenStoreOptions => ({ preparedStatements: config.pgPreparedStatements, groupCommit: config.pgGroupCommit });
 
 export interface Backends {
   readonly mode: Config["mode"];
@@ -75,7 +75,7 @@ class EmbeddedBackends implements Backends {
 
   openStore(hooks: StoreHooks = {}): Promise<OpenedStore> {
     const { databaseUrl, dataDir } = this.config;
-    return openStore(databaseUrl !== undefined ? { databaseUrl, ...postgresOptions(this.config), ...hooks } : { dataDir });
+    return openStore({ ...(databaseUrl !== undefined ? { databaseUrl } : { dataDir }), ...storeOptions(this.config), ...hooks });
   }
 }
 
@@ -111,6 +111,6 @@ class DistributedBackends implements Backends {
   }
 
   openStore(hooks: StoreHooks = {}): Promise<OpenedStore> {
-    return openStore({ databaseUrl: this.databaseUrl, ...postgresOptions(this.config), ...hooks });
+    return openStore({ databaseUrl: this.databaseUrl, ...storeOptions(this.config), ...hooks });
   }
 }

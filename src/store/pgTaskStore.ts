@@ -338,14 +338,16 @@ export interface PgTaskStoreOptions {
   submitPool?: pg.Pool;
   /**
    * Named statements, parsed and planned once per connection (src/store/preparedStatements.ts): `openStore`
-   * turns them on for Postgres. Off for PGlite, whose one in-process session gains nothing, and for a
-   * connection pooler that cannot keep them (`CLAWFLEET_PG_PREPARED_STATEMENTS=0`). @default false
+   * turns them on, for Postgres and PGlite alike (PGlite parses and plans in the node's own thread, so it
+   * gains the most). Off for a connection pooler that cannot keep them (`CLAWFLEET_PG_PREPARED_STATEMENTS=0`).
+   * A new PGlite client starts with `DISCARD ALL` (src/store/pool.ts), which drops the session's statements
+   * with the client that named them. @default false
    */
   preparedStatements?: boolean;
   /**
    * Plain checkpoints of concurrent tasks committed together, one statement per batch
    * (src/store/checkpointBatch.ts); `true` for the defaults of src/store/groupCommit.ts. `openStore` turns it
-   * on for Postgres (`CLAWFLEET_PG_GROUP_COMMIT=0` turns it off). @default off: each checkpoint alone
+   * on, for Postgres and PGlite alike (`CLAWFLEET_PG_GROUP_COMMIT=0` turns it off). @default off: each checkpoint alone
    */
   groupCommit?: boolean | GroupCommitOptions;
   /** Told of a batch of checkpoints that failed as a whole, to log it; not of one a step already stored refused. */
@@ -971,9 +973,9 @@ function one<R>(rows: R[], op: string): R {
 export interface OpenStoreOptions extends PoolOptions {
   /** Apply pending migrations before returning. @default true */
   migrate?: boolean;
-  /** Named statements on Postgres (`PgTaskStoreOptions.preparedStatements`); PGlite never uses them. @default true */
+  /** Named statements (`PgTaskStoreOptions.preparedStatements`), on Postgres and PGlite. @default true */
   preparedStatements?: boolean;
-  /** Checkpoints committed together on Postgres (`PgTaskStoreOptions.groupCommit`); PGlite writes each alone. @default true */
+  /** Checkpoints committed together (`PgTaskStoreOptions.groupCommit`), on Postgres and PGlite. @default true */
   groupCommit?: boolean;
   /** `PgTaskStoreOptions.onBatchFailed`. */
   onBatchFailed?: BatchFailedHook;
@@ -996,8 +998,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<OpenedStore> {
     target: handle.target,
     submitPool: handle.submitPool,
     onClose: () => handle.close(),
-    preparedStatements: handle.kind === "postgres" && opts.preparedStatements !== false,
-    groupCommit: handle.kind === "postgres" && opts.groupCommit !== false,
+    preparedStatements: opts.preparedStatements !== false,
+    groupCommit: opts.groupCommit !== false,
     ...(opts.onBatchFailed ? { onBatchFailed: opts.onBatchFailed } : {}),
   });
   if (opts.migrate !== false) {

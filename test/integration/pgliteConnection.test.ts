@@ -3,10 +3,15 @@
  * protocol messages go to PGlite in one trip, and everything pg does on a socket's
  * connection still works over it — errors in the middle of a run of messages, a value
  * that fails to bind, a transaction rolled back, rows read in pages, named statements.
+ * And the embedded store over it: its statements named and its concurrent checkpoints
+ * committed together, as on Postgres, also after the pool replaced a failed client.
  */
 import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
+import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { NewStep, Usage } from "../../src/contracts";
+import { openStore, type OpenedStore } from "../../src/store/pgTaskStore";
 import { createPool } from "../../src/store/pool";
 import { PgliteConnection } from "../../src/store/pgliteConnection";
 
@@ -98,5 +103,73 @@ describe("the PGlite connection", () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe("the embedded store on PGlite", () => {
+  let opened: OpenedStore;
+  /** The texts of the statements that inserted steps, as sent: a text, or a named statement's config. */
+  let stepStatements: string[] = [];
+
+  beforeAll(async () => {
+    opened = await openStore({ dataDir: "memory://" });
+    const query = opened.pool.query.bind(opened.pool) as (...args: unknown[]) => unknown;
+    opened.pool.query = ((...args: unknown[]): unknown => {
+      const first = args[0];
+      const text = typeof first === "string" ? first : (first as { text?: unknown } | undefined)?.text;
+      if (typeof text === "string" && /INSERT INTO steps/.test(text)) stepStatements.push(text);
+      return query(...args);
+    }) as typeof opened.pool.query;
+  });
+  afterAll(async () => {
+    await opened?.close();
+  });
+
+  const usage = (n: number): Usage => ({ input_tokens: n, output_tokens: 2 * n, cache_read_input_tokens: 0, cache_creation_input_tokens: 0, cost_usd: n / 1000 });
+  const toolStep = (step: number): NewStep => ({
+    step,
+    kind: "tool",
+    data: { tool: "check_inventory", tool_use_id: `tu_${step}`, input: { step }, output: { ok: step }, ok: true, duration_ms: 1, idempotency_key: `k:${step}` },
+  });
+  async function runningTask(): Promise<{ id: string; fence: number }> {
+    const id = randomUUID();
+    await opened.store.createTask({ id, agent: "order-router", input: { order_id: "ORD-1" }, priority: "normal", metadata: {}, prompt_version: "pv-1" });
+    const claimed = await opened.store.claimTask(id, "test-owner");
+    if (!claimed) throw new Error("not claimed");
+    return { id, fence: claimed.fence };
+  }
+  const named = async () => (await opened.pool.query<{ statement: string }>("SELECT statement FROM pg_prepared_statements")).rows.map((r) => r.statement);
+
+  it("names its statements: PGlite parses and plans each once", async () => {
+    const t = await runningTask();
+    await opened.store.appendStep(t.id, t.fence, toolStep(1), usage(1));
+    expect((await named()).some((s) => /UPDATE tasks/.test(s))).toBe(true);
+  });
+
+  it("commits the checkpoints of concurrent tasks together, each task's usage added once per checkpoint", async () => {
+    const tasks = await Promise.all(Array.from({ length: 12 }, () => runningTask()));
+    stepStatements = [];
+    await Promise.all(tasks.flatMap((t, i) => [opened.store.appendStep(t.id, t.fence, toolStep(1), usage(i + 1)), opened.store.appendStep(t.id, t.fence, toolStep(2), usage(100))]));
+    expect(stepStatements.length).toBeLessThan(8);
+    expect(stepStatements.some((s) => /unnest/.test(s))).toBe(true);
+    for (const [i, t] of tasks.entries()) {
+      expect((await opened.store.listSteps(t.id)).map((s) => s.step)).toEqual([1, 2]);
+      expect((await opened.store.getTask(t.id))?.usage.input_tokens).toBe(i + 1 + 100);
+    }
+  });
+
+  it("after the pool replaced a failed client, the named statements are prepared again and work", async () => {
+    const before = await runningTask();
+    await opened.store.appendStep(before.id, before.fence, toolStep(1), usage(1));
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    // A query that fails in pg before it is sent: pg-pool discards the client, and its next one starts with DISCARD ALL.
+    await expect(opened.pool.query("SELECT $1::jsonb AS v", [circular])).rejects.toThrow(/circular/i);
+    const t = await runningTask();
+    await opened.store.appendStep(t.id, t.fence, toolStep(1), usage(3));
+    await opened.store.appendStep(t.id, t.fence, toolStep(2), usage(4));
+    expect((await opened.store.listSteps(t.id)).map((s) => s.step)).toEqual([1, 2]);
+    expect((await opened.store.getTask(t.id))?.usage.input_tokens).toBe(7);
+    expect((await named()).some((s) => /UPDATE tasks/.test(s))).toBe(true);
   });
 });
