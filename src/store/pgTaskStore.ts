@@ -999,7 +999,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<OpenedStore> {
     submitPool: handle.submitPool,
     onClose: () => handle.close(),
     preparedStatements: opts.preparedStatements !== false,
-    groupCommit: opts.groupCommit !== false,
+    // PGlite has one connection: a second batch on the wire would only queue behind the first in the pool.
+    groupCommit: opts.groupCommit === false ? false : handle.kind === "pglite" ? { maxInFlight: 1 } : true,
     ...(opts.onBatchFailed ? { onBatchFailed: opts.onBatchFailed } : {}),
   });
   if (opts.migrate !== false) {

@@ -12,9 +12,14 @@
  * Measured in one process, 2,000 sequential `INSERT … RETURNING *`, unnamed:
  * 0.20–0.28 ms each one message at a time, 0.14–0.16 ms in one trip.
  *
- * It also keeps a value that fails to bind (a circular object, say) from breaking
- * the next query: `pg` has then sent the parse and answers with a close and a sync.
- * Handed over apart, PGlite answered the next query "invalid message format".
+ * Messages are written by `pg-protocol`'s serializer, `pg`'s own. The adapter
+ * bundles another, which keeps a bind's bytes when a value fails to bind (a
+ * circular object, say): they went out with the next message, and PGlite answered
+ * the next query "invalid message format". `pg-protocol` 1.16 clears them.
+ *
+ * Trips are queued per PGlite instance, not per connection: PGlite reads a trip's
+ * answers off the instance itself, so two trips must never overlap. pg-pool can
+ * start a new client while an ended one's last trip is still on its way.
  */
 import { EventEmitter } from "node:events";
 import { serialize } from "pg-protocol";
@@ -27,6 +32,9 @@ export interface PgliteBackend {
 
 type Serializer = typeof serialize;
 
+/** The last trip queued on each PGlite instance, by every connection to it. */
+const trips = new WeakMap<PgliteBackend, Promise<unknown>>();
+
 export class PgliteConnection extends EventEmitter {
   /** Read and written by `pg`'s Client and Query, as on its own connection. */
   parsedStatements: Record<string, string> = {};
@@ -35,13 +43,12 @@ export class PgliteConnection extends EventEmitter {
   readonly stream = { destroy: () => this.end() };
 
   private pending: Buffer[] = [];
-  /** Every trip, in order: PGlite has one session, and answers must be emitted in the order asked. */
-  private chain: Promise<unknown>;
   private forwardMessages = false;
+  /** Ended: answers still on their way are dropped, and nothing more is sent. */
+  private ended = false;
 
   constructor(private readonly lite: PgliteBackend) {
     super();
-    this.chain = lite.waitReady;
     this.on("newListener", (event) => {
       if (event === "message") this.forwardMessages = true;
     });
@@ -105,11 +112,22 @@ export class PgliteConnection extends EventEmitter {
     this.now(serialize.copyFail(message));
   }
 
+  /**
+   * Ends once the trips queued so far have run (a pool ended before its PGlite is closed leaves none on
+   * its way). Their answers are dropped, and `end` is emitted before the listeners go: `pg` listens for
+   * it just after calling this, and its own listener fails a query still waiting ("Connection terminated").
+   */
   end(): void {
+    if (this.ended) return;
+    this.ended = true;
     this.pending = [];
-    this.chain = this.chain.then(() => this.emit("end"));
-    for (const event of this.eventNames()) if (event !== "newListener") this.removeAllListeners(event);
-    this.forwardMessages = false;
+    void (trips.get(this.lite) ?? this.lite.waitReady)
+      .catch(() => undefined)
+      .then(() => {
+        this.emit("end");
+        for (const event of this.eventNames()) if (event !== "newListener") this.removeAllListeners(event);
+        this.forwardMessages = false;
+      });
   }
 
   private hold(message: Buffer): void {
@@ -117,18 +135,21 @@ export class PgliteConnection extends EventEmitter {
   }
 
   private now(message: Buffer): void {
+    if (this.ended) return;
     const bytes = this.pending.length === 0 ? message : Buffer.concat([...this.pending, message]);
     this.pending = [];
-    this.chain = this.chain
+    const trip = (trips.get(this.lite) ?? this.lite.waitReady)
       .then(() => this.lite.execProtocolStream(bytes, { throwOnError: false }))
       .then((answers) => {
+        if (this.ended) return;
         for (const m of answers) {
           if (this.forwardMessages) this.emit("message", m);
           this.emit(m.name === "error" ? "errorMessage" : m.name, m);
         }
       })
       .catch((err: unknown) => {
-        this.emit("error", err);
+        if (!this.ended) this.emit("error", err);
       });
+    trips.set(this.lite, trip);
   }
 }

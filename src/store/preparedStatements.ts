@@ -1,5 +1,5 @@
 /**
- * Named statements for the store's queries on Postgres: each is parsed and planned
+ * Named statements for the store's queries, on Postgres and PGlite: each is parsed and planned
  * once per connection, then only bound and executed. Unnamed, the checkpoint's
  * statement (the task's update and the step's insert in one) costs the server about
  * twice the CPU per call: its parse and plan are most of it (bench/throughput, BENCHMARKS.md).

@@ -106,6 +106,33 @@ describe("the PGlite connection", () => {
   });
 });
 
+describe("several connections to one PGlite", () => {
+  it("never overlap their trips: each query gets its own answer", async () => {
+    const clients = Array.from({ length: 3 }, () => new pg.Client({ connection: new PgliteConnection(lite) } as unknown as pg.ClientConfig));
+    await Promise.all(clients.map((c) => c.connect()));
+    try {
+      const asked = Array.from({ length: 60 }, (_, i) => ({ i, c: clients[i % clients.length] as pg.Client }));
+      const answers = await Promise.all(asked.map(({ i, c }) => c.query<{ n: number; s: string }>("SELECT $1::int AS n, repeat('x', $1::int) AS s", [i])));
+      expect(answers.map((r) => r.rows)).toEqual(asked.map(({ i }) => [{ n: i, s: "x".repeat(i) }]));
+    } finally {
+      await Promise.all(clients.map((c) => c.end()));
+    }
+  });
+
+  it("a client ended with a query on its way settles that query, and ends", async () => {
+    const c = new pg.Client({ connection: new PgliteConnection(lite) } as unknown as pg.ClientConfig);
+    await c.connect();
+    const asked = c.query("SELECT 1 AS one");
+    const outcome = asked.then(
+      () => "answered",
+      (err: unknown) => (err as Error).message,
+    );
+    await c.end();
+    expect(await outcome).toMatch(/answered|Connection terminated/);
+    expect((await client.query("SELECT 2 AS two")).rows).toEqual([{ two: 2 }]);
+  });
+});
+
 describe("the embedded store on PGlite", () => {
   let opened: OpenedStore;
   /** The texts of the statements that inserted steps, as sent: a text, or a named statement's config. */
