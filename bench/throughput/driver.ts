@@ -57,9 +57,7 @@ export async function warmUp(l: RunningLayout, n: number): Promise<void> {
     await sleep(1_000);
   }
   const sent = await submitBurst(l.base, n, n);
-  const ids = [...sent.map((s) => s.id), ...(probe === undefined ? [] : [probe])];
-  const done = await waitFinished(l, ids, 300_000);
-  if (done.length < ids.length) throw new Error(`the warm-up's tasks did not finish: ${done.length} of ${ids.length}`);
+  await waitFinished(l, [...sent.map((s) => s.id), ...(probe === undefined ? [] : [probe])], 300_000);
 }
 
 /** `n` tasks, `concurrency` POSTs in flight at a time. */
@@ -121,9 +119,10 @@ async function finishedOverApi(base: string, ids: readonly string[]): Promise<Fi
 }
 
 /**
- * Polls until every task is terminal; what finished. Gives up when `timeoutMs` passes, or when no
- * task has finished for `stallMs`: a stalled run says so sooner than its deadline. The default is
- * three times Clawfleet's longest wait between a task's attempts (a retry's backoff, 60 s at most).
+ * Polls until every task is terminal; what finished. Fails when `timeoutMs` passes first, or when no
+ * task has finished for `stallMs`: a stalled run says so sooner than its deadline, and no figure is
+ * made of part of a run. The default is three times Clawfleet's longest wait between a task's
+ * attempts (a retry's backoff, 60 s at most).
  */
 export async function waitFinished(l: RunningLayout, ids: readonly string[], timeoutMs: number, pollMs = 500, stallMs = 180_000): Promise<Finished[]> {
   const deadline = Date.now() + timeoutMs;
@@ -131,12 +130,10 @@ export async function waitFinished(l: RunningLayout, ids: readonly string[], tim
   let progressAt = Date.now();
   for (;;) {
     const done = l.scratch ? await finishedInPostgres(l.scratch.db.url, ids) : await finishedOverApi(l.base, ids);
-    if (done.length >= ids.length || Date.now() > deadline) return done;
+    if (done.length >= ids.length) return done;
+    if (Date.now() > deadline) throw new Error(`only ${done.length} of ${ids.length} tasks finished in ${timeoutMs / 1000} s`);
     if (done.length > seen) [seen, progressAt] = [done.length, Date.now()];
-    else if (Date.now() - progressAt > stallMs) {
-      process.stderr.write(`no task finished for ${stallMs / 1000} s: ${done.length} of ${ids.length} finished\n`);
-      return done;
-    }
+    else if (Date.now() - progressAt > stallMs) throw new Error(`no task finished for ${stallMs / 1000} s: ${done.length} of ${ids.length} finished`);
     await sleep(pollMs);
   }
 }

@@ -39,6 +39,9 @@ export type BatchFailedHook = (err: unknown, items: number) => void;
 /** A batch's cap in the sink's measure when none is given: 256 KiB of JSON for the intake's new tasks. */
 export const DEFAULT_MAX_BATCH_BYTES = 256 * 1024;
 
+/** Batches on the wire at once when `maxInFlight` is not given. */
+export const DEFAULT_MAX_IN_FLIGHT = 4;
+
 /** One item's answer in a batch's: its result, what its lone write would have thrown, or "send it alone". */
 export type ItemOutcome<R> = { ok: true; result: R } | { ok: false; error: unknown } | { alone: true };
 
@@ -83,7 +86,7 @@ export class GroupCommit<I, R> {
   ) {
     this.maxBatch = Math.min(Math.max(1, opts.maxBatch ?? 64), sinkMax);
     this.maxWaitMs = opts.maxWaitMs ?? 2;
-    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 4);
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT);
     this.maxBatchBytes = Math.max(1, opts.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES);
   }
 

@@ -14,7 +14,7 @@
 import type pg from "pg";
 import { PreparedStatements } from "./preparedStatements";
 import { APPEND_STEPS_SQL, checkpointKey, stepKey, type CheckpointItem } from "./checkpointBatch";
-import { GroupCommit, type BatchFailedHook, type GroupCommitOptions, type ItemOutcome } from "./groupCommit";
+import { DEFAULT_MAX_IN_FLIGHT, GroupCommit, type BatchFailedHook, type GroupCommitOptions, type ItemOutcome } from "./groupCommit";
 import {
   CHECKPOINT_SCHEMA_VERSION,
   DEFAULT_TENANT,
@@ -999,8 +999,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<OpenedStore> {
     submitPool: handle.submitPool,
     onClose: () => handle.close(),
     preparedStatements: opts.preparedStatements !== false,
-    // PGlite has one connection: a second batch on the wire would only queue behind the first in the pool.
-    groupCommit: opts.groupCommit === false ? false : handle.kind === "pglite" ? { maxInFlight: 1 } : true,
+    // No more batches on the wire than the pool has connections (PGlite has one): another would only queue in the pool.
+    groupCommit: opts.groupCommit === false ? false : { maxInFlight: Math.min(DEFAULT_MAX_IN_FLIGHT, handle.pool.options.max ?? DEFAULT_MAX_IN_FLIGHT) },
     ...(opts.onBatchFailed ? { onBatchFailed: opts.onBatchFailed } : {}),
   });
   if (opts.migrate !== false) {

@@ -121,13 +121,18 @@ export class PgliteConnection extends EventEmitter {
     if (this.ended) return;
     this.ended = true;
     this.pending = [];
-    void (trips.get(this.lite) ?? this.lite.waitReady)
+    void this.lastTrip()
       .catch(() => undefined)
       .then(() => {
         this.emit("end");
         for (const event of this.eventNames()) if (event !== "newListener") this.removeAllListeners(event);
         this.forwardMessages = false;
       });
+  }
+
+  /** The trip the next one waits for, whichever connection queued it; PGlite's start-up before the first. */
+  private lastTrip(): Promise<unknown> {
+    return trips.get(this.lite) ?? this.lite.waitReady;
   }
 
   private hold(message: Buffer): void {
@@ -138,7 +143,7 @@ export class PgliteConnection extends EventEmitter {
     if (this.ended) return;
     const bytes = this.pending.length === 0 ? message : Buffer.concat([...this.pending, message]);
     this.pending = [];
-    const trip = (trips.get(this.lite) ?? this.lite.waitReady)
+    const trip = this.lastTrip()
       .then(() => this.lite.execProtocolStream(bytes, { throwOnError: false }))
       .then((answers) => {
         if (this.ended) return;
