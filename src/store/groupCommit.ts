@@ -13,6 +13,12 @@
  * A batch is also capped by its items' size (`maxBatchBytes`, as the sink measures
  * them); an item bigger than the cap goes alone.
  *
+ * An item whose key (`keyOf`: a checkpoint's task) is on the wire already waits for
+ * that write to come back, past `maxWaitMs`: sent meanwhile, it would find the row
+ * that write holds, and wait on it there, holding a connection, or (a batch that
+ * skips locked rows) go round again alone, a commit of its own. The items that wait
+ * for it then go together, as one batch.
+ *
  * Each caller gets its own item's answer, and only after its own commit: what a
  * lone `one` would have answered or thrown. A batch that fails as a whole is sent
  * again item by item, each through `one`, so each item gets exactly what a lone
@@ -55,6 +61,8 @@ export interface GroupCommitSink<I, R> {
   many(items: readonly I[]): Promise<ReadonlyArray<ItemOutcome<R>>>;
   /** An item's size, counted against `maxBatchBytes`. @default 1 */
   sizeOf?(item: I): number;
+  /** What an item writes to (a row): one whose key is on the wire waits for that write to come back. @default none */
+  keyOf?(item: I): string;
   /** Told of a batch that failed as a whole (its items then go alone). */
   onBatchFailed?: BatchFailedHook;
 }
@@ -62,6 +70,8 @@ export interface GroupCommitSink<I, R> {
 interface Waiting<I, R> {
   item: I;
   bytes: number;
+  /** `keyOf(item)`, when the sink has keys. */
+  key?: string;
   resolve: (r: R) => void;
   reject: (err: unknown) => void;
 }
@@ -76,6 +86,8 @@ export class GroupCommit<I, R> {
   private inFlight = 0;
   /** Batches on the wire, each holding one of `maxInFlight`. */
   private readonly sending = new Set<Promise<void>>();
+  /** The keys of the items on the wire, with how many of each. */
+  private readonly onWire = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -95,12 +107,13 @@ export class GroupCommit<I, R> {
     return new Promise<R>((resolve, reject) => {
       // Nothing on the wire (so nothing waits either: a flush sends at least one batch): it goes alone at
       // once, and its size does not matter (one bigger than the cap goes alone anyway), so it is not measured.
+      const key = this.sink.keyOf?.(item);
       if (this.inFlight === 0) {
-        this.dispatch([{ item, bytes: 0, resolve, reject }]);
+        this.dispatch([{ item, bytes: 0, key, resolve, reject }]);
         return;
       }
       const bytes = this.sink.sizeOf ? this.sink.sizeOf(item) : 1;
-      this.waiting.push({ item, bytes, resolve, reject });
+      this.waiting.push({ item, bytes, key, resolve, reject });
       this.waitingBytes += bytes;
       // A full batch goes at once; what is left of it waits, as any item does.
       if (this.full()) this.flush(true);
@@ -118,11 +131,14 @@ export class GroupCommit<I, R> {
     return this.waiting.length >= this.maxBatch || this.waitingBytes >= this.maxBatchBytes;
   }
 
-  /** Sends what waits (`onlyFull`: only full batches), a batch at a time, while fewer than `maxInFlight` are on the wire. */
+  /**
+   * Sends what waits (`onlyFull`: only full batches), a batch at a time, while fewer than `maxInFlight` are on the
+   * wire. What waits for its key's write stays, in its place, for that write's return to send it.
+   */
   private flush(onlyFull = false): void {
     while (this.waiting.length > 0 && this.inFlight < this.maxInFlight && (!onlyFull || this.full())) {
-      const batch = this.waiting.splice(0, this.batchLength());
-      for (const w of batch) this.waitingBytes -= w.bytes;
+      const batch = this.nextBatch();
+      if (batch.length === 0) break;
       this.dispatch(batch);
     }
     if (this.waiting.length === 0 && this.timer !== undefined) {
@@ -134,9 +150,16 @@ export class GroupCommit<I, R> {
   /** Puts a batch on the wire, holding one of `maxInFlight` until it is answered. */
   private dispatch(batch: Waiting<I, R>[]): void {
     this.inFlight++;
+    for (const { key } of batch) if (key !== undefined) this.onWire.set(key, (this.onWire.get(key) ?? 0) + 1);
     const sent: Promise<void> = this.send(batch).finally(() => {
       this.inFlight--;
       this.sending.delete(sent);
+      for (const { key } of batch) {
+        if (key === undefined) continue;
+        const n = (this.onWire.get(key) ?? 1) - 1;
+        if (n > 0) this.onWire.set(key, n);
+        else this.onWire.delete(key);
+      }
       // What came meanwhile has waited for this batch already: it goes now.
       if (this.waiting.length > 0) this.flush();
     });
@@ -151,16 +174,28 @@ export class GroupCommit<I, R> {
     }
   }
 
-  /** How many of the first items waiting make the next batch: at most `maxBatch`, and `maxBatchBytes` unless the first alone is bigger. */
-  private batchLength(): number {
-    let n = 0;
+  /**
+   * Takes the next batch off what waits, in order, passing over the items whose key is on the wire: at most
+   * `maxBatch` items, and `maxBatchBytes` unless the first alone is bigger.
+   */
+  private nextBatch(): Waiting<I, R>[] {
+    const batch: Waiting<I, R>[] = [];
+    const held: Waiting<I, R>[] = [];
     let bytes = 0;
-    for (const w of this.waiting) {
-      if (n === this.maxBatch || (n > 0 && bytes + w.bytes > this.maxBatchBytes)) break;
-      n++;
+    let i = 0;
+    for (; i < this.waiting.length; i++) {
+      const w = this.waiting[i] as Waiting<I, R>;
+      if (w.key !== undefined && this.onWire.has(w.key)) {
+        held.push(w);
+        continue;
+      }
+      if (batch.length === this.maxBatch || (batch.length > 0 && bytes + w.bytes > this.maxBatchBytes)) break;
+      batch.push(w);
       bytes += w.bytes;
     }
-    return n;
+    this.waiting = [...held, ...this.waiting.slice(i)];
+    this.waitingBytes -= bytes;
+    return batch;
   }
 
   /**

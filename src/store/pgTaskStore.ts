@@ -384,6 +384,8 @@ export class PgTaskStore implements TaskStore {
             many: (items) => this.appendMany(items),
             // JSON text's length: its UTF-16 units, against the batch's cap.
             sizeOf: (c) => c.data.length,
+            // A task's checkpoint waits for its task's on the wire (parallel tool calls'): that one holds the row.
+            keyOf: (c) => c.taskId.toLowerCase(),
             onBatchFailed: this.batchFailed,
           },
           group === true ? {} : group,

@@ -233,7 +233,9 @@ describe.skipIf(!ready)("work per task - Postgres commits and Redis commands of 
   }, 120_000);
 
   /** The measured costs per task, shared by the target checks below. */
-  let measured: { commits: Attributed; redis: Attributed; steps: number; calls: number } | undefined;
+  let measured:
+    | { commits: Attributed; redis: Attributed; steps: number; calls: number; eachTask: Array<{ clawfleet: number; tool: number; steps: number; commits: Map<string, number> }> }
+    | undefined;
 
   it("an order-router task: Redis commands ≤ 2 per model call + 6 (the breakdown of both stores printed)", async () => {
     // Warm-up: the first task of a cluster learns limits, loads agents and tools; steady state is what counts.
@@ -249,7 +251,12 @@ describe.skipIf(!ready)("work per task - Postgres commits and Redis commands of 
     const from = snapshot();
     const started = Date.now();
     const shapes: Array<{ steps: number; calls: number }> = [];
-    for (const order of orders.slice(1)) shapes.push(await runOne(order));
+    const windows: Array<{ pg: Map<string, number>; ms: number }> = [];
+    for (const order of orders.slice(1)) {
+      const [at, t0] = [snapshot(), Date.now()];
+      shapes.push(await runOne(order));
+      windows.push({ pg: diff(at.pg, snapshot().pg), ms: Date.now() - t0 });
+    }
     // The last task's writes that may trail its end (a settle waiting to be folded) land inside the window.
     await sleep(1_000);
     const busyMs = Date.now() - started;
@@ -273,22 +280,36 @@ describe.skipIf(!ready)("work per task - Postgres commits and Redis commands of 
         "",
       ].join("\n"),
     );
-    measured = { commits, redis, steps, calls };
+    // Each task's own commits, in its own window, over the labels counted above as the tasks' (not background).
+    const idleRate = (label: string) => (idle.pg.get(label) ?? 0) / (2 * IDLE_MS);
+    const eachTask = windows.map(({ pg: seen, ms }, i) => {
+      const own = new Map([...commits.task.keys()].map((label) => [label, (seen.get(label) ?? 0) - idleRate(label) * ms] as const));
+      return { ...clawfleetsOwn(own), steps: shapes[i]?.steps ?? 0, commits: own };
+    });
+    measured = { commits, redis, steps, calls, eachTask };
     const own = clawfleetsOwn(commits.task);
     process.stdout.write(`Postgres commits per task: ${own.clawfleet.toFixed(1)} Clawfleet's own, ${own.tool.toFixed(1)} the example tool's own (its INSERT and read-back of order_routes, user code)\n`);
+    process.stdout.write(`Clawfleet's own commits, task by task: ${eachTask.map((t) => `${t.clawfleet.toFixed(1)} (${t.steps} steps)`).join(", ")}\n`);
+    // A task that cost more than the tasks' average: what it had more of.
+    for (const [i, t] of eachTask.entries()) {
+      const more = [...t.commits].filter(([label, n]) => n - (commits.task.get(label) ?? 0) >= 0.5);
+      if (more.length > 0) process.stdout.write(`  task ${i + 1} had more: ${more.map(([label, n]) => `${n.toFixed(1)} × ${label}`).join("; ")}\n`);
+    }
     expect(sum(redis.task)).toBeLessThanOrEqual(2 * calls + 6);
   }, 300_000);
 
   // A task commits its checkpoints (the last one together with its terminal write), its submit, its claim, and the
   // outcome of its side-effect call in the ledger (whose start rides on the checkpoint of the model turn that asked
   // for the call): steps + 3. The example tool's own statements (its INSERT into order_routes and the read-back)
-  // are the user's code, counted apart. The bound is the target itself: the measurement subtracts the cluster's
-  // background traffic, so a change that adds a commit to every task fails here.
+  // are the user's code, counted apart. The bound is the target itself, held by the median task: the measurement
+  // subtracts the cluster's background traffic, so a change that adds a commit to every task fails here, while one
+  // task that a loaded machine made claim or call twice (a lease that lapsed in a stall, say) does not.
   it("an order-router task: Clawfleet's own Postgres commits ≤ steps + 3 (the example tool's own counted apart)", () => {
     if (!measured) throw new Error("the Redis check above measures the tasks first; it did not");
-    const own = clawfleetsOwn(measured.commits.task);
-    expect(own.tool).toBeGreaterThan(0);
-    expect(own.clawfleet).toBeLessThanOrEqual(measured.steps + 3);
+    expect(clawfleetsOwn(measured.commits.task).tool).toBeGreaterThan(0);
+    const over = measured.eachTask.map((t) => t.clawfleet - (t.steps + 3)).sort((a, b) => a - b);
+    const shown = measured.eachTask.map((t) => `${t.clawfleet.toFixed(1)} for ${t.steps} steps: ${[...t.commits].filter(([, n]) => Math.abs(n) >= 0.05).map(([label, n]) => `${n.toFixed(1)} × ${label.slice(0, 40)}`).join("; ")}`);
+    expect(over[Math.floor(over.length / 2)], `the median task's commits over steps + 3; each task's:\n${shown.join("\n")}`).toBeLessThanOrEqual(0);
   });
 
   /** Submits one task, waits for it (read straight from Postgres, past the proxy), and returns its shape. */

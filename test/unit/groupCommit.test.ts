@@ -1,7 +1,8 @@
 /**
  * The group commit's policy (src/store/groupCommit.ts) beyond what the intake's
  * batcher tests show (test/unit/createBatcher.test.ts): an item a batch answers
- * `alone` is sent alone after the batch's other items are answered; a batch that
+ * `alone` is sent alone after the batch's other items are answered; an item whose
+ * key is on the wire waits for that write; a batch that
  * fails as a whole is told (a hook that
  * throws changes nothing) and sent item by item; `drain` answers everything
  * submitted; and the store's checkpoints (src/store/pgTaskStore.ts) answer a batch
@@ -102,6 +103,34 @@ describe("GroupCommit", () => {
     await commits.drain();
     expect(await commits.submit("d")).toBe("lone d");
     expect(sized).toEqual(["b", "c"]);
+  });
+
+  it("an item whose key is on the wire waits for that write, past maxWaitMs, and then goes with the others that waited for it", async () => {
+    // Items are "task/step": the key is the task. a/1 holds task a's row until it is answered.
+    const first = deferred<string>();
+    const batches: string[][] = [];
+    const commits = new GroupCommit<string, string>(
+      {
+        operation: "test",
+        one: (item) => (item === "a/1" ? first.promise : Promise.resolve(`lone ${item}`)),
+        many: async (items) => {
+          batches.push([...items]);
+          return items.map((i): ItemOutcome<string> => ({ ok: true, result: `batched ${i}` }));
+        },
+        keyOf: (item) => item.split("/")[0] as string,
+      },
+      { maxWaitMs: 1 },
+    );
+    const answered: string[] = [];
+    const all = ["a/1", "a/2", "b/1", "a/3", "c/1"].map((i) => commits.submit(i).then((r) => void answered.push(r)));
+    // The others' write goes after maxWaitMs without a's: b's and c's go together, a/1 still on the wire.
+    await expect.poll(() => batches).toEqual([["b/1", "c/1"]]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(answered).toEqual(["batched b/1", "batched c/1"]);
+    first.resolve("lone a/1");
+    await Promise.all(all);
+    expect(batches).toEqual([["b/1", "c/1"], ["a/2", "a/3"]]);
+    expect(answered).toEqual(["batched b/1", "batched c/1", "lone a/1", "batched a/2", "batched a/3"]);
   });
 
   it("drain answers every item submitted, those still waiting included", async () => {
