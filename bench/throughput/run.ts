@@ -205,7 +205,8 @@ function formatRun(name: string, t: Throughput, lat: Latency | undefined): strin
     [...t.servers.values()].every((v) => v === 0)
       ? ""
       : `             the servers on this machine, not counted above (anything else using them included), CPU ms per step: ${[...t.servers].map(([name, ms]) => `${name} ${(ms / Math.max(1, t.steps)).toFixed(2)}`).join(", ")}`,
-    lat ? `             latency at ${RATE} tasks/s: p50 ${lat.p50.toFixed(0)} ms, p99 ${lat.p99.toFixed(0)} ms (${lat.n} tasks; ${lat.load})` : "",
+    // `--latency-seconds 0` measures no latency: a line of NaN would say nothing.
+    lat && lat.n > 0 ? `             latency at ${RATE} tasks/s: p50 ${lat.p50.toFixed(0)} ms, p99 ${lat.p99.toFixed(0)} ms (${lat.n} tasks; ${lat.load})` : "",
     lat?.phases ? `             of it, medians per task in Postgres' clock: ${lat.phases}` : "",
   ]
     .filter((s) => s !== "")
