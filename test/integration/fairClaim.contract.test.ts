@@ -1,8 +1,9 @@
 /**
  * fair claim - the store's `claimNext` (a wake-up's ticket) on PGlite and a real
  * Postgres: which queued task it takes across tenants and priorities, the running
- * cap per tenant (also under concurrent claimers), and that the statement walks
- * the queued-head index with a 10,000-task backlog.
+ * cap per tenant (also under concurrent claimers), that the statement walks
+ * the queued-head index with a 10,000-task backlog, and that it counts the running
+ * tasks only where the count can change what it takes.
  */
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -210,6 +211,35 @@ describe.skipIf(!hasService("postgres"))("fair claim - postgres", () => {
     expect(plan).not.toMatch(/Seq Scan on tasks/);
     // And it still picks right: one of A's running makes B's lone low-priority task the fairest.
     await o.store.store.claimNext("planner-a", NO_CAPS);
+    expect((await o.store.store.claimNext("planner-a", NO_CAPS))?.task.tenant).toBe("tenant-b");
+  });
+
+  it("counts the running tasks only when they can decide: not for one tenant with queued work and no cap, 2,000 running", async () => {
+    const o = get();
+    await o.store.pool.query(`
+      INSERT INTO tasks (id, agent, input, prompt_version, tenant, status)
+      SELECT gen_random_uuid(), 'a', '{}'::jsonb, 'pv', 'tenant-a', s FROM generate_series(1, 2000) g, (VALUES ('running'), ('queued')) v(s)`);
+    await o.store.pool.query("ANALYZE tasks");
+    /** The claim's plan as it ran (in a transaction rolled back: nothing is claimed), and whether it counted the running tasks. */
+    const counts = async (caps: [number | null, string]): Promise<boolean> => {
+      const client = await o.store.pool.connect();
+      try {
+        await client.query("BEGIN");
+        const { rows } = await client.query<{ "QUERY PLAN": string }>(`EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) ${CLAIM_NEXT_SQL}`, ["planner-a", ...caps, [], []]);
+        const scan = rows.map((r) => r["QUERY PLAN"]).find((line) => line.includes("tasks_running_idx"));
+        if (scan === undefined) throw new Error("the claim's plan no longer reads the running tasks' index: this check needs a new way to tell");
+        return !scan.includes("never executed");
+      } finally {
+        await client.query("ROLLBACK");
+        client.release();
+      }
+    };
+    expect(await counts([null, "{}"])).toBe(false);
+    expect(await counts([5_000, "{}"])).toBe(true);
+    expect(await counts([null, JSON.stringify({ "tenant-a": 5_000 })])).toBe(true);
+    await queue(o, task("tenant-b"));
+    expect(await counts([null, "{}"])).toBe(true);
+    // Two tenants queued, the fewest running first: B's one task, A's 2,000 running.
     expect((await o.store.store.claimNext("planner-a", NO_CAPS))?.task.tenant).toBe("tenant-b");
   });
 });
