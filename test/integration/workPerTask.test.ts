@@ -3,10 +3,11 @@
  * distributed layout (one OS process per role, one planner) on the real
  * Postgres and Redis:
  *
- *   - Postgres commits ≤ steps + 3: every statement the cluster sends is seen on
- *     the wire (the nodes reach Postgres through a counting proxy), and each
- *     COMMIT or statement outside a transaction is one commit; the example tool's
- *     own statements (user code, on its own table) are counted apart;
+ *   - Postgres commits ≤ steps + 3, for the median task: every statement the
+ *     cluster sends is seen on the wire (the nodes reach Postgres through a
+ *     counting proxy), and each COMMIT or statement outside a transaction is one
+ *     commit; the example tool's own statements (user code, on its own table) are
+ *     counted apart;
  *   - Redis commands ≤ 2 per model call + 6: a MONITOR connection counts every
  *     command naming one of the run's keys (commands run inside Lua not counted).
  *
