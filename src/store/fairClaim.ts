@@ -50,7 +50,9 @@ export const CLAIM_NEXT_SQL = `
     SELECT (SELECT t.tenant FROM tasks t WHERE t.status = 'queued' AND t.tenant > q.tenant ORDER BY t.tenant LIMIT 1)
     FROM queued_tenants q WHERE q.tenant IS NOT NULL
   ), counted AS (
-    SELECT $2::int IS NOT NULL OR $3::jsonb <> '{}'::jsonb OR (SELECT count(*) FROM queued_tenants WHERE tenant IS NOT NULL) > 1 AS needed
+    SELECT $2::int IS NOT NULL
+        OR EXISTS (SELECT 1 FROM jsonb_each($3::jsonb) c WHERE c.value <> 'null'::jsonb)
+        OR (SELECT count(*) FROM queued_tenants WHERE tenant IS NOT NULL) > 1 AS needed
   ), running AS (
     SELECT tenant, count(*)::int AS n FROM tasks WHERE status = 'running' AND (SELECT needed FROM counted) GROUP BY tenant
   ), candidates AS (

@@ -14,10 +14,12 @@
  * them); an item bigger than the cap goes alone.
  *
  * An item whose key (`keyOf`: a checkpoint's task) is on the wire already waits for
- * that write to come back, past `maxWaitMs`: sent meanwhile, it would find the row
+ * that item to be answered, past `maxWaitMs`: sent meanwhile, it would find the row
  * that write holds, and wait on it there, holding a connection, or (a batch that
  * skips locked rows) go round again alone, a commit of its own. The items that wait
- * for it then go together, as one batch.
+ * for it then go together, as one batch. A key is on the wire until its own item is
+ * answered, not until the rest of its batch is (a lone write of another key may wait
+ * on a lock).
  *
  * Each caller gets its own item's answer, and only after its own commit: what a
  * lone `one` would have answered or thrown. A batch that fails as a whole is sent
@@ -137,7 +139,7 @@ export class GroupCommit<I, R> {
    */
   private flush(onlyFull = false): void {
     while (this.waiting.length > 0 && this.inFlight < this.maxInFlight && (!onlyFull || this.full())) {
-      const batch = this.nextBatch();
+      const batch = this.nextBatch(onlyFull);
       if (batch.length === 0) break;
       this.dispatch(batch);
     }
@@ -150,20 +152,37 @@ export class GroupCommit<I, R> {
   /** Puts a batch on the wire, holding one of `maxInFlight` until it is answered. */
   private dispatch(batch: Waiting<I, R>[]): void {
     this.inFlight++;
-    for (const { key } of batch) if (key !== undefined) this.onWire.set(key, (this.onWire.get(key) ?? 0) + 1);
+    for (const w of batch) if (w.key !== undefined) this.keyOnWire(w, w.key);
     const sent: Promise<void> = this.send(batch).finally(() => {
       this.inFlight--;
       this.sending.delete(sent);
-      for (const { key } of batch) {
-        if (key === undefined) continue;
-        const n = (this.onWire.get(key) ?? 1) - 1;
-        if (n > 0) this.onWire.set(key, n);
-        else this.onWire.delete(key);
-      }
       // What came meanwhile has waited for this batch already: it goes now.
       if (this.waiting.length > 0) this.flush();
     });
     this.sending.add(sent);
+  }
+
+  /** Counts an item's key on the wire until the item is answered; then what waits for the key may go. */
+  private keyOnWire(w: Waiting<I, R>, key: string): void {
+    this.onWire.set(key, (this.onWire.get(key) ?? 0) + 1);
+    const { resolve, reject } = w;
+    let answered = false;
+    const release = () => {
+      if (answered) return;
+      answered = true;
+      const n = (this.onWire.get(key) ?? 1) - 1;
+      if (n > 0) this.onWire.set(key, n);
+      else this.onWire.delete(key);
+      if (this.waiting.length > 0) this.flush();
+    };
+    w.resolve = (r) => {
+      release();
+      resolve(r);
+    };
+    w.reject = (err) => {
+      release();
+      reject(err);
+    };
   }
 
   /** Resolves once every item submitted so far is answered: what waits is sent, what is on the wire comes back. */
@@ -176,25 +195,30 @@ export class GroupCommit<I, R> {
 
   /**
    * Takes the next batch off what waits, in order, passing over the items whose key is on the wire: at most
-   * `maxBatch` items, and `maxBatchBytes` unless the first alone is bigger.
+   * `maxBatch` items, and `maxBatchBytes` unless the first alone is bigger. With `onlyFull`, nothing unless
+   * that batch is full (held items do not fill it).
    */
-  private nextBatch(): Waiting<I, R>[] {
-    const batch: Waiting<I, R>[] = [];
-    const held: Waiting<I, R>[] = [];
+  private nextBatch(onlyFull: boolean): Waiting<I, R>[] {
+    const taken: number[] = [];
     let bytes = 0;
-    let i = 0;
-    for (; i < this.waiting.length; i++) {
+    let capped = false;
+    for (let i = 0; i < this.waiting.length; i++) {
       const w = this.waiting[i] as Waiting<I, R>;
-      if (w.key !== undefined && this.onWire.has(w.key)) {
-        held.push(w);
-        continue;
+      if (w.key !== undefined && this.onWire.has(w.key)) continue;
+      if (taken.length === this.maxBatch || (taken.length > 0 && bytes + w.bytes > this.maxBatchBytes)) {
+        capped = true;
+        break;
       }
-      if (batch.length === this.maxBatch || (batch.length > 0 && bytes + w.bytes > this.maxBatchBytes)) break;
-      batch.push(w);
+      taken.push(i);
       bytes += w.bytes;
     }
-    this.waiting = [...held, ...this.waiting.slice(i)];
+    if (taken.length === 0 || (onlyFull && !capped && taken.length < this.maxBatch && bytes < this.maxBatchBytes)) return [];
     this.waitingBytes -= bytes;
+    // Nothing held before the batch's last item (always so without keys): the batch is the front of the queue.
+    if (taken[taken.length - 1] === taken.length - 1) return this.waiting.splice(0, taken.length);
+    const inBatch = new Set(taken);
+    const batch = taken.map((i) => this.waiting[i] as Waiting<I, R>);
+    this.waiting = this.waiting.filter((_, i) => !inBatch.has(i));
     return batch;
   }
 

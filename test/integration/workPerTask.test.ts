@@ -303,13 +303,21 @@ describe.skipIf(!ready)("work per task - Postgres commits and Redis commands of 
   // outcome of its side-effect call in the ledger (whose start rides on the checkpoint of the model turn that asked
   // for the call): steps + 3. The example tool's own statements (its INSERT into order_routes and the read-back)
   // are the user's code, counted apart. The bound is the target itself, held by the median task: the measurement
-  // subtracts the cluster's background traffic, so a change that adds a commit to every task fails here, while one
-  // task that a loaded machine made claim or call twice (a lease that lapsed in a stall, say) does not.
+  // subtracts the cluster's background traffic. A task of 12 steps takes 14 today (two results of parallel tool
+  // calls commit together) and 15 when they come back too far apart to: a change that adds a commit to every task
+  // of the second kind, or two to every task, fails here; one task that a loaded machine made do something twice
+  // (a lease that lapsed in a stall, say) does not.
   it("an order-router task: Clawfleet's own Postgres commits ≤ steps + 3 (the example tool's own counted apart)", () => {
     if (!measured) throw new Error("the Redis check above measures the tasks first; it did not");
     expect(clawfleetsOwn(measured.commits.task).tool).toBeGreaterThan(0);
     const over = measured.eachTask.map((t) => t.clawfleet - (t.steps + 3)).sort((a, b) => a - b);
-    const shown = measured.eachTask.map((t) => `${t.clawfleet.toFixed(1)} for ${t.steps} steps: ${[...t.commits].filter(([, n]) => Math.abs(n) >= 0.05).map(([label, n]) => `${n.toFixed(1)} × ${label.slice(0, 40)}`).join("; ")}`);
+    const shown = measured.eachTask.map(
+      (t) =>
+        `${t.clawfleet.toFixed(1)} for ${t.steps} steps: ${[...t.commits]
+          .filter(([label, n]) => Math.abs(n) >= 0.05 && !label.includes("order_routes"))
+          .map(([label, n]) => `${n.toFixed(1)} × ${label}`)
+          .join("; ")}`,
+    );
     expect(over[Math.floor(over.length / 2)], `the median task's commits over steps + 3; each task's:\n${shown.join("\n")}`).toBeLessThanOrEqual(0);
   });
 

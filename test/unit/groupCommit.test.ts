@@ -133,6 +133,55 @@ describe("GroupCommit", () => {
     expect(answered).toEqual(["batched b/1", "batched c/1", "lone a/1", "batched a/2", "batched a/3"]);
   });
 
+  it("a key is on the wire until its own item is answered, not until its batch's lone re-sends of other keys are", async () => {
+    // x/1's row is held elsewhere: the batch answers it `alone`, and its lone write waits.
+    const xAlone = deferred<string>();
+    const first = deferred<string>();
+    const commits = new GroupCommit<string, string>(
+      {
+        operation: "test",
+        one: (item) => (item === "x/1" ? xAlone.promise : item === "z/1" ? first.promise : Promise.resolve(`lone ${item}`)),
+        many: async (items) => items.map((i): ItemOutcome<string> => (i === "x/1" ? { alone: true } : { ok: true, result: `batched ${i}` })),
+        keyOf: (item) => item.split("/")[0] as string,
+      },
+      { maxWaitMs: 1 },
+    );
+    const z = commits.submit("z/1");
+    const a1 = commits.submit("a/1");
+    const x = commits.submit("x/1");
+    first.resolve("lone z/1");
+    expect(await a1).toBe("batched a/1");
+    // a/1 is answered; x/1's lone write still waits. a's next checkpoint goes without waiting for x's.
+    let a2: string | undefined;
+    void commits.submit("a/2").then((r) => (a2 = r));
+    await expect.poll(() => a2).toMatch(/a\/2$/);
+    xAlone.resolve("lone x/1");
+    expect(await Promise.all([z, x])).toEqual(["lone z/1", "lone x/1"]);
+  });
+
+  it("held items do not fill a batch: the others wait for maxWaitMs and go together", async () => {
+    const first = deferred<string>();
+    const batches: string[][] = [];
+    const commits = new GroupCommit<string, string>(
+      {
+        operation: "test",
+        one: (item) => (item === "a/0" ? first.promise : Promise.resolve(`lone ${item}`)),
+        many: async (items) => {
+          batches.push([...items]);
+          return items.map((i): ItemOutcome<string> => ({ ok: true, result: `batched ${i}` }));
+        },
+        keyOf: (item) => item.split("/")[0] as string,
+      },
+      { maxBatch: 3, maxWaitMs: 20 },
+    );
+    const all = ["a/0", "a/1", "a/2", "a/3", "b/1", "c/1"].map((i) => commits.submit(i));
+    // Three of a's wait behind a/0: were they counted, b/1 and c/1 would each go at once, alone.
+    await expect.poll(() => batches).toEqual([["b/1", "c/1"]]);
+    first.resolve("lone a/0");
+    await Promise.all(all);
+    expect(batches).toEqual([["b/1", "c/1"], ["a/1", "a/2", "a/3"]]);
+  });
+
   it("drain answers every item submitted, those still waiting included", async () => {
     const commits = new GroupCommit<number, number>(
       { operation: "test", one: async (n) => n, many: async (items) => items.map((n) => ({ ok: true, result: -n })) },
