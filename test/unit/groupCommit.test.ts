@@ -21,6 +21,28 @@ function deferred<T>(): { promise: Promise<T>; resolve: (v: T) => void } {
   return { promise, resolve };
 }
 
+/**
+ * A group commit of "task/step" items keyed by their task, recording its batches: `held`'s lone write waits
+ * for `first`, every other goes at once; a batch answers every item.
+ */
+function keyedByTask(held: string, opts: { maxBatch?: number; maxWaitMs: number }) {
+  const first = deferred<string>();
+  const batches: string[][] = [];
+  const commits = new GroupCommit<string, string>(
+    {
+      operation: "test",
+      one: (item) => (item === held ? first.promise : Promise.resolve(`lone ${item}`)),
+      many: async (items) => {
+        batches.push([...items]);
+        return items.map((i): ItemOutcome<string> => ({ ok: true, result: `batched ${i}` }));
+      },
+      keyOf: (item) => item.split("/")[0] as string,
+    },
+    opts,
+  );
+  return { first, batches, commits };
+}
+
 describe("GroupCommit", () => {
   it("answers a batch's items first, then sends alone the ones it answered so", async () => {
     const lone = new Map<string, ReturnType<typeof deferred<string>>>();
@@ -107,20 +129,7 @@ describe("GroupCommit", () => {
 
   it("an item whose key is on the wire waits for that write, past maxWaitMs, and then goes with the others that waited for it", async () => {
     // Items are "task/step": the key is the task. a/1 holds task a's row until it is answered.
-    const first = deferred<string>();
-    const batches: string[][] = [];
-    const commits = new GroupCommit<string, string>(
-      {
-        operation: "test",
-        one: (item) => (item === "a/1" ? first.promise : Promise.resolve(`lone ${item}`)),
-        many: async (items) => {
-          batches.push([...items]);
-          return items.map((i): ItemOutcome<string> => ({ ok: true, result: `batched ${i}` }));
-        },
-        keyOf: (item) => item.split("/")[0] as string,
-      },
-      { maxWaitMs: 1 },
-    );
+    const { first, batches, commits } = keyedByTask("a/1", { maxWaitMs: 1 });
     const answered: string[] = [];
     const all = ["a/1", "a/2", "b/1", "a/3", "c/1"].map((i) => commits.submit(i).then((r) => void answered.push(r)));
     // The others' write goes after maxWaitMs without a's: b's and c's go together, a/1 still on the wire.
@@ -160,20 +169,7 @@ describe("GroupCommit", () => {
   });
 
   it("held items do not fill a batch: the others wait for maxWaitMs and go together", async () => {
-    const first = deferred<string>();
-    const batches: string[][] = [];
-    const commits = new GroupCommit<string, string>(
-      {
-        operation: "test",
-        one: (item) => (item === "a/0" ? first.promise : Promise.resolve(`lone ${item}`)),
-        many: async (items) => {
-          batches.push([...items]);
-          return items.map((i): ItemOutcome<string> => ({ ok: true, result: `batched ${i}` }));
-        },
-        keyOf: (item) => item.split("/")[0] as string,
-      },
-      { maxBatch: 3, maxWaitMs: 20 },
-    );
+    const { first, batches, commits } = keyedByTask("a/0", { maxBatch: 3, maxWaitMs: 20 });
     const all = ["a/0", "a/1", "a/2", "a/3", "b/1", "c/1"].map((i) => commits.submit(i));
     // Three of a's wait behind a/0: were they counted, b/1 and c/1 would each go at once, alone.
     await expect.poll(() => batches).toEqual([["b/1", "c/1"]]);
