@@ -131,7 +131,7 @@ export function plannerService(resources: Resources, metrics: Metrics): ServiceS
       const broker = this.broker;
       // The checkpoint writes of a run are built from what the planner validated before (the claim's fence, the
       // gateway's answers, the executor's results): a checkpoint service on this node takes them as they are.
-      const store = new RemoteTaskStore((action, params) => broker.call(action, params), "checkpoint", ["appendStep", "finishWithStep"]);
+      const store = new RemoteTaskStore((action, params) => broker.call(action, params), "checkpoint", ["appendStep", "appendSteps", "finishWithStep"]);
       // Model and tool calls a shutdown can cut short (src/transport/cancel.ts).
       const calls: CancellableBroker = {
         call: (action, params, opts) => broker.call(action, params, opts),

@@ -83,7 +83,8 @@ export interface Attempt {
   signal: AbortSignal;
   /** Aborted to cut the model and tool calls in flight short (a shutdown past its step drain). */
   callSignal: AbortSignal;
-  store: Pick<TaskStore, "listSteps" | "appendStep" | "approvalOf">;
+  /** `appendSteps`: a turn's checkpoint with its calls' results in one commit; without it, one by one. */
+  store: Pick<TaskStore, "listSteps" | "appendStep" | "approvalOf"> & Partial<Pick<TaskStore, "appendSteps">>;
   llm: LlmClient;
   tools: ToolRunner;
   prices: PriceTable;

@@ -14,6 +14,7 @@ import type { Attempt, PendingCheckpoint, StepEvent } from "./attempt";
 import type { Premarks } from "./premark";
 import type { Tier } from "./definition";
 import { callModelWithRetry } from "./modelRetry";
+import { isMissingAction } from "./settle";
 import type { BudgetName, Usage } from "../contracts";
 import type { CompleteResponse, MessageParam, ToolSpec } from "../contracts";
 
@@ -57,6 +58,32 @@ export async function commitTurn(a: Attempt, turn: AnsweredTurn, premarks?: Prem
   premarks?.committed(marks, answer);
   checkpoint.announce();
   return { response: turn.response, usage: turn.usage };
+}
+
+/** A checkpoint to write: its step, what it spent (a model turn's), and its announcement once stored. */
+export type StepToStore = Pick<PendingCheckpoint, "step" | "announce"> & { usage?: Usage | undefined };
+
+/**
+ * Writes an answered turn's checkpoint and those of the calls it asked for (their results), in one commit
+ * (`appendSteps`), then tells the interceptor chain of each, in step order. A store without `appendSteps`, or a
+ * checkpoint service that predates it, gets them one by one, in order.
+ */
+export async function commitTurnWith(a: Attempt, turn: AnsweredTurn, results: readonly StepToStore[]): Promise<void> {
+  const all: StepToStore[] = [turn.checkpoint, ...[...results].sort((x, y) => x.step.step - y.step.step)];
+  const { store } = a;
+  const oneByOne = async () => {
+    for (const c of all) await store.appendStep(a.task.id, a.fence, c.step, c.usage);
+  };
+  if (store.appendSteps === undefined) await oneByOne();
+  else {
+    try {
+      await store.appendSteps(a.task.id, a.fence, all.map((c) => ({ step: c.step, ...(c.usage ? { usageDelta: c.usage } : {}) })));
+    } catch (err) {
+      if (!isMissingAction(err, "appendSteps")) throw err;
+      await oneByOne();
+    }
+  }
+  for (const c of all) c.announce();
 }
 
 /**

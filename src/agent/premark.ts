@@ -74,6 +74,20 @@ export class Premarks {
     return marks;
   }
 
+  /**
+   * Whether every call of `content` changes nothing: a tool the executor described, not as a side effect, that
+   * the agent allows and no approval gates. False while the executor has not said which tools are side effects.
+   * Such calls may run before their turn's checkpoint is stored (runLoop.ts): a crash before it is stored has
+   * them made again, which a tool without side effects allows.
+   */
+  changeNothing(a: Pick<Attempt, "agent">, described: readonly { name: string }[], content: readonly ContentBlock[]): boolean {
+    const sideEffects = this.sideEffects;
+    if (sideEffects === undefined) return false;
+    return toolUses(content).every(
+      (use) => !sideEffects.has(use.name) && described.some((s) => s.name === use.name) && allows(a.agent, use.name) && !needsApproval(a.agent, use.name),
+    );
+  }
+
   /** After the checkpoint committed, with the store's answer: its calls are premarked only if the store says it wrote them. */
   committed(marks: readonly ToolCallMark[], answer: AppendStepAnswer): void {
     if (answer?.marked !== true) return;

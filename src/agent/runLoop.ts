@@ -10,6 +10,12 @@
  * task then fails (`budget_exceeded`) or, with `on_exhausted: finish`, ends
  * after one wrap-up turn without tools.
  *
+ * A turn whose calls all change nothing (tools the executor described without side
+ * effects, none gated) is not checkpointed before them: they are made first, and
+ * the turn is checkpointed with their results, in one commit. A crash before it
+ * loses the turn, as a crash during the model call would: whoever resumes asks the
+ * model again, and the calls made meanwhile changed nothing.
+ *
  * It never writes without the attempt's fencing token, so a zombie's writes are
  * refused by the store; it stops at the next step boundary when `signal` aborts
  * (graceful shutdown, lost lease).
@@ -221,22 +227,29 @@ async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "s
   if (refused) return out(refused);
   // On the exits that leave owed calls undispatched: their premarks go back (premark.ts), not on the way to them.
   const unmark = () => giveBackPremarks(a, deps.store, ledger);
+  // The turn whose calls are pending, its checkpoint held to be written with their results (they change nothing).
+  let held: AnsweredTurn | undefined;
 
   for (;;) {
     if (signal.aborted) {
       await writes.stored();
+      // As at any step boundary, the answer stays checkpointed: whoever resumes the task makes its calls.
+      if (held) await commitTurn(a, held);
       await unmark();
       return { kind: "interrupted", reason: signal.reason };
     }
 
     if (state.pending.length > 0) {
       await writes.stored();
+      const turn = held;
+      held = undefined;
       const late = budget.wall();
       if (late) {
+        if (turn) await commitTurn(a, turn);
         await unmark();
         return out(late);
       }
-      const { results, stored: toolsStored } = await dispatchTools(a, state.pending, ledger, toolParents);
+      const { results, stored: toolsStored } = await dispatchTools(a, state.pending, ledger, toolParents, turn);
       writes.set(toolsStored);
       // A gated call still waiting for an operator (src/approvals) parks the task, the turn's other calls checkpointed.
       const parked = awaitingApproval(a, state.pending, results);
@@ -291,7 +304,10 @@ async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "s
       return endOn(a, turn, () => endingOf(content, response.stop_reason, tier.max_tokens, agent.resultFormat));
     }
     // Calls that will not be dispatched now (the attempt is stopping, or out of wall time) are not premarked.
-    await commitTurn(a, turn, signal.aborted || budget.wall() ? undefined : ledger.premarks);
+    const dispatchNow = !signal.aborted && !budget.wall();
+    // Calls that change nothing are made first, and the turn is checkpointed with their results, in one commit.
+    if (dispatchNow && ledger.premarks.changeNothing(a, specs, content)) held = turn;
+    else await commitTurn(a, turn, dispatchNow ? ledger.premarks : undefined);
     state.messages.push({ role: "assistant", content });
     state.llmSteps++;
     state.nextStep = step + 1 + uses.length;

@@ -17,6 +17,9 @@
  * checkpoint is sent `premarked` on its dispatch (src/agent/premark.ts): the
  * executor then writes no start of its own.
  *
+ * The calls of a turn whose checkpoint is not written yet (calls that change
+ * nothing: runLoop.ts) are checkpointed with it, in one commit, once all are done.
+ *
  * The results are handed back once the tools are done; their checkpoints may
  * still be on their way (`stored`). The loop asks the model its next turn
  * meanwhile, and checkpoints that turn only once they are stored (runLoop.ts).
@@ -26,7 +29,7 @@ import type { Attempt } from "./attempt";
 import { gateOf, rejectedResult } from "../approvals/gate";
 import { allows } from "./definition";
 import { toolResultBlock, toolUses, type PendingToolUse } from "./replay";
-import { onItsWay } from "./modelTurn";
+import { commitTurnWith, onItsWay, type AnsweredTurn, type StepToStore } from "./modelTurn";
 import { toolCallKey } from "./premark";
 import type { ToolCallLedger } from "./toolCallLedger";
 import type { ContentBlock } from "../contracts";
@@ -45,15 +48,22 @@ export interface DispatchedTools {
   stored: Promise<void>;
 }
 
-/** `parents`: by step, the traceparent of the model turn that asked for the call, its span's parent. */
+/**
+ * `parents`: by step, the traceparent of the model turn that asked for the call, its span's parent.
+ * `turn`: that model turn, its checkpoint not written yet (calls that change nothing run first: runLoop.ts). The
+ * calls' checkpoints are then written with it, in one commit, once every call is done (`commitTurnWith`); if one
+ * failed, the turn and the others' results are still stored before the attempt ends on its error.
+ */
 export async function dispatchTools(
   a: Attempt,
   pending: readonly PendingToolUse[],
   ledger: ToolCallLedger,
   parents: ReadonlyMap<number, string>,
+  turn?: AnsweredTurn,
 ): Promise<DispatchedTools> {
   const results = new Map<number, UserBlock>();
   const writes: Promise<void>[] = [];
+  const withTurn: StepToStore[] = [];
   // Every call is waited for, even once one has failed: the attempt (and its lease) must not end while a
   // side-effect tool it started is still running, or a successor could ask for the same step meanwhile.
   const ran = await Promise.allSettled(
@@ -63,9 +73,8 @@ export async function dispatchTools(
       if (gate.approval) noteDecision(a, use, gate.approval);
       const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger);
       results.set(use.step, toolResultBlock(use.id, result));
-      // Handled at once (onItsWay): the turn's other calls may still run for a while before firstFailure() looks at it.
-      const written = a.store
-        .appendStep(a.task.id, a.fence, {
+      const checkpoint: StepToStore = {
+        step: {
           kind: "tool",
           step: use.step,
           data: {
@@ -77,15 +86,18 @@ export async function dispatchTools(
             duration_ms: result.duration_ms,
             idempotency_key: idempotencyKey(a, use),
           },
-        })
-        .then(() => {
+        },
+        announce: () => {
           a.stepCheckpointed({ taskId: a.task.id, step: use.step, kind: "tool", tool: use.name, ok: result.ok, duration_ms: result.duration_ms, ...a.labels });
           noteDuplicate(a, ledger, use);
-        });
-      writes.push(onItsWay(written));
+        },
+      };
+      if (turn) withTurn.push(checkpoint);
+      // Handled at once (onItsWay): the turn's other calls may still run for a while before firstFailure() looks at it.
+      else writes.push(onItsWay(a.store.appendStep(a.task.id, a.fence, checkpoint.step).then(checkpoint.announce)));
     }),
   );
-  const stored = firstFailure(writes);
+  const stored = turn ? onItsWay(commitTurnWith(a, turn, withTurn)) : firstFailure(writes);
   const failed = ran.find((r) => r.status === "rejected");
   if (failed) {
     // The attempt ends on the tool's error, once the other calls' checkpoints are settled.

@@ -262,6 +262,17 @@ export const STORE_METHODS = {
       ...(marks !== undefined && marks.length > 0 ? { marks: [...marks] } : {}),
     }),
   }).toArgs((p) => (p.marks === undefined ? [p.taskId, p.fence, p.step, p.usageDelta] : [p.taskId, p.fence, p.step, p.usageDelta, p.marks])),
+  /**
+   * Checkpoints of one task in one commit, in step order (a model turn's and its calls' results): stored together
+   * or not at all. Fenced as `appendStep` is; a retry of the same steps is a no-op, one of them with other content a
+   * `DuplicateStepError`. No ledger marks: a turn whose calls need them is written with `appendStep`. A method of its
+   * own: a checkpoint service that predates it has no such action, and its caller then writes the steps one by one.
+   */
+  appendSteps: method({
+    params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, steps: z.array(LastCheckpointSchema).min(1).max(1000) }),
+    result: z.void(),
+    toParams: (taskId: string, fence: number, steps: readonly LastCheckpoint[]) => ({ taskId, fence, steps: [...steps] }),
+  }).toArgs((p) => [p.taskId, p.fence, p.steps]),
   /** Terminal outcome. StaleFenceError if `fence` is not current. Failures also land in the dead-letter list. */
   finishTask: method({
     params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, outcome: TaskOutcomeSchema }),

@@ -19,8 +19,9 @@
  *   checkpoints gets the error a lone write gets for that (`UnavailableError`,
  *   retryable), and a retry of one that did commit passes as any retried
  *   checkpoint does, its usage counted once;
- * - two checkpoints of one task in a batch (the results of parallel tool calls) add
- *   their usage together to the one row, and both steps are inserted;
+ * - two checkpoints of one task in a batch (the results of parallel tool calls, or
+ *   one item's steps: a model turn's and its calls' results) add their usage
+ *   together to the one row, and both steps are inserted;
  * - a task whose row another transaction holds (a claim, a lone checkpoint, a
  *   finish) is skipped, not waited for: its checkpoint goes alone and waits there,
  *   as it would have, while the batch's others commit. The rows a batch does lock
@@ -28,15 +29,27 @@
  */
 import type { NewStep, Usage } from "../contracts";
 
-/** A plain checkpoint (no ledger marks) as the statement takes it. */
-export interface CheckpointItem {
-  taskId: string;
-  fence: number;
+/** One step of a checkpoint item. */
+export interface CheckpointStep {
   step: NewStep;
   /** `step.data` as JSON text, as the one-row statement takes it. */
   data: string;
   usage: Usage | undefined;
 }
+
+/** A plain checkpoint (no ledger marks) as the statement takes it. */
+export interface CheckpointItem extends CheckpointStep {
+  taskId: string;
+  fence: number;
+  /**
+   * The same task's next steps, in order, stored with this one in the same commit or not at all (`appendSteps`).
+   * They are one item: a batch stores all of them or none, and one sent alone writes them in order.
+   */
+  rest?: readonly CheckpointStep[];
+}
+
+/** An item's steps, in order. */
+export const stepsOf = (c: CheckpointItem): CheckpointStep[] => [c, ...(c.rest ?? [])];
 
 /**
  * Takes one array per column, in the order of the one-row checkpoint's values (`checkpointValues` in

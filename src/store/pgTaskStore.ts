@@ -13,7 +13,7 @@
  */
 import type pg from "pg";
 import { PreparedStatements } from "./preparedStatements";
-import { APPEND_STEPS_SQL, checkpointKey, stepKey, type CheckpointItem } from "./checkpointBatch";
+import { APPEND_STEPS_SQL, checkpointKey, stepKey, stepsOf, type CheckpointItem } from "./checkpointBatch";
 import { DEFAULT_MAX_IN_FLIGHT, GroupCommit, type BatchFailedHook, type GroupCommitOptions, type ItemOutcome } from "./groupCommit";
 import {
   CHECKPOINT_SCHEMA_VERSION,
@@ -380,10 +380,10 @@ export class PgTaskStore implements TaskStore {
       ? new GroupCommit<CheckpointItem, undefined>(
           {
             operation: "appendStep",
-            one: (c) => this.appendOne(c.taskId, c.fence, c.step, c.data, c.usage) as Promise<undefined>,
+            one: (c) => this.appendItem(c),
             many: (items) => this.appendMany(items),
             // JSON text's length: its UTF-16 units, against the batch's cap.
-            sizeOf: (c) => c.data.length,
+            sizeOf: (c) => stepsOf(c).reduce((n, s) => n + s.data.length, 0),
             // A task's checkpoint waits for its task's on the wire (parallel tool calls'): that one holds the row.
             keyOf: (c) => c.taskId.toLowerCase(),
             onBatchFailed: this.batchFailed,
@@ -569,21 +569,48 @@ export class PgTaskStore implements TaskStore {
   }
 
   /**
-   * Plain checkpoints in one statement (src/store/checkpointBatch.ts). Those it did not store, and a second
-   * checkpoint of a task's step already in the batch (a retry), go alone, each answered as a lone write is. An
+   * Checkpoints of one task in one statement (the batch's), with the others that wait in the group commit if
+   * there is one; stored together or not at all. What the statement does not store (a stale fence, the task's row
+   * held by another transaction, a step already stored: a retry) is written step by step, in order, each
+   * answered as a lone `appendStep`.
+   */
+  async appendSteps(taskId: string, fence: number, steps: readonly LastCheckpoint[]): Promise<void> {
+    const [first, ...rest] = steps.map((s) => ({ step: s.step, data: json(s.step.data), usage: s.usageDelta }));
+    if (first === undefined) return;
+    const item: CheckpointItem = { taskId, fence, ...first, rest };
+    if (this.checkpoints && isTaskId(taskId)) return this.checkpoints.submit(item);
+    return this.appendItem(item);
+  }
+
+  /** An item alone: a task's several steps in one statement first, then one by one if it did not store them. */
+  private async appendItem(c: CheckpointItem): Promise<undefined> {
+    if (c.rest !== undefined && c.rest.length > 0 && isTaskId(c.taskId)) {
+      const [outcome] = await this.appendMany([c]).catch(() => [{ alone: true } as const]);
+      if (outcome !== undefined && !("alone" in outcome)) {
+        if (outcome.ok) return undefined;
+        throw outcome.error;
+      }
+    }
+    for (const s of stepsOf(c)) await this.appendOne(c.taskId, c.fence, s.step, s.data, s.usage);
+    return undefined;
+  }
+
+  /**
+   * Plain checkpoints in one statement (src/store/checkpointBatch.ts). Those it did not store, and an item with a
+   * step of a task already in the batch (a retry), go alone, each answered as a lone write is. An
    * error the database answered (nothing written) sends every one alone; a connection lost under the statement
    * (committed or not, unknown) answers every one with the error a lone write gets for it.
    */
   private async appendMany(items: readonly CheckpointItem[]): Promise<Array<ItemOutcome<undefined>>> {
     const seen = new Set<string>();
     const batched = items.map((c) => {
-      const key = stepKey(c.taskId, c.step.step);
-      if (seen.has(key)) return false;
-      seen.add(key);
+      const keys = stepsOf(c).map((s) => stepKey(c.taskId, s.step.step));
+      if (keys.some((k) => seen.has(k)) || new Set(keys).size < keys.length) return false;
+      for (const k of keys) seen.add(k);
       return true;
     });
     // One array per column, in the one-row statement's order.
-    const rows = items.filter((_, i) => batched[i]).map((c) => [c.taskId, c.fence, ...checkpointValues(c.step, c.data, c.usage)]);
+    const rows = items.filter((_, i) => batched[i]).flatMap((c) => stepsOf(c).map((s) => [c.taskId, c.fence, ...checkpointValues(s.step, s.data, s.usage)]));
     const columns = (rows[0] ?? []).map((_, j) => rows.map((r) => r[j]));
     let stored: Set<string>;
     try {
@@ -594,7 +621,9 @@ export class PgTaskStore implements TaskStore {
       this.batchFailed(err, items.length);
       return items.map(() => ({ ok: false, error: toStoreError(err, "appendStep", this.target) }));
     }
-    return items.map((c, i) => (batched[i] && stored.has(checkpointKey(c.taskId, c.step.step, c.fence)) ? { ok: true, result: undefined } : { alone: true }));
+    return items.map((c, i) =>
+      batched[i] && stepsOf(c).every((s) => stored.has(checkpointKey(c.taskId, s.step.step, c.fence))) ? { ok: true, result: undefined } : { alone: true },
+    );
   }
 
   /** One checkpoint in its own statement, with its ledger marks if any. */

@@ -366,6 +366,42 @@ function storeContract(backend: StoreBackend): void {
     });
   });
 
+  describe("appendSteps: a model turn with its calls' results, in one write", () => {
+    it("stores every step with its usage, or, under a stale fence, none", async () => {
+      const r = await running();
+      await store.appendSteps(r.id, r.fence, [{ step: llmStep(1), usageDelta: usage(10, 5, 0.1) }, { step: toolStep(r.id, 2) }, { step: toolStep(r.id, 3) }]);
+      expect((await store.listSteps(r.id)).map((s) => [s.step, s.kind, s.fence])).toEqual([
+        [1, "llm", r.fence],
+        [2, "tool", r.fence],
+        [3, "tool", r.fence],
+      ]);
+      expect(await store.getTask(r.id)).toMatchObject({ status: "running", steps: 3, usage: { input_tokens: 10, output_tokens: 5, cost_usd: 0.1 } });
+
+      const z = await running();
+      const successor = await store.claimTask(z.id, "worker-b");
+      if (!successor) throw new Error("takeover failed");
+      const stale = await rejection(store.appendSteps(z.id, z.fence, [{ step: llmStep(1), usageDelta: usage(10, 5, 0.1) }, { step: toolStep(z.id, 2) }]));
+      expect(stale).toBeInstanceOf(StaleFenceError);
+      expect(await store.listSteps(z.id)).toEqual([]);
+      expect(await store.getTask(z.id)).toMatchObject({ steps: 0, usage: { input_tokens: 0, cost_usd: 0 } });
+    });
+
+    it("a retry of the same steps is a no-op, its usage counted once; one with other content is a DuplicateStepError", async () => {
+      const r = await running();
+      const write = (text?: string) => store.appendSteps(r.id, r.fence, [{ step: llmStep(1), usageDelta: usage(10, 5, 0.1) }, { step: llmStep(2, text) }]);
+      await write();
+      await write();
+      expect(await store.getTask(r.id)).toMatchObject({ steps: 2, usage: { input_tokens: 10, cost_usd: 0.1 } });
+      expect(await rejection(write("another thought"))).toBeInstanceOf(DuplicateStepError);
+      expect((await store.listSteps(r.id)).map((s) => s.data)).toEqual([llmStep(1).data, llmStep(2).data]);
+      expect(await store.getTask(r.id)).toMatchObject({ steps: 2, usage: { input_tokens: 10, cost_usd: 0.1 } });
+    });
+
+    it("to an unknown task is TaskNotFoundError", async () => {
+      expect(await rejection(store.appendSteps(randomUUID(), 1, [{ step: llmStep(1) }, { step: llmStep(2) }]))).toBeInstanceOf(TaskNotFoundError);
+    });
+  });
+
   describe("finishWithStep: a terminal write with its last checkpoint", () => {
     const answer = (step: number, text = "the final answer"): NewStep => ({
       kind: "llm",

@@ -6,7 +6,8 @@
  * others are stored, also when the task's new holder writes the same step in the
  * same batch; a batch caught by a retried checkpoint writes nothing and each of its
  * checkpoints is answered as alone; a task whose row another transaction holds
- * does not hold up the batch; a checkpoint with ledger marks goes alone; a closing
+ * does not hold up the batch; a task's several steps (`appendSteps`) go in one
+ * statement, or one by one in order; a checkpoint with ledger marks goes alone; a closing
  * store writes what waits; and `openStore` turns it on for Postgres unless
  * `CLAWFLEET_PG_GROUP_COMMIT=0`.
  */
@@ -184,6 +185,47 @@ describe.skipIf(!ready)("store - checkpoints committed together on Postgres", ()
       holder.release();
     }
     for (const t of tasks) expect((await usageOf(t.id)).input).toBe(2);
+  });
+
+  it("a task's several steps (appendSteps) go in one statement alone, and as one item of a batch with other tasks' checkpoints", async () => {
+    const [lone, ...tasks] = await Promise.all(Array.from({ length: 5 }, () => runningTask()));
+    if (!lone) throw new Error("no task");
+    stepStatements = [];
+    await store.appendSteps(lone.id, lone.fence, [{ step: toolStep(1), usageDelta: usage(1) }, { step: toolStep(2) }, { step: toolStep(3), usageDelta: usage(2) }]);
+    expect(stepStatements).toHaveLength(1);
+    expect((await store.listSteps(lone.id)).map((s) => s.step)).toEqual([1, 2, 3]);
+    expect(await usageOf(lone.id)).toMatchObject({ steps: 3, input: 3 });
+
+    stepStatements = [];
+    // The first goes alone at once; the others, two steps of each, wait for it and go in one batch.
+    await Promise.all(tasks.map((t) => store.appendSteps(t.id, t.fence, [{ step: toolStep(1), usageDelta: usage(1) }, { step: toolStep(2), usageDelta: usage(1) }])));
+    expect(stepStatements).toHaveLength(2);
+    for (const t of tasks) expect(await usageOf(t.id)).toMatchObject({ steps: 2, input: 2 });
+  });
+
+  it("a task's several steps whose row another transaction holds are written one by one, in step order, once it lets go", async () => {
+    const held = await runningTask();
+    const holder = await pool.connect();
+    try {
+      await holder.query("BEGIN");
+      await holder.query("SELECT id FROM tasks WHERE id = $1 FOR UPDATE", [held.id]);
+      stepStatements = [];
+      const write = store.appendSteps(held.id, held.fence, [{ step: toolStep(1), usageDelta: usage(1) }, { step: toolStep(2), usageDelta: usage(1) }, { step: toolStep(3) }]);
+      // The statement for all three skips the held row; the first lone write waits on it, the others behind it.
+      await vi.waitFor(() => expect(stepStatements).toHaveLength(2), { timeout: 5_000 });
+      await holder.query("COMMIT");
+      await write;
+    } finally {
+      await holder.query("ROLLBACK").catch(() => undefined);
+      holder.release();
+    }
+    expect(stepStatements).toHaveLength(4);
+    const steps = await store.listSteps(held.id);
+    expect(steps.map((s) => s.step)).toEqual([1, 2, 3]);
+    // Committed one after another, in step order.
+    const written = steps.map((s) => new Date(s.created_at).getTime());
+    expect([...written].sort((x, y) => x - y)).toEqual(written);
+    expect(await usageOf(held.id)).toMatchObject({ steps: 3, input: 2 });
   });
 
   it("many rounds of small batches on the wire at once, sharing tasks, all commit with every task's usage whole", async () => {

@@ -652,6 +652,137 @@ describe("agent loop - the next model turn is asked while the tool calls' checkp
   });
 });
 
+describe("agent loop - calls that change nothing are made before their turn's checkpoint, and stored with it", () => {
+  /** The loop's deps, told by the executor which tools are side effects, as the planner's are. */
+  const told = (model: LlmClient, registry: ToolRegistry, d: Partial<LoopDeps> = {}): LoopDeps => ({
+    ...deps(new ScriptedModel([]), registry),
+    llm: model,
+    sideEffectTools: async () => new Set(["route_order", "refund_order"]),
+    ...d,
+  });
+
+  /** `recordingStore`, with each appendSteps recorded too (`appendSteps:1,2,…`) once it has committed. */
+  function withSteps(log: string[], base: PgTaskStore = recordingStore(log)): PgTaskStore {
+    return Object.assign(Object.create(base) as PgTaskStore, {
+      appendSteps: async (...args: Parameters<PgTaskStore["appendSteps"]>) => {
+        await store.appendSteps(...args);
+        log.push(`appendSteps:${args[2].map((s) => s.step.step).join(",")}`);
+      },
+    });
+  }
+
+  it("runs a turn's calls first, then stores the turn and every result in one appendSteps, announced in step order", async () => {
+    const id = await newTask();
+    const log: string[] = [];
+    const { registry, calls } = makeTools({ lookup: () => void log.push("tool:lookup_order"), inventory: async (w) => void log.push(`tool:${w}`) });
+    const model = new ScriptedModel([
+      { content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })], usage: { input_tokens: 300, output_tokens: 40 } },
+      { content: [toolUse("tu_2", "check_inventory", { warehouse_id: "WH-FRA" }), toolUse("tu_3", "check_inventory", { warehouse_id: "WH-MUC" })], usage: { input_tokens: 400, output_tokens: 50 } },
+      { content: [text(JSON.stringify(FINAL))], usage: { input_tokens: 500, output_tokens: 60 } },
+    ]);
+    const d = told(model, registry, { store: withSteps(log), onStep: (e) => log.push(`step:${e.step}`) });
+
+    expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+
+    expect(log).toEqual([
+      "tool:lookup_order",
+      "appendSteps:1,2",
+      "step:1",
+      "step:2",
+      "tool:WH-FRA",
+      "tool:WH-MUC",
+      "appendSteps:3,4,5",
+      "step:3",
+      "step:4",
+      "step:5",
+      "finish:succeeded+6",
+      "step:6",
+    ]);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:lookup_order", "3:llm", "4:tool:check_inventory", "5:tool:check_inventory", "6:llm"]);
+    expect(calls.map((c) => c.key)).toEqual([`${id}:2`, `${id}:4`, `${id}:5`]);
+    expect(await getTask(id)).toMatchObject({ steps: 6, usage: { input_tokens: 1200, output_tokens: 150 } });
+  });
+
+  it("checkpoints a turn with a side-effect call, its ledger row with it, before the call runs", async () => {
+    const id = await newTask();
+    const log: string[] = [];
+    const { registry } = makeTools({ lookup: () => void log.push("tool:lookup_order") });
+    const model = new ScriptedModel([
+      { content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" }), toolUse("tu_2", "route_order", { order_id: "ORD-1005", warehouse_id: "WH-MUC" })] },
+      finalTurn(),
+    ]);
+    const d = told(model, registry, { store: withSteps(log) });
+
+    expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+
+    expect(log.slice(0, 2)).toEqual(["append:1", "tool:lookup_order"]);
+    expect(log).not.toContain(expect.stringMatching(/^appendSteps/));
+    expect(await store.getToolCall(`${id}:3`)).toMatchObject({ starts: 1 });
+  });
+
+  it("checkpoints every turn before its calls while the executor has not said which tools are side effects", async () => {
+    const id = await newTask();
+    const log: string[] = [];
+    const { registry } = makeTools({ lookup: () => void log.push("tool:lookup_order") });
+    const model = new ScriptedModel([{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }, finalTurn()]);
+    const d = told(model, registry, { store: withSteps(log), sideEffectTools: async () => undefined });
+
+    expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+
+    expect(log.slice(0, 3)).toEqual(["append:1", "tool:lookup_order", "append:2"]);
+  });
+
+  it("a checkpoint service that predates appendSteps gets the turn, then each result, one by one in step order", async () => {
+    const id = await newTask();
+    const log: string[] = [];
+    const { registry } = makeTools();
+    const model = new ScriptedModel([
+      { content: [toolUse("tu_1", "check_inventory", { warehouse_id: "WH-FRA" }), toolUse("tu_2", "check_inventory", { warehouse_id: "WH-MUC" })] },
+      finalTurn(),
+    ]);
+    const missing = Object.assign(new Error("Service 'checkpoint.appendSteps' is not found."), { name: "ServiceNotFoundError", data: { action: "checkpoint.appendSteps" } });
+    const old = Object.assign(Object.create(recordingStore(log)) as PgTaskStore, { appendSteps: async () => Promise.reject(missing) });
+    const d = told(model, registry, { store: old, onStep: (e) => log.push(`step:${e.step}`) });
+
+    expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+
+    expect(log).toEqual(["append:1", "append:2", "append:3", "step:1", "step:2", "step:3", "finish:succeeded+4", "step:4"]);
+  });
+
+  it("a write that fails loses the turn and its results: whoever resumes asks the model again and makes the calls again", async () => {
+    const id = await newTask();
+    const { registry, count } = makeTools();
+    const turns = [{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }, finalTurn()];
+    const failing = Object.assign(Object.create(store) as PgTaskStore, { appendSteps: async () => Promise.reject(new UnavailableError("the database went away")) });
+    const first = new ScriptedModel(turns);
+
+    await expect(run(told(first, registry, { store: failing }), id, agentFile())).rejects.toBeInstanceOf(UnavailableError);
+    expect(await store.listSteps(id)).toEqual([]);
+    expect(await getTask(id)).toMatchObject({ steps: 0, usage: { input_tokens: 0 } });
+
+    const second = new ScriptedModel(turns);
+    expect(await run(told(second, registry), id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+    expect(second.requests.map((r) => r.step)).toEqual([1, 3]);
+    expect(count("lookup_order")).toBe(2);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:lookup_order", "3:llm"]);
+  });
+
+  it("a stop while the calls run leaves the turn and their results stored: the resumed attempt makes neither again", async () => {
+    const id = await newTask();
+    const stop = new AbortController();
+    const { registry, count } = makeTools({ lookup: () => stop.abort(new Error("shutting down")) });
+    const model = new ScriptedModel([{ content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })] }]);
+
+    expect(await run(told(model, registry), id, agentFile(), stop.signal)).toMatchObject({ kind: "interrupted" });
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:lookup_order"]);
+
+    const resumed = new ScriptedModel([finalTurn()]);
+    expect(await run(told(resumed, registry), id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+    expect(resumed.requests.map((r) => r.step)).toEqual([3]);
+    expect(count("lookup_order")).toBe(1);
+  });
+});
+
 describe("agent loop - resume", () => {
   it("resumes after a tool step without calling the model or the tool again for checkpointed steps", async () => {
     const id = await newTask();

@@ -49,6 +49,12 @@ const CALLS: Array<{ call: (s: TaskStore) => Promise<unknown>; action: StoreMeth
     args: [ID, 3, step, usage, [{ idempotencyKey: `${ID}:3`, step: 3, tool: "route_order" }]],
   },
   {
+    call: (s) => s.appendSteps(ID, 3, [{ step, usageDelta: usage }, { step: { ...step, step: 4 } }]),
+    action: "appendSteps",
+    params: { taskId: ID, fence: 3, steps: [{ step, usageDelta: usage }, { step: { ...step, step: 4 } }] },
+    args: [ID, 3, [{ step, usageDelta: usage }, { step: { ...step, step: 4 } }]],
+  },
+  {
     call: (s) => s.finishTask(ID, 3, { status: "failed", error: { type: "x", message: "y" } }),
     action: "finishTask",
     params: { taskId: ID, fence: 3, outcome: { status: "failed", error: { type: "x", message: "y" } } },
