@@ -83,7 +83,16 @@ export async function commitTurnWith(a: Attempt, turn: AnsweredTurn, results: re
       await oneByOne();
     }
   }
-  for (const c of all) c.announce();
+  // Each is stored: each is announced, even when a listener fails on another (the first failure is thrown after).
+  let failed: { err: unknown } | undefined;
+  for (const c of all) {
+    try {
+      c.announce();
+    } catch (err) {
+      failed ??= { err };
+    }
+  }
+  if (failed) throw failed.err;
 }
 
 /**

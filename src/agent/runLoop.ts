@@ -217,8 +217,9 @@ async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "s
   if (!tier) throw new ModelBehaviorError(`agent ${agent.name} has no tier ${tierName}`);
 
   const state = replay(task.input, stored, choice.firstStep);
-  const specs = await deps.toolSpecs(agent);
-  ledger.premarks.know(await deps.sideEffectTools?.(agent));
+  // Asked together, so both come from one description of the tools (a planner caches it for a while).
+  const [specs, sideEffects] = await Promise.all([deps.toolSpecs(agent), deps.sideEffectTools?.(agent)]);
+  ledger.premarks.know(sideEffects);
   if (state.llmSteps + state.toolSteps > 0) {
     a.logger.info({ taskId: task.id, event: "task.resumed", step: state.nextStep, attempt: task.attempts }, "resuming from checkpoint");
     a.metrics?.taskResumed(a.labels);

@@ -1,6 +1,7 @@
 /**
  * Runs the tool calls one model turn asked for, together (the model asked for
- * them together), and checkpoints each as it completes. A tool that fails or gets
+ * them together), and checkpoints each as it completes (or all with their turn,
+ * below). A tool that fails or gets
  * bad input from the model comes back as an `is_error` result for the model to
  * see; only infrastructure errors (retryable) escape to end the attempt.
  *
@@ -18,7 +19,9 @@
  * executor then writes no start of its own.
  *
  * The calls of a turn whose checkpoint is not written yet (calls that change
- * nothing: runLoop.ts) are checkpointed with it, in one commit, once all are done.
+ * nothing: runLoop.ts) are checkpointed with it, in one commit, once all are done;
+ * they go marked `unstored`, so a tool that turns out to have side effects refuses
+ * them (retryable) and the turn is stored before it is asked again.
  *
  * The results are handed back once the tools are done; their checkpoints may
  * still be on their way (`stored`). The loop asks the model its next turn
@@ -71,7 +74,7 @@ export async function dispatchTools(
       const gate = await gateOf(a, use);
       if (gate.kind === "wait") return;
       if (gate.approval) noteDecision(a, use, gate.approval);
-      const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger);
+      const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger, turn !== undefined);
       results.set(use.step, toolResultBlock(use.id, result));
       const checkpoint: StepToStore = {
         step: {
@@ -120,7 +123,8 @@ function firstFailure(all: readonly Promise<void>[]): Promise<void> {
 const idempotencyKey = (a: Attempt, use: PendingToolUse) => toolCallKey(a.task.id, use.step);
 
 /** A tool outside the agent's allow-list is not run: the model is told it is not available. The executor checks again. */
-async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefined, ledger: ToolCallLedger): Promise<ToolResult> {
+/** `unstored`: the turn that asked for the call is not checkpointed yet (a side-effect tool refuses the call). */
+async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefined, ledger: ToolCallLedger, unstored: boolean): Promise<ToolResult> {
   const { task, agent } = a;
   if (!allows(agent, use.name)) {
     return { ok: false, output: { error: `tool "${use.name}" is not available to agent ${agent.name}` }, duration_ms: 0 };
@@ -137,6 +141,7 @@ async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefi
       input: use.input,
       idempotencyKey: idempotencyKey(a, use),
       ...(premarked ? { premarked } : {}),
+      ...(unstored ? { unstored } : {}),
     }, a.callSignal),
   );
 }

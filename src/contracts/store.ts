@@ -263,9 +263,11 @@ export const STORE_METHODS = {
     }),
   }).toArgs((p) => (p.marks === undefined ? [p.taskId, p.fence, p.step, p.usageDelta] : [p.taskId, p.fence, p.step, p.usageDelta, p.marks])),
   /**
-   * Checkpoints of one task in one commit, in step order (a model turn's and its calls' results): stored together
-   * or not at all. Fenced as `appendStep` is; a retry of the same steps is a no-op, one of them with other content a
-   * `DuplicateStepError`. No ledger marks: a turn whose calls need them is written with `appendStep`. A method of its
+   * Checkpoints of one task, in step order (a model turn's and its calls' results): in one commit when the task's
+   * row is free; otherwise (its row held by another transaction, a step already stored: a retry) one by one, in
+   * step order, so a failure or a crash in between leaves the first ones stored, as separate checkpoints would.
+   * Fenced as `appendStep` is: under a stale fence none is stored. A retry of the same steps is a no-op, one of them
+   * with other content a `DuplicateStepError`. No ledger marks: a turn whose calls need them is written with `appendStep`. A method of its
    * own: a checkpoint service that predates it has no such action, and its caller then writes the steps one by one.
    */
   appendSteps: method({

@@ -24,6 +24,13 @@ export const ToolCallSchema = z.object({
    * attempt that wrote the checkpoint; an executor that does not know the field starts the call again (harmless).
    */
   premarked: z.literal(true).optional(),
+  /**
+   * The model turn that asked for the call is not checkpointed yet: the planner took its tool for one without side
+   * effects, and stores the turn with the call's result. A side-effect tool refuses such a call (a retryable
+   * error, nothing recorded), so the planner stores the turn first and asks again. An executor that predates the
+   * field runs the call as any other.
+   */
+  unstored: z.literal(true).optional(),
 });
 export type ToolCall = z.infer<typeof ToolCallSchema>;
 

@@ -570,9 +570,9 @@ export class PgTaskStore implements TaskStore {
 
   /**
    * Checkpoints of one task in one statement (the batch's), with the others that wait in the group commit if
-   * there is one; stored together or not at all. What the statement does not store (a stale fence, the task's row
-   * held by another transaction, a step already stored: a retry) is written step by step, in order, each
-   * answered as a lone `appendStep`.
+   * there is one. What the statement does not store (a stale fence, the task's row held by another transaction,
+   * a step already stored: a retry) is written step by step, in order, each answered as a lone `appendStep`: the
+   * first ones may then be stored when a later one fails.
    */
   async appendSteps(taskId: string, fence: number, steps: readonly LastCheckpoint[]): Promise<void> {
     const [first, ...rest] = steps.map((s) => ({ step: s.step, data: json(s.step.data), usage: s.usageDelta }));

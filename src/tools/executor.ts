@@ -40,7 +40,7 @@
  */
 import { allows, type AgentDefinition } from "../agent/definition";
 import type { DescribedToolSpec, ToolCall, ToolOutcome, ToolResult, ToolSpec } from "../contracts";
-import { isRetryable, messageOf, ToolOutcomeUnknownError } from "../errors";
+import { isRetryable, messageOf, ToolOutcomeUnknownError, UnavailableError } from "../errors";
 import type { Logger } from "../logging";
 import type { TaskStore } from "../store/types";
 import { checkInput, type ToolIssue } from "./inputSchema";
@@ -154,6 +154,11 @@ export class ToolExecutor implements ToolRunner {
     if (!allows(agent, call.tool)) return refuse({ error: `tool "${call.tool}" is not available to agent ${agent.name}` });
     const tool = await this.resolve(agent, call.tool);
     if (!tool) return refuse({ error: `unknown tool "${call.tool}": no tool source holds it now (for a tool service: no node of the cluster offers it)` });
+    // The planner took this tool for one without side effects (a description older than the tool's service): its
+    // ledger row must not be written for a call whose model turn a crash could still lose.
+    if (tool.sideEffect && call.unstored) {
+      throw new UnavailableError(`tool "${call.tool}" has side effects: its call waits for the checkpoint of the model turn that asked for it`, { tool: call.tool, step: call.step });
+    }
 
     let issues: ToolIssue[] | undefined;
     try {

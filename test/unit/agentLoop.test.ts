@@ -674,7 +674,14 @@ describe("agent loop - calls that change nothing are made before their turn's ch
   it("runs a turn's calls first, then stores the turn and every result in one appendSteps, announced in step order", async () => {
     const id = await newTask();
     const log: string[] = [];
-    const { registry, calls } = makeTools({ lookup: () => void log.push("tool:lookup_order"), inventory: async (w) => void log.push(`tool:${w}`) });
+    // WH-FRA, asked first, answers last: the results are still stored and announced in step order.
+    const { registry, calls } = makeTools({
+      lookup: () => void log.push("tool:lookup_order"),
+      inventory: async (w) => {
+        if (w === "WH-FRA") await new Promise((r) => setTimeout(r, 30));
+        log.push(`tool:${w}`);
+      },
+    });
     const model = new ScriptedModel([
       { content: [toolUse("tu_1", "lookup_order", { order_id: "ORD-1005" })], usage: { input_tokens: 300, output_tokens: 40 } },
       { content: [toolUse("tu_2", "check_inventory", { warehouse_id: "WH-FRA" }), toolUse("tu_3", "check_inventory", { warehouse_id: "WH-MUC" })], usage: { input_tokens: 400, output_tokens: 50 } },
@@ -689,8 +696,8 @@ describe("agent loop - calls that change nothing are made before their turn's ch
       "appendSteps:1,2",
       "step:1",
       "step:2",
-      "tool:WH-FRA",
       "tool:WH-MUC",
+      "tool:WH-FRA",
       "appendSteps:3,4,5",
       "step:3",
       "step:4",
@@ -716,7 +723,7 @@ describe("agent loop - calls that change nothing are made before their turn's ch
     expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
 
     expect(log.slice(0, 2)).toEqual(["append:1", "tool:lookup_order"]);
-    expect(log).not.toContain(expect.stringMatching(/^appendSteps/));
+    expect(log.filter((l) => l.startsWith("appendSteps"))).toEqual([]);
     expect(await store.getToolCall(`${id}:3`)).toMatchObject({ starts: 1 });
   });
 
@@ -765,6 +772,37 @@ describe("agent loop - calls that change nothing are made before their turn's ch
     expect(second.requests.map((r) => r.step)).toEqual([1, 3]);
     expect(count("lookup_order")).toBe(2);
     expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:lookup_order", "3:llm"]);
+  });
+
+  it("a call that fails on the way to its tool ends the attempt with the turn and the other results stored; only it is made again", async () => {
+    const id = await newTask();
+    const { registry, count } = makeTools();
+    const sent: Array<{ tool: string; unstored: unknown }> = [];
+    let down = true;
+    // The way to WH-MUC's tool is broken once (as a side-effect tool refuses a call whose turn is not stored).
+    const tools = {
+      run: async (call: Parameters<ToolRegistry["run"]>[0]) => {
+        sent.push({ tool: `${call.tool}:${JSON.stringify(call.input)}`, unstored: call.unstored });
+        if (down && (call.input as { warehouse_id?: string }).warehouse_id === "WH-MUC") {
+          down = false;
+          throw new UnavailableError("the executor is restarting");
+        }
+        return registry.run(call);
+      },
+    };
+    const turn = { content: [toolUse("tu_1", "check_inventory", { warehouse_id: "WH-FRA" }), toolUse("tu_2", "check_inventory", { warehouse_id: "WH-MUC" })] };
+
+    await expect(run(told(new ScriptedModel([turn]), registry, { tools }), id, agentFile())).rejects.toBeInstanceOf(UnavailableError);
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:check_inventory"]);
+    expect(sent.every((c) => c.unstored === true)).toBe(true);
+
+    const resumed = new ScriptedModel([finalTurn()]);
+    expect(await run(told(resumed, registry, { tools }), id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+    expect(resumed.requests.map((r) => r.step)).toEqual([4]);
+    expect(count("check_inventory")).toBe(2);
+    // The resumed call's turn is stored: it goes as any other.
+    expect(sent.at(-1)).toEqual({ tool: 'check_inventory:{"warehouse_id":"WH-MUC"}', unstored: undefined });
+    expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:check_inventory", "3:tool:check_inventory", "4:llm"]);
   });
 
   it("a stop while the calls run leaves the turn and their results stored: the resumed attempt makes neither again", async () => {

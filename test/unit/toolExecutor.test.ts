@@ -378,6 +378,21 @@ describe("tool executor - calls premarked with their model turn's checkpoint", (
     expect(await store.getToolCall(other.key)).toEqual({ starts: 2, outcome: null });
   });
 
+  it("unstored - a side-effect tool refuses a call whose model turn is not stored yet, retryable, recording nothing; a tool without side effects runs it", async () => {
+    const source = new FakeSource().add("charge", async () => ({ charged: true }), { sideEffect: true }).add("lookup", async () => ({ found: true }));
+    const { exec } = executor([source]);
+    const c = call("charge", { amount: 5 }, { unstored: true });
+    const err = await exec.run(c).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(UnavailableError);
+    expect(isRetryable(err)).toBe(true);
+    expect(source.calls).toEqual([]);
+    expect(await store.getToolCall(c.idempotencyKey)).toBeNull();
+    // Asked again once its turn is stored: it runs, once.
+    expect(await exec.run({ ...c, unstored: undefined })).toMatchObject({ ok: true, output: { charged: true } });
+    expect(await exec.run(call("lookup", { amount: 1 }, { unstored: true }))).toMatchObject({ ok: true, output: { found: true } });
+    expect(source.calls.map((x) => x.tool)).toEqual(["charge", "lookup"]);
+  });
+
   it("premark - the executor describes which tools are side effects for the planner; the specs the model sees are unchanged", async () => {
     const source = new FakeSource().add("charge", async () => ({}), { sideEffect: true }).add("lookup", async () => ({}));
     const { exec } = executor([source]);
