@@ -12,9 +12,10 @@
  *
  * A turn whose calls all change nothing (tools the executor described without side
  * effects, none gated) is not checkpointed before them: they are made first, and
- * the turn is checkpointed with their results, in one commit. A crash before it
- * loses the turn, as a crash during the model call would: whoever resumes asks the
- * model again, and the calls made meanwhile changed nothing.
+ * the turn is checkpointed with their results, in one commit, if they are done
+ * within `holdTurnMs` (else alone, then the results). A crash before it loses the
+ * turn, as a crash during the model call would: whoever resumes asks the model
+ * again, and the calls made meanwhile changed nothing.
  *
  * It never writes without the attempt's fencing token, so a zombie's writes are
  * refused by the store; it stops at the next step boundary when `signal` aborts
@@ -68,7 +69,18 @@ export interface LoopDeps {
   estimator?: InputTokenEstimator;
   /** Wall clock (ms since the epoch) of the wall-time budget. @default Date.now */
   now?: () => number;
+  /**
+   * How long a model turn whose calls change nothing waits for them, unstored, to be checkpointed with their
+   * results; calls that take longer have it checkpointed alone first. @default HOLD_TURN_MS
+   */
+  holdTurnMs?: number;
 }
+
+/**
+ * The default of `holdTurnMs`: long enough for a tool in the process or one hop away, short enough that a cancel
+ * (which refuses every later write of the attempt) or a crash seldom finds a paid answer unstored.
+ */
+export const HOLD_TURN_MS = 10;
 
 export interface RunInput {
   task: TaskRecord;
@@ -182,7 +194,7 @@ class OnTheirWay {
   }
 }
 
-async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "sideEffectTools" | "store">, maxSteps: number): Promise<RunOutcome> {
+async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "sideEffectTools" | "store" | "holdTurnMs">, maxSteps: number): Promise<RunOutcome> {
   const writes = new OnTheirWay();
   try {
     return await runSteps(a, deps, maxSteps, writes);
@@ -193,7 +205,7 @@ async function runAttempt(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | 
   }
 }
 
-async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "sideEffectTools" | "store">, maxSteps: number, writes: OnTheirWay): Promise<RunOutcome> {
+async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "sideEffectTools" | "store" | "holdTurnMs">, maxSteps: number, writes: OnTheirWay): Promise<RunOutcome> {
   const { task, agent, signal, budget } = a;
   // The claim's row counts the checkpoints (each raises `steps` in the statement that stores it) and its new fence bars
   // anyone else from adding one: a task claimed with none has none to read, which saves a fresh task the query.
@@ -250,7 +262,7 @@ async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "s
         await unmark();
         return out(late);
       }
-      const { results, stored: toolsStored } = await dispatchTools(a, state.pending, ledger, toolParents, turn);
+      const { results, stored: toolsStored } = await dispatchTools(a, state.pending, ledger, toolParents, turn && { turn, holdMs: deps.holdTurnMs ?? HOLD_TURN_MS });
       writes.set(toolsStored);
       // A gated call still waiting for an operator (src/approvals) parks the task, the turn's other calls checkpointed.
       const parked = awaitingApproval(a, state.pending, results);

@@ -19,7 +19,8 @@
  * executor then writes no start of its own.
  *
  * The calls of a turn whose checkpoint is not written yet (calls that change
- * nothing: runLoop.ts) are checkpointed with it, in one commit, once all are done;
+ * nothing: runLoop.ts) are checkpointed with it, in one commit, once all are done
+ * (or after it, when they take longer than the turn is held);
  * they go marked `unstored`, so a tool that turns out to have side effects refuses
  * them (retryable) and the turn is stored before it is asked again.
  *
@@ -32,7 +33,7 @@ import type { Attempt } from "./attempt";
 import { gateOf, rejectedResult } from "../approvals/gate";
 import { allows } from "./definition";
 import { toolResultBlock, toolUses, type PendingToolUse } from "./replay";
-import { commitTurnWith, onItsWay, type AnsweredTurn, type StepToStore } from "./modelTurn";
+import { commitTurn, commitTurnWith, onItsWay, type AnsweredTurn, type StepToStore } from "./modelTurn";
 import { toolCallKey } from "./premark";
 import type { ToolCallLedger } from "./toolCallLedger";
 import type { ContentBlock } from "../contracts";
@@ -51,22 +52,42 @@ export interface DispatchedTools {
   stored: Promise<void>;
 }
 
+/** A model turn whose checkpoint waits for its calls' results, at most `holdMs` (runLoop.ts). */
+export interface HeldTurn {
+  turn: AnsweredTurn;
+  holdMs: number;
+}
+
 /**
  * `parents`: by step, the traceparent of the model turn that asked for the call, its span's parent.
- * `turn`: that model turn, its checkpoint not written yet (calls that change nothing run first: runLoop.ts). The
- * calls' checkpoints are then written with it, in one commit, once every call is done (`commitTurnWith`); if one
- * failed, the turn and the others' results are still stored before the attempt ends on its error.
+ * `held`: that model turn, its checkpoint not written yet (calls that change nothing run first: runLoop.ts). When
+ * every call is done within `holdMs`, their checkpoints are written with it, in one commit (`commitTurnWith`).
+ * Calls that take longer do not keep the paid answer unstored meanwhile (a cancel or a crash would lose it): the
+ * turn is then written alone, and each result after it. If a call failed, the turn and the others' results are
+ * still stored before the attempt ends on its error.
  */
 export async function dispatchTools(
   a: Attempt,
   pending: readonly PendingToolUse[],
   ledger: ToolCallLedger,
   parents: ReadonlyMap<number, string>,
-  turn?: AnsweredTurn,
+  held?: HeldTurn,
 ): Promise<DispatchedTools> {
   const results = new Map<number, UserBlock>();
   const writes: Promise<void>[] = [];
+  /** The results waiting to go with the held turn. */
   const withTurn: StepToStore[] = [];
+  /** The held turn's own write, once its calls outlasted `holdMs`; each result then goes after it. */
+  let turnAlone: Promise<void> | undefined;
+  const afterTurn = (c: StepToStore, turnWrite: Promise<void>) =>
+    onItsWay(turnWrite.then(() => a.store.appendStep(a.task.id, a.fence, c.step)).then(c.announce));
+  const holding = held
+    ? setTimeout(() => {
+        const turnWrite = onItsWay(commitTurn(a, held.turn));
+        turnAlone = turnWrite;
+        writes.push(turnWrite, ...withTurn.splice(0).map((c) => afterTurn(c, turnWrite)));
+      }, held.holdMs)
+    : undefined;
   // Every call is waited for, even once one has failed: the attempt (and its lease) must not end while a
   // side-effect tool it started is still running, or a successor could ask for the same step meanwhile.
   const ran = await Promise.allSettled(
@@ -74,7 +95,7 @@ export async function dispatchTools(
       const gate = await gateOf(a, use);
       if (gate.kind === "wait") return;
       if (gate.approval) noteDecision(a, use, gate.approval);
-      const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger, turn !== undefined);
+      const result = gate.kind === "reject" ? rejectedResult(gate.approval) : await callTool(a, use, parents.get(use.step), ledger, held !== undefined);
       results.set(use.step, toolResultBlock(use.id, result));
       const checkpoint: StepToStore = {
         step: {
@@ -95,12 +116,14 @@ export async function dispatchTools(
           noteDuplicate(a, ledger, use);
         },
       };
-      if (turn) withTurn.push(checkpoint);
+      if (turnAlone) writes.push(afterTurn(checkpoint, turnAlone));
+      else if (held) withTurn.push(checkpoint);
       // Handled at once (onItsWay): the turn's other calls may still run for a while before firstFailure() looks at it.
       else writes.push(onItsWay(a.store.appendStep(a.task.id, a.fence, checkpoint.step).then(checkpoint.announce)));
     }),
   );
-  const stored = turn ? onItsWay(commitTurnWith(a, turn, withTurn)) : firstFailure(writes);
+  clearTimeout(holding);
+  const stored = held && !turnAlone ? onItsWay(commitTurnWith(a, held.turn, withTurn)) : firstFailure(writes);
   const failed = ran.find((r) => r.status === "rejected");
   if (failed) {
     // The attempt ends on the tool's error, once the other calls' checkpoints are settled.
@@ -122,8 +145,10 @@ function firstFailure(all: readonly Promise<void>[]): Promise<void> {
 
 const idempotencyKey = (a: Attempt, use: PendingToolUse) => toolCallKey(a.task.id, use.step);
 
-/** A tool outside the agent's allow-list is not run: the model is told it is not available. The executor checks again. */
-/** `unstored`: the turn that asked for the call is not checkpointed yet (a side-effect tool refuses the call). */
+/**
+ * A tool outside the agent's allow-list is not run: the model is told it is not available. The executor checks again.
+ * `unstored`: the turn that asked for the call may not be checkpointed yet (a side-effect tool refuses the call).
+ */
 async function callTool(a: Attempt, use: PendingToolUse, parent: string | undefined, ledger: ToolCallLedger, unstored: boolean): Promise<ToolResult> {
   const { task, agent } = a;
   if (!allows(agent, use.name)) {

@@ -658,6 +658,8 @@ describe("agent loop - calls that change nothing are made before their turn's ch
     ...deps(new ScriptedModel([]), registry),
     llm: model,
     sideEffectTools: async () => new Set(["route_order", "refund_order"]),
+    // Held as long as the calls take here, however slow the machine; the hold running out has its own test.
+    holdTurnMs: 60_000,
     ...d,
   });
 
@@ -708,6 +710,35 @@ describe("agent loop - calls that change nothing are made before their turn's ch
     expect(shape(await store.listSteps(id))).toEqual(["1:llm", "2:tool:lookup_order", "3:llm", "4:tool:check_inventory", "5:tool:check_inventory", "6:llm"]);
     expect(calls.map((c) => c.key)).toEqual([`${id}:2`, `${id}:4`, `${id}:5`]);
     expect(await getTask(id)).toMatchObject({ steps: 6, usage: { input_tokens: 1200, output_tokens: 150 } });
+  });
+
+  it("calls that outlast the hold have their turn checkpointed alone first, its results after it", async () => {
+    const id = await newTask();
+    const log: string[] = [];
+    let turnStored!: () => void;
+    const stored = new Promise<void>((r) => (turnStored = r));
+    // The call answers only once its turn is stored: it outlasts any hold.
+    const { registry } = makeTools({
+      inventory: async (w) => {
+        await Promise.race([stored, new Promise((r) => setTimeout(r, 5_000))]);
+        log.push(`tool:${w}`);
+      },
+    });
+    const base = recordingStore(log);
+    const watched = Object.assign(Object.create(base) as PgTaskStore, {
+      appendStep: async (...args: Parameters<PgTaskStore["appendStep"]>) => {
+        const r = await base.appendStep(...args);
+        if (args[2].step === 1) turnStored();
+        return r;
+      },
+    });
+    const model = new ScriptedModel([{ content: [toolUse("tu_1", "check_inventory", { warehouse_id: "WH-MUC" })] }, finalTurn()]);
+    const d = told(model, registry, { store: withSteps(log, watched), onStep: (e) => log.push(`step:${e.step}`), holdTurnMs: 5 });
+
+    expect(await run(d, id, agentFile())).toEqual({ kind: "succeeded", result: FINAL });
+
+    expect(log).toEqual(["append:1", "step:1", "tool:WH-MUC", "append:2", "step:2", "finish:succeeded+3", "step:3"]);
+    expect(await getTask(id)).toMatchObject({ steps: 3 });
   });
 
   it("checkpoints a turn with a side-effect call, its ledger row with it, before the call runs", async () => {
