@@ -241,13 +241,12 @@ async function runSteps(a: MeteredAttempt, deps: Pick<LoopDeps, "toolSpecs" | "s
   // On the exits that leave owed calls undispatched: their premarks go back (premark.ts), not on the way to them.
   const unmark = () => giveBackPremarks(a, deps.store, ledger);
   // The turn whose calls are pending, its checkpoint held to be written with their results (they change nothing).
+  // Set only when the attempt is not stopping, with nothing awaited before the pending calls take it.
   let held: AnsweredTurn | undefined;
 
   for (;;) {
     if (signal.aborted) {
       await writes.stored();
-      // As at any step boundary, the answer stays checkpointed: whoever resumes the task makes its calls.
-      if (held) await commitTurn(a, held);
       await unmark();
       return { kind: "interrupted", reason: signal.reason };
     }

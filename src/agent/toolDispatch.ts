@@ -79,13 +79,17 @@ export async function dispatchTools(
   const withTurn: StepToStore[] = [];
   /** The held turn's own write, once its calls outlasted `holdMs`; each result then goes after it. */
   let turnAlone: Promise<void> | undefined;
-  const afterTurn = (c: StepToStore, turnWrite: Promise<void>) =>
-    onItsWay(turnWrite.then(() => a.store.appendStep(a.task.id, a.fence, c.step)).then(c.announce));
+  // A result's own write, after the turn's when that one is on its way. Handled at once (onItsWay): the turn's
+  // other calls may still run for a while before firstFailure() looks at it.
+  const writeAlone = (c: StepToStore, turnWrite?: Promise<void>) => {
+    const append = () => a.store.appendStep(a.task.id, a.fence, c.step);
+    return onItsWay((turnWrite ? turnWrite.then(append) : append()).then(c.announce));
+  };
   const holding = held
     ? setTimeout(() => {
         const turnWrite = onItsWay(commitTurn(a, held.turn));
         turnAlone = turnWrite;
-        writes.push(turnWrite, ...withTurn.splice(0).map((c) => afterTurn(c, turnWrite)));
+        writes.push(turnWrite, ...withTurn.splice(0).map((c) => writeAlone(c, turnWrite)));
       }, held.holdMs)
     : undefined;
   // Every call is waited for, even once one has failed: the attempt (and its lease) must not end while a
@@ -116,10 +120,8 @@ export async function dispatchTools(
           noteDuplicate(a, ledger, use);
         },
       };
-      if (turnAlone) writes.push(afterTurn(checkpoint, turnAlone));
-      else if (held) withTurn.push(checkpoint);
-      // Handled at once (onItsWay): the turn's other calls may still run for a while before firstFailure() looks at it.
-      else writes.push(onItsWay(a.store.appendStep(a.task.id, a.fence, checkpoint.step).then(checkpoint.announce)));
+      if (held && !turnAlone) withTurn.push(checkpoint);
+      else writes.push(writeAlone(checkpoint, turnAlone));
     }),
   );
   clearTimeout(holding);

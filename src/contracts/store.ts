@@ -267,8 +267,9 @@ export const STORE_METHODS = {
    * row is free; otherwise (its row held by another transaction, a step already stored: a retry) one by one, in
    * step order, so a failure or a crash in between leaves the first ones stored, as separate checkpoints would.
    * Fenced as `appendStep` is: under a stale fence none is stored. A retry of the same steps is a no-op, one of them
-   * with other content a `DuplicateStepError`. No ledger marks: a turn whose calls need them is written with `appendStep`. A method of its
-   * own: a checkpoint service that predates it has no such action, and its caller then writes the steps one by one.
+   * with other content a `DuplicateStepError`. No ledger marks: a turn whose calls need them is written with
+   * `appendStep`. A method of its own: a checkpoint service that predates it has no such action, and its caller then
+   * writes the steps one by one.
    */
   appendSteps: method({
     params: z.object({ taskId: TaskRefSchema, fence: FenceSchema, steps: z.array(LastCheckpointSchema).min(1).max(1000) }),

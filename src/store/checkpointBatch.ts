@@ -42,8 +42,8 @@ export interface CheckpointItem extends CheckpointStep {
   taskId: string;
   fence: number;
   /**
-   * The same task's next steps, in order, stored with this one in the same commit or not at all (`appendSteps`).
-   * They are one item: a batch stores all of them or none, and one sent alone writes them in order.
+   * The same task's next steps, in order (`appendSteps`). They are one item: a batch stores all of them or none,
+   * and the item sent alone tries them in one statement, then writes them one by one, in order.
    */
   rest?: readonly CheckpointStep[];
 }
