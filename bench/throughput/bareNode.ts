@@ -13,14 +13,21 @@
  * `toolCalls` calls to bare-executor.run (which calls bare-tools.run), and emits
  * `events` events (one from the intake) that bare-api listens to.
  *
+ * With BARE_PROVIDER_URL, the gateway also makes each model turn an HTTP call to that simulated provider
+ * (`POST /v1/messages`, a fixed order-router request: the agent's prompt, its four tools, the order), over a
+ * kept-alive node:http agent with no SDK, and parses the answer: the provider's round trip, which Clawfleet's
+ * model turns make too, then weighs on both sides.
+ *
  * Run by the benchmark as `node --require tsx/cjs bench/throughput/bareNode.ts` with
  * BARE_PLAN (required: JSON, a BarePlan of barePlan.ts, which also spreads its commits over the
  * store's calls), BARE_ROLES (api,intake,store,gateway,executor,tools,planner; default all),
- * PORT, CLAWFLEET_PLANNER_SLOTS, and TRANSPORTER, REDIS_URL,
+ * PORT, CLAWFLEET_PLANNER_SLOTS, BARE_PROVIDER_URL (optional), and TRANSPORTER, REDIS_URL,
  * DATABASE_URL, CLAWFLEET_NAMESPACE — or none of these four: one process, PGlite
  * in memory and the in-process queue, as Clawfleet's embedded mode.
  */
+import fs from "node:fs";
 import http from "node:http";
+import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { ServiceBroker, type Context, type ServiceSchema } from "moleculer";
 import { channelsMiddleware, sendToChannel } from "../../src/queue/channels";
@@ -88,7 +95,12 @@ async function main(): Promise<void> {
         },
       },
     });
-  if (roles.has("gateway")) services.push({ name: "bare-gateway", actions: { complete: (ctx: Context<{ turn: number }>) => ({ turn: ctx.params.turn, text: "ok" }) } });
+  const ask = env.BARE_PROVIDER_URL === undefined ? undefined : providerCall(env.BARE_PROVIDER_URL);
+  if (roles.has("gateway"))
+    services.push({
+      name: "bare-gateway",
+      actions: { complete: async (ctx: Context<{ turn: number }>) => ({ turn: ctx.params.turn, text: ask ? await ask() : "ok" }) },
+    });
   if (roles.has("tools")) services.push({ name: "bare-tools", actions: { run: (ctx: Context<{ call: number }>) => ({ call: ctx.params.call, result: "ok" }) } });
   if (roles.has("executor"))
     services.push({ name: "bare-executor", actions: { run: (ctx: Context<{ call: number }>) => ctx.call("bare-tools.run", { call: ctx.params.call }) } });
@@ -168,6 +180,42 @@ async function runTask(broker: ServiceBroker, id: string): Promise<void> {
   while (store < plan.storeCalls - 1) await storeCall();
   await storeCall(true);
   while (events < plan.events) emit("bare.task.step");
+}
+
+/** The order-router agent's file, whose prompt and tool names the provider call carries. */
+const AGENT_FILE = path.join(__dirname, "..", "..", "examples", "order-router", "prompts", "order-router.md");
+
+/** One model turn as an HTTP call to the provider at `base`: a fixed first-turn request; the answer's id. */
+function providerCall(base: string): () => Promise<string> {
+  const agent = new http.Agent({ keepAlive: true });
+  const url = new URL("/v1/messages", base);
+  const tools = ["lookup_order", "list_warehouses", "check_inventory", "route_order"].map((name) => ({
+    name,
+    description: `The order-router's ${name} tool.`,
+    input_schema: { type: "object", properties: { order_id: { type: "string" } }, required: ["order_id"] },
+  }));
+  const system = fs.readFileSync(AGENT_FILE, "utf8").replace(/^---[\s\S]*?---\n/, "");
+  const body = JSON.stringify({ model: "claude-sonnet-5-5", max_tokens: 2048, system, tools, messages: [{ role: "user", content: "Route order ORD-1042." }] });
+  const headers = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), "x-api-key": "bare", "anthropic-version": "2023-06-01" };
+  return () =>
+    new Promise<string>((resolve, reject) => {
+      const req = http.request(url, { method: "POST", agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("end", () => {
+          try {
+            const answer = JSON.parse(Buffer.concat(chunks).toString()) as { id?: unknown; error?: { message?: unknown } };
+            if (res.statusCode !== 200 || typeof answer.id !== "string") throw new Error(`provider answered ${res.statusCode}: ${String(answer.error?.message)}`);
+            resolve(answer.id);
+          } catch (err) {
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        });
+        res.on("error", reject);
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
 }
 
 async function readBody(req: http.IncomingMessage): Promise<string> {

@@ -168,13 +168,17 @@ async function startBareNode(name: string, env: Record<string, string>): Promise
   return startAnswering(name, port, ["--require", "tsx/cjs", path.join(__dirname, "bareNode.ts")], { ...env, PORT: String(port) }, "/health/ready");
 }
 
-/** The bare pipeline in `layout`: the same processes, roles and services as Clawfleet's. */
-export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan): Promise<RunningLayout> {
+/**
+ * The bare pipeline in `layout`: the same processes, roles and services as Clawfleet's. `withProvider`: its
+ * gateway also sends each model turn to the simulated provider, in its own process as Clawfleet's (bareNode.ts).
+ */
+export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan, withProvider = false): Promise<RunningLayout> {
   const countsDir = fs.mkdtempSync(path.join(os.tmpdir(), `cf-bench-counts-bare-${layout}-`));
   const scratch = layout === "embedded" ? undefined : await createScratch("benchbare");
   const nodes: NodeProcess[] = [];
+  let provider: NodeProcess | undefined;
   const stop = async () => {
-    await stopAll(nodes);
+    await stopAll(provider ? [...nodes, provider] : nodes);
     await scratch?.remove();
     fs.rmSync(countsDir, { recursive: true, force: true });
   };
@@ -186,18 +190,20 @@ export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan
       BARE_PLAN: JSON.stringify(plan),
       CLAWFLEET_PLANNER_SLOTS: String(o.slots),
       CF_BENCH_COUNTS_DIR: countsDir,
+      ...(provider ? { BARE_PROVIDER_URL: `http://127.0.0.1:${provider.port}` } : {}),
       ...measuredEnv(o.profileDir ? path.join(o.profileDir, `bare-${layout}`, name) : undefined),
     });
     nodes.push(node);
     return node;
   };
   try {
+    if (withProvider) provider = await startProvider(undefined);
     let first: NodeProcess;
     if (layout === "split") {
       await start("store", "store");
       first = await startAll([start("api", "api,intake"), start("gateway", "gateway"), start("executor", "executor,tools"), start("planner-1", "planner"), start("planner-2", "planner")]);
     } else first = await start("all", "api,intake,store,gateway,executor,tools,planner");
-    return { layout, peer: "bare", base: `http://127.0.0.1:${first.port}`, nodes, scratch, countsDir, stop };
+    return { layout, peer: "bare", base: `http://127.0.0.1:${first.port}`, nodes, scratch, countsDir, ...(provider ? { provider } : {}), stop };
   } catch (err) {
     await stop();
     throw err;

@@ -8,11 +8,15 @@
  *   2. per layout, Clawfleet then the bare pipeline: `--tasks` order-router tasks submitted
  *      at once, tasks/s from the first submit to the last finish, and the ratio;
  *   3. end-to-end latency (submit sent → finished) at `--rate` tasks/s, one-process and split;
+ *      then the bare pipeline once more, its model turns also sent to the simulated provider in its own
+ *      process, as Clawfleet's are ("bare+model"; `--no-bare-model` skips it). The provider's round trip then
+ *      weighs on both sides, and Clawfleet over it is what Clawfleet's own work costs; the ratio over the
+ *      plain bare pipeline stays the headline, the one a provider-free ceiling sets;
  *   4. a cost model: CPU ms per checkpointed step per role process (/proc), bytes per checkpoint.
  *
  *   npx tsx bench/throughput/run.ts [--quick] [--tasks 400] [--rate 20] [--latency-seconds 15] [--work-tasks 40]
  *                                   [--slots 8] [--profile dir] [--layouts one-process,split,embedded]
- *                                   [--provider process|in-process] [--clawfleet-env KEY=VALUE ...]
+ *                                   [--provider process|in-process] [--clawfleet-env KEY=VALUE ...] [--no-bare-model]
  *
  * `--provider process` (the default) runs the simulated model as its own process, as a provider is
  * reached: its CPU is printed apart and not counted as Clawfleet's (layouts.ts).
@@ -43,8 +47,11 @@ const { values: args } = parseArgs({
     layouts: { type: "string", default: LAYOUTS.join(",") },
     provider: { type: "string", default: "process" },
     "clawfleet-env": { type: "string", multiple: true },
+    "no-bare-model": { type: "boolean", default: false },
   },
 });
+/** The second peer, the bare pipeline that also calls the simulated provider per model turn (`--no-bare-model`: not run). */
+const WITH_PROVIDER = !(args["no-bare-model"] ?? false);
 const QUICK = args.quick ?? false;
 const TASKS = Number(args.tasks ?? (QUICK ? 40 : 400));
 const RATE = Number(args.rate);
@@ -213,6 +220,11 @@ function formatRun(name: string, t: Throughput, lat: Latency | undefined): strin
     .join("\n");
 }
 
+/** Clawfleet's light-load p50 over the peer's, when both were measured. */
+function latencyRatio(cf: Latency | undefined, peer: Latency | undefined): string {
+  return cf && peer && cf.n > 0 && peer.n > 0 ? `; p50 at ${RATE} tasks/s ${(cf.p50 / peer.p50).toFixed(1)}× its` : "";
+}
+
 async function measure(l: RunningLayout, withLatency: boolean): Promise<{ t: Throughput; lat: Latency | undefined; storage: string }> {
   try {
     await warmUp(l, 10);
@@ -253,7 +265,14 @@ async function main(): Promise<void> {
     const cf = await measure(await startLayout(layout, opts), withLatency);
     process.stdout.write(`layout ${layout}:\n${formatRun("Clawfleet", cf.t, cf.lat)}\n${cf.storage}\n`);
     const bare = await measure(await startBare(layout, opts, plan), withLatency);
-    process.stdout.write(`${formatRun("bare", bare.t, bare.lat)}\n  Clawfleet / bare = ${(cf.t.perSecond / bare.t.perSecond).toFixed(2)}\n\n`);
+    process.stdout.write(`${formatRun("bare", bare.t, bare.lat)}\n  Clawfleet / bare = ${(cf.t.perSecond / bare.t.perSecond).toFixed(2)}${latencyRatio(cf.lat, bare.lat)}\n`);
+    if (!WITH_PROVIDER) {
+      process.stdout.write("\n");
+      continue;
+    }
+    // The same pipeline, its model turns also sent to the simulated provider: what is left is Clawfleet's own.
+    const bareP = await measure(await startBare(layout, opts, plan, true), withLatency);
+    process.stdout.write(`${formatRun("bare+model", bareP.t, bareP.lat)}\n  Clawfleet / bare+model = ${(cf.t.perSecond / bareP.t.perSecond).toFixed(2)}${latencyRatio(cf.lat, bareP.lat)}\n\n`);
   }
 }
 
