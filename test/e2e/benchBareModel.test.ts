@@ -1,0 +1,45 @@
+/**
+ * The throughput benchmark's second peer, bare+model: the same bare pipeline, whose gateway also sends each
+ * model turn to the simulated provider in its own process. Its figures stand for "the provider's round trip,
+ * and nothing of Clawfleet's", so it must really make that trip, once per model turn, and still end every
+ * task; the plain peer must make none.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import { startBare, type RunningLayout } from "../../bench/throughput/layouts";
+import { submitBurst, waitFinished } from "../../bench/throughput/driver";
+import type { SimStats } from "../../src/sim";
+
+const PLAN = { modelTurns: 3, toolCalls: 2, storeCalls: 4, commits: 6, events: 5 };
+const TASKS = 4;
+
+async function providerStats(l: RunningLayout): Promise<SimStats> {
+  if (!l.provider) throw new Error("no provider process");
+  const res = await fetch(`http://127.0.0.1:${l.provider.port}/_sim/stats`);
+  return (await res.json()) as SimStats;
+}
+
+describe("the bare pipeline's peer with the provider's round trip (embedded, no services)", () => {
+  let running: RunningLayout | undefined;
+  afterEach(async () => {
+    await running?.stop();
+    running = undefined;
+  });
+
+  it("sends each model turn to the simulated provider, and every task still ends", { timeout: 120_000 }, async () => {
+    running = await startBare("embedded", { slots: 2 }, PLAN, true);
+    const sent = await submitBurst(running.base, TASKS, 2);
+    const done = await waitFinished(running, sent.map((s) => s.id), 60_000, 100);
+    expect(done.map((d) => d.status)).toEqual(Array(TASKS).fill("succeeded"));
+    const stats = await providerStats(running);
+    expect(stats.requests).toBe(TASKS * PLAN.modelTurns);
+    expect(stats.responses_by_status).toEqual({ "200": TASKS * PLAN.modelTurns });
+  });
+
+  it("the plain peer starts no provider", { timeout: 120_000 }, async () => {
+    running = await startBare("embedded", { slots: 2 }, PLAN);
+    expect(running.provider).toBeUndefined();
+    const sent = await submitBurst(running.base, 1, 1);
+    const done = await waitFinished(running, sent.map((s) => s.id), 60_000, 100);
+    expect(done.map((d) => d.status)).toEqual(["succeeded"]);
+  });
+});
