@@ -95,7 +95,7 @@ async function main(): Promise<void> {
         },
       },
     });
-  const ask = env.BARE_PROVIDER_URL === undefined ? undefined : providerCall(env.BARE_PROVIDER_URL);
+  const ask = env.BARE_PROVIDER_URL === undefined || !roles.has("gateway") ? undefined : providerCall(env.BARE_PROVIDER_URL);
   if (roles.has("gateway"))
     services.push({
       name: "bare-gateway",
@@ -185,6 +185,9 @@ async function runTask(broker: ServiceBroker, id: string): Promise<void> {
 /** The order-router agent's file, whose prompt and tool names the provider call carries. */
 const AGENT_FILE = path.join(__dirname, "..", "..", "examples", "order-router", "prompts", "order-router.md");
 
+/** A provider that takes the request and never answers fails the turn after this long (as Clawfleet's would). */
+const PROVIDER_TIMEOUT_MS = 60_000;
+
 /** One model turn as an HTTP call to the provider at `base`: a fixed first-turn request; the answer's id. */
 function providerCall(base: string): () => Promise<string> {
   const agent = new http.Agent({ keepAlive: true });
@@ -194,7 +197,7 @@ function providerCall(base: string): () => Promise<string> {
     description: `The order-router's ${name} tool.`,
     input_schema: { type: "object", properties: { order_id: { type: "string" } }, required: ["order_id"] },
   }));
-  const system = fs.readFileSync(AGENT_FILE, "utf8").replace(/^---[\s\S]*?---\n/, "");
+  const system = fs.readFileSync(AGENT_FILE, "utf8").replace(/^---\r?\n[\s\S]*?\r?\n---\r?\n?/, "").trim();
   const body = JSON.stringify({ model: "claude-sonnet-5-5", max_tokens: 2048, system, tools, messages: [{ role: "user", content: "Route order ORD-1042." }] });
   const headers = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), "x-api-key": "bare", "anthropic-version": "2023-06-01" };
   return () =>
@@ -203,9 +206,11 @@ function providerCall(base: string): () => Promise<string> {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("end", () => {
+          const text = Buffer.concat(chunks).toString();
+          if (res.statusCode !== 200) return reject(new Error(`provider answered ${res.statusCode}: ${text.slice(0, 200)}`));
           try {
-            const answer = JSON.parse(Buffer.concat(chunks).toString()) as { id?: unknown; error?: { message?: unknown } };
-            if (res.statusCode !== 200 || typeof answer.id !== "string") throw new Error(`provider answered ${res.statusCode}: ${String(answer.error?.message)}`);
+            const answer = JSON.parse(text) as { id?: unknown };
+            if (typeof answer.id !== "string") throw new Error(`provider answered 200 without a message id: ${text.slice(0, 200)}`);
             resolve(answer.id);
           } catch (err) {
             reject(err instanceof Error ? err : new Error(String(err)));
@@ -213,6 +218,7 @@ function providerCall(base: string): () => Promise<string> {
         });
         res.on("error", reject);
       });
+      req.setTimeout(PROVIDER_TIMEOUT_MS, () => req.destroy(new Error(`provider did not answer in ${PROVIDER_TIMEOUT_MS} ms`)));
       req.on("error", reject);
       req.end(body);
     });

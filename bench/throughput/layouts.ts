@@ -170,13 +170,16 @@ async function startBareNode(name: string, env: Record<string, string>): Promise
 
 /**
  * The bare pipeline in `layout`: the same processes, roles and services as Clawfleet's. `withProvider`: its
- * gateway also sends each model turn to the simulated provider, in its own process as Clawfleet's (bareNode.ts).
+ * gateway also sends each model turn to the simulated provider, in its own process (as Clawfleet's, unless
+ * `--provider in-process`) (bareNode.ts).
  */
 export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan, withProvider = false): Promise<RunningLayout> {
   const countsDir = fs.mkdtempSync(path.join(os.tmpdir(), `cf-bench-counts-bare-${layout}-`));
   const scratch = layout === "embedded" ? undefined : await createScratch("benchbare");
   const nodes: NodeProcess[] = [];
   let provider: NodeProcess | undefined;
+  // Each peer profiles into its own folder (profileTop.ts sums a folder).
+  const profileSub = withProvider ? `bare-model-${layout}` : `bare-${layout}`;
   const stop = async () => {
     await stopAll(provider ? [...nodes, provider] : nodes);
     await scratch?.remove();
@@ -191,13 +194,13 @@ export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan
       CLAWFLEET_PLANNER_SLOTS: String(o.slots),
       CF_BENCH_COUNTS_DIR: countsDir,
       ...(provider ? { BARE_PROVIDER_URL: `http://127.0.0.1:${provider.port}` } : {}),
-      ...measuredEnv(o.profileDir ? path.join(o.profileDir, `bare-${layout}`, name) : undefined),
+      ...measuredEnv(o.profileDir ? path.join(o.profileDir, profileSub, name) : undefined),
     });
     nodes.push(node);
     return node;
   };
   try {
-    if (withProvider) provider = await startProvider(undefined);
+    if (withProvider) provider = await startProvider(o.profileDir ? path.join(o.profileDir, profileSub, "provider") : undefined);
     let first: NodeProcess;
     if (layout === "split") {
       await start("store", "store");

@@ -22,7 +22,8 @@
  * reached: its CPU is printed apart and not counted as Clawfleet's (layouts.ts).
  *
  * `--profile dir` runs every process under `node --cpu-prof` (profiles in dir/<layout>/<role>/, the
- * simulated provider's in dir/<layout>/provider/),
+ * simulated provider's in dir/<layout>/provider/; the bare pipelines' in dir/bare-<layout>/ and
+ * dir/bare-model-<layout>/),
  * read with bench/throughput/profileTop.ts. Figures are noisy on a shared machine: the load
  * average is printed beside each. Needs PostgreSQL, Redis and NATS on 127.0.0.1.
  */

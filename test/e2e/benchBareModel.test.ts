@@ -11,6 +11,9 @@ import type { SimStats } from "../../src/sim";
 
 const PLAN = { modelTurns: 3, toolCalls: 2, storeCalls: 4, commits: 6, events: 5 };
 const TASKS = 4;
+// Longer than a start-up may take under load (layouts.ts waits up to 300 s), so a slow start fails in startBare, which
+// stops what it started, rather than in the test's timeout with its processes left running.
+const TIMEOUT_MS = 400_000;
 
 async function providerStats(l: RunningLayout): Promise<SimStats> {
   if (!l.provider) throw new Error("no provider process");
@@ -25,7 +28,7 @@ describe("the bare pipeline's peer with the provider's round trip (embedded, no 
     running = undefined;
   });
 
-  it("sends each model turn to the simulated provider, and every task still ends", { timeout: 120_000 }, async () => {
+  it("sends each model turn to the simulated provider, and every task still ends", { timeout: TIMEOUT_MS }, async () => {
     running = await startBare("embedded", { slots: 2 }, PLAN, true);
     const sent = await submitBurst(running.base, TASKS, 2);
     const done = await waitFinished(running, sent.map((s) => s.id), 60_000, 100);
@@ -35,7 +38,7 @@ describe("the bare pipeline's peer with the provider's round trip (embedded, no 
     expect(stats.responses_by_status).toEqual({ "200": TASKS * PLAN.modelTurns });
   });
 
-  it("the plain peer starts no provider", { timeout: 120_000 }, async () => {
+  it("the plain peer starts no provider", { timeout: TIMEOUT_MS }, async () => {
     running = await startBare("embedded", { slots: 2 }, PLAN);
     expect(running.provider).toBeUndefined();
     const sent = await submitBurst(running.base, 1, 1);
