@@ -261,19 +261,17 @@ async function main(): Promise<void> {
   if (problem) throw new Error(`the bare pipeline's plan: ${problem}`);
   process.stdout.write(`bare pipeline plan per task: ${JSON.stringify(plan)}\n\n`);
 
+  // The bare pipeline, then (unless --no-bare-model) the same with its model turns sent to the simulated provider.
+  const PEERS: ReadonlyArray<[string, boolean]> = WITH_PROVIDER ? [["bare", false], ["bare+model", true]] : [["bare", false]];
   for (const layout of LAYOUT_LIST) {
     const withLatency = layout !== "embedded";
     const cf = await measure(await startLayout(layout, opts), withLatency);
     process.stdout.write(`layout ${layout}:\n${formatRun("Clawfleet", cf.t, cf.lat)}\n${cf.storage}\n`);
-    const bare = await measure(await startBare(layout, opts, plan), withLatency);
-    process.stdout.write(`${formatRun("bare", bare.t, bare.lat)}\n  Clawfleet / bare = ${(cf.t.perSecond / bare.t.perSecond).toFixed(2)}${latencyRatio(cf.lat, bare.lat)}\n`);
-    if (!WITH_PROVIDER) {
-      process.stdout.write("\n");
-      continue;
+    for (const [name, withProvider] of PEERS) {
+      const peer = await measure(await startBare(layout, opts, plan, withProvider), withLatency);
+      process.stdout.write(`${formatRun(name, peer.t, peer.lat)}\n  Clawfleet / ${name} = ${(cf.t.perSecond / peer.t.perSecond).toFixed(2)}${latencyRatio(cf.lat, peer.lat)}\n`);
     }
-    // The same pipeline, its model turns also sent to the simulated provider: what is left is Clawfleet's own.
-    const bareP = await measure(await startBare(layout, opts, plan, true), withLatency);
-    process.stdout.write(`${formatRun("bare+model", bareP.t, bareP.lat)}\n  Clawfleet / bare+model = ${(cf.t.perSecond / bareP.t.perSecond).toFixed(2)}${latencyRatio(cf.lat, bareP.lat)}\n\n`);
+    process.stdout.write("\n");
   }
 }
 
