@@ -29,6 +29,14 @@
  */
 import type { NewStep, Usage } from "../contracts";
 
+/**
+ * A checkpoint's new `updated_at`: moved only once it is 5 s old, so that most checkpoints change no indexed
+ * column of `tasks` and are written as heap-only updates (migration 016). Its one reader is the reaper's order of
+ * running tasks, stalest first (it looks at 500 a sweep): a task whose planner died stops moving it, and among
+ * more than 500 running it reaches the stalest at most 5 s later than it did (the default lease lasts 5 s).
+ */
+export const CHECKPOINT_UPDATED_AT = "CASE WHEN updated_at < now() - interval '5 seconds' THEN now() ELSE updated_at END";
+
 /** One step of a checkpoint item. */
 export interface CheckpointStep {
   step: NewStep;
@@ -79,7 +87,7 @@ export const APPEND_STEPS_SQL = `
           cache_read_input_tokens = t.cache_read_input_tokens + p.cache_read_input_tokens,
           cache_creation_input_tokens = t.cache_creation_input_tokens + p.cache_creation_input_tokens,
           cost_usd = t.cost_usd + p.cost_usd,
-          updated_at = now()
+          updated_at = ${CHECKPOINT_UPDATED_AT}
       FROM per_task p JOIN locked l ON l.id = p.task_id AND l.fence = p.fence
       WHERE t.id = p.task_id AND t.fence = p.fence AND t.status = 'running'
       RETURNING t.id, t.fence

@@ -13,7 +13,7 @@
  */
 import type pg from "pg";
 import { PreparedStatements } from "./preparedStatements";
-import { APPEND_STEPS_SQL, checkpointKey, stepKey, stepsOf, type CheckpointItem } from "./checkpointBatch";
+import { APPEND_STEPS_SQL, CHECKPOINT_UPDATED_AT, checkpointKey, stepKey, stepsOf, type CheckpointItem } from "./checkpointBatch";
 import { DEFAULT_MAX_IN_FLIGHT, GroupCommit, type BatchFailedHook, type GroupCommitOptions, type ItemOutcome } from "./groupCommit";
 import {
   CHECKPOINT_SCHEMA_VERSION,
@@ -174,7 +174,7 @@ const CHECKPOINT_TASK_UPDATE = `
           cache_read_input_tokens = cache_read_input_tokens + $9::bigint,
           cache_creation_input_tokens = cache_creation_input_tokens + $10::bigint,
           cost_usd = cost_usd + $11::numeric,
-          updated_at = now()
+          updated_at = ${CHECKPOINT_UPDATED_AT}
       WHERE id = $1 AND fence = $2 AND status = 'running'
       RETURNING id`;
 const CHECKPOINT_INSERT = `
