@@ -11,7 +11,6 @@
  * store writes what waits; and `openStore` turns it on for Postgres unless
  * `CLAWFLEET_PG_GROUP_COMMIT=0`.
  */
-import { randomUUID } from "node:crypto";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { loadConfig } from "../../src/config";
@@ -19,7 +18,8 @@ import { ConfigError, StaleFenceError } from "../../src/errors";
 import { DuplicateStepError, openStore } from "../../src/store";
 import { PgTaskStore } from "../../src/store/pgTaskStore";
 import type { NewStep, Usage } from "../../src/contracts";
-import { createTestDatabase, hasService } from "../helpers/services";
+import { openRecordingStore, runningTask as runningTaskOf, type RecordingStore } from "../helpers/recordingStore";
+import { hasService } from "../helpers/services";
 
 const ready = hasService("postgres");
 
@@ -32,41 +32,22 @@ const toolStep = (step: number, tag = "ok"): NewStep => ({
 });
 
 describe.skipIf(!ready)("store - checkpoints committed together on Postgres", () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let db: RecordingStore["db"];
   let pool: pg.Pool;
   let store: PgTaskStore;
   /** The texts of the statements that inserted steps, as sent. */
   let stepStatements: string[];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    const opened = await openStore({ databaseUrl: db.url, max: 1 });
-    await opened.close();
-    pool = new pg.Pool({ connectionString: db.url, max: 4 });
-    store = new PgTaskStore(pool, { groupCommit: true });
     stepStatements = [];
-    // Every statement that inserts steps, as sent: a text, or a named statement's config.
-    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-    const counting = (...args: unknown[]): unknown => {
-      const first = args[0];
-      const text = typeof first === "string" ? first : (first as { text?: unknown } | undefined)?.text;
-      if (typeof text === "string" && /INSERT INTO steps/.test(text)) stepStatements.push(text);
-      return query(...args);
-    };
-    pool.query = counting as typeof pool.query;
+    ({ db, pool, store } = await openRecordingStore((text) => stepStatements.push(text)));
   });
   afterAll(async () => {
     await pool?.end();
     await db?.drop();
   });
 
-  async function runningTask(): Promise<{ id: string; fence: number }> {
-    const id = randomUUID();
-    await store.createTask({ id, agent: "order-router", input: { order_id: "ORD-1" }, priority: "normal", metadata: {}, prompt_version: "pv-1" });
-    const claimed = await store.claimTask(id, "test-owner");
-    if (!claimed) throw new Error("not claimed");
-    return { id, fence: claimed.fence };
-  }
+  const runningTask = () => runningTaskOf(store);
 
   const usageOf = async (id: string) => {
     const t = await store.getTask(id);

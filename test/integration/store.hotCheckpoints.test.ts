@@ -6,13 +6,12 @@
  * a batch of concurrent tasks), and not after a claim, which changes the indexed `status`.
  * `updated_at`, the reaper's order, moves only once it is 5 s old.
  */
-import { randomUUID } from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { emptyUsage, type NewStep, type Usage } from "../../src/contracts";
-import { openStore } from "../../src/store";
-import { PgTaskStore } from "../../src/store/pgTaskStore";
-import { createTestDatabase, hasService } from "../helpers/services";
+import type { PgTaskStore } from "../../src/store/pgTaskStore";
+import { openRecordingStore, runningTask as runningTaskOf, type RecordingStore } from "../helpers/recordingStore";
+import { hasService } from "../helpers/services";
 
 const ready = hasService("postgres");
 
@@ -34,30 +33,19 @@ const toolStep = (step: number): NewStep => ({
 });
 
 describe.skipIf(!ready)("store - a checkpoint is a heap-only update of its task row on Postgres", () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  /** The texts of the statements that inserted steps, as sent. */
+  const stepStatements: string[] = [];
+  let opened: RecordingStore;
   let pool: pg.Pool;
   let store: PgTaskStore;
-  /** The texts of the statements that inserted steps, as sent. */
-  let stepStatements: string[];
 
   beforeAll(async () => {
-    db = await createTestDatabase();
-    const opened = await openStore({ databaseUrl: db.url, max: 1 });
-    await opened.close();
-    pool = new pg.Pool({ connectionString: db.url, max: 4 });
+    opened = await openRecordingStore((text) => stepStatements.push(text));
+    ({ pool, store } = opened);
     // Reading a page takes a superuser: the test databases' default role is one (testkit/scratch.ts).
     const { rows } = await pool.query<{ su: boolean }>("SELECT rolsuper AS su FROM pg_roles WHERE rolname = current_user");
     if (rows[0]?.su !== true) throw new Error("these tests read a page with pageinspect, which needs a superuser: CLAWFLEET_TEST_POSTGRES_URL's role is not one");
     await pool.query("CREATE EXTENSION IF NOT EXISTS pageinspect");
-    store = new PgTaskStore(pool, { groupCommit: true });
-    stepStatements = [];
-    const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
-    pool.query = ((...args: unknown[]): unknown => {
-      const first = args[0];
-      const text = typeof first === "string" ? first : (first as { text?: unknown } | undefined)?.text;
-      if (typeof text === "string" && /INSERT INTO steps/.test(text)) stepStatements.push(text);
-      return query(...args);
-    }) as typeof pool.query;
   });
   // Each test on an empty table: its rows' versions all fit on the first page, whatever the tests before left.
   beforeEach(async () => {
@@ -65,16 +53,10 @@ describe.skipIf(!ready)("store - a checkpoint is a heap-only update of its task 
   });
   afterAll(async () => {
     await pool?.end();
-    await db?.drop();
+    await opened?.db.drop();
   });
 
-  async function runningTask(): Promise<{ id: string; fence: number }> {
-    const id = randomUUID();
-    await store.createTask({ id, agent: "order-router", input: { order_id: "ORD-1" }, priority: "normal", metadata: {}, prompt_version: "pv-1" });
-    const claimed = await store.claimTask(id, "test-owner");
-    if (!claimed) throw new Error("not claimed");
-    return { id, fence: claimed.fence };
-  }
+  const runningTask = () => runningTaskOf(store);
 
   /** Whether the task row's live version, as it lies on its page, is a heap-only tuple. */
   async function heapOnly(id: string): Promise<boolean> {
@@ -120,7 +102,7 @@ describe.skipIf(!ready)("store - a checkpoint is a heap-only update of its task 
 
   it("the checkpoints of concurrent tasks, committed together in one batch, are each heap-only", async () => {
     const tasks = await Promise.all(Array.from({ length: 8 }, () => runningTask()));
-    stepStatements = [];
+    stepStatements.length = 0;
     await Promise.all(tasks.map((t, i) => store.appendStep(t.id, t.fence, llmStep(1), usage(i + 1))));
     expect(stepStatements.some((s) => /unnest/.test(s))).toBe(true);
     for (const t of tasks) expect(await heapOnly(t.id)).toBe(true);
