@@ -25,6 +25,7 @@ import pg from "pg";
 import { APPEND_STEPS_SQL, CHECKPOINT_UPDATED_AT } from "../src/store/checkpointBatch";
 import { migrate, migrationsDir } from "../src/store/migrate";
 import { PgTaskStore } from "../src/store/pgTaskStore";
+import { cpuMs } from "./throughput/meters";
 import { percentile } from "../testkit/crash";
 import { createTestDatabase } from "../testkit/scratch";
 
@@ -83,11 +84,11 @@ function cpuMsOf(pid: number): number | undefined {
   try {
     // A pid from a Postgres in a container or on another host may name some other process here.
     if (!fs.readFileSync(`/proc/${pid}/cmdline`, "utf8").startsWith("postgres")) return undefined;
-    const fields = fs.readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
   } catch {
     return undefined;
   }
+  const ms = cpuMs(pid);
+  return Number.isNaN(ms) ? undefined : ms;
 }
 
 interface Sizes {
