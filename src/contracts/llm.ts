@@ -5,8 +5,13 @@
 import { z } from "zod";
 import { PrioritySchema, StepNumberSchema, TaskRefSchema, UsageSchema } from "./task";
 
-/** Anthropic content blocks as Clawfleet stores and replays them. */
-export const ContentBlockSchema = z.union([
+/**
+ * Anthropic content blocks as Clawfleet stores and replays them. The unions of blocks and messages are
+ * discriminated by their `type` (a message's `role`): each value is checked against its one variant, not
+ * tried against every variant in turn. A whole conversation is validated on every model call that crosses
+ * processes, and trying variants made that about 4× dearer.
+ */
+export const ContentBlockSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("text"), text: z.string() }),
   z.object({ type: z.literal("tool_use"), id: z.string(), name: z.string(), input: z.unknown() }),
   z.object({ type: z.literal("thinking"), thinking: z.string(), signature: z.string() }),
@@ -14,14 +19,14 @@ export const ContentBlockSchema = z.union([
 ]);
 export type ContentBlock = z.infer<typeof ContentBlockSchema>;
 
-export const UserBlockSchema = z.union([
+export const UserBlockSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("text"), text: z.string() }),
   z.object({ type: z.literal("tool_result"), tool_use_id: z.string(), content: z.string(), is_error: z.boolean().optional() }),
 ]);
 export type UserBlock = z.infer<typeof UserBlockSchema>;
 
 /** A message of the conversation as the Messages API takes it. */
-export const MessageParamSchema = z.union([
+export const MessageParamSchema = z.discriminatedUnion("role", [
   z.object({ role: z.literal("user"), content: z.union([z.string(), z.array(UserBlockSchema)]) }),
   z.object({ role: z.literal("assistant"), content: z.array(ContentBlockSchema) }),
 ]);

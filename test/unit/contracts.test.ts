@@ -19,6 +19,8 @@ import {
 import { openApiDocument, type OpenApiOperation } from "../../src/contracts/openapi";
 import { V1_ROUTES } from "../../src/api/routes";
 import { Health, type CheckResult, type LiveReport } from "../../src/health/health";
+import { Gateway, parseCallParams } from "../../src/contracts";
+import { ValidationError } from "../../src/errors";
 
 const doc = openApiDocument();
 
@@ -174,5 +176,59 @@ describe("contracts - the API's answers fit the published schemas", () => {
     expect(() => LiveReportSchema.parse(health.live())).not.toThrow();
     const ready = health.ready();
     expect(() => ReadyReportSchema.parse({ status: ready.ready ? "ready" : "not_ready", checks: ready.checks })).not.toThrow();
+  });
+});
+
+describe("contracts - a model call's params from another process", () => {
+  const call = {
+    taskId: "0b7a6c1e-3f0a-4d8e-9c1b-2a3b4c5d6e7f",
+    agent: "order-router",
+    promptVersion: "v1",
+    step: 3,
+    tier: "default",
+    model: "claude-sonnet-5-5",
+    maxTokens: 1024,
+    priority: "normal",
+    system: "You route orders.",
+    tools: [],
+  };
+  /** The message of the ValidationError `rate-gateway.complete` answers these messages with. */
+  const refusal = (messages: unknown[]): string => {
+    try {
+      parseCallParams(Gateway.complete, { ...call, messages }, "rate-gateway.complete");
+    } catch (err) {
+      if (err instanceof ValidationError) return err.message;
+      throw err;
+    }
+    throw new Error("accepted");
+  };
+  const ask = { role: "user", content: 'Route order {"order_id":"ORD-1042"}' };
+
+  it("takes a conversation of every kind of block", () => {
+    const messages = [
+      ask,
+      {
+        role: "assistant",
+        content: [
+          { type: "thinking", thinking: "The order first.", signature: "sig" },
+          { type: "redacted_thinking", data: "abc" },
+          { type: "text", text: "Looking it up." },
+          { type: "tool_use", id: "toolu_1", name: "lookup_order", input: { order_id: "ORD-1042" } },
+        ],
+      },
+      { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: "{}", is_error: false }, { type: "text", text: "go on" }] },
+    ];
+    expect(parseCallParams(Gateway.complete, { ...call, messages }, "rate-gateway.complete").messages).toEqual(messages);
+  });
+
+  it("names the field at fault inside a block, and a block type or role the Messages API does not have", () => {
+    expect(refusal([ask, { role: "assistant", content: [{ type: "tool_use", name: "lookup_order", input: {} }] }])).toBe(
+      'rate-gateway.complete: field "messages.1.content.0.id": Invalid input: expected string, received undefined',
+    );
+    expect(refusal([ask, { role: "assistant", content: [{ type: "image", url: "x" }] }])).toMatch(
+      /^rate-gateway\.complete: field "messages\.1\.content\.0\.type": .*'text' \| 'tool_use' \| 'thinking' \| 'redacted_thinking'/,
+    );
+    expect(refusal([{ role: "user", content: [{ type: "tool_result", content: "{}" }] }])).toMatch(/^rate-gateway\.complete: field "messages\.0\.content/);
+    expect(refusal([{ role: "system", content: "hi" }])).toMatch(/^rate-gateway\.complete: field "messages\.0\.role": .*'user' \| 'assistant'/);
   });
 });
