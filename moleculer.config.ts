@@ -11,6 +11,7 @@ import { ClawfleetRegenerator, isInfrastructureFailure } from "./src/errors";
 import { pinoOptions, scrubbingSink, urlSecrets } from "./src/logging";
 import { shutdownPlan } from "./src/agent/shutdown";
 import { transportRecoveryMiddleware } from "./src/transport/recovery";
+import { transporterFor } from "./src/transport/batchingNats";
 
 /** The values that must never reach a log line, whatever field or message they end up in. */
 function logSecrets(config: Config): string[] {
@@ -29,7 +30,8 @@ export function brokerOptions(config: Config, middlewares: Middleware[] = []): B
   return {
     namespace: config.namespace,
     nodeID: config.nodeId ?? `${os.hostname()}-${process.pid}`,
-    transporter: config.transporter ?? null,
+    // NATS: the packets of one turn of the event loop are written together (src/transport/batchingNats.ts).
+    transporter: transporterFor(config.transporter),
     logger:
       config.logFormat === "json"
         ? {
