@@ -232,6 +232,33 @@ function statCpu(stat: string): { name: string; own: number; children: number } 
   };
 }
 
+/** The write system calls (write, writev, pwrite: `syscw` of /proc/<pid>/io) `pid` has made so far: each socket write is one. */
+export function writeCalls(pid: number): number {
+  try {
+    return Number(/^syscw: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? NaN);
+  } catch {
+    return NaN;
+  }
+}
+
+/** The write system calls every live process of each of `names` has made so far (a process that ended is not counted). */
+export function serversWriteCalls(names: readonly string[]): Map<string, number> {
+  const totals = new Map(names.map((n) => [n, 0]));
+  for (const entry of fs.readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let name: string;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
+      name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    } catch {
+      continue;
+    }
+    const sofar = totals.get(name);
+    if (sofar !== undefined) totals.set(name, sofar + (writeCalls(Number(entry)) || 0));
+  }
+  return totals;
+}
+
 /** The infrastructure servers whose CPU a run also reports (by process name). */
 export const SERVERS = ["postgres", "redis-server", "nats-server"] as const;
 

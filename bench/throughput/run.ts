@@ -12,7 +12,8 @@
  *      process, as Clawfleet's are ("bare+model"; `--no-bare-model` skips it). The provider's round trip then
  *      weighs on both sides, and Clawfleet over it is what Clawfleet's own work costs; the ratio over the
  *      plain bare pipeline stays the headline, the one a provider-free ceiling sets;
- *   4. a cost model: CPU ms per checkpointed step per role process (/proc), bytes per checkpoint.
+ *   4. a cost model: CPU ms per checkpointed step per role process (/proc), bytes per checkpoint; and each
+ *      process's socket writes per task (its write system calls, /proc/<pid>/io), the servers' too.
  *
  *   npx tsx bench/throughput/run.ts [--quick] [--tasks 400] [--rate 20] [--latency-seconds 15] [--work-tasks 40]
  *                                   [--slots 8] [--profile dir] [--layouts one-process,split,embedded]
@@ -32,7 +33,7 @@ import pg from "pg";
 import { planProblem, type BarePlan } from "./barePlan";
 import { submitBurst, submitPaced, waitFinished, warmUp, type Finished, type Sent } from "./driver";
 import { LAYOUTS, startBare, startLayout, type Layout, type RunningLayout } from "./layouts";
-import { cpuMs, loadLine, percentile, SERVERS, serversCpuMs } from "./meters";
+import { cpuMs, loadLine, percentile, SERVERS, serversCpuMs, serversWriteCalls, writeCalls } from "./meters";
 import { formatWork, measureWork, type Work } from "./work";
 
 const { values: args } = parseArgs({
@@ -99,6 +100,9 @@ interface Throughput {
   providerCpu?: number;
   /** CPU ms each infrastructure server (Postgres, Redis, NATS: all their processes) used over the run. */
   servers: Map<string, number>;
+  /** Write system calls (socket writes) each process made over the run, by process name, then the servers' (their live processes'). */
+  writes: Map<string, number>;
+  serverWrites: Map<string, number>;
   load: string;
 }
 
@@ -106,15 +110,25 @@ function cpuOf(l: RunningLayout): Map<string, number> {
   return new Map(l.nodes.map((n) => [n.name, n.proc.pid === undefined ? NaN : cpuMs(n.proc.pid)]));
 }
 
+function writesOf(l: RunningLayout): Map<string, number> {
+  return new Map(l.nodes.map((n) => [n.name, n.proc.pid === undefined ? NaN : writeCalls(n.proc.pid)]));
+}
+
+const minus = (after: ReadonlyMap<string, number>, before: ReadonlyMap<string, number>) => new Map([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]));
+
 async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
   const providerPid = l.provider?.proc.pid;
   const cpu0 = cpuOf(l);
   const p0 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const s0 = serversCpuMs(SERVERS);
+  const w0 = writesOf(l);
+  const sw0 = serversWriteCalls(SERVERS);
   const sent = await submitBurst(l.base, n, 16);
   const done = await waitFinished(l, sent.map((s) => s.id), 900_000);
   const cpu1 = cpuOf(l);
   const s1 = serversCpuMs(SERVERS);
+  const w1 = writesOf(l);
+  const sw1 = serversWriteCalls(SERVERS);
   const p1 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const first = Math.min(...sent.map((s) => s.sentAt));
   const last = Math.max(...done.map((d) => d.finishedAt));
@@ -125,7 +139,9 @@ async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
     steps: done.reduce((s, d) => s + d.steps, 0),
     seconds,
     perSecond: done.length / seconds,
-    cpu: new Map([...cpu1].map(([k, v]) => [k, v - (cpu0.get(k) ?? 0)])),
+    cpu: minus(cpu1, cpu0),
+    writes: minus(w1, w0),
+    serverWrites: minus(sw1, sw0),
     ...(providerPid === undefined ? {} : { providerCpu: p1 - p0 }),
     servers: new Map(SERVERS.map((name) => [name, (s1.get(name) ?? 0) - (s0.get(name) ?? 0)])),
     load: loadLine(),
@@ -224,6 +240,9 @@ function formatRun(name: string, t: Throughput, lat: Latency | undefined): strin
     [...t.servers.values()].every((v) => v === 0)
       ? ""
       : `             the servers on this machine, not counted above (anything else using them included), CPU ms per step: ${[...t.servers].map(([name, ms]) => `${name} ${(ms / Math.max(1, t.steps)).toFixed(2)}`).join(", ")}`,
+    `             socket writes per task (write system calls, /proc/<pid>/io), by process: ${[...t.writes].map(([proc, n]) => `${proc} ${(n / Math.max(1, t.tasks)).toFixed(1)}`).join(", ")}; ` +
+      `all: ${([...t.writes.values()].reduce((a, b) => a + b, 0) / Math.max(1, t.tasks)).toFixed(1)}` +
+      ([...t.serverWrites.values()].every((v) => v === 0) ? "" : `; the servers': ${[...t.serverWrites].map(([name, n]) => `${name} ${(n / Math.max(1, t.tasks)).toFixed(1)}`).join(", ")}`),
     // `--latency-seconds 0` measures no latency: a line of NaN would say nothing.
     lat && lat.n > 0 ? `             latency at ${RATE} tasks/s: p50 ${lat.p50.toFixed(0)} ms, p99 ${lat.p99.toFixed(0)} ms (${lat.n} tasks; ${lat.load})` : "",
     lat?.phases ? `             of it, medians per task in Postgres' clock: ${lat.phases}` : "",
