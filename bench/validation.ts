@@ -6,7 +6,8 @@
  * (test/fixtures/checkpoints/order-router.v1.json: 13 steps, 6 model turns, 7 tool results), its
  * requests rebuilt turn by turn as the planner sends them.
  *
- * Two forms of the same schemas, measured in the same run, alternating:
+ * Two forms of the same schemas, measured in the same run, each round both, the one that goes first
+ * alternating from round to round:
  * - as shipped: content blocks and messages are unions discriminated by `type` (`role`), so each value
  *   is checked against its one variant;
  * - variants tried in turn: `z.union` of the same variants, the form they had before. A block is tried
@@ -124,7 +125,9 @@ process.stdout.write(
     `${answers.length} answers (${bytes(answers)} B), ${appends.length} checkpoints (${bytes(appends)} B); ${N} validations per figure\n`,
 );
 for (let round = 1; round <= ROUNDS; round++) {
-  for (const [name, f] of Object.entries(forms)) {
+  const order = Object.entries(forms);
+  if (round % 2 === 0) order.reverse();
+  for (const [name, f] of order) {
     const request = cpuPerParse(f.request, requests);
     const answer = cpuPerParse(f.answer, answers);
     const append = cpuPerParse(f.append, appends);

@@ -232,31 +232,17 @@ function statCpu(stat: string): { name: string; own: number; children: number } 
   };
 }
 
-/** The write system calls (write, writev, pwrite: `syscw` of /proc/<pid>/io) `pid` has made so far: each socket write is one. */
+/**
+ * The write system calls `pid` has made so far (`syscw` of /proc/<pid>/io: write, writev, pwrite). A Node
+ * process writes its sockets with write and writev, so each socket write is one, and so is each log line
+ * written to stdout. Postgres answers its clients with send(), which this does not count.
+ */
 export function writeCalls(pid: number): number {
   try {
     return Number(/^syscw: (\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/io`, "utf8"))?.[1] ?? NaN);
   } catch {
     return NaN;
   }
-}
-
-/** The write system calls every live process of each of `names` has made so far (a process that ended is not counted). */
-export function serversWriteCalls(names: readonly string[]): Map<string, number> {
-  const totals = new Map(names.map((n) => [n, 0]));
-  for (const entry of fs.readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    let name: string;
-    try {
-      const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
-      name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    } catch {
-      continue;
-    }
-    const sofar = totals.get(name);
-    if (sofar !== undefined) totals.set(name, sofar + (writeCalls(Number(entry)) || 0));
-  }
-  return totals;
 }
 
 /** The infrastructure servers whose CPU a run also reports (by process name). */
@@ -269,18 +255,41 @@ export const SERVERS = ["postgres", "redis-server", "nats-server"] as const;
  */
 export function serversCpuMs(names: readonly string[]): Map<string, number> {
   const totals = new Map(names.map((n) => [n, 0]));
+  forEachProcessNamed(names, (name, _pid, stat) => {
+    const cpu = statCpu(stat);
+    totals.set(name, (totals.get(name) ?? 0) + cpu.own + cpu.children);
+  });
+  return totals;
+}
+
+/** The servers whose write system calls a run also reports: Postgres' socket sends are not write calls. */
+export const WRITING_SERVERS = ["redis-server", "nats-server"] as const;
+
+/** The write system calls every live process of each of `names` has made so far (one that ended is not counted). */
+export function serversWriteCalls(names: readonly string[]): Map<string, number> {
+  const totals = new Map(names.map((n) => [n, 0]));
+  forEachProcessNamed(names, (name, pid) => {
+    const n = writeCalls(pid);
+    // Gone between the listing and the read.
+    if (!Number.isNaN(n)) totals.set(name, (totals.get(name) ?? 0) + n);
+  });
+  return totals;
+}
+
+/** `each` for every live process whose name (/proc/<pid>/stat) is one of `names`, with its stat line. */
+function forEachProcessNamed(names: readonly string[], each: (name: string, pid: number, stat: string) => void): void {
+  const wanted = new Set(names);
   for (const entry of fs.readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
-    let cpu: ReturnType<typeof statCpu>;
+    let stat: string;
     try {
-      cpu = statCpu(fs.readFileSync(`/proc/${entry}/stat`, "utf8"));
+      stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
     } catch {
       continue;
     }
-    const sofar = totals.get(cpu.name);
-    if (sofar !== undefined) totals.set(cpu.name, sofar + cpu.own + cpu.children);
+    const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    if (wanted.has(name)) each(name, Number(entry), stat);
   }
-  return totals;
 }
 
 /** A sorted "NAME n (per task)" listing of counts divided by `per`. */

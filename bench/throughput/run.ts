@@ -13,7 +13,7 @@
  *      weighs on both sides, and Clawfleet over it is what Clawfleet's own work costs; the ratio over the
  *      plain bare pipeline stays the headline, the one a provider-free ceiling sets;
  *   4. a cost model: CPU ms per checkpointed step per role process (/proc), bytes per checkpoint; and each
- *      process's socket writes per task (its write system calls, /proc/<pid>/io), the servers' too.
+ *      process's write system calls per task (/proc/<pid>/io: its socket writes), Redis' and NATS' too.
  *
  *   npx tsx bench/throughput/run.ts [--quick] [--tasks 400] [--rate 20] [--latency-seconds 15] [--work-tasks 40]
  *                                   [--slots 8] [--profile dir] [--layouts one-process,split,embedded]
@@ -33,7 +33,7 @@ import pg from "pg";
 import { planProblem, type BarePlan } from "./barePlan";
 import { submitBurst, submitPaced, waitFinished, warmUp, type Finished, type Sent } from "./driver";
 import { LAYOUTS, startBare, startLayout, type Layout, type RunningLayout } from "./layouts";
-import { cpuMs, loadLine, percentile, SERVERS, serversCpuMs, serversWriteCalls, writeCalls } from "./meters";
+import { cpuMs, delta, loadLine, percentile, SERVERS, serversCpuMs, serversWriteCalls, writeCalls, WRITING_SERVERS } from "./meters";
 import { formatWork, measureWork, type Work } from "./work";
 
 const { values: args } = parseArgs({
@@ -100,7 +100,7 @@ interface Throughput {
   providerCpu?: number;
   /** CPU ms each infrastructure server (Postgres, Redis, NATS: all their processes) used over the run. */
   servers: Map<string, number>;
-  /** Write system calls (socket writes) each process made over the run, by process name, then the servers' (their live processes'). */
+  /** Write system calls each process made over the run (meters.ts `writeCalls`), by process name; then Redis' and NATS' (their live processes'). */
   writes: Map<string, number>;
   serverWrites: Map<string, number>;
   load: string;
@@ -114,21 +114,19 @@ function writesOf(l: RunningLayout): Map<string, number> {
   return new Map(l.nodes.map((n) => [n.name, n.proc.pid === undefined ? NaN : writeCalls(n.proc.pid)]));
 }
 
-const minus = (after: ReadonlyMap<string, number>, before: ReadonlyMap<string, number>) => new Map([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]));
-
 async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
   const providerPid = l.provider?.proc.pid;
   const cpu0 = cpuOf(l);
   const p0 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const s0 = serversCpuMs(SERVERS);
   const w0 = writesOf(l);
-  const sw0 = serversWriteCalls(SERVERS);
+  const sw0 = serversWriteCalls(WRITING_SERVERS);
   const sent = await submitBurst(l.base, n, 16);
   const done = await waitFinished(l, sent.map((s) => s.id), 900_000);
   const cpu1 = cpuOf(l);
   const s1 = serversCpuMs(SERVERS);
   const w1 = writesOf(l);
-  const sw1 = serversWriteCalls(SERVERS);
+  const sw1 = serversWriteCalls(WRITING_SERVERS);
   const p1 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const first = Math.min(...sent.map((s) => s.sentAt));
   const last = Math.max(...done.map((d) => d.finishedAt));
@@ -139,9 +137,9 @@ async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
     steps: done.reduce((s, d) => s + d.steps, 0),
     seconds,
     perSecond: done.length / seconds,
-    cpu: minus(cpu1, cpu0),
-    writes: minus(w1, w0),
-    serverWrites: minus(sw1, sw0),
+    cpu: delta(cpu1, cpu0),
+    writes: delta(w1, w0),
+    serverWrites: delta(sw1, sw0),
     ...(providerPid === undefined ? {} : { providerCpu: p1 - p0 }),
     servers: new Map(SERVERS.map((name) => [name, (s1.get(name) ?? 0) - (s0.get(name) ?? 0)])),
     load: loadLine(),
@@ -240,7 +238,7 @@ function formatRun(name: string, t: Throughput, lat: Latency | undefined): strin
     [...t.servers.values()].every((v) => v === 0)
       ? ""
       : `             the servers on this machine, not counted above (anything else using them included), CPU ms per step: ${[...t.servers].map(([name, ms]) => `${name} ${(ms / Math.max(1, t.steps)).toFixed(2)}`).join(", ")}`,
-    `             socket writes per task (write system calls, /proc/<pid>/io), by process: ${[...t.writes].map(([proc, n]) => `${proc} ${(n / Math.max(1, t.tasks)).toFixed(1)}`).join(", ")}; ` +
+    `             write system calls per task (/proc/<pid>/io: its socket writes, and its log lines), by process: ${[...t.writes].map(([proc, n]) => `${proc} ${(n / Math.max(1, t.tasks)).toFixed(1)}`).join(", ")}; ` +
       `all: ${([...t.writes.values()].reduce((a, b) => a + b, 0) / Math.max(1, t.tasks)).toFixed(1)}` +
       ([...t.serverWrites.values()].every((v) => v === 0) ? "" : `; the servers': ${[...t.serverWrites].map(([name, n]) => `${name} ${(n / Math.max(1, t.tasks)).toFixed(1)}`).join(", ")}`),
     // `--latency-seconds 0` measures no latency: a line of NaN would say nothing.

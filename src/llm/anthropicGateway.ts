@@ -142,10 +142,8 @@ export class AnthropicGateway {
  * `model_behavior_error` naming the block, rather than a contract failure deep in the checkpoint write.
  */
 function toBlock(b: Anthropic.ContentBlock, index: number): ContentBlock {
-  const block = rawBlock(b);
-  // The block's own variant, so the error names its missing field rather than "matches no variant".
-  const variant = ContentBlockSchema.options.find((o) => o.shape.type.value === (block as { type: string }).type) ?? ContentBlockSchema;
-  const checked = variant.safeParse(block);
+  // Discriminated by its type: the error names the block's missing field, not "matches no variant".
+  const checked = ContentBlockSchema.safeParse(rawBlock(b));
   if (!checked.success) {
     const issue = checked.error.issues[0];
     const field = issue?.path.length ? `.${issue.path.join(".")}` : "";

@@ -8,15 +8,19 @@
  * server for each. Here the packets are held until the loop's check phase (`setImmediate`), then published
  * in the order they were sent: one write for the turn, and the server reads them in one go.
  *
- * What a packet waits: the rest of the turn it was sent in. On an idle node that is at once; on a busy one,
- * the callbacks still due in that turn, which the write it saves would otherwise have interrupted.
- * Nothing else changes: Moleculer's `send` never waited for the write (a v2 client's publish is buffered),
- * packets keep their order, and a node that disconnects publishes what it holds before it flushes and
- * closes, so its last replies and its DISCONNECT still go out. A packet nats.js would refuse at once (its
- * connection closed, a payload over the server's limit) is not held: it goes through Moleculer's own `send`,
- * and its sender gets the error as before. One refused later, its connection closed within the turn, is
- * logged and dropped, as a packet in flight is when the connection drops: the in-flight recovery
- * (src/transport/recovery.ts) fails the calls it belonged to.
+ * What a packet waits: until the loop's next check phase. On an idle node that is at once; on a busy one, it
+ * is the callbacks still due in that turn, which the write it saves would otherwise have interrupted. A packet
+ * sent from a `setImmediate` callback itself waits one more turn, its timers and I/O included.
+ *
+ * Nothing else changes: Moleculer's `send` never waited for the write (a v2 client's publish is buffered), and
+ * the packets keep their order. A packet nats.js would refuse at once (its connection closed or draining, a
+ * payload over the server's limit) is not held: it goes through Moleculer's own `send`, and its sender gets
+ * the error as before. From a disconnect on, nothing is held: what is held is published first, and what is
+ * sent after goes straight to nats.js, so a stopping node's last replies and its DISCONNECT go out before the
+ * connection closes. A held packet refused when it is published is logged and dropped, and the packets
+ * after it are still published. Only a reconnect in between can bring that about (to a server with a lower
+ * payload limit), and the in-flight recovery that follows every reconnect fails the call it belonged to
+ * (src/transport/recovery.ts).
  */
 import { Transporters } from "moleculer";
 
@@ -40,6 +44,8 @@ function refused(client: NonNullable<NatsInternals["client"]>, data: Buffer): bo
 export class BatchingNatsTransporter extends Transporters.NATS {
   private held: Array<[topic: string, data: Buffer]> = [];
   private scheduled = false;
+  /** Set by `disconnect`: from then on, packets go to nats.js as they are sent. */
+  private closing = false;
 
   private get internals(): NatsInternals {
     return this as unknown as NatsInternals;
@@ -49,7 +55,7 @@ export class BatchingNatsTransporter extends Transporters.NATS {
     const { client, useLegacy } = this.internals;
     // A nats.js v1 client acknowledges each publish: left as Moleculer sends it. So is a packet nats.js would
     // refuse (a closed connection, a payload over the server's limit): its error reaches the sender, not a later turn.
-    if (useLegacy || client === null || refused(client, data)) return super.send(topic, data, meta);
+    if (useLegacy || client === null || this.closing || refused(client, data)) return super.send(topic, data, meta);
     this.held.push([topic, data]);
     if (!this.scheduled) {
       this.scheduled = true;
@@ -66,15 +72,23 @@ export class BatchingNatsTransporter extends Transporters.NATS {
     this.held = [];
     const { client, logger } = this.internals;
     if (client === null) return;
-    try {
-      for (const [topic, data] of held) client.publish(topic, data);
-    } catch (err) {
-      // The connection closed since they were sent: lost as packets in flight are when it drops.
-      logger.warn("NATS refused packets held for this turn of the event loop; they are dropped", err);
+    for (const [topic, data] of held) {
+      try {
+        client.publish(topic, data);
+      } catch (err) {
+        logger.warn(`NATS refused a packet held for this turn of the event loop (${topic}); it is dropped`, err);
+      }
     }
   };
 
+  /** Its flush must follow the packets sent before it. */
+  override unsubscribeFromBalancedCommands(): Promise<void> {
+    this.publishHeld();
+    return super.unsubscribeFromBalancedCommands();
+  }
+
   override disconnect(): Promise<void> {
+    this.closing = true;
     this.publishHeld();
     return super.disconnect() as Promise<void>;
   }

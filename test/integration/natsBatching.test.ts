@@ -72,14 +72,15 @@ describe.skipIf(!hasService("nats"))("the batching NATS transporter", () => {
   it("sends what one turn of the loop sent in one write, in order, where Moleculer's own writes each", async () => {
     seen.length = 0;
     const viaBatching = await writesDuring(natsSocket(batching), () => fromSeparateCallbacks(20, (i) => void batching.emit("batching.seq", { i })));
-    await expect.poll(() => seen.length).toBe(20);
+    await expect.poll(() => seen.length, { timeout: 5_000 }).toBe(20);
     expect(seen).toEqual([...Array(20).keys()]);
 
     seen.length = 0;
     const viaPlain = await writesDuring(natsSocket(plain), () => fromSeparateCallbacks(20, (i) => void plain.emit("batching.seq", { i })));
-    await expect.poll(() => seen.length).toBe(20);
+    await expect.poll(() => seen.length, { timeout: 5_000 }).toBe(20);
 
-    expect(viaBatching).toBe(1);
+    // One write; a second only if a heartbeat's timer (or a PING) fell in the same few milliseconds.
+    expect(viaBatching).toBeLessThanOrEqual(2);
     expect(viaPlain).toBeGreaterThanOrEqual(20);
   });
 
@@ -102,17 +103,22 @@ describe.skipIf(!hasService("nats"))("the batching NATS transporter", () => {
 
   it("a node that stops sends what it holds, then its DISCONNECT: the others see it leave at once", async () => {
     const leaving = broker("leaving", new BatchingNatsTransporter({ url: NATS_TEST_URL }));
-    await leaving.start();
-    await leaving.waitForServices("echo", 10_000);
-    await expect.poll(() => server.registry.nodes.has("leaving"), { timeout: 10_000 }).toBe(true);
-    seen.length = 0;
-    void leaving.emit("batching.seq", { i: 7 });
-    const stopping = Date.now();
-    await leaving.stop();
-    await expect.poll(() => seen, { timeout: 5_000 }).toEqual([7]);
-    // Moleculer's heartbeat timeout is 15 s: within 5 s, only the DISCONNECT packet can have told the server.
-    await expect.poll(() => left.includes("leaving"), { timeout: 5_000 }).toBe(true);
-    expect(Date.now() - stopping).toBeLessThan(5_000);
+    try {
+      await leaving.start();
+      await leaving.waitForServices("echo", 10_000);
+      await expect.poll(() => server.registry.nodes.has("leaving"), { timeout: 10_000 }).toBe(true);
+      seen.length = 0;
+      // Sent in the same turn as the disconnect: held when it begins.
+      void leaving.emit("batching.seq", { i: 7 });
+      const stopping = Date.now();
+      await leaving.transit?.disconnect();
+      await expect.poll(() => seen, { timeout: 5_000 }).toEqual([7]);
+      // Moleculer's heartbeat timeout is 30 s: within 5 s, only the DISCONNECT packet can have told the server.
+      await expect.poll(() => left.includes("leaving"), { timeout: 5_000 }).toBe(true);
+      expect(Date.now() - stopping).toBeLessThan(5_000);
+    } finally {
+      await leaving.stop();
+    }
   });
 
   it("is the transporter for a NATS URL; any other URL is Moleculer's own", () => {
