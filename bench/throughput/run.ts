@@ -106,26 +106,23 @@ interface Throughput {
   load: string;
 }
 
-function cpuOf(l: RunningLayout): Map<string, number> {
-  return new Map(l.nodes.map((n) => [n.name, n.proc.pid === undefined ? NaN : cpuMs(n.proc.pid)]));
-}
-
-function writesOf(l: RunningLayout): Map<string, number> {
-  return new Map(l.nodes.map((n) => [n.name, n.proc.pid === undefined ? NaN : writeCalls(n.proc.pid)]));
+/** `read` of each of the layout's processes, by name (its CPU ms, its write calls). */
+function perNode(l: RunningLayout, read: (pid: number) => number): Map<string, number> {
+  return new Map(l.nodes.map((n) => [n.name, n.proc.pid === undefined ? NaN : read(n.proc.pid)]));
 }
 
 async function throughput(l: RunningLayout, n: number): Promise<Throughput> {
   const providerPid = l.provider?.proc.pid;
-  const cpu0 = cpuOf(l);
+  const cpu0 = perNode(l, cpuMs);
   const p0 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const s0 = serversCpuMs(SERVERS);
-  const w0 = writesOf(l);
+  const w0 = perNode(l, writeCalls);
   const sw0 = serversWriteCalls(WRITING_SERVERS);
   const sent = await submitBurst(l.base, n, 16);
   const done = await waitFinished(l, sent.map((s) => s.id), 900_000);
-  const cpu1 = cpuOf(l);
+  const cpu1 = perNode(l, cpuMs);
   const s1 = serversCpuMs(SERVERS);
-  const w1 = writesOf(l);
+  const w1 = perNode(l, writeCalls);
   const sw1 = serversWriteCalls(WRITING_SERVERS);
   const p1 = providerPid === undefined ? 0 : cpuMs(providerPid);
   const first = Math.min(...sent.map((s) => s.sentAt));

@@ -44,7 +44,7 @@ function refused(client: NonNullable<NatsInternals["client"]>, data: Buffer): bo
 export class BatchingNatsTransporter extends Transporters.NATS {
   private held: Array<[topic: string, data: Buffer]> = [];
   private scheduled = false;
-  /** Set by `disconnect`: from then on, packets go to nats.js as they are sent. */
+  /** Set by `disconnect`, until the next `connect`: meanwhile, packets go to nats.js as they are sent. */
   private closing = false;
 
   private get internals(): NatsInternals {
@@ -65,7 +65,7 @@ export class BatchingNatsTransporter extends Transporters.NATS {
   }
 
   /** Publishes the held packets, in the order they were sent; nats.js writes them in one go. */
-  readonly publishHeld = (): void => {
+  private readonly publishHeld = (): void => {
     this.scheduled = false;
     const held = this.held;
     if (held.length === 0) return;
@@ -85,6 +85,12 @@ export class BatchingNatsTransporter extends Transporters.NATS {
   override unsubscribeFromBalancedCommands(): Promise<void> {
     this.publishHeld();
     return super.unsubscribeFromBalancedCommands();
+  }
+
+  /** A broker started again after a stop connects the same transporter again: it batches again. */
+  override connect(): Promise<void> {
+    this.closing = false;
+    return super.connect() as Promise<void>;
   }
 
   override disconnect(): Promise<void> {
