@@ -121,6 +121,23 @@ describe.skipIf(!hasService("nats"))("the batching NATS transporter", () => {
     }
   });
 
+  it("a broker stopped and started again batches again", async () => {
+    const again = broker("again", new BatchingNatsTransporter({ url: NATS_TEST_URL }));
+    try {
+      await again.start();
+      await again.stop();
+      await again.start();
+      await again.waitForServices("echo", 10_000);
+      seen.length = 0;
+      const writes = await writesDuring(natsSocket(again), () => fromSeparateCallbacks(20, (i) => void again.emit("batching.seq", { i })));
+      await expect.poll(() => seen.length, { timeout: 5_000 }).toBe(20);
+      expect(seen).toEqual([...Array(20).keys()]);
+      expect(writes).toBeLessThanOrEqual(2);
+    } finally {
+      await again.stop();
+    }
+  });
+
   it("is the transporter for a NATS URL; any other URL is Moleculer's own", () => {
     expect(transporterFor("nats://127.0.0.1:4222")).toBeInstanceOf(BatchingNatsTransporter);
     expect(transporterFor("redis://127.0.0.1:6379")).toBe("redis://127.0.0.1:6379");
