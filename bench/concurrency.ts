@@ -13,7 +13,9 @@
  * task in flight, and throughput while the planner was at its peak against the bound the model sets:
  * in-flight / (model calls per task x latency), or the sim's rate limit (per model) / that model's calls
  * per task when lower. Throughput is counted in model calls: with thousands of tasks in flight they move
- * in step and end together, so tasks ended in a window say little.
+ * in step and end together, so tasks ended in a window say little. And each role's CPU in that window in
+ * the units `clawfleet plan` sizes roles by: the planner's and the checkpoint role's per step checkpointed,
+ * the executor's per tool call, the rate gateway's per model call (the sim's count).
  * Two runs: a generous sim rate limit (--generous-tasks 0 skips it: thousands of tasks at a generous
  * limit only measure the machine's CPU), then --limited-rpm, low enough that the limit binds.
  *
@@ -36,6 +38,7 @@ import { orderIds } from "../examples/order-router/lib/data";
 import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured } from "../testkit/cluster";
 import { Cluster, sleep, submit, type Proc } from "../testkit/crash";
 import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../testkit/scratch";
+import { cpuMs } from "./throughput/meters";
 
 const { values: args } = parseArgs({
   options: {
@@ -81,6 +84,28 @@ interface Sample {
   /** Model calls the sim has answered so far, and by model. */
   calls: number;
   byModel: Record<string, number>;
+  /** CPU ms each role's process has used so far (/proc), by role. */
+  cpu: Record<Role, number>;
+  /** Steps checkpointed so far: model turns and tool results. */
+  steps: { llm: number; tool: number };
+}
+
+/** The cluster's processes whose CPU is read: the roles `clawfleet plan` sizes, and the checkpoint role. */
+const ROLES = ["planner", "rate-gateway", "executor", "checkpoint"] as const;
+type Role = (typeof ROLES)[number];
+
+/** CPU in the steady window, in the units `clawfleet plan` sizes roles by (app/client/plan.ts). */
+interface RoleCost {
+  plannerMsPerStep: number;
+  executorMsPerToolCall: number;
+  gatewayMsPerModelCall: number;
+  checkpointMsPerStep: number;
+  /** Each role's share of a core over the window (its CPU ms per ms). */
+  cores: Record<Role, number>;
+  /** What they are counted over. */
+  steps: number;
+  toolCalls: number;
+  modelCalls: number;
 }
 
 interface ShutdownFigures {
@@ -122,6 +147,7 @@ interface RunFigures {
   failed: number;
   done: number;
   wallS: number;
+  cost: RoleCost;
   shutdown?: ShutdownFigures;
 }
 
@@ -130,6 +156,31 @@ function rssOf(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
   const kb = /VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1];
   return kb === undefined ? 0 : Number(kb) * 1024;
+}
+
+async function stepsSoFar(db: Db): Promise<{ llm: number; tool: number }> {
+  const r = await db.query<{ llm: number; tool: number }>("SELECT count(*) FILTER (WHERE kind = 'llm')::int AS llm, count(*) FILTER (WHERE kind = 'tool')::int AS tool FROM steps");
+  return { llm: r.rows[0]?.llm ?? 0, tool: r.rows[0]?.tool ?? 0 };
+}
+
+/** The roles' CPU between two samples, per step, tool call and model call (model calls: the sim's count). */
+function roleCost(first: Sample, last: Sample): RoleCost {
+  const used = (role: Role) => last.cpu[role] - first.cpu[role];
+  const llm = last.steps.llm - first.steps.llm;
+  const toolCalls = last.steps.tool - first.steps.tool;
+  const steps = llm + toolCalls;
+  const modelCalls = last.calls - first.calls;
+  const per = (ms: number, n: number) => (n > 0 ? ms / n : NaN);
+  return {
+    plannerMsPerStep: per(used("planner"), steps),
+    executorMsPerToolCall: per(used("executor"), toolCalls),
+    gatewayMsPerModelCall: per(used("rate-gateway"), modelCalls),
+    checkpointMsPerStep: per(used("checkpoint"), steps),
+    cores: Object.fromEntries(ROLES.map((r) => [r, used(r) / Math.max(1, last.at - first.at)])) as Record<Role, number>,
+    steps,
+    toolCalls,
+    modelCalls,
+  };
 }
 
 async function leasesHeld(port: number): Promise<number> {
@@ -266,8 +317,8 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
     env: { LOG_LEVEL: "warn", CLAWFLEET_REAPER_QUEUED_AFTER_MS: "600000" },
   });
   try {
-    await cluster.start("checkpoint", "checkpoint");
-    const [api] = await Promise.all([cluster.start("api", "api,intake,metrics"), cluster.start("rate-gateway", "rate-gateway"), cluster.start("executor-1", EXECUTOR_ROLES)]);
+    const checkpoint = await cluster.start("checkpoint", "checkpoint");
+    const [api, gateway, executor] = await Promise.all([cluster.start("api", "api,intake,metrics"), cluster.start("rate-gateway", "rate-gateway"), cluster.start("executor-1", EXECUTOR_ROLES)]);
     if (!api) throw new Error("no api node");
     const base = `http://127.0.0.1:${api.port}`;
     log(`run rpm=${rpm}: submitting ${tasks} tasks`);
@@ -275,17 +326,19 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
     // The planner starts on a full queue, with the default slots (unless --slots) and memory cap.
     const planner = await cluster.start("planner-1", "planner", SLOTS === undefined ? {} : { CLAWFLEET_PLANNER_SLOTS: String(SLOTS) });
     const rssBefore = rssOf(planner.pid);
+    const pids: Record<Role, number> = { planner: planner.pid, "rate-gateway": gateway.pid, executor: executor.pid, checkpoint: checkpoint.pid };
+    const cpuNow = () => Object.fromEntries(ROLES.map((r) => [r, cpuMs(pids[r])])) as Record<Role, number>;
     log(`planner ready (rss ${Math.round(rssBefore / MB)} MB); sampling`);
     const started = Date.now();
     const samples: Sample[] = [];
     let failed = 0;
     let done = 0;
     for (;;) {
-      const [inFlight, counts, stats] = await Promise.all([leasesHeld(planner.port).catch(() => -1), progress(db), simCounts(sim.url)]);
+      const [inFlight, counts, stats, steps] = await Promise.all([leasesHeld(planner.port).catch(() => -1), progress(db), simCounts(sim.url), stepsSoFar(db)]);
       const calls = stats.requests;
       done = counts.done;
       failed = counts.failed;
-      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, byModel: stats.by_model });
+      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, byModel: stats.by_model, cpu: cpuNow(), steps });
       if (samples.length % 10 === 0) log(`in flight ${inFlight}, done ${done}/${ids.length}, sim calls ${calls}, rss ${Math.round(rssOf(planner.pid) / MB)} MB`);
       if (done >= ids.length) break;
       if (MEASURE_S > 0) {
@@ -337,6 +390,7 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
       failed,
       done,
       wallS,
+      cost: roleCost(first, last),
     };
     if (withShutdown) figures.shutdown = await shutdownPhase(cluster, db, sim.url, planner, ids.length, samples[samples.length - 1]?.inFlight ?? 0);
     return figures;
@@ -364,6 +418,10 @@ function report(label: string, f: RunFigures): string {
     // says little; the work done in it is its model calls, a task's worth per calls-per-task of them.
     `  work done in that window              ${(f.callRate / f.callsPerTask).toFixed(2)} tasks/s (model calls / calls per task)`,
     `  bound: latency ${f.latencyBound.toFixed(1)}, rate limit ${f.rateBound.toFixed(2)} tasks/s -> ${((100 * f.callRate) / f.callsPerTask / bound).toFixed(0)}% of min`,
+    `  CPU in that window, clawfleet plan's units   planner ${f.cost.plannerMsPerStep.toFixed(2)} ms per step, executor ${f.cost.executorMsPerToolCall.toFixed(2)} ms per tool call, ` +
+      `rate gateway ${f.cost.gatewayMsPerModelCall.toFixed(2)} ms per model call; checkpoint ${f.cost.checkpointMsPerStep.toFixed(2)} ms per step ` +
+      `(${f.cost.steps} steps, ${f.cost.toolCalls} tool calls, ${f.cost.modelCalls} model calls)`,
+    `  cores each role used in that window   ${ROLES.map((r) => `${r} ${f.cost.cores[r].toFixed(3)}`).join(", ")}`,
     `  failed tasks ${f.failed}; ${f.done}/${f.tasks} done after ${f.wallS.toFixed(1)} s`,
   ];
   const s = f.shutdown;

@@ -12,7 +12,8 @@
  *      process, as Clawfleet's are ("bare+model"; `--no-bare-model` skips it). The provider's round trip then
  *      weighs on both sides, and Clawfleet over it is what Clawfleet's own work costs; the ratio over the
  *      plain bare pipeline stays the headline, the one a provider-free ceiling sets;
- *   4. a cost model: CPU ms per checkpointed step per role process (/proc), bytes per checkpoint; and each
+ *   4. a cost model: CPU ms per checkpointed step per role process (/proc), and in six processes the same in
+ *      the units `clawfleet plan` sizes roles by (per step, per tool call, per model call); bytes per checkpoint; and each
  *      process's write system calls per task (/proc/<pid>/io: its socket writes), Redis' and NATS' too.
  *
  *   npx tsx bench/throughput/run.ts [--quick] [--tasks 400] [--rate 20] [--latency-seconds 15] [--work-tasks 40]
@@ -246,6 +247,28 @@ function formatRun(name: string, t: Throughput, lat: Latency | undefined): strin
     .join("\n");
 }
 
+/**
+ * The split layout's CPU in the units `clawfleet plan` sizes each role by (app/client/plan.ts): the planners'
+ * CPU per step (both planners' together, over every step), the executor's per tool call, the rate gateway's
+ * per model call, the checkpoint role's per step and the api's per task. Model and tool calls are the plan's
+ * per-task counts times the tasks that succeeded. Only for a layout whose processes are those roles.
+ */
+function planUnits(t: Throughput, plan: BarePlan): string {
+  const of = (name: string) => t.cpu.get(name);
+  const planners = [...t.cpu].filter(([name]) => name.startsWith("planner-")).reduce((s, [, ms]) => s + ms, 0);
+  const gateway = of("rate-gateway");
+  const executor = of("executor");
+  const checkpoint = of("checkpoint");
+  const api = of("api");
+  if (gateway === undefined || executor === undefined || checkpoint === undefined || api === undefined || planners === 0) return "";
+  const per = (ms: number, n: number) => (ms / Math.max(1, n)).toFixed(2);
+  return (
+    `             in clawfleet plan's units, CPU ms: planners ${per(planners, t.steps)} per step (--cpu-planner-ms), ` +
+    `executor ${per(executor, plan.toolCalls * t.ok)} per tool call (--cpu-executor-ms), rate gateway ${per(gateway, plan.modelTurns * t.ok)} per model call (--cpu-gateway-ms); ` +
+    `checkpoint ${per(checkpoint, t.steps)} per step, api ${per(api, t.ok)} per task`
+  );
+}
+
 /** Clawfleet's light-load p50 over the peer's, when both were measured. */
 function latencyRatio(cf: Latency | undefined, peer: Latency | undefined): string {
   return cf && peer && cf.n > 0 && peer.n > 0 ? `; p50 at ${RATE} tasks/s ${(cf.p50 / peer.p50).toFixed(1)}× its` : "";
@@ -291,7 +314,8 @@ async function main(): Promise<void> {
   for (const layout of LAYOUT_LIST) {
     const withLatency = layout !== "embedded";
     const cf = await measure(await startLayout(layout, opts), withLatency);
-    process.stdout.write(`layout ${layout}:\n${formatRun("Clawfleet", cf.t, cf.lat)}\n${cf.storage}\n`);
+    const units = planUnits(cf.t, plan);
+    process.stdout.write(`layout ${layout}:\n${formatRun("Clawfleet", cf.t, cf.lat)}\n${units === "" ? "" : `${units}\n`}${cf.storage}\n`);
     for (const [name, withProvider] of PEERS) {
       const peer = await measure(await startBare(layout, opts, plan, withProvider), withLatency);
       process.stdout.write(`${formatRun(name, peer.t, peer.lat)}\n  Clawfleet / ${name} = ${(cf.t.perSecond / peer.t.perSecond).toFixed(2)}${latencyRatio(cf.lat, peer.lat)}\n`);
