@@ -1,7 +1,7 @@
 /**
  * `clawfleet plan`: the capacity planner. From a load and the provider's limits it
- * prints each limit's headroom, the planners, executors and gateways that carry
- * the load, the queueing delay and the cost per day, and says plainly when a limit
+ * prints each limit's headroom, the planners, executors, gateways and checkpoint
+ * writers that carry the load, the queueing delay and the cost per day, and says plainly when a limit
  * cannot carry it (exit 3). The model is src/capacity/ (pure); this file reads the
  * flags and the configuration, prints, and runs `--verify`: the same load, scaled
  * down, played by a real embedded node against the simulated model in child
@@ -35,16 +35,19 @@ import { processIo } from "./index";
 export const PLAN_EXIT = { fits: 0, failed: 1, usage: 2, cannotCarry: 3 } as const;
 
 /**
- * CPU per step when no flag sets it, from BENCHMARKS.md: "Observability overhead" measures 2.86 CPU-seconds
- * for a batch of 50 order-router tasks across all processes (metrics and tracing off), 57.2 ms a task; "Crash
- * recovery" counts 2,912 model requests for 471 such tasks, 6.18 a task: 9.3 ms of CPU per model call. No
- * benchmark splits it per role, so each role is charged all of it per step: an upper bound.
+ * Each role's CPU when no flag sets it, from BENCHMARKS.md ("Throughput", "Each role's CPU in the units of
+ * `clawfleet plan`"): the most any run there measured, in three regimes, rounded up. The regimes: six processes
+ * at saturation with the model answering at once (bench/throughput/run.ts), and one planner holding 400 tasks at
+ * 2 s model latency (bench/concurrency.ts), under a generous rate limit and under one that binds. Every role,
+ * Postgres, Redis, NATS and the simulated model shared the same two cores in those runs. A role spent the most
+ * per operation where it had the fewest operations a second (the binding limit), so at the high rates that
+ * decide how many processes a load needs, these figures err towards more of them.
  */
-const BENCH_CPU_MS_PER_STEP = 9.3;
+const BENCH_CPU_MS = { planner: 1.4, executor: 1.4, gateway: 4.3, checkpoint: 0.9 } as const;
 const BENCH_CPU_SOURCE = "BENCHMARKS.md [1]";
 const BENCH_CPU_NOTE =
-  "[1] 57.2 ms of CPU per order-router task, all processes (BENCHMARKS.md, Observability overhead) / 6.18 model calls a task (Crash recovery):\n" +
-  "    9.3 ms a step; no benchmark splits it per role, so each role is charged all of it, an upper bound.";
+  "[1] Each role's CPU as bench/throughput/run.ts (six processes, saturated) and bench/concurrency.ts (400 tasks at 2 s model latency)\n" +
+  "    measured it, the most of any run, rounded up (BENCHMARKS.md, Throughput). Each spent the most per operation at the lowest rates.";
 
 const DEFAULTS = { inputTokens: 2000, outputTokens: 300, latency: "2s", toolLatency: "200ms", model: "claude-sonnet-5-5", target: 0.8, scale: 0.05, seconds: 60 };
 
@@ -61,9 +64,10 @@ const OPTIONS = {
   "tool-latency": { type: "string", help: `one tool call (default ${DEFAULTS.toolLatency})` },
   model: { type: "string", help: `the model whose prices apply: src/llm/pricing.ts and CLAWFLEET_PRICES (default ${DEFAULTS.model})` },
   "planner-slots": { type: "string", help: "tasks one planner process runs at once (default: CLAWFLEET_PLANNER_SLOTS)" },
-  "cpu-planner-ms": { type: "string", help: `CPU ms per step of a planner (default ${BENCH_CPU_MS_PER_STEP}, BENCHMARKS.md)` },
-  "cpu-executor-ms": { type: "string", help: `CPU ms per tool call of an executor (default ${BENCH_CPU_MS_PER_STEP}, BENCHMARKS.md)` },
-  "cpu-gateway-ms": { type: "string", help: `CPU ms per model call of a rate gateway (default ${BENCH_CPU_MS_PER_STEP}, BENCHMARKS.md)` },
+  "cpu-planner-ms": { type: "string", help: `CPU ms per step of a planner (default ${BENCH_CPU_MS.planner}, BENCHMARKS.md)` },
+  "cpu-executor-ms": { type: "string", help: `CPU ms per tool call of an executor (default ${BENCH_CPU_MS.executor}, BENCHMARKS.md)` },
+  "cpu-gateway-ms": { type: "string", help: `CPU ms per model call of a rate gateway (default ${BENCH_CPU_MS.gateway}, BENCHMARKS.md)` },
+  "cpu-checkpoint-ms": { type: "string", help: `CPU ms per step of the checkpoint role (default ${BENCH_CPU_MS.checkpoint}, BENCHMARKS.md)` },
   "target-utilisation": { type: "string", help: `the utilisation limits and processes are sized for, in (0, 1] (default ${DEFAULTS.target})` },
   verify: { type: "boolean", help: "replay the load, scaled down, on an embedded node against the simulated model" },
   scale: { type: "string", help: `--verify: the fraction of the rate and limits played, in (0, 1] (default ${DEFAULTS.scale})` },
@@ -82,7 +86,7 @@ export function planHelp(): string {
   return [
     USAGE_LINE,
     "",
-    "Plans the capacity a load needs: each limit's headroom, the planners, executors and gateways, the",
+    "Plans the capacity a load needs: each limit's headroom, the planners, executors, gateways and checkpoint writers, the",
     "queueing delay (M/D/1 at the binding limit, M/M/c for planner slots) and the cost per day.",
     "Exit codes: 0 the load fits, 3 a limit cannot carry it (demand at or above the limit), 2 a bad flag,",
     "1 --verify could not run (with --verify: 0 whenever it ran, whatever it found).",
@@ -159,9 +163,10 @@ export function parsePlanArgs(argv: readonly string[], env?: NodeJS.ProcessEnv):
   if (!price) throw new UsageError(`--model "${model}" has no price (known: ${Object.keys(config.prices).join(", ")}; CLAWFLEET_PRICES adds more)`);
   const slots = int("planner-slots", 1) ?? config.planner.slots;
   const cpu = {
-    planner: ms("cpu-planner-ms") ?? BENCH_CPU_MS_PER_STEP,
-    executor: ms("cpu-executor-ms") ?? BENCH_CPU_MS_PER_STEP,
-    gateway: ms("cpu-gateway-ms") ?? BENCH_CPU_MS_PER_STEP,
+    planner: ms("cpu-planner-ms") ?? BENCH_CPU_MS.planner,
+    executor: ms("cpu-executor-ms") ?? BENCH_CPU_MS.executor,
+    gateway: ms("cpu-gateway-ms") ?? BENCH_CPU_MS.gateway,
+    checkpoint: ms("cpu-checkpoint-ms") ?? BENCH_CPU_MS.checkpoint,
   };
   const target = numberFlag("target-utilisation", str("target-utilisation"), { min: 0, max: 1, exclusiveMin: true }) ?? DEFAULTS.target;
   const limits: Partial<Record<LimitKind, number>> = {};
@@ -180,6 +185,7 @@ export function parsePlanArgs(argv: readonly string[], env?: NodeJS.ProcessEnv):
   note("CPU ms per planner step", String(cpu.planner), "cpu-planner-ms", BENCH_CPU_SOURCE);
   note("CPU ms per executor tool call", String(cpu.executor), "cpu-executor-ms", BENCH_CPU_SOURCE);
   note("CPU ms per gateway model call", String(cpu.gateway), "cpu-gateway-ms", BENCH_CPU_SOURCE);
+  note("CPU ms per checkpoint step", String(cpu.checkpoint), "cpu-checkpoint-ms", BENCH_CPU_SOURCE);
   note("target utilisation", String(target), "target-utilisation", "default");
 
   const input: PlanInput = {
@@ -263,6 +269,7 @@ export function renderPlan(plan: CapacityPlan, args: PlanArgs): string {
       ["  planners", `${f.planners} (${input.plannerSlots} slots each; ${num(f.concurrentTasks, 1)} tasks at once need ${f.plannerSlotsNeeded} slots; ${num(f.cpuCores.planner, 2)} cores)`],
       ["  executors", `${f.executors} (${num(plan.load.toolCallsPerSecond, 1)} tool calls/s; ${num(f.cpuCores.executor, 2)} cores)`],
       ["  gateways", `${f.gateways} (${num(plan.load.callsPerMinute / 60, 1)} model calls/s; ${num(f.cpuCores.gateway, 2)} cores)`],
+      ["  checkpoint writers", `${f.checkpoints} (${num(plan.load.tasksPerSecond * (input.callsPerTask + input.toolCallsPerTask), 1)} steps/s; ${num(f.cpuCores.checkpoint, 2)} cores)`],
     ]),
     "",
     "Queueing:",
@@ -322,6 +329,7 @@ export function planJson(plan: CapacityPlan, args: PlanArgs): Record<string, unk
       concurrent_tasks: plan.fleet.concurrentTasks,
       executors: plan.fleet.executors,
       gateways: plan.fleet.gateways,
+      checkpoints: plan.fleet.checkpoints,
       cpu_cores: plan.fleet.cpuCores,
       target_utilisation: input.targetUtilisation,
     },

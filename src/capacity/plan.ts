@@ -2,7 +2,7 @@
  * The capacity model behind `clawfleet plan`: from a load (tasks per hour,
  * model calls and tool calls per task, tokens per call, latencies) and the
  * provider's limits, how close each limit is to its end, how many planners,
- * executors and gateways carry the load, how long tasks queue, and what a day
+ * executors, gateways and checkpoint writers carry the load, how long tasks queue, and what a day
  * of it costs. Pure arithmetic: no I/O, no clock (queueing.ts has the formulas).
  *
  * The model. λ tasks per second each make `calls` model calls and `toolCalls`
@@ -45,8 +45,11 @@ export interface PlanInput {
   limits: Partial<Record<LimitKind, number>>;
   /** Tasks one planner process runs at once (CLAWFLEET_PLANNER_SLOTS). */
   plannerSlots: number;
-  /** CPU milliseconds per step: a planner per model or tool step, an executor per tool call, a gateway per model call. */
-  cpuMs: { planner: number; executor: number; gateway: number };
+  /**
+   * CPU milliseconds: a planner per model or tool step, an executor per tool call, a gateway per model call, the
+   * checkpoint role per step it stores.
+   */
+  cpuMs: { planner: number; executor: number; gateway: number; checkpoint: number };
   /** The utilisation each resource is sized for, in (0, 1]. */
   targetUtilisation: number;
   price: TokenPrice;
@@ -100,8 +103,10 @@ export interface CapacityPlan {
     planners: number;
     executors: number;
     gateways: number;
+    /** Processes of the checkpoint role (every step's checkpoint is written through one). */
+    checkpoints: number;
     /** Cores of CPU each role spends at this load. */
-    cpuCores: { planner: number; executor: number; gateway: number };
+    cpuCores: { planner: number; executor: number; gateway: number; checkpoint: number };
   };
   cost: { perTask: number; perDay: number; tasksPerDay: number };
 }
@@ -160,10 +165,12 @@ export function planCapacity(input: PlanInput): CapacityPlan {
     planner: (arrivals * steps * input.cpuMs.planner) / 1000,
     executor: (arrivals * input.toolCallsPerTask * input.cpuMs.executor) / 1000,
     gateway: (arrivals * input.callsPerTask * input.cpuMs.gateway) / 1000,
+    checkpoint: (arrivals * steps * input.cpuMs.checkpoint) / 1000,
   };
   const planners = Math.max(1, Math.ceil(plannerSlotsNeeded / input.plannerSlots), Math.ceil(cpuCores.planner / target));
   const executors = input.toolCallsPerTask === 0 ? 0 : Math.max(1, Math.ceil(cpuCores.executor / target));
   const gateways = Math.max(1, Math.ceil(cpuCores.gateway / target));
+  const checkpoints = Math.max(1, Math.ceil(cpuCores.checkpoint / target));
   const plannerWait = taskRun === null ? null : finite(mmcWait(planners * input.plannerSlots, arrivals, taskRun));
 
   const perTask = (input.callsPerTask * (input.inputTokensPerCall * input.price.input + input.outputTokensPerCall * input.price.output)) / 1_000_000;
@@ -185,7 +192,7 @@ export function planCapacity(input: PlanInput): CapacityPlan {
       taskRunSeconds: taskRun,
       taskLatencySeconds: taskRun === null || plannerWait === null ? null : plannerWait + taskRun,
     },
-    fleet: { concurrentTasks, plannerSlotsNeeded, planners, executors, gateways, cpuCores },
+    fleet: { concurrentTasks, plannerSlotsNeeded, planners, executors, gateways, checkpoints, cpuCores },
     cost: { perTask, perDay: perTask * tasksPerDay, tasksPerDay },
   };
 }

@@ -32,7 +32,7 @@ const BASE: PlanInput = {
   toolLatencySeconds: 0.2,
   limits: { rpm: 4000 },
   plannerSlots: 4,
-  cpuMs: { planner: 9.3, executor: 9.3, gateway: 9.3 },
+  cpuMs: { planner: 9.3, executor: 9.3, gateway: 9.3, checkpoint: 9.3 },
   targetUtilisation: 0.8,
   price: { input: 3, output: 15 },
 };
@@ -70,7 +70,7 @@ describe("capacity plan - a load that fits", () => {
       fits: boolean;
       limits: Array<{ verdict: string; utilisation: number }>;
       queueing: Record<string, number | null>;
-      fleet: { planners: number; executors: number; gateways: number; planner_slots: number };
+      fleet: { planners: number; executors: number; gateways: number; checkpoints: number; planner_slots: number };
       cost: { per_task_usd: number; per_day_usd: number; tasks_per_day: number };
       advice: string[];
     };
@@ -81,6 +81,7 @@ describe("capacity plan - a load that fits", () => {
     expect(j.fleet.planners).toBeGreaterThanOrEqual(1);
     expect(j.fleet.executors).toBe(1);
     expect(j.fleet.gateways).toBe(1);
+    expect(j.fleet.checkpoints).toBe(1);
     // 4 calls × (2000 × $3 + 300 × $15) / 1M = $0.042 a task; 24,000 tasks a day.
     expect(j.cost.per_task_usd).toBeCloseTo(0.042, 9);
     expect(j.cost.tasks_per_day).toBe(24_000);
@@ -112,19 +113,27 @@ describe("capacity plan - the model", () => {
     expect(fromFlag.fleet.planner_slots).toBe(3);
   });
 
-  it("CPU per step defaults come from BENCHMARKS.md and say so; a flag overrides and is named as the source", async () => {
+  it("each role's CPU defaults come from BENCHMARKS.md and say so; a flag overrides and is named as the source", async () => {
     const r = await plan(["--tasks-per-hour", "100", "--calls-per-task", "3", "--cpu-gateway-ms", "2"]);
-    expect(r.stdout).toMatch(/CPU ms per planner step\s+9\.3\s+BENCHMARKS\.md \[1\]/);
+    expect(r.stdout).toMatch(/CPU ms per planner step\s+1\.4\s+BENCHMARKS\.md \[1\]/);
+    expect(r.stdout).toMatch(/CPU ms per executor tool call\s+1\.4\s+BENCHMARKS\.md \[1\]/);
+    expect(r.stdout).toMatch(/CPU ms per checkpoint step\s+0\.9\s+BENCHMARKS\.md \[1\]/);
     expect(r.stdout).toMatch(/CPU ms per gateway model call\s+2\s+--cpu-gateway-ms/);
-    expect(r.stdout).toContain("[1] 57.2 ms of CPU per order-router task");
+    expect(r.stdout).toContain("[1] Each role's CPU as bench/throughput/run.ts");
+    const j = JSON.parse((await plan(["--tasks-per-hour", "100", "--calls-per-task", "3", "--cpu-checkpoint-ms", "0.25", "--json"])).stdout) as { assumptions: Array<{ name: string; value: string; source: string }> };
+    expect(j.assumptions.find((a) => a.name === "CPU ms per checkpoint step")).toEqual({ name: "CPU ms per checkpoint step", value: "0.25", source: "--cpu-checkpoint-ms" });
+    expect(j.assumptions.find((a) => a.name === "CPU ms per gateway model call")).toEqual({ name: "CPU ms per gateway model call", value: "4.3", source: "BENCHMARKS.md [1]" });
   });
 
   it("processes are sized by CPU too: at 0.5 s of CPU per step, one core per planner process", () => {
-    const p = planCapacity({ ...BASE, plannerSlots: 10_000, cpuMs: { planner: 500, executor: 500, gateway: 500 } });
-    // 2.78 tasks/s × 11 steps × 0.5 s = 15.3 cores → 20 planners at 80%; executors 2.78 × 5 × 0.5 = 6.9 → 9; gateways 8.3 → 11.
+    const p = planCapacity({ ...BASE, plannerSlots: 10_000, cpuMs: { planner: 500, executor: 500, gateway: 500, checkpoint: 250 } });
+    // 2.78 tasks/s × 11 steps × 0.5 s = 15.3 cores → 20 planners at 80%; executors 2.78 × 5 × 0.5 = 6.9 → 9; gateways 8.3 → 11;
+    // checkpoint writers 2.78 × 11 × 0.25 = 7.6 cores → 10.
     expect(p.fleet.planners).toBe(20);
     expect(p.fleet.executors).toBe(9);
     expect(p.fleet.gateways).toBe(11);
+    expect(p.fleet.checkpoints).toBe(10);
+    expect(p.fleet.cpuCores.checkpoint).toBeCloseTo((10_000 / 3600) * 11 * 0.25, 9);
   });
 
   it("queueing formulas: Erlang C, M/M/1 as M/M/c with c = 1, M/D/1 half of M/M/1", () => {
@@ -156,6 +165,7 @@ describe("capacity plan - bad flags", () => {
     ["fractional calls", ["--tasks-per-hour", "10", "--calls-per-task", "1.5"], /--calls-per-task must be an integer/],
     ["a model without a price", [...REFERENCE, "--model", "gpt-9"], /--model "gpt-9" has no price \(known: .*claude-sonnet-5-5/],
     ["a target utilisation over 1", [...REFERENCE, "--target-utilisation", "1.5"], /--target-utilisation must be a number in \(0, 1\]/],
+    ["a negative checkpoint CPU", [...REFERENCE, "--cpu-checkpoint-ms=-1"], /--cpu-checkpoint-ms must be a number ≥ 0, got "-1"/],
     ["--scale without --verify", [...REFERENCE, "--scale", "0.1"], /--scale is only for --verify/],
     ["a --verify whose tools the simulated model cannot play", [...REFERENCE, "--verify", "--tool-calls-per-task", "2"], /--tool-calls-per-task must be calls-per-task − 1/],
   ];
@@ -170,7 +180,7 @@ describe("capacity plan - bad flags", () => {
   it("--help prints every flag and the exit codes, exit 0", async () => {
     const r = await plan(["--help"]);
     expect(r.code).toBe(0);
-    for (const flag of ["--tasks-per-hour", "--input-tokens", "--planner-slots", "--cpu-planner-ms", "--target-utilisation", "--verify", "--scale", "--seconds", "--json"])
+    for (const flag of ["--tasks-per-hour", "--input-tokens", "--planner-slots", "--cpu-planner-ms", "--cpu-checkpoint-ms", "--target-utilisation", "--verify", "--scale", "--seconds", "--json"])
       expect(r.stdout).toContain(flag);
     expect(r.stdout).toContain("3 a limit cannot carry it");
   });
