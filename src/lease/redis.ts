@@ -1,8 +1,11 @@
 /**
  * Leases shared by every planner of a cluster, in Redis: `SET NX PX` to acquire,
  * Lua compare-and-extend / compare-and-delete (src/lease/lua/) to renew and release.
- * A planner's heartbeat renews all its leases at once: one pipeline of the same
- * compare-and-extend, so one round trip, and each lease still checked on its own.
+ * A planner's heartbeat renews all its leases at once: one script call per
+ * thousand leases (renewLeases), the same compare-and-extend for each in turn, so
+ * one round trip and one command where there were as many as leases, and each
+ * lease still checked on its own. Its keys are many tasks' leases: one Redis, not
+ * a cluster, whose slots would split them.
  */
 import type { Redis } from "ioredis";
 import { UnavailableError } from "../errors";
@@ -11,8 +14,12 @@ import { RedisScripts, luaDir } from "../redis/scripts";
 import { checkOwner, checkTtl } from "./checks";
 import type { HeldLease, LeaseManager } from "./types";
 
-/** A pipeline's entry point for a script defined on its connection (ioredis copies them onto every pipeline). */
-type QueueRenew = (key: string, owner: string, ttlMs: number) => unknown;
+/**
+ * Leases renewed by one script call. Redis runs a script alone, so a planner with more leases than this sends
+ * several calls (in the same round trip), and other clients wait for no more than one of them: about a
+ * millisecond for a thousand.
+ */
+export const RENEW_BATCH = 1_000;
 
 export interface RedisLeaseManagerOptions {
   /** Namespaces the keys: `${prefix}:lease:${taskId}`. Usually the Moleculer namespace. */
@@ -65,18 +72,25 @@ export class RedisLeaseManager implements LeaseManager {
     this.checkOpen();
     checkTtl(ttlMs);
     if (leases.length === 0) return [];
-    const pipeline = this.redis.pipeline();
-    const renew = (pipeline as unknown as Record<string, QueueRenew | undefined>)["renewLease"];
-    if (!renew) throw new Error('Lua script "renewLease" is not defined on this connection');
-    for (const l of leases) renew.call(pipeline, this.key(l.taskId), l.owner, ttlMs);
-    const answers = pipeline.exec().then((replies) => {
-      if (replies === null) throw new Error("lease renewMany: the pipeline was discarded");
-      // Every entry fails alike when the connection does: one outage, reported (and wrapped) as for `renew`.
-      return replies.map(([err, reply]) => {
-        if (err) throw err;
-        return reply === 1;
-      });
-    });
+    const batches: Promise<unknown>[] = [];
+    for (let at = 0; at < leases.length; at += RENEW_BATCH) {
+      const batch = leases.slice(at, at + RENEW_BATCH);
+      batches.push(
+        this.scripts.run(
+          "renewLeases",
+          batch.map((l) => this.key(l.taskId)),
+          [ttlMs, ...batch.map((l) => l.owner)],
+        ),
+      );
+    }
+    // A batch that fails fails the whole heartbeat: one outage, reported (and wrapped) as for `renew`.
+    const answers = Promise.all(batches).then((replies) =>
+      replies.flatMap((reply, i) => {
+        const expected = Math.min(RENEW_BATCH, leases.length - i * RENEW_BATCH);
+        if (!Array.isArray(reply) || reply.length !== expected) throw new Error(`renewLeases answered ${JSON.stringify(reply)?.slice(0, 80)} for ${expected} leases`);
+        return reply.map((r) => r === 1);
+      }),
+    );
     return this.call("renewMany", answers);
   }
 

@@ -1,6 +1,7 @@
 /**
  * Loads a folder of Lua scripts into an ioredis connection: each file is named
- * `<command>-<number of keys>.lua` and becomes a command run through EVALSHA
+ * `<command>-<number of keys>.lua`, or `<command>-n.lua` for a script that takes
+ * any number of keys, and becomes a command run through EVALSHA
  * (ioredis falls back to EVAL after a Redis restart flushed the script cache).
  * Pieces shared by several scripts live in the folder's `includes/` and are
  * pulled in with `--- @include "includes/<name>"` (luaIncludes.ts).
@@ -18,11 +19,12 @@ import { resolveLuaIncludes } from "./luaIncludes";
 export interface LuaScript {
   /** Command name: the file name without its key count, e.g. `renewLease`. */
   readonly name: string;
-  readonly numberOfKeys: number;
+  /** null: any number (a `-n.lua` file); `run` passes the count before the keys. */
+  readonly numberOfKeys: number | null;
   readonly lua: string;
 }
 
-const FILE_NAME = /^([A-Za-z][A-Za-z0-9]*)-(\d+)\.lua$/;
+const FILE_NAME = /^([A-Za-z][A-Za-z0-9]*)-(\d+|n)\.lua$/;
 const cache = new Map<string, readonly LuaScript[]>();
 /** Scripts already defined per connection, so loading twice on a shared connection is harmless. */
 const defined = new WeakMap<Redis, Map<string, string>>();
@@ -33,7 +35,7 @@ export function luaDir(...segments: string[]): string {
 }
 
 /**
- * Reads every `<name>-<keys>.lua` in `dir` (once per process), its includes resolved.
+ * Reads every `<name>-<keys>.lua` (or `<name>-n.lua`) in `dir` (once per process), its includes resolved.
  * A misnamed `.lua` file or a missing include is an error, not a silent skip.
  */
 export function readScripts(dir: string): readonly LuaScript[] {
@@ -46,9 +48,9 @@ export function readScripts(dir: string): readonly LuaScript[] {
     .map((file): LuaScript => {
       const match = FILE_NAME.exec(file);
       if (!match?.[1] || match[2] === undefined) {
-        throw new Error(`${path.join(dir, file)}: Lua script files are named <command>-<number of keys>.lua`);
+        throw new Error(`${path.join(dir, file)}: Lua script files are named <command>-<number of keys>.lua, or <command>-n.lua`);
       }
-      return { name: match[1], numberOfKeys: Number(match[2]), lua: resolveLuaIncludes(path.join(dir, file)) };
+      return { name: match[1], numberOfKeys: match[2] === "n" ? null : Number(match[2]), lua: resolveLuaIncludes(path.join(dir, file)) };
     });
   if (scripts.length === 0) throw new Error(`${dir}: no Lua scripts found`);
   cache.set(dir, scripts);
@@ -82,7 +84,8 @@ export class RedisScripts {
       if (existing !== undefined) throw new Error(`two different Lua scripts are named "${s.name}"`);
       // A script named like a built-in (say `get`) would shadow it on this connection.
       if (s.name in redis) throw new Error(`Lua script "${s.name}" collides with an ioredis method`);
-      redis.defineCommand(s.name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
+      // Without a key count, ioredis takes it as the command's first argument (`run` passes it).
+      redis.defineCommand(s.name, s.numberOfKeys === null ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua });
       onConnection.set(s.name, s.lua);
     }
     return new RedisScripts(redis, scripts);
@@ -95,11 +98,11 @@ export class RedisScripts {
   run(name: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     const script = this.byName.get(name);
     if (!script) throw new Error(`unknown Lua script "${name}" (loaded: ${this.names().join(", ")})`);
-    if (keys.length !== script.numberOfKeys) {
+    if (script.numberOfKeys !== null && keys.length !== script.numberOfKeys) {
       throw new Error(`Lua script "${name}" takes ${script.numberOfKeys} key(s), got ${keys.length}`);
     }
     const command = (this.redis as unknown as Record<string, ScriptCommand>)[name];
     if (!command) throw new Error(`Lua script "${name}" is not defined on this connection`);
-    return command.call(this.redis, ...keys, ...args);
+    return script.numberOfKeys === null ? command.call(this.redis, keys.length, ...keys, ...args) : command.call(this.redis, ...keys, ...args);
   }
 }

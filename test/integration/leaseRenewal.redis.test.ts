@@ -1,11 +1,12 @@
 /**
- * leases (redis) - renewMany: a planner's heartbeat renews thousands of leases in one pipeline of the
- * same compare-and-extend `renew` runs, so each lease answers exactly as `renew` would for it.
+ * leases (redis) - renewMany: a planner's heartbeat renews thousands of leases in one script call per
+ * thousand, the same compare-and-extend `renew` runs for each in turn, so each lease answers exactly as
+ * `renew` would for it, and a heartbeat is a few Redis commands however many tasks are in flight.
  */
 import type { Redis } from "ioredis";
 import { afterAll, describe, expect, it } from "vitest";
 import { UnavailableError } from "../../src/errors";
-import { RedisLeaseManager } from "../../src/lease/redis";
+import { RENEW_BATCH, RedisLeaseManager } from "../../src/lease/redis";
 import { createRedis } from "../../src/redis/connection";
 import { REDIS_TEST_URL, hasService, uniqueId } from "../helpers/services";
 
@@ -33,15 +34,19 @@ describe.skipIf(!hasService("redis"))("leases (redis) - renewMany", () => {
     const held = Array.from({ length: 2_000 }, (_, i) => ({ taskId: `t${i}`, owner: `planner-a:${i}` }));
     // Long TTLs: acquiring 2,000 leases on a loaded machine may take seconds.
     expect(await Promise.all(held.map((l) => m.acquire(l.taskId, l.owner, 60_000)))).toEqual(held.map(() => true));
-    // Three of them are no longer ours: taken over by another owner, released, or never ours at all.
+    // Four of them are no longer ours: taken over by another owner (one of them the first of the second
+    // thousand), released, or never ours at all.
     await redis.set(m.key("t7"), "planner-b:x", "PX", 60_000);
+    await redis.set(m.key("t1000"), "planner-b:y", "PX", 60_000);
     await redis.del(m.key("t8"));
     const asked = [...held, { taskId: "never", owner: "planner-a:never" }];
 
     const answers = await m.renewMany(asked, 600_000);
 
-    expect(answers.filter((a) => !a)).toHaveLength(3);
-    expect([answers[7], answers[8], answers[2_000]]).toEqual([false, false, false]);
+    expect(answers).toHaveLength(asked.length);
+    expect(answers.filter((a) => !a)).toHaveLength(4);
+    expect([answers[7], answers[8], answers[1_000], answers[2_000]]).toEqual([false, false, false, false]);
+    expect([answers[999], answers[1_001]]).toEqual([true, true]);
     expect(await redis.pttl(m.key("t0"))).toBeGreaterThan(500_000);
     expect(await redis.pttl(m.key("t1999"))).toBeGreaterThan(500_000);
     // The other owner's lease keeps its own TTL and value; nothing was created for the lease never held.
@@ -49,6 +54,27 @@ describe.skipIf(!hasService("redis"))("leases (redis) - renewMany", () => {
     expect(await redis.pttl(m.key("t7"))).toBeLessThanOrEqual(60_000);
     expect(await redis.exists(m.key("t8"), m.key("never"))).toBe(0);
     expect(await m.renewMany([], 1_000)).toEqual([]);
+  });
+
+  it("sends one command per thousand leases, not one per lease", async () => {
+    const redis = connect();
+    const m = new RedisLeaseManager(redis, { prefix: `${prefix}:count` });
+    const held = Array.from({ length: 2 * RENEW_BATCH + 1 }, (_, i) => ({ taskId: `c${i}`, owner: "planner-c" }));
+    await redis.mset(...held.flatMap((l) => [m.key(l.taskId), l.owner]));
+    // The first call may meet an empty script cache (NOSCRIPT, then EVAL): counted from the second on.
+    await m.renewMany(held.slice(0, 1), 60_000);
+    const sent: string[] = [];
+    const send = redis.sendCommand.bind(redis);
+    redis.sendCommand = (command, stream) => {
+      sent.push(command.name);
+      return send(command, stream);
+    };
+
+    const answers = await m.renewMany(held, 60_000);
+
+    expect(answers.every((a) => a)).toBe(true);
+    expect(sent).toEqual(["evalsha", "evalsha", "evalsha"]);
+    expect(await redis.pttl(m.key(`c${2 * RENEW_BATCH}`))).toBeGreaterThan(50_000);
   });
 
   it("throws UnavailableError (not a list of false) when Redis cannot be reached", async () => {
