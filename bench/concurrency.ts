@@ -15,7 +15,9 @@
  * per task when lower. Throughput is counted in model calls: with thousands of tasks in flight they move
  * in step and end together, so tasks ended in a window say little. And each role's CPU in that window in
  * the units `clawfleet plan` sizes roles by: the planner's and the checkpoint role's per step checkpointed,
- * the executor's per tool call, the rate gateway's per model call (the sim's count).
+ * the executor's per tool call, the rate gateway's per model call (the sim's count); and Redis commands per
+ * model call: those the cluster's clients sent (MONITOR, over 5 s of the window), and all the server ran
+ * (its INFO count, with the commands its scripts ran).
  * Two runs: a generous sim rate limit (--generous-tasks 0 skips it: thousands of tasks at a generous
  * limit only measure the machine's CPU), then --limited-rpm, low enough that the limit binds.
  *
@@ -33,6 +35,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { Redis } from "ioredis";
 import pg from "pg";
 import { orderIds } from "../examples/order-router/lib/data";
 import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured } from "../testkit/cluster";
@@ -88,6 +91,8 @@ interface Sample {
   cpu: Record<Role, number>;
   /** Steps checkpointed so far: model turns and tool results. */
   steps: { llm: number; tool: number };
+  /** Commands the Redis server has processed so far (INFO stats), from every client. */
+  redisCommands: number;
 }
 
 /** The cluster's processes whose CPU is read: the roles `clawfleet plan` sizes, and the checkpoint role. */
@@ -102,6 +107,8 @@ interface RoleCost {
   checkpointMsPerStep: number;
   /** Each role's share of a core over the window (its CPU ms per ms). */
   cores: Record<Role, number>;
+  /** Redis commands per model call, the server's count over the window: with those its scripts ran (anything else using it included). */
+  redisPerModelCall: number;
   /** What they are counted over. */
   steps: number;
   toolCalls: number;
@@ -148,7 +155,39 @@ interface RunFigures {
   done: number;
   wallS: number;
   cost: RoleCost;
+  /** The commands clients sent, from MONITOR over a few seconds of the steady window. */
+  sent?: SentCommands;
   shutdown?: ShutdownFigures;
+}
+
+/** What MONITOR saw clients send (the commands scripts ran inside Redis left out) over `seconds`, and the sim's model calls meanwhile. */
+interface SentCommands {
+  seconds: number;
+  modelCalls: number;
+  byCommand: Map<string, number>;
+}
+
+const MONITOR_MS = 5_000;
+
+/**
+ * Every command Redis runs while MONITOR is on, the commands of scripts told apart (their source is `lua`):
+ * what the cluster's clients sent, by command, for `ms`. MONITOR slows Redis while it runs, so only a sample.
+ */
+async function sentCommands(simUrl: string, ms: number): Promise<SentCommands> {
+  const monitor = await new Redis(REDIS_TEST_URL, { lazyConnect: true }).monitor();
+  const byCommand = new Map<string, number>();
+  monitor.on("monitor", (_time: string, args: string[], source: string) => {
+    if (source === "lua") return;
+    const name = (args[0] ?? "").toLowerCase();
+    byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
+  });
+  const before = (await simCounts(simUrl)).requests;
+  const started = Date.now();
+  await sleep(ms);
+  const after = (await simCounts(simUrl)).requests;
+  const seconds = (Date.now() - started) / 1000;
+  monitor.disconnect();
+  return { seconds, modelCalls: after - before, byCommand };
 }
 
 /** Resident set of a process, from /proc (Linux). */
@@ -176,11 +215,17 @@ function roleCost(first: Sample, last: Sample): RoleCost {
     executorMsPerToolCall: per(used("executor"), toolCalls),
     gatewayMsPerModelCall: per(used("rate-gateway"), modelCalls),
     checkpointMsPerStep: per(used("checkpoint"), steps),
+    redisPerModelCall: per(last.redisCommands - first.redisCommands, modelCalls),
     cores: Object.fromEntries(ROLES.map((r) => [r, used(r) / Math.max(1, last.at - first.at)])) as Record<Role, number>,
     steps,
     toolCalls,
     modelCalls,
   };
+}
+
+async function redisCommands(redis: Redis): Promise<number> {
+  const info = await redis.info("stats");
+  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1] ?? NaN);
 }
 
 async function leasesHeld(port: number): Promise<number> {
@@ -307,6 +352,7 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
     throw err;
   });
   const db = new pg.Pool({ connectionString: scratch.db.url, max: 2 });
+  const redis = new Redis(REDIS_TEST_URL, { lazyConnect: true, maxRetriesPerRequest: 2 });
   const cluster = new Cluster({
     namespace: scratch.namespace,
     databaseUrl: scratch.db.url,
@@ -333,13 +379,23 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
     const samples: Sample[] = [];
     let failed = 0;
     let done = 0;
+    let sent: Promise<SentCommands> | undefined;
     for (;;) {
-      const [inFlight, counts, stats, steps] = await Promise.all([leasesHeld(planner.port).catch(() => -1), progress(db), simCounts(sim.url), stepsSoFar(db)]);
+      const [inFlight, counts, stats, steps, commands] = await Promise.all([
+        leasesHeld(planner.port).catch(() => -1),
+        progress(db),
+        simCounts(sim.url),
+        stepsSoFar(db),
+        redisCommands(redis),
+      ]);
       const calls = stats.requests;
       done = counts.done;
       failed = counts.failed;
-      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, byModel: stats.by_model, cpu: cpuNow(), steps });
+      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, byModel: stats.by_model, cpu: cpuNow(), steps, redisCommands: commands });
       if (samples.length % 10 === 0) log(`in flight ${inFlight}, done ${done}/${ids.length}, sim calls ${calls}, rss ${Math.round(rssOf(planner.pid) / MB)} MB`);
+      // A sample of what clients send, once the planner holds its tasks (and not in the window's last seconds).
+      const peakNow = Math.max(...samples.map((x) => x.inFlight));
+      if (sent === undefined && samples.length >= 4 && inFlight >= 0.9 * peakNow && done < ids.length / 2) sent = sentCommands(sim.url, MONITOR_MS);
       if (done >= ids.length) break;
       if (MEASURE_S > 0) {
         const peakSoFar = Math.max(...samples.map((x) => x.inFlight));
@@ -391,6 +447,7 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
       done,
       wallS,
       cost: roleCost(first, last),
+      ...(sent ? { sent: await sent } : {}),
     };
     if (withShutdown) figures.shutdown = await shutdownPhase(cluster, db, sim.url, planner, ids.length, samples[samples.length - 1]?.inFlight ?? 0);
     return figures;
@@ -400,8 +457,19 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
     await cluster.stopAll();
     await sim.stop();
     await db.end();
+    redis.disconnect();
     await scratch.remove();
   }
+}
+
+function sentLine(s: SentCommands, callsPerTask: number): string {
+  const total = [...s.byCommand.values()].reduce((a, n) => a + n, 0);
+  const per = total / Math.max(1, s.modelCalls);
+  const top = [...s.byCommand].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([c, n]) => `${c} ${(n / Math.max(1, s.modelCalls)).toFixed(2)}`).join(", ");
+  return (
+    `  Redis commands clients sent           ${per.toFixed(2)} per model call, ${(per * callsPerTask).toFixed(1)} per task's worth of calls ` +
+    `(MONITOR, ${s.seconds.toFixed(1)} s of the window, ${s.modelCalls} model calls; ${top})`
+  );
 }
 
 function report(label: string, f: RunFigures): string {
@@ -422,6 +490,8 @@ function report(label: string, f: RunFigures): string {
       `rate gateway ${f.cost.gatewayMsPerModelCall.toFixed(2)} ms per model call; checkpoint ${f.cost.checkpointMsPerStep.toFixed(2)} ms per step ` +
       `(${f.cost.steps} steps, ${f.cost.toolCalls} tool calls, ${f.cost.modelCalls} model calls)`,
     `  cores each role used in that window   ${ROLES.map((r) => `${r} ${f.cost.cores[r].toFixed(3)}`).join(", ")}`,
+    ...(f.sent ? [sentLine(f.sent, f.callsPerTask)] : []),
+    `  Redis commands run in that window     ${f.cost.redisPerModelCall.toFixed(2)} per model call, ${(f.cost.redisPerModelCall * f.callsPerTask).toFixed(1)} per task's worth of calls (the server's count: those its scripts ran included, and anything else using it)`,
     `  failed tasks ${f.failed}; ${f.done}/${f.tasks} done after ${f.wallS.toFixed(1)} s`,
   ];
   const s = f.shutdown;
