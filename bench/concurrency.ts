@@ -15,9 +15,10 @@
  * per task when lower. Throughput is counted in model calls: with thousands of tasks in flight they move
  * in step and end together, so tasks ended in a window say little. And each role's CPU in that window in
  * the units `clawfleet plan` sizes roles by: the planner's and the checkpoint role's per step checkpointed,
- * the executor's per tool call, the rate gateway's per model call (the sim's count); and Redis commands per
- * model call: those the cluster's clients sent (MONITOR, over 5 s of the window), and all the server ran
- * (its INFO count, with the commands its scripts ran).
+ * the executor's per tool call, the rate gateway's per model call (the calls the sim answered 200); and Redis
+ * commands per model call: those the cluster's clients sent (MONITOR, for --monitor-s seconds once the
+ * planner holds its tasks steady; 0 skips it), and all the server ran (its INFO count, with the commands its
+ * scripts ran).
  * Two runs: a generous sim rate limit (--generous-tasks 0 skips it: thousands of tasks at a generous
  * limit only measure the machine's CPU), then --limited-rpm, low enough that the limit binds.
  *
@@ -60,6 +61,8 @@ const { values: args } = parseArgs({
     /** After measuring, SIGTERM the planner holding its tasks, then let a new planner finish them all. */
     shutdown: { type: "boolean", default: false },
     "submit-concurrency": { type: "string", default: "32" },
+    /** Seconds of the steady window MONITOR samples what clients send to Redis; 0: none (MONITOR slows Redis while on). */
+    "monitor-s": { type: "string", default: "5" },
   },
 });
 const TASKS = Number(args.tasks);
@@ -68,6 +71,7 @@ const GENEROUS_TASKS = Number(args["generous-tasks"] ?? args.tasks);
 const LATENCY_MS = Number(args["latency-ms"]);
 const SUBMIT_CONCURRENCY = Number(args["submit-concurrency"]);
 const MEASURE_S = Number(args["measure-s"]);
+const MONITOR_MS = Number(args["monitor-s"]) * 1000;
 const SLOTS = args.slots === undefined ? undefined : Number(args.slots);
 if (![TASKS, LIMITED_TASKS, LATENCY_MS, SUBMIT_CONCURRENCY, Number(args["generous-rpm"]), Number(args["limited-rpm"]), SLOTS ?? 1].every((n) => Number.isInteger(n) && n > 0)) {
   throw new Error("every option takes a positive integer");
@@ -84,8 +88,10 @@ interface Sample {
   inFlight: number;
   rssBytes: number;
   done: number;
-  /** Model calls the sim has answered so far, and by model. */
+  /** Model calls the sim has received so far (refused ones included), and by model. */
   calls: number;
+  /** Model calls the sim has answered 200 so far. */
+  answered: number;
   byModel: Record<string, number>;
   /** CPU ms each role's process has used so far (/proc), by role. */
   cpu: Record<Role, number>;
@@ -155,39 +161,48 @@ interface RunFigures {
   done: number;
   wallS: number;
   cost: RoleCost;
-  /** The commands clients sent, from MONITOR over a few seconds of the steady window. */
-  sent?: SentCommands;
+  /** The commands clients sent, from MONITOR over a few seconds of the run; `inWindow`: inside the steady window. */
+  sent?: SentCommands & { inWindow: boolean };
   shutdown?: ShutdownFigures;
 }
 
 /** What MONITOR saw clients send (the commands scripts ran inside Redis left out) over `seconds`, and the sim's model calls meanwhile. */
 interface SentCommands {
-  seconds: number;
+  /** When the sample began and ended (epoch ms), to tell whether it lay inside the steady window. */
+  from: number;
+  to: number;
+  /** Model calls answered 200 while it ran. */
   modelCalls: number;
   byCommand: Map<string, number>;
 }
 
-const MONITOR_MS = 5_000;
-
 /**
  * Every command Redis runs while MONITOR is on, the commands of scripts told apart (their source is `lua`):
- * what the cluster's clients sent, by command, for `ms`. MONITOR slows Redis while it runs, so only a sample.
+ * what the cluster's clients sent, by command, between two reads of the sim's count `ms` apart. Only commands
+ * naming the cluster's namespace (its keys, streams and groups) count: not the bench's own INFO, nor any other
+ * client of the same Redis. MONITOR slows Redis while it runs, so only a sample.
  */
-async function sentCommands(simUrl: string, ms: number): Promise<SentCommands> {
+async function sentCommands(simUrl: string, namespace: string, ms: number): Promise<SentCommands> {
   const monitor = await new Redis(REDIS_TEST_URL, { lazyConnect: true }).monitor();
-  const byCommand = new Map<string, number>();
-  monitor.on("monitor", (_time: string, args: string[], source: string) => {
-    if (source === "lua") return;
-    const name = (args[0] ?? "").toLowerCase();
-    byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
-  });
-  const before = (await simCounts(simUrl)).requests;
-  const started = Date.now();
-  await sleep(ms);
-  const after = (await simCounts(simUrl)).requests;
-  const seconds = (Date.now() - started) / 1000;
-  monitor.disconnect();
-  return { seconds, modelCalls: after - before, byCommand };
+  try {
+    const byCommand = new Map<string, number>();
+    let counting = false;
+    monitor.on("monitor", (_time: string, args: string[], source: string) => {
+      if (!counting || source === "lua" || !args.some((a) => a.includes(namespace))) return;
+      const name = (args[0] ?? "").toLowerCase();
+      byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
+    });
+    const before = answeredOf(await simCounts(simUrl));
+    counting = true;
+    const from = Date.now();
+    await sleep(ms);
+    const to = Date.now();
+    counting = false;
+    const after = answeredOf(await simCounts(simUrl));
+    return { from, to, modelCalls: after - before, byCommand };
+  } finally {
+    monitor.disconnect();
+  }
 }
 
 /** Resident set of a process, from /proc (Linux). */
@@ -208,7 +223,7 @@ function roleCost(first: Sample, last: Sample): RoleCost {
   const llm = last.steps.llm - first.steps.llm;
   const toolCalls = last.steps.tool - first.steps.tool;
   const steps = llm + toolCalls;
-  const modelCalls = last.calls - first.calls;
+  const modelCalls = last.answered - first.answered;
   const per = (ms: number, n: number) => (n > 0 ? ms / n : NaN);
   return {
     plannerMsPerStep: per(used("planner"), steps),
@@ -234,10 +249,19 @@ async function leasesHeld(port: number): Promise<number> {
   return line === undefined ? 0 : Number(line.split(/\s+/).pop());
 }
 
-/** The sim's answered model calls, in all and by model. */
-async function simCounts(url: string): Promise<{ requests: number; by_model: Record<string, number> }> {
-  return (await (await fetch(`${url}/_sim/stats`, { signal: AbortSignal.timeout(5_000) })).json()) as { requests: number; by_model: Record<string, number> };
+/** The sim's counts (`GET /_sim/stats`): requests in all, by model, and answers by status. */
+interface SimCounts {
+  requests: number;
+  by_model: Record<string, number>;
+  responses_by_status: Record<string, number>;
 }
+
+async function simCounts(url: string): Promise<SimCounts> {
+  return (await (await fetch(`${url}/_sim/stats`, { signal: AbortSignal.timeout(5_000) })).json()) as SimCounts;
+}
+
+/** Model calls the sim answered 200: the calls made, not those its rate limit refused. */
+const answeredOf = (c: SimCounts): number => c.responses_by_status["200"] ?? 0;
 
 async function startSimWithLimit(rpm: number): Promise<{ url: string; stop(): Promise<void> }> {
   const port = await freePort();
@@ -379,7 +403,7 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
     const samples: Sample[] = [];
     let failed = 0;
     let done = 0;
-    let sent: Promise<SentCommands> | undefined;
+    let sent: Promise<SentCommands | undefined> | undefined;
     for (;;) {
       const [inFlight, counts, stats, steps, commands] = await Promise.all([
         leasesHeld(planner.port).catch(() => -1),
@@ -391,11 +415,20 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
       const calls = stats.requests;
       done = counts.done;
       failed = counts.failed;
-      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, byModel: stats.by_model, cpu: cpuNow(), steps, redisCommands: commands });
+      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, answered: answeredOf(stats), byModel: stats.by_model, cpu: cpuNow(), steps, redisCommands: commands });
       if (samples.length % 10 === 0) log(`in flight ${inFlight}, done ${done}/${ids.length}, sim calls ${calls}, rss ${Math.round(rssOf(planner.pid) / MB)} MB`);
       // A sample of what clients send, once the planner holds its tasks (and not in the window's last seconds).
       const peakNow = Math.max(...samples.map((x) => x.inFlight));
-      if (sent === undefined && samples.length >= 4 && inFlight >= 0.9 * peakNow && done < ids.length / 2) sent = sentCommands(sim.url, MONITOR_MS);
+      // Held steady: the last four samples within 2 % of each other, at 90 % of the peak so far or more.
+      const lastFour = samples.slice(-4).map((x) => x.inFlight);
+      const steadyNow = lastFour.length === 4 && Math.min(...lastFour) >= 0.98 * Math.max(...lastFour) && inFlight >= 0.9 * peakNow;
+      if (sent === undefined && MONITOR_MS > 0 && steadyNow && done < ids.length / 2) {
+        // A failed sample is said, not fatal: the run's other figures stand.
+        sent = sentCommands(sim.url, scratch.namespace, MONITOR_MS).catch((err: unknown) => {
+          log(`the MONITOR sample failed: ${err instanceof Error ? err.message : String(err)}`);
+          return undefined;
+        });
+      }
       if (done >= ids.length) break;
       if (MEASURE_S > 0) {
         const peakSoFar = Math.max(...samples.map((x) => x.inFlight));
@@ -447,28 +480,29 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
       done,
       wallS,
       cost: roleCost(first, last),
-      ...(sent ? { sent: await sent } : {}),
     };
+    const sample = await sent;
+    if (sample) figures.sent = { ...sample, inWindow: sample.from >= first.at && sample.to <= last.at };
     if (withShutdown) figures.shutdown = await shutdownPhase(cluster, db, sim.url, planner, ids.length, samples[samples.length - 1]?.inFlight ?? 0);
     return figures;
   } finally {
     // Every process's output to $CLAWFLEET_CRASH_LOGS/concurrency-<rpm>/ when that variable names a folder.
     cluster.dump(`concurrency-${rpm}`);
+    redis.disconnect();
     await cluster.stopAll();
     await sim.stop();
     await db.end();
-    redis.disconnect();
     await scratch.remove();
   }
 }
 
-function sentLine(s: SentCommands, callsPerTask: number): string {
+function sentLine(s: SentCommands & { inWindow: boolean }, callsPerTask: number): string {
   const total = [...s.byCommand.values()].reduce((a, n) => a + n, 0);
   const per = total / Math.max(1, s.modelCalls);
   const top = [...s.byCommand].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([c, n]) => `${c} ${(n / Math.max(1, s.modelCalls)).toFixed(2)}`).join(", ");
   return (
     `  Redis commands clients sent           ${per.toFixed(2)} per model call, ${(per * callsPerTask).toFixed(1)} per task's worth of calls ` +
-    `(MONITOR, ${s.seconds.toFixed(1)} s of the window, ${s.modelCalls} model calls; ${top})`
+    `(MONITOR, ${((s.to - s.from) / 1000).toFixed(1)} s ${s.inWindow ? "inside" : "NOT inside"} the steady window, ${s.modelCalls} model calls; ${top})`
   );
 }
 

@@ -43,7 +43,7 @@ export const PLAN_EXIT = { fits: 0, failed: 1, usage: 2, cannotCarry: 3 } as con
  * per operation where it had the fewest operations a second (the binding limit), so at the high rates that
  * decide how many processes a load needs, these figures err towards more of them.
  */
-const BENCH_CPU_MS = { planner: 1.4, executor: 1.5, gateway: 4.6, checkpoint: 1 } as const;
+const BENCH_CPU_MS = { planner: 1.6, executor: 1.6, gateway: 5.7, checkpoint: 1.1 } as const;
 const BENCH_CPU_SOURCE = "BENCHMARKS.md [1]";
 const BENCH_CPU_NOTE =
   "[1] Each role's CPU as bench/throughput/run.ts (six processes, saturated) and bench/concurrency.ts (400 tasks at 2 s model latency)\n" +

@@ -3,8 +3,9 @@
  * over while it runs; every `renewMs` the renewer extends all of them in one
  * round trip (`LeaseManager.renewMany`) and tells each holder what became of its
  * own: renewed (with the moment until which it is surely held: a TTL after
- * the renewal was sent) or lost. With 2,000 tasks in flight that is one Redis
- * call per period instead of 2,000 timers and 2,000 calls.
+ * the renewal was sent) or lost. With 2,000 tasks in flight that is one round
+ * trip per period, of two script calls (one per thousand leases), instead of
+ * 2,000 timers and 2,000 calls.
  */
 import { messageOf } from "../errors";
 import type { Logger } from "../logging";

@@ -61,7 +61,7 @@ describe.skipIf(!hasService("redis"))("leases (redis) - renewMany", () => {
     const m = new RedisLeaseManager(redis, { prefix: `${prefix}:count` });
     const held = Array.from({ length: 2 * RENEW_BATCH + 1 }, (_, i) => ({ taskId: `c${i}`, owner: "planner-c" }));
     await redis.mset(...held.flatMap((l) => [m.key(l.taskId), l.owner]));
-    // The first call may meet an empty script cache (NOSCRIPT, then EVAL): counted from the second on.
+    // The first call of a script on a connection may go as EVAL (or meet an empty script cache): counted from the second on.
     await m.renewMany(held.slice(0, 1), 60_000);
     const sent: string[] = [];
     const send = redis.sendCommand.bind(redis);

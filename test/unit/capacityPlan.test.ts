@@ -115,14 +115,14 @@ describe("capacity plan - the model", () => {
 
   it("each role's CPU defaults come from BENCHMARKS.md and say so; a flag overrides and is named as the source", async () => {
     const r = await plan(["--tasks-per-hour", "100", "--calls-per-task", "3", "--cpu-gateway-ms", "2"]);
-    expect(r.stdout).toMatch(/CPU ms per planner step\s+1\.4\s+BENCHMARKS\.md \[1\]/);
-    expect(r.stdout).toMatch(/CPU ms per executor tool call\s+1\.5\s+BENCHMARKS\.md \[1\]/);
-    expect(r.stdout).toMatch(/CPU ms per checkpoint step\s+1\s+BENCHMARKS\.md \[1\]/);
+    expect(r.stdout).toMatch(/CPU ms per planner step\s+1\.6\s+BENCHMARKS\.md \[1\]/);
+    expect(r.stdout).toMatch(/CPU ms per executor tool call\s+1\.6\s+BENCHMARKS\.md \[1\]/);
+    expect(r.stdout).toMatch(/CPU ms per checkpoint step\s+1\.1\s+BENCHMARKS\.md \[1\]/);
     expect(r.stdout).toMatch(/CPU ms per gateway model call\s+2\s+--cpu-gateway-ms/);
     expect(r.stdout).toContain("[1] Each role's CPU as bench/throughput/run.ts");
     const j = JSON.parse((await plan(["--tasks-per-hour", "100", "--calls-per-task", "3", "--cpu-checkpoint-ms", "0.25", "--json"])).stdout) as { assumptions: Array<{ name: string; value: string; source: string }> };
     expect(j.assumptions.find((a) => a.name === "CPU ms per checkpoint step")).toEqual({ name: "CPU ms per checkpoint step", value: "0.25", source: "--cpu-checkpoint-ms" });
-    expect(j.assumptions.find((a) => a.name === "CPU ms per gateway model call")).toEqual({ name: "CPU ms per gateway model call", value: "4.6", source: "BENCHMARKS.md [1]" });
+    expect(j.assumptions.find((a) => a.name === "CPU ms per gateway model call")).toEqual({ name: "CPU ms per gateway model call", value: "5.7", source: "BENCHMARKS.md [1]" });
   });
 
   it("processes are sized by CPU too: at 0.5 s of CPU per step, one core per planner process", () => {

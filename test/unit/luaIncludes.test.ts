@@ -9,7 +9,8 @@ import os from "node:os";
 import path from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { resolveLuaIncludes } from "../../src/redis/luaIncludes";
-import { luaDir, readScripts } from "../../src/redis/scripts";
+import type { Redis } from "ioredis";
+import { luaDir, readScripts, RedisScripts } from "../../src/redis/scripts";
 
 let dir: string;
 
@@ -105,5 +106,44 @@ describe("lua includes - the shipped scripts", () => {
     const buckets = rate.filter((s) => ["penalizeRate", "reserveRate", "settleRate"].includes(s.name));
     expect(buckets).toHaveLength(3);
     for (const s of buckets) expect(s.lua.match(/local function refill\(/g), s.name).toHaveLength(1);
+  });
+});
+
+describe("lua scripts - a script of any number of keys (`<name>-n.lua`)", () => {
+  it("is read with no fixed key count, and run with the count of the keys given before them", async () => {
+    write({ "fixed-2.lua": "return KEYS\n", "many-n.lua": "return KEYS\n" });
+    const scripts = readScripts(dir);
+    expect(scripts.map((s) => [s.name, s.numberOfKeys])).toEqual([
+      ["fixed", 2],
+      ["many", null],
+    ]);
+    expect(readScripts(luaDir("lease", "lua")).find((s) => s.name === "renewLeases")?.numberOfKeys).toBeNull();
+
+    // A connection that records how ioredis would be asked to define and run each command.
+    const defined = new Map<string, { numberOfKeys?: number }>();
+    const ran: Array<[string, unknown[]]> = [];
+    const connection = {
+      defineCommand(name: string, opts: { numberOfKeys?: number; lua: string }) {
+        defined.set(name, opts.numberOfKeys === undefined ? {} : { numberOfKeys: opts.numberOfKeys });
+        (this as unknown as Record<string, unknown>)[name] = (...args: unknown[]) => Promise.resolve(ran.push([name, args]));
+      },
+    };
+    const loaded = RedisScripts.load(connection as unknown as Redis, dir);
+    expect(Object.fromEntries(defined)).toEqual({ fixed: { numberOfKeys: 2 }, many: {} });
+
+    await loaded.run("many", ["k1", "k2", "k3"], [60_000, "a"]);
+    await loaded.run("many", [], [1]);
+    await loaded.run("fixed", ["k1", "k2"], ["x"]);
+    expect(ran).toEqual([
+      ["many", [3, "k1", "k2", "k3", 60_000, "a"]],
+      ["many", [0, 1]],
+      ["fixed", ["k1", "k2", "x"]],
+    ]);
+    expect(() => loaded.run("fixed", ["k1"], [])).toThrow(/takes 2 key\(s\), got 1/);
+  });
+
+  it("a file named with neither a count nor n is refused when the scripts are read", () => {
+    write({ "odd-x.lua": "return 1\n" });
+    expect(() => readScripts(dir)).toThrow(/odd-x\.lua: Lua script files are named <command>-<number of keys>\.lua, or <command>-n\.lua/);
   });
 });
