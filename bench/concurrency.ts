@@ -417,11 +417,11 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
       failed = counts.failed;
       samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, answered: answeredOf(stats), byModel: stats.by_model, cpu: cpuNow(), steps, redisCommands: commands });
       if (samples.length % 10 === 0) log(`in flight ${inFlight}, done ${done}/${ids.length}, sim calls ${calls}, rss ${Math.round(rssOf(planner.pid) / MB)} MB`);
+      const peakSoFar = Math.max(...samples.map((x) => x.inFlight));
       // A sample of what clients send, once the planner holds its tasks (and not in the window's last seconds).
-      const peakNow = Math.max(...samples.map((x) => x.inFlight));
       // Held steady: the last four samples within 2 % of each other, at 90 % of the peak so far or more.
       const lastFour = samples.slice(-4).map((x) => x.inFlight);
-      const steadyNow = lastFour.length === 4 && Math.min(...lastFour) >= 0.98 * Math.max(...lastFour) && inFlight >= 0.9 * peakNow;
+      const steadyNow = lastFour.length === 4 && Math.min(...lastFour) >= 0.98 * Math.max(...lastFour) && inFlight >= 0.9 * peakSoFar;
       if (sent === undefined && MONITOR_MS > 0 && steadyNow && done < ids.length / 2) {
         // A failed sample is said, not fatal: the run's other figures stand.
         sent = sentCommands(sim.url, scratch.namespace, MONITOR_MS).catch((err: unknown) => {
@@ -431,7 +431,6 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
       }
       if (done >= ids.length) break;
       if (MEASURE_S > 0) {
-        const peakSoFar = Math.max(...samples.map((x) => x.inFlight));
         const steadyFrom = samples.find((x) => x.inFlight >= 0.9 * peakSoFar);
         if (steadyFrom && Date.now() - steadyFrom.at >= MEASURE_S * 1000) break;
       }

@@ -64,8 +64,9 @@ export class RedisLeaseManager implements LeaseManager {
   async renew(taskId: string, owner: string, ttlMs: number): Promise<boolean> {
     this.checkOpen();
     checkTtl(ttlMs);
-    const reply = await this.call("renew", this.scripts.run("renewLease", [this.key(taskId)], [owner, ttlMs]));
-    return reply === 1;
+    // The heartbeat's script, for one lease.
+    const reply = await this.call("renew", this.scripts.run("renewLeases", [this.key(taskId)], [ttlMs, owner]));
+    return Array.isArray(reply) && reply[0] === 1;
   }
 
   async renewMany(leases: readonly HeldLease[], ttlMs: number): Promise<boolean[]> {

@@ -17,7 +17,7 @@ import { projectRoot } from "../paths";
 import { resolveLuaIncludes } from "./luaIncludes";
 
 export interface LuaScript {
-  /** Command name: the file name without its key count, e.g. `renewLease`. */
+  /** Command name: the file name without its key count, e.g. `releaseLease`. */
   readonly name: string;
   /** null: any number (a `-n.lua` file); `run` passes the count before the keys. */
   readonly numberOfKeys: number | null;

@@ -1,6 +1,7 @@
 --[[
-  Extends many leases in one call, each only if its caller still holds it:
-  renewLease for every key, answered in order.
+  Extends leases, each only if its caller still holds it: one lease
+  (`renew`) or all a planner holds, a thousand a call (`renewMany`),
+  answered in order.
 
   Input:
     KEYS[i]     the i-th lease key   (<prefix>:lease:<taskId>)
