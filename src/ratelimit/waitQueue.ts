@@ -5,7 +5,9 @@
  * the same round trip (each answered as if it asked alone, in queue order; the
  * first refused ends it). When capacity returns, waiters are admitted one by one
  * as the buckets allow (each booked at its own slot), so a refilled bucket never
- * releases a herd. A waiter that would wait past its
+ * releases a herd. The queue asks no sooner than a call could be booked: after a
+ * refusal, once the head's slot is within the horizon; after this gateway booked
+ * the scope's one request of burst, once it has refilled. A waiter that would wait past its
  * deadline is refused with a `retryAfter` that counts its place in the queue,
  * so refused callers come back staggered rather than together.
  *
@@ -82,6 +84,15 @@ interface Waiter {
   gone?: boolean;
 }
 
+/**
+ * Least time between two calls booked on a request bucket without burst (`requestBucket`: a capacity of one
+ * request), once a call took its request: every model call needs one. 0 where the bucket holds more, or none.
+ */
+function burstlessGap(w: Pick<Waiter, "specs" | "need">): number {
+  const requests = w.specs[0];
+  return requests.capacity > 0 && requests.capacity <= 1 && requests.refillPerMs > 0 && w.need[0] >= 1 ? 1 / requests.refillPerMs : 0;
+}
+
 /** Time the buckets take to refill one waiter's need: its share of the queue ahead of the next. */
 function intervalOf(w: Pick<Waiter, "specs" | "need">): number {
   let ms = 0;
@@ -95,6 +106,11 @@ function intervalOf(w: Pick<Waiter, "specs" | "need">): number {
 export class ScopeWaitQueue {
   private waiters: Waiter[] = [];
   private pumping = false;
+  /**
+   * Before this (local ms) no call can be booked: the last one booked took the scope's one request of burst, and
+   * the bucket refills it no sooner. Other gateways' calls only push the real moment later.
+   */
+  private quietUntil = 0;
   private timer: NodeJS.Timeout | undefined;
   private pending: Pending | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -141,7 +157,7 @@ export class ScopeWaitQueue {
       const at = this.waiters.findIndex((x) => x.rank > w.rank);
       if (at === -1) this.waiters.push(w);
       else this.waiters.splice(at, 0, w);
-      if (!this.pumping && this.timer === undefined) void this.pump();
+      if (!this.pumping && this.timer === undefined) this.askWhenBookable();
     });
   }
 
@@ -202,6 +218,10 @@ export class ScopeWaitQueue {
   private async pump(): Promise<void> {
     this.pumping = true;
     while (this.waiters.length > 0) {
+      if (this.now() < this.quietUntil) {
+        this.askAgainAt(this.quietUntil);
+        break;
+      }
       // The head and the waiters right behind it held to the same limits ask in one round trip, in queue order.
       const batch = this.headBatch();
       const head = batch[0] as Waiter;
@@ -220,12 +240,14 @@ export class ScopeWaitQueue {
         continue;
       }
       let refused: number | undefined;
+      const replied = this.now();
       for (const [i, out] of outcomes.entries()) {
         const w = batch[i] as Waiter;
         if (!out.admitted) {
           refused = out.waitMs;
           break;
         }
+        this.quietUntil = replied + out.waitMs + burstlessGap(w) - this.opts.horizonMs;
         this.remove(w);
         // Cancelled while its reserve was on its way: what it reserved goes back with the next round trip.
         if (w.gone) this.giveBack(w);
@@ -234,19 +256,32 @@ export class ScopeWaitQueue {
       }
       if (refused === undefined) continue;
       this.refuseLate(refused);
-      if (this.waiters.length > 0) {
-        this.timer = setTimeout(
-          () => {
-            this.timer = undefined;
-            if (!this.pumping) void this.pump();
-          },
-          Math.max(1, refused - this.opts.horizonMs),
-        );
-      }
+      if (this.waiters.length > 0) this.askAgainAt(this.now() + refused - this.opts.horizonMs);
       break;
     }
     // No await between the last look at the queue and here: an arrival either saw `pumping` or is in the loop.
     this.pumping = false;
+  }
+
+  /**
+   * Asks the buckets again once the head's slot is within the horizon, not before: a reserve sent early is
+   * refused and costs a round trip of its own. A timer alone fires early (Node truncates its delay to the ms and
+   * counts it from the event loop's clock, read when the loop's turn began), so the wake-up checks the clock and
+   * sleeps on when it came too soon.
+   */
+  private askAgainAt(at: number): void {
+    const left = Math.max(1, Math.ceil(at - this.now()));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.now() < at) this.askAgainAt(at);
+      else if (!this.pumping) void this.pump();
+    }, left);
+  }
+
+  /** Asks the buckets now, or, while none can be booked, once one can. */
+  private askWhenBookable(): void {
+    if (this.now() < this.quietUntil) this.askAgainAt(this.quietUntil);
+    else void this.pump();
   }
 
   /** The head, and up to `MAX_BATCH` − 1 waiters right behind it with the same limits. */

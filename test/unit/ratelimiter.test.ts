@@ -59,7 +59,9 @@ describe("ratelimiter - backpressure", () => {
     vi.useFakeTimers({ toFake: ["Date", "performance", "setTimeout", "clearTimeout"] });
     const interval = 1 / requestBucket(120, 1000).refillPerMs;
     const rl = limiter({ "claude-sonnet-5-5": { rpm: 120 } }, { maxWaitMs: 20, random: () => 0 });
-    const settled = Promise.allSettled(Array.from({ length: 6 }, () => rl.acquire(call())));
+    const t0 = Date.now();
+    const answeredAt: number[] = [];
+    const settled = Promise.allSettled(Array.from({ length: 6 }, (_, i) => rl.acquire(call()).finally(() => void (answeredAt[i] = Date.now() - t0))));
     await vi.advanceTimersByTimeAsync(100);
     const outcomes = await settled;
     expect(outcomes.slice(0, 2).map((o) => o.status)).toEqual(["fulfilled", "fulfilled"]);
@@ -71,7 +73,8 @@ describe("ratelimiter - backpressure", () => {
     const after = refused.map((e) => (e as RateLimitedError).data?.retryAfter as number);
     // Staggered: each later caller is told to come back about one request interval later.
     for (let i = 1; i < after.length; i++) expect((after[i] as number) - (after[i - 1] as number)).toBeCloseTo(interval / 1000, 2);
-    expect(after[0]).toBeGreaterThan(0.015);
+    // The first one refused is told to come back when its slot comes: two intervals after the first caller's.
+    expect((answeredAt[2] as number) + (after[0] as number) * 1000).toBeGreaterThanOrEqual(2 * interval - 1);
   });
 
   it("no thundering herd - when a provider 429's penalty ends, waiters start one by one at the refill pace", async () => {
@@ -233,6 +236,37 @@ describe("ratelimiter - the wait queue's round trips", () => {
     // The first caller asks alone; the nine that queued while it was on its way ask in one round trip.
     expect(trips).toEqual([1, 9]);
     expect(order).toEqual(["low0", "high2", "high5", "high9", "normal1", "normal3", "normal6", "normal7", "low4", "low8"]);
+  });
+
+  it("once the limit binds, each caller admitted costs one round trip: the queue asks again when the head's slot is within the horizon, not before", async () => {
+    const { buckets, trips } = countingBuckets();
+    const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 10_000, horizonMs: 10 });
+    // No burst, and a request every 20 ms: twice the horizon, so a round trip can admit one waiter.
+    const specs: Triple<BucketSpec> = [{ capacity: 1, refillPerMs: 1 / 20 }, UNLIMITED, UNLIMITED];
+    const callers = 60;
+    await Promise.all(Array.from({ length: callers }, () => q.enter(specs, [1, 0, 0], "normal")));
+    // A wake-up that came early (a timer's delay is truncated to the ms and counted from the event loop's
+    // clock) would be refused and ask again: about 1.6 round trips per caller.
+    expect(trips.length).toBeLessThanOrEqual(callers * 1.1);
+  });
+
+  it("a caller who comes while the scope's one request of burst is still refilling waits for it before asking: no round trip is spent on a sure refusal", async () => {
+    const { buckets, trips } = countingBuckets();
+    const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 10_000, horizonMs: 10 });
+    // A request bucket as requestBucket makes it: one request of burst, one more every 20 ms.
+    const specs: Triple<BucketSpec> = [{ capacity: 1, refillPerMs: 1 / 20 }, UNLIMITED, UNLIMITED];
+    const pairs = 15;
+    const at: number[] = [];
+    const t0 = Date.now();
+    // Callers come two at a time, 60 ms apart: the first of a pair finds the bucket full, the second finds it empty.
+    for (let i = 0; i < pairs; i++) {
+      await Promise.all([0, 1].map(() => q.enter(specs, [1, 0, 0], "normal").then(() => at.push(Date.now() - t0))));
+      await new Promise((r) => setTimeout(r, 60));
+    }
+    // The second of each pair asked at once would be refused, then asked again: three round trips a pair.
+    expect(trips.length).toBeLessThanOrEqual(pairs * 2 + 1);
+    // Nobody waited past the slot the bucket gave it: the second of a pair goes 20 ms after the first.
+    for (let i = 0; i < pairs; i++) expect((at[2 * i + 1] as number) - (at[2 * i] as number)).toBeLessThan(40);
   });
 
   it("a refused caller ends its round trip: those behind it wait their turn, and only the refused one's wait paces them", async () => {
