@@ -20,7 +20,8 @@
  * planner holds its tasks steady; 0 skips it), and all the server ran (its INFO count, with the commands its
  * scripts ran).
  * Two runs: a generous sim rate limit (--generous-tasks 0 skips it: thousands of tasks at a generous
- * limit only measure the machine's CPU), then --limited-rpm, low enough that the limit binds.
+ * limit only measure the machine's CPU), then --limited-rpm, low enough that the limit binds
+ * (--limited-tasks 0 skips it: at a latency longer than the window, tasks held and no step taken).
  *
  * --measure-s N stops measuring after N s of the steady window instead of waiting for every task.
  * --shutdown then sends SIGTERM to the planner holding its tasks and prints the time to its exit (against
@@ -32,6 +33,7 @@
  *
  * Isolation: each run its own database and namespace, removed afterwards.
  */
+import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -42,6 +44,7 @@ import { orderIds } from "../examples/order-router/lib/data";
 import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured } from "../testkit/cluster";
 import { Cluster, sleep, submit, type Proc } from "../testkit/crash";
 import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../testkit/scratch";
+import { luaDir, readScripts } from "../src/redis/scripts";
 import { cpuMs } from "./throughput/meters";
 
 const { values: args } = parseArgs({
@@ -73,10 +76,12 @@ const SUBMIT_CONCURRENCY = Number(args["submit-concurrency"]);
 const MEASURE_S = Number(args["measure-s"]);
 const MONITOR_MS = Number(args["monitor-s"]) * 1000;
 const SLOTS = args.slots === undefined ? undefined : Number(args.slots);
-if (![TASKS, LIMITED_TASKS, LATENCY_MS, SUBMIT_CONCURRENCY, Number(args["generous-rpm"]), Number(args["limited-rpm"]), SLOTS ?? 1].every((n) => Number.isInteger(n) && n > 0)) {
+if (![TASKS, LATENCY_MS, SUBMIT_CONCURRENCY, Number(args["generous-rpm"]), Number(args["limited-rpm"]), SLOTS ?? 1].every((n) => Number.isInteger(n) && n > 0)) {
   throw new Error("every option takes a positive integer");
 }
-if (![GENEROUS_TASKS, MEASURE_S].every((n) => Number.isInteger(n) && n >= 0)) throw new Error("--generous-tasks and --measure-s take an integer >= 0");
+if (![GENEROUS_TASKS, LIMITED_TASKS, MEASURE_S].every((n) => Number.isInteger(n) && n >= 0)) throw new Error("--generous-tasks, --limited-tasks and --measure-s take an integer >= 0");
+if (GENEROUS_TASKS + LIMITED_TASKS === 0) throw new Error("--generous-tasks 0 and --limited-tasks 0 leave nothing to run");
+if (LIMITED_TASKS === 0 && args.shutdown === true) throw new Error("--shutdown stops the planner of the binding run: --limited-tasks must not be 0");
 /** The planner's SIGTERM grace period (its default, CLAWFLEET_SHUTDOWN_GRACE_MS). */
 const GRACE_MS = 25_000;
 
@@ -183,13 +188,16 @@ interface SentCommands {
  * client of the same Redis. MONITOR slows Redis while it runs, so only a sample.
  */
 async function sentCommands(simUrl: string, namespace: string, ms: number): Promise<SentCommands> {
+  const scripts = scriptNames();
   const monitor = await new Redis(REDIS_TEST_URL, { lazyConnect: true }).monitor();
   try {
     const byCommand = new Map<string, number>();
     let counting = false;
     monitor.on("monitor", (_time: string, args: string[], source: string) => {
       if (!counting || source === "lua" || !args.some((a) => a.includes(namespace))) return;
-      const name = (args[0] ?? "").toLowerCase();
+      const command = (args[0] ?? "").toLowerCase();
+      // A script call is told by its script: the heartbeat's, a reserve's and a settle's cost differently.
+      const name = command === "evalsha" ? `evalsha ${scripts.get(args[1] ?? "") ?? "?"}` : command;
       byCommand.set(name, (byCommand.get(name) ?? 0) + 1);
     });
     const before = answeredOf(await simCounts(simUrl));
@@ -203,6 +211,31 @@ async function sentCommands(simUrl: string, namespace: string, ms: number): Prom
   } finally {
     monitor.disconnect();
   }
+}
+
+/** Clawfleet's Lua scripts by their SHA1, as EVALSHA names them. */
+function scriptNames(): Map<string, string> {
+  const dirs = fs.readdirSync(luaDir()).filter((d) => fs.existsSync(luaDir(d, "lua")));
+  return new Map(dirs.flatMap((d) => readScripts(luaDir(d, "lua")).map((s) => [createHash("sha1").update(s.lua).digest("hex"), s.name] as const)));
+}
+
+/**
+ * Model calls answered at a steady rate: the planner has held its tasks for two model latencies (a call answered
+ * now was asked inside the window, not in the ramp before it), and the last two seconds answered within 10 % of
+ * the two before. Sampled in the ramp, commands counted now would be set against the answers of calls asked
+ * before, at a lower rate.
+ */
+function callsSteady(samples: readonly Pick<Sample, "at" | "answered" | "inFlight">[]): boolean {
+  const now = samples[samples.length - 1];
+  if (!now) return false;
+  const peak = Math.max(...samples.map((x) => x.inFlight));
+  const steadyFrom = samples.find((x) => x.inFlight >= 0.9 * peak);
+  if (!steadyFrom || now.at - steadyFrom.at < 2 * LATENCY_MS) return false;
+  const at = (ms: number) => [...samples].reverse().find((x) => x.at <= now.at - ms);
+  const [twoAgo, fourAgo] = [at(2_000), at(4_000)];
+  if (!twoAgo || !fourAgo) return false;
+  const [recent, before] = [now.answered - twoAgo.answered, twoAgo.answered - fourAgo.answered];
+  return before > 0 && Math.abs(recent - before) <= 0.1 * before;
 }
 
 /** Resident set of a process, from /proc (Linux). */
@@ -422,7 +455,7 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
       // Held steady: the last four samples within 2 % of each other, at 90 % of the peak so far or more.
       const lastFour = samples.slice(-4).map((x) => x.inFlight);
       const steadyNow = lastFour.length === 4 && Math.min(...lastFour) >= 0.98 * Math.max(...lastFour) && inFlight >= 0.9 * peakSoFar;
-      if (sent === undefined && MONITOR_MS > 0 && steadyNow && done < ids.length / 2) {
+      if (sent === undefined && MONITOR_MS > 0 && steadyNow && callsSteady(samples) && done < ids.length / 2) {
         // A failed sample is said, not fatal: the run's other figures stand.
         sent = sentCommands(sim.url, scratch.namespace, MONITOR_MS).catch((err: unknown) => {
           log(`the MONITOR sample failed: ${err instanceof Error ? err.message : String(err)}`);
@@ -495,10 +528,13 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
   }
 }
 
+/** A figure per operation; "—" where the window held none of them (tasks held, no step taken). */
+const per = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : "—");
+
 function sentLine(s: SentCommands & { inWindow: boolean }, callsPerTask: number): string {
   const total = [...s.byCommand.values()].reduce((a, n) => a + n, 0);
   const per = total / Math.max(1, s.modelCalls);
-  const top = [...s.byCommand].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([c, n]) => `${c} ${(n / Math.max(1, s.modelCalls)).toFixed(2)}`).join(", ");
+  const top = [...s.byCommand].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([c, n]) => `${c} ${(n / Math.max(1, s.modelCalls)).toFixed(2)}`).join(", ");
   return (
     `  Redis commands clients sent           ${per.toFixed(2)} per model call, ${(per * callsPerTask).toFixed(1)} per task's worth of calls ` +
     `(MONITOR, ${((s.to - s.from) / 1000).toFixed(1)} s ${s.inWindow ? "inside" : "NOT inside"} the steady window, ${s.modelCalls} model calls; ${top})`
@@ -519,11 +555,11 @@ function report(label: string, f: RunFigures): string {
     // says little; the work done in it is its model calls, a task's worth per calls-per-task of them.
     `  work done in that window              ${(f.callRate / f.callsPerTask).toFixed(2)} tasks/s (model calls / calls per task)`,
     `  bound: latency ${f.latencyBound.toFixed(1)}, rate limit ${f.rateBound.toFixed(2)} tasks/s -> ${((100 * f.callRate) / f.callsPerTask / bound).toFixed(0)}% of min`,
-    `  CPU in that window, clawfleet plan's units   planner ${f.cost.plannerMsPerStep.toFixed(2)} ms per step, executor ${f.cost.executorMsPerToolCall.toFixed(2)} ms per tool call, ` +
-      `rate gateway ${f.cost.gatewayMsPerModelCall.toFixed(2)} ms per model call; checkpoint ${f.cost.checkpointMsPerStep.toFixed(2)} ms per step ` +
+    `  CPU in that window, clawfleet plan's units   planner ${per(f.cost.plannerMsPerStep)} ms per step, executor ${per(f.cost.executorMsPerToolCall)} ms per tool call, ` +
+      `rate gateway ${per(f.cost.gatewayMsPerModelCall)} ms per model call; checkpoint ${per(f.cost.checkpointMsPerStep)} ms per step ` +
       `(${f.cost.steps} steps, ${f.cost.toolCalls} tool calls, ${f.cost.modelCalls} model calls)`,
     `  cores each role used in that window   ${ROLES.map((r) => `${r} ${f.cost.cores[r].toFixed(3)}`).join(", ")}`,
-    ...(f.sent ? [sentLine(f.sent, f.callsPerTask)] : []),
+    ...(f.sent ? [sentLine(f.sent, f.callsPerTask)] : MONITOR_MS > 0 ? ["  Redis commands clients sent           not sampled: model calls were never answered at a steady rate in the first half of the run"] : []),
     `  Redis commands run in that window     ${f.cost.redisPerModelCall.toFixed(2)} per model call, ${(f.cost.redisPerModelCall * f.callsPerTask).toFixed(1)} per task's worth of calls (the server's count: those its scripts ran included, and anything else using it)`,
     `  failed tasks ${f.failed}; ${f.done}/${f.tasks} done after ${f.wallS.toFixed(1)} s`,
   ];
@@ -546,9 +582,11 @@ async function main(): Promise<void> {
     process.stdout.write(`${report("generous rate limit", generous)}\n`);
     process.stdout.write(`load average (1, 5, 15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
   }
-  const limited = await run(Number(args["limited-rpm"]), LIMITED_TASKS, args.shutdown === true);
-  process.stdout.write(`${report("rate limit binding", limited)}\n`);
-  process.stdout.write(`load average (1, 5, 15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
+  if (LIMITED_TASKS > 0) {
+    const limited = await run(Number(args["limited-rpm"]), LIMITED_TASKS, args.shutdown === true);
+    process.stdout.write(`${report("rate limit binding", limited)}\n`);
+    process.stdout.write(`load average (1, 5, 15 min): ${os.loadavg().map((l) => l.toFixed(2)).join(" ")}\n`);
+  }
 }
 
 main().catch((err: unknown) => {
