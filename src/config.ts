@@ -73,7 +73,7 @@ export interface Config {
   readonly planner: {
     /**
      * Tasks one planner process runs at once. Sized for I/O-bound work: a task in flight mostly waits on its
-     * model call and costs little memory (BENCHMARKS.md, "Concurrency"), so `maxRssBytes` is the real bound. @default 256
+     * model call and costs little memory (BENCHMARKS.md, "Concurrency"), so `maxRssBytes` is the real bound. @default 2000
      */
     readonly slots: number;
     /** Above this resident set size (bytes) the planner takes no new wake-up until it is below again; 0 is no cap. @default 1536 MiB */
@@ -142,7 +142,7 @@ export interface Config {
     readonly limits: RateLimitTable;
     /** Length of a limit's "minute"; benchmarks shrink it. @default 60000 */
     readonly windowMs: number;
-    /** Longest a call waits in the gateway's priority queue before a retryable `rate_limited` with `retryAfter`. @default 2000 */
+    /** Longest a call waits in the gateway's priority queue before a retryable `rate_limited` with `retryAfter`. @default 300000 */
     readonly maxWaitMs: number;
   };
   /**

@@ -44,6 +44,16 @@ export const PLAN_EXIT = { fits: 0, failed: 1, usage: 2, cannotCarry: 3 } as con
  * decide how many processes a load needs, these figures err towards more of them.
  */
 const BENCH_CPU_MS = { planner: 1.6, executor: 1.6, gateway: 5.7, checkpoint: 1.1 } as const;
+/**
+ * What a planner spends on the tasks it holds, steps apart, from BENCHMARKS.md ("Concurrency" and "Throughput"),
+ * rounded up: CPU µs per task in flight per second (tasks waiting on a 30 s model call, nothing stepping), its
+ * resident set before any task (MB) and what each task in flight adds to it (KB), the most of the runs there.
+ */
+const BENCH_PLANNER_HOLD = { cpuUs: 40, baseMb: 160, perTaskKb: 50 } as const;
+const BENCH_HOLD_SOURCE = "BENCHMARKS.md [2]";
+const BENCH_HOLD_NOTE =
+  "[2] A planner holding tasks as bench/concurrency.ts measured it: its CPU with 1,000 tasks waiting on a 30 s model call, its memory\n" +
+  "    with 300 to 2,000 tasks in flight; the most of any run, rounded up (BENCHMARKS.md, Concurrency and Throughput).";
 const BENCH_CPU_SOURCE = "BENCHMARKS.md [1]";
 const BENCH_CPU_NOTE =
   "[1] Each role's CPU as bench/throughput/run.ts (six processes, saturated) and bench/concurrency.ts (400 tasks at 2 s model latency)\n" +
@@ -68,6 +78,9 @@ const OPTIONS = {
   "cpu-executor-ms": { type: "string", help: `CPU ms per tool call of an executor (default ${BENCH_CPU_MS.executor}, BENCHMARKS.md)` },
   "cpu-gateway-ms": { type: "string", help: `CPU ms per model call of a rate gateway (default ${BENCH_CPU_MS.gateway}, BENCHMARKS.md)` },
   "cpu-checkpoint-ms": { type: "string", help: `CPU ms per step of the checkpoint role (default ${BENCH_CPU_MS.checkpoint}, BENCHMARKS.md)` },
+  "cpu-hold-us": { type: "string", help: `CPU µs a planner spends per task it holds, per second (default ${BENCH_PLANNER_HOLD.cpuUs}, BENCHMARKS.md)` },
+  "planner-base-rss-mb": { type: "string", help: `a planner's resident set before any task, MB (default ${BENCH_PLANNER_HOLD.baseMb}, BENCHMARKS.md)` },
+  "rss-per-task-kb": { type: "string", help: `what each task a planner holds adds to its resident set, KB (default ${BENCH_PLANNER_HOLD.perTaskKb}, BENCHMARKS.md)` },
   "target-utilisation": { type: "string", help: `the utilisation limits and processes are sized for, in (0, 1] (default ${DEFAULTS.target})` },
   verify: { type: "boolean", help: "replay the load, scaled down, on an embedded node against the simulated model" },
   scale: { type: "string", help: `--verify: the fraction of the rate and limits played, in (0, 1] (default ${DEFAULTS.scale})` },
@@ -168,6 +181,16 @@ export function parsePlanArgs(argv: readonly string[], env?: NodeJS.ProcessEnv):
     gateway: ms("cpu-gateway-ms") ?? BENCH_CPU_MS.gateway,
     checkpoint: ms("cpu-checkpoint-ms") ?? BENCH_CPU_MS.checkpoint,
   };
+  const hold = {
+    cpuUs: ms("cpu-hold-us") ?? BENCH_PLANNER_HOLD.cpuUs,
+    baseMb: numberFlag("planner-base-rss-mb", str("planner-base-rss-mb"), { min: 0 }) ?? BENCH_PLANNER_HOLD.baseMb,
+    perTaskKb: numberFlag("rss-per-task-kb", str("rss-per-task-kb"), { min: 0, exclusiveMin: true }) ?? BENCH_PLANNER_HOLD.perTaskKb,
+  };
+  const maxRssMb = config.planner.maxRssBytes / 1_048_576;
+  if (maxRssMb > 0 && maxRssMb - hold.baseMb < hold.perTaskKb / 1024)
+    throw new UsageError(
+      `CLAWFLEET_PLANNER_MAX_RSS_MB (${maxRssMb}) leaves a planner no room for a task beyond its own ${hold.baseMb} MB (--planner-base-rss-mb): it would take none`,
+    );
   const target = numberFlag("target-utilisation", str("target-utilisation"), { min: 0, max: 1, exclusiveMin: true }) ?? DEFAULTS.target;
   const limits: Partial<Record<LimitKind, number>> = {};
   for (const k of ["rpm", "itpm", "otpm"] as const) {
@@ -186,6 +209,10 @@ export function parsePlanArgs(argv: readonly string[], env?: NodeJS.ProcessEnv):
   note("CPU ms per executor tool call", String(cpu.executor), "cpu-executor-ms", BENCH_CPU_SOURCE);
   note("CPU ms per gateway model call", String(cpu.gateway), "cpu-gateway-ms", BENCH_CPU_SOURCE);
   note("CPU ms per checkpoint step", String(cpu.checkpoint), "cpu-checkpoint-ms", BENCH_CPU_SOURCE);
+  note("planner CPU µs per task held per second", String(hold.cpuUs), "cpu-hold-us", BENCH_HOLD_SOURCE);
+  note("planner RSS before any task, MB", String(hold.baseMb), "planner-base-rss-mb", BENCH_HOLD_SOURCE);
+  note("planner RSS per task held, KB", String(hold.perTaskKb), "rss-per-task-kb", BENCH_HOLD_SOURCE);
+  assumptions.push({ name: "planner memory cap, MB", value: maxRssMb > 0 ? String(maxRssMb) : "none", source: "CLAWFLEET_PLANNER_MAX_RSS_MB (configuration)" });
   note("target utilisation", String(target), "target-utilisation", "default");
 
   const input: PlanInput = {
@@ -199,6 +226,8 @@ export function parsePlanArgs(argv: readonly string[], env?: NodeJS.ProcessEnv):
     limits,
     plannerSlots: slots,
     cpuMs: cpu,
+    plannerHoldUs: hold.cpuUs,
+    plannerMemory: { baseMb: hold.baseMb, perTaskKb: hold.perTaskKb, maxRssMb },
     targetUtilisation: target,
     price: { input: price.input, output: price.output },
   };
@@ -241,6 +270,12 @@ export function advice(plan: CapacityPlan, input: PlanInput): string[] {
   });
 }
 
+/** The planner's memory, where its cap holds it to fewer tasks than its slots. */
+function memoryBound(plan: CapacityPlan, input: PlanInput): string {
+  const byMemory = plan.fleet.plannerTasksByMemory;
+  return byMemory < input.plannerSlots ? `, memory for ${num(byMemory)} under its ${num(input.plannerMemory.maxRssMb)} MB cap` : "";
+}
+
 export function renderPlan(plan: CapacityPlan, args: PlanArgs): string {
   const { input } = args;
   const q = plan.queueing;
@@ -266,7 +301,11 @@ export function renderPlan(plan: CapacityPlan, args: PlanArgs): string {
     "",
     `Fleet, sized for ${pct(input.targetUtilisation)} utilisation:`,
     fields([
-      ["  planners", `${f.planners} (${input.plannerSlots} slots each; ${num(f.concurrentTasks, 1)} tasks at once need ${f.plannerSlotsNeeded} slots; ${num(f.cpuCores.planner, 2)} cores)`],
+      [
+        "  planners",
+        `${f.planners} (${input.plannerSlots} slots each${memoryBound(plan, input)}; ${num(f.concurrentTasks, 1)} tasks at once need ${f.plannerSlotsNeeded} slots; ` +
+          `${num(f.cpuCores.planner, 2)} cores, ${num(f.plannerHoldingCores, 2)} of them holding tasks; ~${num(f.plannerRssMb)} MB each)`,
+      ],
       ["  executors", `${f.executors} (${num(plan.load.toolCallsPerSecond, 1)} tool calls/s; ${num(f.cpuCores.executor, 2)} cores)`],
       ["  gateways", `${f.gateways} (${num(plan.load.callsPerMinute / 60, 1)} model calls/s; ${num(f.cpuCores.gateway, 2)} cores)`],
       ["  checkpoint writers", `${f.checkpoints} (${num(plan.load.tasksPerSecond * (input.callsPerTask + input.toolCallsPerTask), 1)} steps/s; ${num(f.cpuCores.checkpoint, 2)} cores)`],
@@ -288,6 +327,7 @@ export function renderPlan(plan: CapacityPlan, args: PlanArgs): string {
       args.assumptions.map((a) => [`  ${a.name}`, a.value, a.source]),
     ),
     ...(args.assumptions.some((a) => a.source === BENCH_CPU_SOURCE) ? [BENCH_CPU_NOTE] : []),
+    ...(args.assumptions.some((a) => a.source === BENCH_HOLD_SOURCE) ? [BENCH_HOLD_NOTE] : []),
   ];
   return lines.join("\n");
 }
@@ -326,6 +366,10 @@ export function planJson(plan: CapacityPlan, args: PlanArgs): Record<string, unk
       planners: plan.fleet.planners,
       planner_slots: input.plannerSlots,
       planner_slots_needed: plan.fleet.plannerSlotsNeeded,
+      planner_tasks_by_memory: Number.isFinite(plan.fleet.plannerTasksByMemory) ? plan.fleet.plannerTasksByMemory : null,
+      tasks_per_planner: plan.fleet.tasksPerPlanner,
+      planner_rss_mb: plan.fleet.plannerRssMb,
+      planner_holding_cores: plan.fleet.plannerHoldingCores,
       concurrent_tasks: plan.fleet.concurrentTasks,
       executors: plan.fleet.executors,
       gateways: plan.fleet.gateways,

@@ -18,6 +18,9 @@
  * - Each process is one Node event loop, one core: a role's processes are its CPU
  *   (steps per second × CPU per step) over the target utilisation, and planners
  *   also need the slots for their concurrency (λ·S, Little's law) at that target.
+ *   A planner also spends CPU on each task it holds, stepping or not (its lease's
+ *   heartbeat, its timers), and memory: a planner holds no more tasks than its
+ *   memory cap leaves room for, beyond what the process takes before any task.
  */
 import { md1Wait, mmcWait } from "./queueing";
 
@@ -50,6 +53,13 @@ export interface PlanInput {
    * checkpoint role per step it stores.
    */
   cpuMs: { planner: number; executor: number; gateway: number; checkpoint: number };
+  /** CPU microseconds a planner spends per task it holds, per second, whether the task steps or waits. */
+  plannerHoldUs: number;
+  /**
+   * A planner's memory: its resident set before any task (MB), what each task in flight adds (KB), and the cap
+   * above which it takes no new task (MB, CLAWFLEET_PLANNER_MAX_RSS_MB; 0 is no cap).
+   */
+  plannerMemory: { baseMb: number; perTaskKb: number; maxRssMb: number };
   /** The utilisation each resource is sized for, in (0, 1]. */
   targetUtilisation: number;
   price: TokenPrice;
@@ -101,12 +111,19 @@ export interface CapacityPlan {
     concurrentTasks: number;
     plannerSlotsNeeded: number;
     planners: number;
+    /** Tasks a planner can hold within its memory cap (Infinity without a cap). */
+    plannerTasksByMemory: number;
+    /** Tasks each planner holds at this load, and its resident set then (MB). */
+    tasksPerPlanner: number;
+    plannerRssMb: number;
     executors: number;
     gateways: number;
     /** Processes of the checkpoint role (every step's checkpoint is written through one). */
     checkpoints: number;
-    /** Cores of CPU each role spends at this load. */
+    /** Cores of CPU each role spends at this load; the planners' includes `plannerHoldingCores`. */
     cpuCores: { planner: number; executor: number; gateway: number; checkpoint: number };
+    /** What the planners spend on holding their tasks, steps apart. */
+    plannerHoldingCores: number;
   };
   cost: { perTask: number; perDay: number; tasksPerDay: number };
 }
@@ -161,17 +178,23 @@ export function planCapacity(input: PlanInput): CapacityPlan {
   const taskRun = rateWait === null ? null : baseRun + input.callsPerTask * rateWait;
   const concurrentTasks = arrivals * (taskRun ?? baseRun);
   const plannerSlotsNeeded = Math.ceil(concurrentTasks / target);
+  const plannerHoldingCores = (concurrentTasks * input.plannerHoldUs) / 1_000_000;
   const cpuCores = {
-    planner: (arrivals * steps * input.cpuMs.planner) / 1000,
+    planner: (arrivals * steps * input.cpuMs.planner) / 1000 + plannerHoldingCores,
     executor: (arrivals * input.toolCallsPerTask * input.cpuMs.executor) / 1000,
     gateway: (arrivals * input.callsPerTask * input.cpuMs.gateway) / 1000,
     checkpoint: (arrivals * steps * input.cpuMs.checkpoint) / 1000,
   };
-  const planners = Math.max(1, Math.ceil(plannerSlotsNeeded / input.plannerSlots), Math.ceil(cpuCores.planner / target));
+  const mem = input.plannerMemory;
+  const plannerTasksByMemory = mem.maxRssMb > 0 ? Math.max(0, Math.floor(((mem.maxRssMb - mem.baseMb) * 1024) / mem.perTaskKb)) : Infinity;
+  const tasksEach = Math.min(input.plannerSlots, plannerTasksByMemory);
+  if (tasksEach < 1) throw new RangeError(`a planner's memory cap of ${mem.maxRssMb} MB leaves no room for a task beyond its own ${mem.baseMb} MB`);
+  const planners = Math.max(1, Math.ceil(plannerSlotsNeeded / tasksEach), Math.ceil(cpuCores.planner / target));
+  const tasksPerPlanner = concurrentTasks / planners;
   const executors = input.toolCallsPerTask === 0 ? 0 : Math.max(1, Math.ceil(cpuCores.executor / target));
   const gateways = Math.max(1, Math.ceil(cpuCores.gateway / target));
   const checkpoints = Math.max(1, Math.ceil(cpuCores.checkpoint / target));
-  const plannerWait = taskRun === null ? null : finite(mmcWait(planners * input.plannerSlots, arrivals, taskRun));
+  const plannerWait = taskRun === null ? null : finite(mmcWait(planners * tasksEach, arrivals, taskRun));
 
   const perTask = (input.callsPerTask * (input.inputTokensPerCall * input.price.input + input.outputTokensPerCall * input.price.output)) / 1_000_000;
   const tasksPerDay = input.tasksPerHour * 24;
@@ -192,7 +215,19 @@ export function planCapacity(input: PlanInput): CapacityPlan {
       taskRunSeconds: taskRun,
       taskLatencySeconds: taskRun === null || plannerWait === null ? null : plannerWait + taskRun,
     },
-    fleet: { concurrentTasks, plannerSlotsNeeded, planners, executors, gateways, checkpoints, cpuCores },
+    fleet: {
+      concurrentTasks,
+      plannerSlotsNeeded,
+      planners,
+      plannerTasksByMemory,
+      tasksPerPlanner,
+      plannerRssMb: mem.baseMb + (tasksPerPlanner * mem.perTaskKb) / 1024,
+      executors,
+      gateways,
+      checkpoints,
+      cpuCores,
+      plannerHoldingCores,
+    },
     cost: { perTask, perDay: perTask * tasksPerDay, tasksPerDay },
   };
 }

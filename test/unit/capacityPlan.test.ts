@@ -33,6 +33,9 @@ const BASE: PlanInput = {
   limits: { rpm: 4000 },
   plannerSlots: 4,
   cpuMs: { planner: 9.3, executor: 9.3, gateway: 9.3, checkpoint: 9.3 },
+  // Nothing for holding a task, and no memory cap: the cases below that are not about them.
+  plannerHoldUs: 0,
+  plannerMemory: { baseMb: 160, perTaskKb: 50, maxRssMb: 0 },
   targetUtilisation: 0.8,
   price: { input: 3, output: 15 },
 };
@@ -136,6 +139,56 @@ describe("capacity plan - the model", () => {
     expect(p.fleet.cpuCores.checkpoint).toBeCloseTo((10_000 / 3600) * 11 * 0.25, 9);
   });
 
+  it("a planner spends CPU on each task it holds: longer model calls cost its planners more CPU for the same steps", () => {
+    const at = (latencySeconds: number) => planCapacity({ ...BASE, plannerSlots: 100_000, latencySeconds, cpuMs: { ...BASE.cpuMs, planner: 1.6 }, plannerHoldUs: 40 });
+    const p = at(30);
+    // 2.78 tasks/s hold a slot 6 × 30 + 5 × 0.2 + 11 × 1.6 ms = 181.02 s, and the rate limit's waits: ~503 tasks at once, 40 µs each per second.
+    expect(p.fleet.concurrentTasks).toBeCloseTo((10_000 / 3600) * (181.0176 + 6 * (p.queueing.rateLimitWaitPerCall ?? NaN)), 9);
+    expect(p.fleet.plannerHoldingCores).toBeCloseTo(p.fleet.concurrentTasks * 40e-6, 12);
+    expect(p.fleet.cpuCores.planner).toBeCloseTo((10_000 / 3600) * 11 * 0.0016 + p.fleet.plannerHoldingCores, 12);
+    // The same steps at 2 s: the steps' CPU is the same, the holding a fifteenth of it.
+    expect(at(2).fleet.cpuCores.planner - at(2).fleet.plannerHoldingCores).toBeCloseTo(p.fleet.cpuCores.planner - p.fleet.plannerHoldingCores, 12);
+    expect(at(2).fleet.plannerHoldingCores).toBeLessThan(p.fleet.plannerHoldingCores / 10);
+  });
+
+  it("a planner holds no more tasks than its memory cap leaves room for: the cap, not the slots, decides the planners", () => {
+    const capped = (maxRssMb: number) => planCapacity({ ...BASE, plannerSlots: 2000, latencySeconds: 30, plannerMemory: { baseMb: 160, perTaskKb: 50, maxRssMb } });
+    // 200 MB cap, 160 before any task, 50 KB a task: room for 819. 502.8 at once need 629 slots at 80 %: 1 planner of 2,000 slots, 1 of 819.
+    const p = capped(200);
+    expect(p.fleet.plannerTasksByMemory).toBe(819);
+    expect(p.fleet.planners).toBe(1);
+    expect(p.fleet.plannerRssMb).toBeCloseTo(160 + (p.fleet.concurrentTasks * 50) / 1024, 9);
+    const tight = capped(170);
+    // Room for 204: 629 slots need 4 planners, each holding a quarter of the tasks.
+    expect(tight.fleet.plannerTasksByMemory).toBe(204);
+    expect(tight.fleet.planners).toBe(4);
+    expect(tight.fleet.tasksPerPlanner).toBeCloseTo(tight.fleet.concurrentTasks / 4, 9);
+    expect(tight.fleet.plannerRssMb).toBeLessThan(170);
+    expect(capped(0).fleet.plannerTasksByMemory).toBe(Infinity);
+    expect(() => capped(160)).toThrow(/memory cap of 160 MB leaves no room for a task/);
+  });
+
+  it("the holding figures default from BENCHMARKS.md and say so; the memory cap comes from the configuration, and one below a planner's own size is refused", async () => {
+    const r = await plan(["--tasks-per-hour", "100000", "--calls-per-task", "6", "--latency", "30s"], { CLAWFLEET_PLANNER_SLOTS: "2000", CLAWFLEET_PLANNER_MAX_RSS_MB: "200" });
+    expect(r.code).toBe(PLAN_EXIT.fits);
+    expect(r.stdout).toMatch(/planner CPU µs per task held per second\s+40\s+BENCHMARKS\.md \[2\]/);
+    expect(r.stdout).toMatch(/planner RSS per task held, KB\s+50\s+BENCHMARKS\.md \[2\]/);
+    expect(r.stdout).toMatch(/planner memory cap, MB\s+200\s+CLAWFLEET_PLANNER_MAX_RSS_MB \(configuration\)/);
+    expect(r.stdout).toContain("[2] A planner holding tasks as bench/concurrency.ts measured it");
+    expect(r.stdout).toMatch(/planners\s+8 \(2000 slots each, memory for 819 under its 200 MB cap; .* cores, 0\.20 of them holding tasks; ~191 MB each\)/);
+    const j = JSON.parse((await plan(["--tasks-per-hour", "100000", "--calls-per-task", "6", "--latency", "30s", "--rss-per-task-kb", "10", "--json"], { CLAWFLEET_PLANNER_MAX_RSS_MB: "0" })).stdout) as {
+      fleet: { planner_tasks_by_memory: number | null; planner_holding_cores: number };
+      assumptions: Array<{ name: string; value: string; source: string }>;
+    };
+    expect(j.fleet.planner_tasks_by_memory).toBeNull();
+    expect(j.fleet.planner_holding_cores).toBeGreaterThan(0.19);
+    expect(j.assumptions.find((a) => a.name === "planner RSS per task held, KB")).toEqual({ name: "planner RSS per task held, KB", value: "10", source: "--rss-per-task-kb" });
+    expect(j.assumptions.find((a) => a.name === "planner memory cap, MB")?.value).toBe("none");
+    const refused = await plan(REFERENCE, { CLAWFLEET_PLANNER_MAX_RSS_MB: "150" });
+    expect(refused.code).toBe(PLAN_EXIT.usage);
+    expect(refused.stderr).toMatch(/CLAWFLEET_PLANNER_MAX_RSS_MB \(150\) leaves a planner no room for a task beyond its own 160 MB/);
+  });
+
   it("queueing formulas: Erlang C, M/M/1 as M/M/c with c = 1, M/D/1 half of M/M/1", () => {
     expect(erlangC(2, 1)).toBeCloseTo(1 / 3, 12);
     // M/M/1, λ = 0.5, S = 1: Wq = ρ S / (1 − ρ) = 1.
@@ -166,6 +219,8 @@ describe("capacity plan - bad flags", () => {
     ["a model without a price", [...REFERENCE, "--model", "gpt-9"], /--model "gpt-9" has no price \(known: .*claude-sonnet-5-5/],
     ["a target utilisation over 1", [...REFERENCE, "--target-utilisation", "1.5"], /--target-utilisation must be a number in \(0, 1\]/],
     ["a negative checkpoint CPU", [...REFERENCE, "--cpu-checkpoint-ms=-1"], /--cpu-checkpoint-ms must be a number ≥ 0, got "-1"/],
+    ["a task that takes no memory", [...REFERENCE, "--rss-per-task-kb", "0"], /--rss-per-task-kb must be a number > 0, got "0"/],
+    ["a negative holding CPU", [...REFERENCE, "--cpu-hold-us=-5"], /--cpu-hold-us must be a number ≥ 0, got "-5"/],
     ["--scale without --verify", [...REFERENCE, "--scale", "0.1"], /--scale is only for --verify/],
     ["a --verify whose tools the simulated model cannot play", [...REFERENCE, "--verify", "--tool-calls-per-task", "2"], /--tool-calls-per-task must be calls-per-task − 1/],
   ];
@@ -180,7 +235,7 @@ describe("capacity plan - bad flags", () => {
   it("--help prints every flag and the exit codes, exit 0", async () => {
     const r = await plan(["--help"]);
     expect(r.code).toBe(0);
-    for (const flag of ["--tasks-per-hour", "--input-tokens", "--planner-slots", "--cpu-planner-ms", "--cpu-checkpoint-ms", "--target-utilisation", "--verify", "--scale", "--seconds", "--json"])
+    for (const flag of ["--tasks-per-hour", "--input-tokens", "--planner-slots", "--cpu-planner-ms", "--cpu-checkpoint-ms", "--cpu-hold-us", "--planner-base-rss-mb", "--rss-per-task-kb", "--target-utilisation", "--verify", "--scale", "--seconds", "--json"])
       expect(r.stdout).toContain(flag);
     expect(r.stdout).toContain("3 a limit cannot carry it");
   });
