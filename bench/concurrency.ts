@@ -53,7 +53,7 @@ const { values: args } = parseArgs({
     "latency-ms": { type: "string", default: "2000" },
     "generous-rpm": { type: "string", default: "1000000" },
     "limited-rpm": { type: "string", default: "6000" },
-    /** Tasks of the rate-limited run. @default --tasks */
+    /** Tasks of the rate-limited run; 0 skips it. @default --tasks */
     "limited-tasks": { type: "string" },
     /** Tasks of the generous run; 0 skips it. @default --tasks */
     "generous-tasks": { type: "string" },
@@ -168,6 +168,8 @@ interface RunFigures {
   cost: RoleCost;
   /** The commands clients sent, from MONITOR over a few seconds of the run; `inWindow`: inside the steady window. */
   sent?: SentCommands & { inWindow: boolean };
+  /** Why there is no sample of the commands clients sent, when --monitor-s asked for one. */
+  notSent?: string;
   shutdown?: ShutdownFigures;
 }
 
@@ -515,6 +517,7 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
     };
     const sample = await sent;
     if (sample) figures.sent = { ...sample, inWindow: sample.from >= first.at && sample.to <= last.at };
+    else if (MONITOR_MS > 0) figures.notSent = sent ? "the MONITOR sample failed (logged above)" : "model calls were never answered at a steady rate in the first half of the run";
     if (withShutdown) figures.shutdown = await shutdownPhase(cluster, db, sim.url, planner, ids.length, samples[samples.length - 1]?.inFlight ?? 0);
     return figures;
   } finally {
@@ -529,7 +532,7 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
 }
 
 /** A figure per operation; "—" where the window held none of them (tasks held, no step taken). */
-const per = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : "—");
+const perOp = (n: number): string => (Number.isFinite(n) ? n.toFixed(2) : "—");
 
 function sentLine(s: SentCommands & { inWindow: boolean }, callsPerTask: number): string {
   const total = [...s.byCommand.values()].reduce((a, n) => a + n, 0);
@@ -555,11 +558,11 @@ function report(label: string, f: RunFigures): string {
     // says little; the work done in it is its model calls, a task's worth per calls-per-task of them.
     `  work done in that window              ${(f.callRate / f.callsPerTask).toFixed(2)} tasks/s (model calls / calls per task)`,
     `  bound: latency ${f.latencyBound.toFixed(1)}, rate limit ${f.rateBound.toFixed(2)} tasks/s -> ${((100 * f.callRate) / f.callsPerTask / bound).toFixed(0)}% of min`,
-    `  CPU in that window, clawfleet plan's units   planner ${per(f.cost.plannerMsPerStep)} ms per step, executor ${per(f.cost.executorMsPerToolCall)} ms per tool call, ` +
-      `rate gateway ${per(f.cost.gatewayMsPerModelCall)} ms per model call; checkpoint ${per(f.cost.checkpointMsPerStep)} ms per step ` +
+    `  CPU in that window, clawfleet plan's units   planner ${perOp(f.cost.plannerMsPerStep)} ms per step, executor ${perOp(f.cost.executorMsPerToolCall)} ms per tool call, ` +
+      `rate gateway ${perOp(f.cost.gatewayMsPerModelCall)} ms per model call; checkpoint ${perOp(f.cost.checkpointMsPerStep)} ms per step ` +
       `(${f.cost.steps} steps, ${f.cost.toolCalls} tool calls, ${f.cost.modelCalls} model calls)`,
     `  cores each role used in that window   ${ROLES.map((r) => `${r} ${f.cost.cores[r].toFixed(3)}`).join(", ")}`,
-    ...(f.sent ? [sentLine(f.sent, f.callsPerTask)] : MONITOR_MS > 0 ? ["  Redis commands clients sent           not sampled: model calls were never answered at a steady rate in the first half of the run"] : []),
+    ...(f.sent ? [sentLine(f.sent, f.callsPerTask)] : f.notSent ? [`  Redis commands clients sent           not sampled: ${f.notSent}`] : []),
     `  Redis commands run in that window     ${f.cost.redisPerModelCall.toFixed(2)} per model call, ${(f.cost.redisPerModelCall * f.callsPerTask).toFixed(1)} per task's worth of calls (the server's count: those its scripts ran included, and anything else using it)`,
     `  failed tasks ${f.failed}; ${f.done}/${f.tasks} done after ${f.wallS.toFixed(1)} s`,
   ];

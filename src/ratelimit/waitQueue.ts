@@ -7,8 +7,8 @@
  * as the buckets allow (each booked at its own slot), so a refilled bucket never
  * releases a herd. The queue asks no sooner than a call could be booked: after a
  * refusal, once the head's slot is within the horizon; after this gateway booked
- * the scope's one request of burst, once it has refilled. A waiter that would wait past its
- * deadline is refused with a `retryAfter` that counts its place in the queue,
+ * the scope's one request of burst, once it has refilled. A waiter that would
+ * wait past its deadline is refused with a `retryAfter` that counts its place in the queue,
  * so refused callers come back staggered rather than together.
  *
  * With several gateway processes each has its own queue; the buckets (Redis)
@@ -108,7 +108,9 @@ export class ScopeWaitQueue {
   private pumping = false;
   /**
    * Before this (local ms) no call can be booked: the last one booked took the scope's one request of burst, and
-   * the bucket refills it no sooner. Other gateways' calls only push the real moment later.
+   * the bucket refills it no sooner. Other gateways' calls only push the real moment later; a request given back
+   * (a call cancelled once booked, or one that failed before the provider counted it) is not seen here, and costs
+   * the next caller that wait.
    */
   private quietUntil = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -157,7 +159,10 @@ export class ScopeWaitQueue {
       const at = this.waiters.findIndex((x) => x.rank > w.rank);
       if (at === -1) this.waiters.push(w);
       else this.waiters.splice(at, 0, w);
-      if (!this.pumping && this.timer === undefined) this.askWhenBookable();
+      if (!this.pumping && this.timer === undefined) {
+        if (this.now() < this.quietUntil) this.waitUntilBookable();
+        else void this.pump();
+      }
     });
   }
 
@@ -219,7 +224,7 @@ export class ScopeWaitQueue {
     this.pumping = true;
     while (this.waiters.length > 0) {
       if (this.now() < this.quietUntil) {
-        this.askAgainAt(this.quietUntil);
+        this.waitUntilBookable();
         break;
       }
       // The head and the waiters right behind it held to the same limits ask in one round trip, in queue order.
@@ -247,11 +252,14 @@ export class ScopeWaitQueue {
           refused = out.waitMs;
           break;
         }
-        this.quietUntil = replied + out.waitMs + burstlessGap(w) - this.opts.horizonMs;
         this.remove(w);
         // Cancelled while its reserve was on its way: what it reserved goes back with the next round trip.
-        if (w.gone) this.giveBack(w);
-        else if (out.waitMs >= 1) setTimeout(() => (w.gone ? this.giveBack(w) : w.resolve()), out.waitMs);
+        if (w.gone) {
+          this.giveBack(w);
+          continue;
+        }
+        this.quietUntil = replied + out.waitMs + burstlessGap(w) - this.opts.horizonMs;
+        if (out.waitMs >= 1) setTimeout(() => (w.gone ? this.giveBack(w) : w.resolve()), out.waitMs);
         else w.resolve();
       }
       if (refused === undefined) continue;
@@ -278,10 +286,13 @@ export class ScopeWaitQueue {
     }, left);
   }
 
-  /** Asks the buckets now, or, while none can be booked, once one can. */
-  private askWhenBookable(): void {
-    if (this.now() < this.quietUntil) this.askAgainAt(this.quietUntil);
-    else void this.pump();
+  /**
+   * While no call can be booked: whoever would miss its deadline even if the head were booked the moment the
+   * request has refilled is refused now, as a refused reserve would have had them; the rest ask then.
+   */
+  private waitUntilBookable(): void {
+    this.refuseLate(this.quietUntil + this.opts.horizonMs - this.now());
+    if (this.waiters.length > 0) this.askAgainAt(this.quietUntil);
   }
 
   /** The head, and up to `MAX_BATCH` − 1 waiters right behind it with the same limits. */

@@ -146,7 +146,7 @@ describe("capacity plan - the model", () => {
     expect(p.fleet.concurrentTasks).toBeCloseTo((10_000 / 3600) * (181.0176 + 6 * (p.queueing.rateLimitWaitPerCall ?? NaN)), 9);
     expect(p.fleet.plannerHoldingCores).toBeCloseTo(p.fleet.concurrentTasks * 40e-6, 12);
     expect(p.fleet.cpuCores.planner).toBeCloseTo((10_000 / 3600) * 11 * 0.0016 + p.fleet.plannerHoldingCores, 12);
-    // The same steps at 2 s: the steps' CPU is the same, the holding a fifteenth of it.
+    // The same steps at 2 s: the steps' CPU is the same, the holding about a fourteenth of it.
     expect(at(2).fleet.cpuCores.planner - at(2).fleet.plannerHoldingCores).toBeCloseTo(p.fleet.cpuCores.planner - p.fleet.plannerHoldingCores, 12);
     expect(at(2).fleet.plannerHoldingCores).toBeLessThan(p.fleet.plannerHoldingCores / 10);
   });
