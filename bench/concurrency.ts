@@ -30,6 +30,7 @@
  *
  *   TSX_TSCONFIG_PATH=examples/tsconfig.json npx tsx bench/concurrency.ts [--tasks 3000] [--latency-ms 2000]
  *     [--limited-rpm 6000] [--limited-tasks N] [--generous-tasks N] [--slots N] [--measure-s N] [--shutdown]
+ *     [--profile dir]
  *
  * Isolation: each run its own database and namespace, removed afterwards.
  */
@@ -45,7 +46,8 @@ import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionE
 import { Cluster, sleep, submit, type Proc } from "../testkit/crash";
 import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../testkit/scratch";
 import { luaDir, readScripts } from "../src/redis/scripts";
-import { cpuMs } from "./throughput/meters";
+import { measuredEnv } from "./throughput/layouts";
+import { cpuMs, writeCalls } from "./throughput/meters";
 
 const { values: args } = parseArgs({
   options: {
@@ -66,6 +68,8 @@ const { values: args } = parseArgs({
     "submit-concurrency": { type: "string", default: "32" },
     /** Seconds of the steady window MONITOR samples what clients send to Redis; 0: none (MONITOR slows Redis while on). */
     "monitor-s": { type: "string", default: "5" },
+    /** Profiles every role's process (bench/throughput/cpuProfiler.cjs) into <dir>/<run>/<role>/, for bench/throughput/profileTop.ts. */
+    profile: { type: "string" },
   },
 });
 const TASKS = Number(args.tasks);
@@ -100,6 +104,8 @@ interface Sample {
   byModel: Record<string, number>;
   /** CPU ms each role's process has used so far (/proc), by role. */
   cpu: Record<Role, number>;
+  /** Write system calls each role's process has made so far (/proc/<pid>/io), by role. */
+  writes: Record<Role, number>;
   /** Steps checkpointed so far: model turns and tool results. */
   steps: { llm: number; tool: number };
   /** Commands the Redis server has processed so far (INFO stats), from every client. */
@@ -118,6 +124,8 @@ interface RoleCost {
   checkpointMsPerStep: number;
   /** Each role's share of a core over the window (its CPU ms per ms). */
   cores: Record<Role, number>;
+  /** Write system calls (socket writes, mostly) each role made per model call answered over the window. */
+  writesPerModelCall: Record<Role, number>;
   /** Redis commands per model call, the server's count over the window: with those its scripts ran (anything else using it included). */
   redisPerModelCall: number;
   /** What they are counted over. */
@@ -192,6 +200,10 @@ interface SentCommands {
 async function sentCommands(simUrl: string, namespace: string, ms: number): Promise<SentCommands> {
   const scripts = scriptNames();
   const monitor = await new Redis(REDIS_TEST_URL, { lazyConnect: true }).monitor();
+  // ioredis can take a line MONITOR sent after the sample for a reply it never asked for, and says so as an
+  // error on this connection: the sample's counts are taken by then, and the run must not end on it.
+  let failed: Error | undefined;
+  monitor.on("error", (err: unknown) => void (failed ??= err instanceof Error ? err : new Error(JSON.stringify(err))));
   try {
     const byCommand = new Map<string, number>();
     let counting = false;
@@ -209,6 +221,7 @@ async function sentCommands(simUrl: string, namespace: string, ms: number): Prom
     const to = Date.now();
     counting = false;
     const after = answeredOf(await simCounts(simUrl));
+    if (failed !== undefined) throw failed;
     return { from, to, modelCalls: after - before, byCommand };
   } finally {
     monitor.disconnect();
@@ -267,6 +280,7 @@ function roleCost(first: Sample, last: Sample): RoleCost {
     checkpointMsPerStep: per(used("checkpoint"), steps),
     redisPerModelCall: per(last.redisCommands - first.redisCommands, modelCalls),
     cores: Object.fromEntries(ROLES.map((r) => [r, used(r) / Math.max(1, last.at - first.at)])) as Record<Role, number>,
+    writesPerModelCall: Object.fromEntries(ROLES.map((r) => [r, per(last.writes[r] - first.writes[r], modelCalls)])) as Record<Role, number>,
     steps,
     toolCalls,
     modelCalls,
@@ -405,6 +419,9 @@ async function shutdownPhase(cluster: Cluster, db: Db, simUrl: string, planner: 
 }
 
 async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<RunFigures> {
+  // A role's process profiled, when --profile names a folder: written when the process exits.
+  const profiled = (role: string): Record<string, string> =>
+    args.profile === undefined ? {} : measuredEnv(path.resolve(args.profile, `rpm-${rpm}`, role), false);
   const scratch = await createScratch("benchconc", "clawfleet_bench_");
   const sim = await startSimWithLimit(rpm).catch(async (err: unknown) => {
     await scratch.remove();
@@ -422,17 +439,22 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
     env: { LOG_LEVEL: "warn", CLAWFLEET_REAPER_QUEUED_AFTER_MS: "600000" },
   });
   try {
-    const checkpoint = await cluster.start("checkpoint", "checkpoint");
-    const [api, gateway, executor] = await Promise.all([cluster.start("api", "api,intake,metrics"), cluster.start("rate-gateway", "rate-gateway"), cluster.start("executor-1", EXECUTOR_ROLES)]);
+    const checkpoint = await cluster.start("checkpoint", "checkpoint", profiled("checkpoint"));
+    const [api, gateway, executor] = await Promise.all([
+      cluster.start("api", "api,intake,metrics", profiled("api")),
+      cluster.start("rate-gateway", "rate-gateway", profiled("rate-gateway")),
+      cluster.start("executor-1", EXECUTOR_ROLES, profiled("executor")),
+    ]);
     if (!api) throw new Error("no api node");
     const base = `http://127.0.0.1:${api.port}`;
     log(`run rpm=${rpm}: submitting ${tasks} tasks`);
     const ids = await submitAll(base, tasks);
     // The planner starts on a full queue, with the default slots (unless --slots) and memory cap.
-    const planner = await cluster.start("planner-1", "planner", SLOTS === undefined ? {} : { CLAWFLEET_PLANNER_SLOTS: String(SLOTS) });
+    const planner = await cluster.start("planner-1", "planner", { ...profiled("planner"), ...(SLOTS === undefined ? {} : { CLAWFLEET_PLANNER_SLOTS: String(SLOTS) }) });
     const rssBefore = rssOf(planner.pid);
     const pids: Record<Role, number> = { planner: planner.pid, "rate-gateway": gateway.pid, executor: executor.pid, checkpoint: checkpoint.pid };
     const cpuNow = () => Object.fromEntries(ROLES.map((r) => [r, cpuMs(pids[r])])) as Record<Role, number>;
+    const writesNow = () => Object.fromEntries(ROLES.map((r) => [r, writeCalls(pids[r])])) as Record<Role, number>;
     log(`planner ready (rss ${Math.round(rssBefore / MB)} MB); sampling`);
     const started = Date.now();
     const samples: Sample[] = [];
@@ -450,7 +472,7 @@ async function run(rpm: number, tasks: number, withShutdown: boolean): Promise<R
       const calls = stats.requests;
       done = counts.done;
       failed = counts.failed;
-      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, answered: answeredOf(stats), byModel: stats.by_model, cpu: cpuNow(), steps, redisCommands: commands });
+      samples.push({ at: Date.now(), inFlight, rssBytes: rssOf(planner.pid), done, calls, answered: answeredOf(stats), byModel: stats.by_model, cpu: cpuNow(), writes: writesNow(), steps, redisCommands: commands });
       if (samples.length % 10 === 0) log(`in flight ${inFlight}, done ${done}/${ids.length}, sim calls ${calls}, rss ${Math.round(rssOf(planner.pid) / MB)} MB`);
       const peakSoFar = Math.max(...samples.map((x) => x.inFlight));
       // A sample of what clients send, once the planner holds its tasks (and not in the window's last seconds).
@@ -562,6 +584,7 @@ function report(label: string, f: RunFigures): string {
       `rate gateway ${perOp(f.cost.gatewayMsPerModelCall)} ms per model call; checkpoint ${perOp(f.cost.checkpointMsPerStep)} ms per step ` +
       `(${f.cost.steps} steps, ${f.cost.toolCalls} tool calls, ${f.cost.modelCalls} model calls)`,
     `  cores each role used in that window   ${ROLES.map((r) => `${r} ${f.cost.cores[r].toFixed(3)}`).join(", ")}`,
+    `  write system calls per model call     ${ROLES.map((r) => `${r} ${perOp(f.cost.writesPerModelCall[r])}`).join(", ")} (/proc/<pid>/io: socket writes, and log lines)`,
     ...(f.sent ? [sentLine(f.sent, f.callsPerTask)] : f.notSent ? [`  Redis commands clients sent           not sampled: ${f.notSent}`] : []),
     `  Redis commands run in that window     ${f.cost.redisPerModelCall.toFixed(2)} per model call, ${(f.cost.redisPerModelCall * f.callsPerTask).toFixed(1)} per task's worth of calls (the server's count: those its scripts ran included, and anything else using it)`,
     `  failed tasks ${f.failed}; ${f.done}/${f.tasks} done after ${f.wallS.toFixed(1)} s`,
