@@ -93,6 +93,16 @@ function burstlessGap(w: Pick<Waiter, "specs" | "need">): number {
   return requests.capacity > 0 && requests.capacity <= 1 && requests.refillPerMs > 0 && w.need[0] >= 1 ? 1 / requests.refillPerMs : 0;
 }
 
+/**
+ * Most calls one round trip can book on a request bucket without burst: it holds at most one request, and
+ * refills `horizonMs` × its rate more by the last slot that is booked rather than refused. Infinity for a
+ * bucket with burst, or none.
+ */
+function bookableAtOnce(specs: Triple<BucketSpec>, horizonMs: number): number {
+  const requests = specs[0];
+  return requests.capacity > 0 && requests.capacity <= 1 && requests.refillPerMs > 0 ? Math.floor(1 + horizonMs * requests.refillPerMs) : Infinity;
+}
+
 /** Time the buckets take to refill one waiter's need: its share of the queue ahead of the next. */
 function intervalOf(w: Pick<Waiter, "specs" | "need">): number {
   let ms = 0;
@@ -295,11 +305,15 @@ export class ScopeWaitQueue {
     if (this.waiters.length > 0) this.askAgainAt(this.quietUntil);
   }
 
-  /** The head, and up to `MAX_BATCH` − 1 waiters right behind it with the same limits. */
+  /**
+   * The head, and the waiters right behind it with the same limits: up to `MAX_BATCH`, or as many as one round
+   * trip can book and one more, whose refusal tells when to ask again.
+   */
   private headBatch(): Waiter[] {
     const head = this.waiters[0] as Waiter;
     const batch = [head];
-    for (let i = 1; i < this.waiters.length && batch.length < MAX_BATCH; i++) {
+    const most = Math.min(MAX_BATCH, bookableAtOnce(head.specs, this.opts.horizonMs) + 1);
+    for (let i = 1; i < this.waiters.length && batch.length < most; i++) {
       const w = this.waiters[i] as Waiter;
       if (!sameSpecs(w.specs, head.specs)) break;
       batch.push(w);
