@@ -34,7 +34,6 @@
  *
  * Isolation: each run its own database and namespace, removed afterwards.
  */
-import { createHash } from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -45,9 +44,8 @@ import { orderIds } from "../examples/order-router/lib/data";
 import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured } from "../testkit/cluster";
 import { Cluster, sleep, submit, type Proc } from "../testkit/crash";
 import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../testkit/scratch";
-import { luaDir, readScripts } from "../src/redis/scripts";
 import { measuredEnv } from "./throughput/layouts";
-import { cpuMs, writeCalls } from "./throughput/meters";
+import { cpuMs, scriptsBySha, writeCalls } from "./throughput/meters";
 
 const { values: args } = parseArgs({
   options: {
@@ -198,7 +196,7 @@ interface SentCommands {
  * client of the same Redis. MONITOR slows Redis while it runs, so only a sample.
  */
 async function sentCommands(simUrl: string, namespace: string, ms: number): Promise<SentCommands> {
-  const scripts = scriptNames();
+  const scripts = scriptsBySha();
   const monitor = await new Redis(REDIS_TEST_URL, { lazyConnect: true }).monitor();
   // ioredis can take a line MONITOR sent after the sample for a reply it never asked for, and says so as an
   // error on this connection: the sample's counts are taken by then, and the run must not end on it.
@@ -226,12 +224,6 @@ async function sentCommands(simUrl: string, namespace: string, ms: number): Prom
   } finally {
     monitor.disconnect();
   }
-}
-
-/** Clawfleet's Lua scripts by their SHA1, as EVALSHA names them. */
-function scriptNames(): Map<string, string> {
-  const dirs = fs.readdirSync(luaDir()).filter((d) => fs.existsSync(luaDir(d, "lua")));
-  return new Map(dirs.flatMap((d) => readScripts(luaDir(d, "lua")).map((s) => [createHash("sha1").update(s.lua).digest("hex"), s.name] as const)));
 }
 
 /**

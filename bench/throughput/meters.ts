@@ -81,11 +81,11 @@ export function clientPorts(pid: number, remotePort: number): number[] {
   return ports;
 }
 
-/** The project's Lua scripts by their SHA-1 (what EVALSHA names), so a count can say which script ran. */
-function scriptsBySha(): Map<string, string> {
+/** The project's Lua scripts (every `src/<area>/lua/`) by their SHA-1 (what EVALSHA names), so a count can say which script ran. */
+export function scriptsBySha(): Map<string, string> {
   const out = new Map<string, string>();
-  for (const dir of [luaDir("lease", "lua"), luaDir("ratelimit", "lua"), luaDir("tenancy", "lua")])
-    for (const s of readScripts(dir)) out.set(createHash("sha1").update(s.lua).digest("hex"), s.name);
+  for (const area of fs.readdirSync(luaDir()).filter((d) => fs.existsSync(luaDir(d, "lua"))))
+    for (const s of readScripts(luaDir(area, "lua"))) out.set(createHash("sha1").update(s.lua).digest("hex"), s.name);
   return out;
 }
 

@@ -84,13 +84,19 @@ interface Waiter {
   gone?: boolean;
 }
 
+/** The scope's request bucket when it has no burst (`requestBucket`: a capacity of one request), else undefined. */
+function burstlessRequests(specs: Triple<BucketSpec>): BucketSpec | undefined {
+  const requests = specs[0];
+  return requests.capacity > 0 && requests.capacity <= 1 && requests.refillPerMs > 0 ? requests : undefined;
+}
+
 /**
- * Least time between two calls booked on a request bucket without burst (`requestBucket`: a capacity of one
- * request), once a call took its request: every model call needs one. 0 where the bucket holds more, or none.
+ * Least time between two calls booked on a request bucket without burst, once a call took its request: every
+ * model call needs one. 0 where the bucket holds more, or none.
  */
 function burstlessGap(w: Pick<Waiter, "specs" | "need">): number {
-  const requests = w.specs[0];
-  return requests.capacity > 0 && requests.capacity <= 1 && requests.refillPerMs > 0 && w.need[0] >= 1 ? 1 / requests.refillPerMs : 0;
+  const requests = burstlessRequests(w.specs);
+  return requests && w.need[0] >= 1 ? 1 / requests.refillPerMs : 0;
 }
 
 /**
@@ -99,8 +105,8 @@ function burstlessGap(w: Pick<Waiter, "specs" | "need">): number {
  * bucket with burst, or none.
  */
 function bookableAtOnce(specs: Triple<BucketSpec>, horizonMs: number): number {
-  const requests = specs[0];
-  return requests.capacity > 0 && requests.capacity <= 1 && requests.refillPerMs > 0 ? Math.floor(1 + horizonMs * requests.refillPerMs) : Infinity;
+  const requests = burstlessRequests(specs);
+  return requests ? Math.floor(1 + horizonMs * requests.refillPerMs) : Infinity;
 }
 
 /** Time the buckets take to refill one waiter's need: its share of the queue ahead of the next. */
@@ -169,10 +175,8 @@ export class ScopeWaitQueue {
       const at = this.waiters.findIndex((x) => x.rank > w.rank);
       if (at === -1) this.waiters.push(w);
       else this.waiters.splice(at, 0, w);
-      if (!this.pumping && this.timer === undefined) {
-        if (this.now() < this.quietUntil) this.waitUntilBookable();
-        else void this.pump();
-      }
+      // The pump looks at the clock before it asks: while no call can be booked, it waits.
+      if (!this.pumping && this.timer === undefined) void this.pump();
     });
   }
 
