@@ -4,7 +4,6 @@
  * the answer. Every error, including the body parser's and the router's,
  * leaves as `{"error": {type, message, details?}}`.
  */
-import { randomUUID } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Context, LoggerInstance, ServiceBroker, ServiceSchema } from "moleculer";
 import ApiGateway from "moleculer-web";
@@ -18,9 +17,10 @@ import { readTaskList } from "../src/api/taskList";
 import { readSteps, readTask, taskIdOf } from "../src/api/tasks";
 import { readQueues } from "../src/api/queues";
 import { tierModels } from "../src/ratelimit";
+import { StreamSubscription } from "../src/api/streamSubscription";
 import { openTaskStream, parseCursor, StreamHub, TaskEventCursor, type StreamReads } from "../src/api/taskStream";
 import { createKey, KeyVerifier, listKeys, requireOperatorTenant, requireScope, revokeKey } from "../src/auth";
-import { KeyRefSchema, TASK_EVENTS_WILDCARD, TEXT_DELTA_EVENT, TextDeltaEventSchema } from "../src/contracts";
+import { KeyRefSchema, TEXT_DELTA_EVENT, TextDeltaEventSchema } from "../src/contracts";
 import { openApiDocument, type OpenApiDocument } from "../src/contracts/openapi";
 import { messageOf, RouteNotFoundError, TaskNotFoundError, UnauthenticatedError } from "../src/errors";
 import type { SubmitResult } from "../src/queue/intake";
@@ -65,7 +65,9 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
   /** The server's kept-alive connections, drained when the API stops. */
   let connections: KeptConnections | undefined;
   let openApi: OpenApiDocument | undefined;
-  const hub = new StreamHub();
+  // The task events are listened to only while a stream is open here (src/api/streamSubscription.ts).
+  let subscription: StreamSubscription | undefined;
+  const hub = new StreamHub({ watching: () => subscription?.watching(), idle: () => subscription?.idle() });
   const dashboard = new DashboardAssets();
   const serveDashboard = (req: IncomingMessage & { $params?: RestParams }, res: ServerResponse) => dashboard.serve(req, res, req.$params?.params?.file);
   let reads: StreamReads | undefined;
@@ -354,14 +356,9 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
       },
     },
     events: {
-      // A group of its own per process: every api replica hears every task's events, for the streams it serves.
-      [TASK_EVENTS_WILDCARD]: {
-        group: `api-streams-${randomUUID()}`,
-        handler(ctx: Context<{ task_id?: unknown }>) {
-          if (typeof ctx.params.task_id === "string") hub.notify(ctx.params.task_id);
-        },
-      },
-      // Broadcast by whichever process reads a streamed model call; only the streams of its task see it.
+      // Broadcast by whichever process reads a streamed model call; only the streams of its task see it. Heard
+      // all the time, unlike the task events: a delta is never read again, so one missed while a new
+      // subscription was being announced would be lost from the preview.
       [TEXT_DELTA_EVENT](ctx: Context) {
         const delta = TextDeltaEventSchema.safeParse(ctx.params);
         if (delta.success) hub.publish(delta.data);
@@ -370,6 +367,9 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
     },
     created() {
       const broker = this.broker;
+      subscription = new StreamSubscription(broker, hub, {
+        onError: (err, action) => this.logger.warn({ event: "stream.subscription_failed", action, err: messageOf(err) }, "could not change the api's subscription to the task events; its streams still poll"),
+      });
       // Not the request's context: a stream outlives the action call that opened it.
       reads = new RemoteTaskStore((action, params) => broker.call(action, params, { timeout: 10_000 }));
       verifier = new KeyVerifier((id) => broker.call("checkpoint.findKey", { id }), config.auth);
@@ -385,6 +385,7 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
     stopped() {
       // Runs before moleculer-web's own stopped(), which closes the server: kept-alive connections do not hold it.
       connections?.drain();
+      subscription?.stop();
       resources.health.unregister("api");
     },
   };

@@ -164,23 +164,42 @@ interface Watcher {
   delta(d: TextDeltaEvent): void;
 }
 
+/** Told when the first stream opens and when the last one closes (streamSubscription.ts listens to the events only between). */
+export interface StreamPresence {
+  watching(): void;
+  idle(): void;
+}
+
 /** Which open streams to poke when a task's lifecycle event arrives, and to hand a text delta of its model turn. */
 export class StreamHub {
   private readonly watchers = new Map<string, Set<Watcher>>();
+  private count = 0;
+
+  constructor(private readonly presence?: StreamPresence) {}
 
   watch(taskId: string, poke: () => void, delta: (d: TextDeltaEvent) => void = () => undefined): () => void {
     let set = this.watchers.get(taskId);
     if (!set) this.watchers.set(taskId, (set = new Set()));
     const w = { poke, delta };
     set.add(w);
+    if (++this.count === 1) this.presence?.watching();
+    let watched = true;
     return () => {
+      if (!watched) return;
+      watched = false;
       set.delete(w);
       if (set.size === 0) this.watchers.delete(taskId);
+      if (--this.count === 0) this.presence?.idle();
     };
   }
 
   notify(taskId: string): void {
     for (const w of this.watchers.get(taskId) ?? []) w.poke();
+  }
+
+  /** Every open stream looks again: live events may have been missed (the subscription is still being announced). */
+  pokeAll(): void {
+    for (const set of this.watchers.values()) for (const w of set) w.poke();
   }
 
   /** A text delta (`TEXT_DELTA_EVENT`): for the streams of its task only, nothing read from the store. */
@@ -189,9 +208,7 @@ export class StreamHub {
   }
 
   get open(): number {
-    let n = 0;
-    for (const s of this.watchers.values()) n += s.size;
-    return n;
+    return this.count;
   }
 }
 

@@ -9,6 +9,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import type { Readable } from "node:stream";
 import { ServiceBroker, type Context, type ServiceSchema } from "moleculer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNode, type ClawfleetNode } from "../../app/node";
@@ -191,5 +192,26 @@ describe.skipIf(!distributed)("events - over NATS, the user's services on broker
     const auditNodes = new Set(seen.filter((s) => s.service === "audit").map((s) => s.node));
     expect(auditNodes.size).toBe(2);
     expect(seen.filter((s) => s.service === "audit").every((s) => s.payload.node === node.broker.nodeID)).toBe(true);
+  });
+
+  it("events - Clawfleet's api is sent the task events only while it serves a stream", async () => {
+    const user = userBrokers[0] as ServiceBroker;
+    // The nodes the user's broker would send a step event to for Clawfleet's node: its api's subscription, if any.
+    const toClawfleet = () => (user.registry.events.getAllEndpoints("clawfleet.task.step") as Array<{ id: string }>).filter((e) => e.id === node.broker.nodeID);
+    const [id] = (await submitAll(node, ["echo"])).keys();
+    // The user's broker has heard of Clawfleet's node and its api: what the api listens to would be listed by now.
+    const knowsApi = () => (user.registry.getServiceList({ onlyAvailable: true }) as Array<{ name: string; nodeID: string }>).some((s) => s.name === "api" && s.nodeID === node.broker.nodeID);
+    const known = Date.now() + 10_000;
+    while (!knowsApi() && Date.now() < known) await new Promise((r) => setTimeout(r, 50));
+    expect(knowsApi()).toBe(true);
+    expect(toClawfleet()).toEqual([]);
+    const stream = await node.broker.call<Readable, { params: { id: string | undefined } }>("api.taskEvents", { params: { id } }, { meta: { tenant: "default" } });
+    try {
+      const deadline = Date.now() + 10_000;
+      while (toClawfleet().length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(toClawfleet()).toHaveLength(1);
+    } finally {
+      stream.destroy();
+    }
   });
 });
