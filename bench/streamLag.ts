@@ -6,8 +6,8 @@
  * submits an order-router task and follows its stream at once, to the end; one at a time.
  *
  * The first stream is opened on an api that has served none: it is sent the task events only once it
- * serves one (src/api/streamSubscription.ts), and the other nodes learn of that within about a
- * second. The later ones find the subscription in place. Per stream: each step's lag from the
+ * serves one (src/api/streamSubscription.ts), and until the other nodes have heard of that its
+ * stream sees steps only by looking again. The later ones find the subscription in place. Per stream: each step's lag from the
  * step's row (`created_at`, Postgres' clock: its transaction's start) to its `step` frame received
  * here, median and max. Both clocks are this machine's.
  *

@@ -6,12 +6,15 @@
  * Subscribed all the time, every api replica would still be sent every transition of every task (a
  * dozen a task, one per step) over the transporter, each decoded there and dropped. Moleculer sends an
  * event only to the nodes that list a handler for it, so the handler lives in a service of its own,
- * created when the first stream opens and destroyed once none has been open for `lingerMs`.
+ * created when the first stream opens and destroyed once none has been open for `lingerMs`. Its name
+ * is this process's for good: Moleculer never forgets an event group it has seen, so a new name for
+ * every subscription would leave one more empty group behind, on every node, each time.
  *
- * A node learns of a new service from the node's INFO packet, which Moleculer sends up to a second after
- * the change. Until then the other nodes' events do not come here: for `announceMs` after the
- * subscription is made, every open stream looks again every `announcePollMs`, so a stream opened on an
- * idle api shows the first steps that soon rather than at its slow backstop poll.
+ * Events emitted before the service is registered here, and, from other nodes, before they have
+ * heard of it, do not come. So once it is registered every open stream looks again; in a cluster this
+ * node then announces its services at once (Moleculer would do it a second later; it still does), and
+ * the open streams look again `announcePokesMs` after that, by when the other nodes have the news.
+ * A node that missed both announcements leaves its events to the streams' slow backstop poll.
  */
 import { randomUUID } from "node:crypto";
 import type { Context, Service, ServiceBroker } from "moleculer";
@@ -21,22 +24,27 @@ import type { StreamHub, StreamPresence } from "./taskStream";
 export interface StreamSubscriptionOptions {
   /** How long the subscription outlives the last stream (creating and destroying it is announced to every node). @default 60000 */
   lingerMs?: number;
-  /** How long after subscribing the other nodes may not yet send the events here. @default 2500 */
-  announceMs?: number;
-  /** How often the open streams look again meanwhile. @default 100 */
-  announcePollMs?: number;
-  /** Told when the service could not be created or destroyed (the streams still poll). */
+  /** When, after announcing the subscription, the open streams look again (ms). @default [50, 250, 1000] */
+  announcePokesMs?: readonly number[];
+  /** How long the new service may take to be registered here before the subscription counts as failed. @default 10000 */
+  startTimeoutMs?: number;
+  /** Told when the service could not be created or destroyed (the streams still poll); it is tried again when a stream next opens with none open before it. */
   onError?(err: unknown, action: "subscribe" | "unsubscribe"): void;
 }
 
-type Broker = Pick<ServiceBroker, "createService" | "destroyService">;
+type Broker = Pick<ServiceBroker, "createService" | "destroyService" | "waitForServices" | "transit" | "registry">;
+
+/** Moleculer's discoverer sends this node's INFO packet; its typings leave it off the registry. */
+type Discoverer = { sendLocalNodeInfo(nodeID?: string): Promise<void> };
 
 export class StreamSubscription implements StreamPresence {
+  /** One name, and so one event group, for every subscription this process makes. */
+  private readonly name = `api-streams-${randomUUID()}`;
   private service: Service | undefined;
   private open = false;
   private stopped = false;
   private linger: NodeJS.Timeout | undefined;
-  private announce: NodeJS.Timeout | undefined;
+  private readonly pokes = new Set<NodeJS.Timeout>();
   /** Creations and destructions in the order they were asked for. */
   private chain: Promise<void> = Promise.resolve();
 
@@ -47,7 +55,7 @@ export class StreamSubscription implements StreamPresence {
     private readonly opts: StreamSubscriptionOptions = {},
   ) {}
 
-  /** Whether the events are subscribed to now (for tests and the operator's view). */
+  /** Whether the events are subscribed to now. */
   get subscribed(): boolean {
     return this.service !== undefined;
   }
@@ -58,25 +66,13 @@ export class StreamSubscription implements StreamPresence {
     clearTimeout(this.linger);
     this.linger = undefined;
     if (this.stopped || this.service) return;
-    this.enqueue("subscribe", async () => {
-      if (this.service || !this.open || this.stopped) return;
-      const hub = this.hub;
-      this.service = this.broker.createService({
-        // One name per process: its own event group, so every api replica hears every task's events.
-        name: `api-streams-${randomUUID()}`,
-        events: {
-          [TASK_EVENTS_WILDCARD](ctx: Context<{ task_id?: unknown }>) {
-            if (typeof ctx.params.task_id === "string") hub.notify(ctx.params.task_id);
-          },
-        },
-      });
-      this.pollWhileAnnounced();
-    });
+    this.enqueue("subscribe", () => this.subscribe());
   }
 
   /** The last stream closed. */
   idle(): void {
     this.open = false;
+    if (this.stopped) return;
     clearTimeout(this.linger);
     this.linger = setTimeout(() => {
       this.linger = undefined;
@@ -85,34 +81,64 @@ export class StreamSubscription implements StreamPresence {
     this.linger.unref();
   }
 
-  /** The api is stopping: no timer is left behind, and no service is made any more (the broker stops the one there is). */
+  /** The api is stopping: no timer is left behind, nothing is subscribed any more, and the service there is goes. */
   stop(): void {
     this.stopped = true;
     clearTimeout(this.linger);
-    clearInterval(this.announce);
-    this.linger = this.announce = undefined;
+    this.linger = undefined;
+    this.clearPokes();
+    const service = this.service;
+    this.service = undefined;
+    // The broker may be stopping it too: a service stopped twice is stopped once.
+    if (service) this.chain = this.chain.then(() => this.broker.destroyService(service)).catch(() => undefined);
+  }
+
+  private async subscribe(): Promise<void> {
+    if (this.service || !this.open || this.stopped) return;
+    const hub = this.hub;
+    const service = this.broker.createService({
+      name: this.name,
+      events: {
+        [TASK_EVENTS_WILDCARD](ctx: Context<{ task_id?: unknown }>) {
+          if (typeof ctx.params.task_id === "string") hub.notify(ctx.params.task_id);
+        },
+      },
+    });
+    this.service = service;
+    try {
+      // Registered here: from now on this node's own events reach it.
+      await this.broker.waitForServices(this.name, this.opts.startTimeoutMs ?? 10_000, 10);
+    } catch (err) {
+      this.service = undefined;
+      await this.broker.destroyService(service).catch(() => undefined);
+      throw err;
+    }
+    if (this.stopped) return;
+    this.hub.pokeAll();
+    const discoverer = (this.broker.registry as unknown as { discoverer?: Discoverer }).discoverer;
+    if (!this.broker.transit || !discoverer) return;
+    await discoverer.sendLocalNodeInfo();
+    for (const ms of this.opts.announcePokesMs ?? [50, 250, 1000]) {
+      const t = setTimeout(() => {
+        this.pokes.delete(t);
+        this.hub.pokeAll();
+      }, ms);
+      t.unref();
+      this.pokes.add(t);
+    }
   }
 
   private async unsubscribe(): Promise<void> {
     const service = this.service;
-    if (!service || this.open) return;
+    if (!service || this.open || this.stopped) return;
     this.service = undefined;
-    clearInterval(this.announce);
-    this.announce = undefined;
-    if (!this.stopped) await this.broker.destroyService(service);
+    this.clearPokes();
+    await this.broker.destroyService(service);
   }
 
-  private pollWhileAnnounced(): void {
-    const until = Date.now() + (this.opts.announceMs ?? 2_500);
-    clearInterval(this.announce);
-    this.announce = setInterval(() => {
-      this.hub.pokeAll();
-      if (Date.now() >= until) {
-        clearInterval(this.announce);
-        this.announce = undefined;
-      }
-    }, this.opts.announcePollMs ?? 100);
-    this.announce.unref();
+  private clearPokes(): void {
+    for (const t of this.pokes) clearTimeout(t);
+    this.pokes.clear();
   }
 
   private enqueue(action: "subscribe" | "unsubscribe", step: () => Promise<void>): void {

@@ -18,9 +18,13 @@ async function until(cond: () => boolean, timeoutMs = 5_000): Promise<void> {
   }
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 describe("streamSubscription", () => {
   const started: ServiceBroker[] = [];
+  const subscriptions: StreamSubscription[] = [];
   afterEach(async () => {
+    for (const s of subscriptions.splice(0)) s.stop();
     await Promise.all(started.splice(0).map((b) => b.stop()));
   });
 
@@ -32,44 +36,53 @@ describe("streamSubscription", () => {
     const presence = { watching: () => subscription.watching(), idle: () => subscription.idle() };
     const hub = new StreamHub(presence);
     const subscription = new StreamSubscription(api, hub, opts);
+    subscriptions.push(subscription);
     started.push(api, planner);
     await Promise.all([api.start(), planner.start()]);
+    // The planner has the api's INFO: whatever the api listens to would be listed from here on.
     await until(() => planner.registry.nodes.get("api")?.available === true);
     /** The api nodes the planner would send a step event to. */
-    const listeners = () => planner.registry.events.getAllEndpoints(STEP).map((e: { id: string }) => e.id);
+    const listeners = () => (planner.registry.events.getAllEndpoints(STEP) as Array<{ id: string }>).map((e) => e.id);
     return { api, planner, hub, subscription, listeners };
   }
 
-  it("no stream open: the planner sends the api no task event; the first stream subscribes it, and its task's events poke it", async () => {
-    const { planner, hub, subscription, listeners } = await cluster({ announceMs: 0, announcePollMs: 60_000 });
+  it("no stream open: the planner sends the api no task event; the first stream subscribes it at once, and its task's events poke it", async () => {
+    const { planner, hub, subscription, listeners } = await cluster({ announcePokesMs: [] });
     expect(listeners()).toEqual([]);
     expect(subscription.subscribed).toBe(false);
 
     let pokes = 0;
     const taskId = randomUUID();
+    const opened = Date.now();
     const unwatch = hub.watch(taskId, () => pokes++);
     await until(() => listeners().length === 1);
+    // Announced at once, not after Moleculer's second of debounce.
+    expect(Date.now() - opened).toBeLessThan(900);
     expect(listeners()).toEqual(["api"]);
     expect(subscription.subscribed).toBe(true);
+    // Once registered, the open streams looked again (events emitted before it did not come).
+    await until(() => pokes === 1);
 
     await planner.emit(STEP, { task_id: randomUUID() });
     await planner.emit(STEP, { task_id: taskId });
-    await until(() => pokes === 1);
-    await new Promise((r) => setTimeout(r, 100));
-    expect(pokes).toBe(1);
+    await until(() => pokes === 2);
+    await sleep(100);
+    expect(pokes).toBe(2);
     unwatch();
   });
 
-  it("the last stream closing unsubscribes once the linger has passed; a stream opened within it keeps the subscription", async () => {
-    const { hub, subscription, listeners } = await cluster({ lingerMs: 300, announceMs: 0 });
+  it("the last stream closing unsubscribes once the linger has passed; a stream opened within it keeps the subscription; cycles leave no group behind", async () => {
+    const { hub, subscription, listeners, planner } = await cluster({ lingerMs: 300, announcePokesMs: [] });
+    const groups = () => (planner.registry.events as unknown as { events: unknown[] }).events.length;
     const first = hub.watch(randomUUID(), () => undefined);
     await until(() => listeners().length === 1);
+    const groupsSubscribed = groups();
     first();
     // Closing twice counts once: the second stream below is the only one open.
     first();
-    await new Promise((r) => setTimeout(r, 100));
+    await sleep(100);
     const second = hub.watch(randomUUID(), () => undefined);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     expect(subscription.subscribed).toBe(true);
     expect(listeners()).toEqual(["api"]);
 
@@ -77,27 +90,35 @@ describe("streamSubscription", () => {
     await until(() => !subscription.subscribed);
     await until(() => listeners().length === 0);
     expect(hub.open).toBe(0);
+
+    // Subscribed and unsubscribed again: the same event group, not one more on the planner.
+    const third = hub.watch(randomUUID(), () => undefined);
+    await until(() => listeners().length === 1);
+    expect(groups()).toBe(groupsSubscribed);
+    third();
+    await until(() => listeners().length === 0);
   });
 
-  it("while the new subscription is being announced, every open stream looks again on its own", async () => {
-    const { hub } = await cluster({ announceMs: 600, announcePollMs: 100 });
+  it("once announced, every open stream looks again at the times given, and then no more", async () => {
+    const { hub } = await cluster({ announcePokesMs: [100, 300] });
     let pokes = 0;
     const unwatch = hub.watch(randomUUID(), () => pokes++);
-    await until(() => pokes >= 3, 2_000);
-    // Once the window is over, no event having come, nothing pokes it any more.
-    await new Promise((r) => setTimeout(r, 800));
-    const seen = pokes;
-    expect(seen).toBeLessThanOrEqual(7);
-    await new Promise((r) => setTimeout(r, 500));
-    expect(pokes).toBe(seen);
+    // The poke once registered, then the two after the announcement; no event comes.
+    await until(() => pokes === 3, 3_000);
+    await sleep(600);
+    expect(pokes).toBe(3);
     unwatch();
   });
 
-  it("once stopped, a stream opening makes no subscription", async () => {
-    const { hub, subscription, listeners } = await cluster({});
+  it("stopped while subscribed: the service goes, and a stream opening makes none", async () => {
+    const { hub, subscription, listeners } = await cluster({ announcePokesMs: [] });
+    const before = hub.watch(randomUUID(), () => undefined);
+    await until(() => listeners().length === 1);
     subscription.stop();
+    await until(() => listeners().length === 0);
+    before();
     const unwatch = hub.watch(randomUUID(), () => undefined);
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(300);
     expect(subscription.subscribed).toBe(false);
     expect(listeners()).toEqual([]);
     unwatch();
