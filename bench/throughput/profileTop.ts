@@ -4,7 +4,11 @@
  * per role), the top functions by self time and the self time by package
  * (a node_modules package, the project's own folders, Node's internals, GC, idle).
  *
- *   npx tsx bench/throughput/profileTop.ts <dir> [--top 15]
+ * `--owner` charges each sample instead to the nearest frame above it that is a package's or the
+ * project's own (Node's internals and system calls, a socket write say, count for whoever called
+ * them), as shares of the busy time: by package or folder, and by that frame.
+ *
+ *   npx tsx bench/throughput/profileTop.ts <dir> [--top 15] [--owner]
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -17,12 +21,12 @@ interface CallFrame {
 }
 
 interface CpuProfile {
-  nodes: Array<{ id: number; callFrame: CallFrame }>;
+  nodes: Array<{ id: number; callFrame: CallFrame; children?: number[] }>;
   samples: number[];
   timeDeltas: number[];
 }
 
-const { values: args, positionals } = parseArgs({ options: { top: { type: "string", default: "15" } }, allowPositionals: true });
+const { values: args, positionals } = parseArgs({ options: { top: { type: "string", default: "15" }, owner: { type: "boolean", default: false } }, allowPositionals: true });
 const TOP = Number(args.top);
 
 function profilesUnder(dir: string): string[] {
@@ -44,6 +48,47 @@ function areaOf(f: CallFrame): string {
   if (f.url.startsWith("node:")) return "node internals";
   const m = /\/(src|services|app|mixins|examples|bench|testkit)\/([^/]+)/.exec(f.url);
   return m ? `${m[1]}/${m[2]}` : f.url;
+}
+
+/** The area of a frame that is a package's or the project's own; undefined for Node's internals, natives, GC and idle. */
+function ownedArea(f: CallFrame): string | undefined {
+  if (f.url === "" || f.url.startsWith("node:")) return undefined;
+  return areaOf(f);
+}
+
+/**
+ * Busy time (ms, idle left out) charged to the nearest owned frame at or above each sample: by area and by that
+ * frame. A sample with no owned frame above it keeps its own name.
+ */
+function ownerTimes(files: readonly string[]): { busy: number; byFunction: Map<string, number>; byArea: Map<string, number> } {
+  const byFunction = new Map<string, number>();
+  const byArea = new Map<string, number>();
+  let busy = 0;
+  for (const file of files) {
+    const prof = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile;
+    const nodes = new Map(prof.nodes.map((n) => [n.id, n]));
+    const parent = new Map<number, number>();
+    for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    prof.samples.forEach((id, i) => {
+      const own = nodes.get(id)?.callFrame;
+      if (!own || own.functionName === "(idle)") return;
+      const ms = (prof.timeDeltas[i] ?? 0) / 1000;
+      busy += ms;
+      let at: number | undefined = id;
+      let owner: { area: string; frame: CallFrame } | undefined;
+      while (at !== undefined && !owner) {
+        const f = nodes.get(at)?.callFrame;
+        const area = f && ownedArea(f);
+        if (f && area) owner = { area, frame: f };
+        at = parent.get(at);
+      }
+      const area = owner?.area ?? `(none: ${own.functionName || "(anonymous)"})`;
+      const fn = owner ? `${owner.frame.functionName || "(anonymous)"} ${owner.frame.url.replace(/^.*\/(node_modules|work\/main)\//, "")}:${owner.frame.lineNumber + 1}` : area;
+      byArea.set(area, (byArea.get(area) ?? 0) + ms);
+      byFunction.set(fn, (byFunction.get(fn) ?? 0) + ms);
+    });
+  }
+  return { busy, byFunction, byArea };
 }
 
 /** Self time (ms) by function and by area, summed over `files`. */
@@ -86,6 +131,13 @@ function main(): void {
     groups.set(g, [...(groups.get(g) ?? []), f]);
   }
   for (const [group, files] of [...groups].sort()) {
+    if (args.owner) {
+      const { busy, byFunction, byArea } = ownerTimes(files);
+      process.stdout.write(`${group}: ${files.length} profile(s), ${(busy / 1000).toFixed(1)} s busy\n`);
+      process.stdout.write(`  busy time by the package or folder whose code caused it:\n${top(byArea, busy, TOP)}\n`);
+      process.stdout.write(`  busy time by the nearest own frame:\n${top(byFunction, busy, TOP)}\n\n`);
+      continue;
+    }
     const { total, byFunction, byArea } = selfTimes(files);
     process.stdout.write(`${group}: ${files.length} profile(s), ${(total / 1000).toFixed(1)} s sampled\n`);
     process.stdout.write(`  top ${TOP} functions by self time:\n${top(byFunction, total, TOP)}\n`);
