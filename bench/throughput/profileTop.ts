@@ -56,62 +56,65 @@ function ownedArea(f: CallFrame): string | undefined {
   return areaOf(f);
 }
 
+/** A frame's name and place, as the tables print it. */
+function frameName(f: CallFrame): string {
+  const where = f.url === "" ? "" : ` ${f.url.replace(/^.*\/(node_modules|work\/main)\//, "")}:${f.lineNumber + 1}`;
+  return `${f.functionName || "(anonymous)"}${where}`;
+}
+
+interface Times {
+  total: number;
+  byFunction: Map<string, number>;
+  byArea: Map<string, number>;
+}
+
+/**
+ * The samples of `files` summed by what `charge` names for each (a function and an area; undefined: not counted).
+ * `charge` gets the profile's frames and each node's parent, and the sample's node id.
+ */
+function sumSamples(files: readonly string[], charge: (id: number, frames: Map<number, CallFrame>, parent: Map<number, number>) => { fn: string; area: string } | undefined): Times {
+  const times: Times = { total: 0, byFunction: new Map(), byArea: new Map() };
+  for (const file of files) {
+    const prof = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile;
+    const frames = new Map(prof.nodes.map((n) => [n.id, n.callFrame]));
+    const parent = new Map<number, number>();
+    for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+    prof.samples.forEach((id, i) => {
+      const to = charge(id, frames, parent);
+      if (!to) return;
+      const ms = (prof.timeDeltas[i] ?? 0) / 1000;
+      times.byFunction.set(to.fn, (times.byFunction.get(to.fn) ?? 0) + ms);
+      times.byArea.set(to.area, (times.byArea.get(to.area) ?? 0) + ms);
+      times.total += ms;
+    });
+  }
+  return times;
+}
+
+/** Self time (ms) by function and by area, summed over `files`. */
+function selfTimes(files: readonly string[]): Times {
+  return sumSamples(files, (id, frames) => {
+    const f = frames.get(id);
+    return f && { fn: frameName(f), area: areaOf(f) };
+  });
+}
+
 /**
  * Busy time (ms, idle left out) charged to the nearest owned frame at or above each sample: by area and by that
  * frame. A sample with no owned frame above it keeps its own name.
  */
-function ownerTimes(files: readonly string[]): { busy: number; byFunction: Map<string, number>; byArea: Map<string, number> } {
-  const byFunction = new Map<string, number>();
-  const byArea = new Map<string, number>();
-  let busy = 0;
-  for (const file of files) {
-    const prof = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile;
-    const nodes = new Map(prof.nodes.map((n) => [n.id, n]));
-    const parent = new Map<number, number>();
-    for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
-    prof.samples.forEach((id, i) => {
-      const own = nodes.get(id)?.callFrame;
-      if (!own || own.functionName === "(idle)") return;
-      const ms = (prof.timeDeltas[i] ?? 0) / 1000;
-      busy += ms;
-      let at: number | undefined = id;
-      let owner: { area: string; frame: CallFrame } | undefined;
-      while (at !== undefined && !owner) {
-        const f = nodes.get(at)?.callFrame;
-        const area = f && ownedArea(f);
-        if (f && area) owner = { area, frame: f };
-        at = parent.get(at);
-      }
-      const area = owner?.area ?? `(none: ${own.functionName || "(anonymous)"})`;
-      const fn = owner ? `${owner.frame.functionName || "(anonymous)"} ${owner.frame.url.replace(/^.*\/(node_modules|work\/main)\//, "")}:${owner.frame.lineNumber + 1}` : area;
-      byArea.set(area, (byArea.get(area) ?? 0) + ms);
-      byFunction.set(fn, (byFunction.get(fn) ?? 0) + ms);
-    });
-  }
-  return { busy, byFunction, byArea };
-}
-
-/** Self time (ms) by function and by area, summed over `files`. */
-function selfTimes(files: readonly string[]): { total: number; byFunction: Map<string, number>; byArea: Map<string, number> } {
-  const byFunction = new Map<string, number>();
-  const byArea = new Map<string, number>();
-  let total = 0;
-  for (const file of files) {
-    const prof = JSON.parse(fs.readFileSync(file, "utf8")) as CpuProfile;
-    const frames = new Map(prof.nodes.map((n) => [n.id, n.callFrame]));
-    prof.samples.forEach((id, i) => {
-      const ms = (prof.timeDeltas[i] ?? 0) / 1000;
-      const f = frames.get(id);
-      if (!f) return;
-      const where = f.url === "" ? "" : ` ${f.url.replace(/^.*\/(node_modules|work\/main)\//, "")}:${f.lineNumber + 1}`;
-      const fn = `${f.functionName || "(anonymous)"}${where}`;
-      byFunction.set(fn, (byFunction.get(fn) ?? 0) + ms);
-      const area = areaOf(f);
-      byArea.set(area, (byArea.get(area) ?? 0) + ms);
-      total += ms;
-    });
-  }
-  return { total, byFunction, byArea };
+function ownerTimes(files: readonly string[]): Times {
+  return sumSamples(files, (id, frames, parent) => {
+    const own = frames.get(id);
+    if (!own || own.functionName === "(idle)") return undefined;
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const f = frames.get(at);
+      const area = f && ownedArea(f);
+      if (f && area) return { fn: frameName(f), area };
+    }
+    const none = `(none: ${own.functionName || "(anonymous)"})`;
+    return { fn: none, area: none };
+  });
 }
 
 function top(m: Map<string, number>, total: number, n: number): string {
@@ -132,7 +135,7 @@ function main(): void {
   }
   for (const [group, files] of [...groups].sort()) {
     if (args.owner) {
-      const { busy, byFunction, byArea } = ownerTimes(files);
+      const { total: busy, byFunction, byArea } = ownerTimes(files);
       process.stdout.write(`${group}: ${files.length} profile(s), ${(busy / 1000).toFixed(1)} s busy\n`);
       process.stdout.write(`  busy time by the package or folder whose code caused it:\n${top(byArea, busy, TOP)}\n`);
       process.stdout.write(`  busy time by the nearest own frame:\n${top(byFunction, busy, TOP)}\n\n`);
