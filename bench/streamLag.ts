@@ -17,6 +17,7 @@
  */
 import { parseArgs } from "node:util";
 import pg from "pg";
+import { submit } from "../testkit/crash";
 import { readSse } from "../testkit/sse";
 import { startLayout } from "./throughput/layouts";
 
@@ -25,16 +26,9 @@ const STREAMS = Number(args.streams);
 const LATENCY_MS = Number(args["latency-ms"]);
 const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
 
-async function submit(base: string): Promise<string> {
-  const r = await fetch(`${base}/v1/tasks`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ agent: "order-router", input: { order_id: "ORD-1042" } }) });
-  const body = (await r.json()) as { id?: string };
-  if (r.status !== 202 || typeof body.id !== "string") throw new Error(`submit answered ${r.status}: ${JSON.stringify(body)}`);
-  return body.id;
-}
-
 /** One task followed from its submit to its end: each step's lag, commit to frame, in ms. */
 async function follow(base: string, db: pg.Pool): Promise<number[]> {
-  const id = await submit(base);
+  const id = await submit(base, { order_id: "ORD-1042" });
   const received = new Map<number, number>();
   const r = await readSse(`${base}/v1/tasks/${id}/events`, {
     cutAfterMs: 60_000,

@@ -8,8 +8,8 @@
  * releases a herd. The queue asks no sooner than a call could be booked: after a
  * refusal, once the head's slot is within the horizon; after this gateway booked
  * the scope's one request of burst, once it has refilled. A waiter that would
- * wait past its deadline is refused with a `retryAfter` that counts its place in the queue,
- * so refused callers come back staggered rather than together.
+ * wait past its deadline is refused with a `retryAfter` that counts its place in
+ * the queue, so refused callers come back staggered rather than together.
  *
  * With several gateway processes each has its own queue; the buckets (Redis)
  * stay the single truth.
