@@ -13,6 +13,7 @@ import { runPlanCommand } from "./client/plan";
 import type * as Repl from "./repl";
 import type * as Sim from "../src/sim/cli";
 import type * as Start from "./start";
+import type { ClawfleetNode } from "./node";
 
 /*
  * A node, the REPL and the sim each load a cluster's worth of modules (moleculer, the store, the SDK);
@@ -37,8 +38,51 @@ ${CLIENT_USAGE}
 
 async function start(): Promise<void> {
   const config = loadConfig();
+  // The handlers go in before the node starts: a SIGTERM while it starts (a pod stopped at once, a rollout that
+  // moves on) would otherwise end the process by the signal's default action, halfway through its start (a
+  // planner may have claimed a task by then). Such a signal is kept, and the node stops gracefully once its start
+  // is done; the grace period's backstop runs from the signal, so a start that hangs cannot outlive it.
+  const started: { node?: ClawfleetNode } = {};
+  let signalWhileStarting: NodeJS.Signals | undefined;
+  let signals = 0;
+  const log = (level: "info" | "warn" | "error", fields: Record<string, unknown>, msg: string) => {
+    if (started.node) started.node.broker.getLogger("cli")[level](fields, msg);
+    else process.stderr.write(`clawfleet: ${msg}\n`);
+  };
+  const stop = (running: ClawfleetNode, signal: NodeJS.Signals) => {
+    running
+      .stop(`received ${signal}`)
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log("error", { event: "node.stop_failed", err: messageOf(err) }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      log("warn", { event: "node.forced_exit", signal }, "second signal: exiting now");
+      process.exit(130);
+    }
+    // The stop sequence is planned to end inside the grace period (src/agent/shutdown.ts); this is its backstop.
+    const hardStop = setTimeout(() => {
+      log("error", { event: "node.stop_timeout" }, "shutdown exceeded the grace period; exiting");
+      process.exit(1);
+    }, config.shutdownGraceMs);
+    hardStop.unref();
+    if (started.node) stop(started.node, signal);
+    else signalWhileStarting = signal;
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
   const node = await launch(config);
+  started.node = node;
   const logger = node.broker.getLogger("cli");
+  if (signalWhileStarting !== undefined) {
+    logger.info({ event: "node.signal_while_starting", signal: signalWhileStarting }, "a stop signal came during start-up: stopping now");
+    return stop(node, signalWhileStarting);
+  }
   if (config.mode === "embedded") {
     const base = `http://localhost:${node.port}`;
     const agents = node.agents.list();
@@ -63,30 +107,6 @@ async function start(): Promise<void> {
   } else {
     logger.info({ event: "node.started", roles: config.services, port: node.port }, "clawfleet node started");
   }
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (++signals > 1) {
-      logger.warn({ event: "node.forced_exit", signal }, "second signal: exiting now");
-      process.exit(130);
-    }
-    // The stop sequence is planned to end inside the grace period (src/agent/shutdown.ts); this is its backstop.
-    const hardStop = setTimeout(() => {
-      logger.error({ event: "node.stop_timeout" }, "shutdown exceeded the grace period; exiting");
-      process.exit(1);
-    }, config.shutdownGraceMs);
-    hardStop.unref();
-    node
-      .stop(`received ${signal}`)
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
-          logger.error({ event: "node.stop_failed", err: messageOf(err) }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGTERM", onSignal);
-  process.on("SIGINT", onSignal);
 }
 
 export async function main(argv: string[]): Promise<void> {
