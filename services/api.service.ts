@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Context, LoggerInstance, ServiceBroker, ServiceSchema } from "moleculer";
-import ApiGateway from "moleculer-web";
+import type ApiGatewayMixin from "moleculer-web";
 import type { Registry } from "prom-client";
 import { answerClientError, keepConnections, refuseNonJson, type KeptConnections, requestHints, sendError, type RequestHints } from "../src/api/http";
 import { isClusterWide, scopeOf, v1Aliases } from "../src/api/routes";
@@ -84,7 +84,9 @@ export function apiService(resources: Resources, registry: Registry): ServiceSch
   }
   return {
     name: "api",
-    mixins: [ApiGateway],
+    // Loaded here, by the process that runs the api, not by every role's process that imports this module.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    mixins: [require("moleculer-web") as typeof ApiGatewayMixin],
     settings: {
       port: config.port,
       ip: "0.0.0.0",

@@ -8,7 +8,8 @@
  * The SDK's own OpenTelemetry span is turned off: the gateway's `chat {model}`
  * span is the one span per LLM call, with task and prompt attributes on it.
  */
-import Anthropic from "@anthropic-ai/sdk";
+import type Anthropic from "@anthropic-ai/sdk";
+import type * as AnthropicSdk from "@anthropic-ai/sdk";
 import { ModelBehaviorError, ProviderError, ProviderRequestError, RateLimitedError } from "../errors";
 import { ContentBlockSchema, type ContentBlock } from "../contracts";
 import type { CompleteRequest, CompleteResponse } from "../contracts";
@@ -60,11 +61,22 @@ export function readRateLimitHeaders(h: Headers | undefined): RateLimitHeaders {
   };
 }
 
+/**
+ * The SDK, loaded by the first gateway made: only the rate-gateway role makes one, and the other roles'
+ * processes (which import this module with the rest of the node) never load it, which saves each of them
+ * start-up time and memory. `require`, not `import()`: the package is CommonJS (app/cli.ts).
+ */
+let loaded: typeof AnthropicSdk | undefined;
+function sdk(): typeof AnthropicSdk {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (loaded ??= require("@anthropic-ai/sdk") as typeof AnthropicSdk);
+}
+
 export class AnthropicGateway {
   private readonly client: Anthropic;
 
   constructor(opts: GatewayOptions) {
-    this.client = new Anthropic({
+    this.client = new (sdk().default)({
       apiKey: opts.apiKey,
       baseURL: opts.baseURL ?? null,
       timeout: opts.timeoutMs ?? 120_000,
@@ -168,7 +180,7 @@ function rawBlock(b: Anthropic.ContentBlock): unknown {
 }
 
 export function mapProviderError(err: unknown): Error {
-  if (err instanceof Anthropic.APIError) {
+  if (err instanceof sdk().APIError) {
     const apiErr: { status: number | undefined; headers: Headers | undefined; requestID?: string | null | undefined; message: string } = err as {
       status: number | undefined;
       headers: Headers | undefined;

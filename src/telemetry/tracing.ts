@@ -12,10 +12,10 @@
  * spans are the ones Clawfleet creates (see spans.ts).
  */
 import { diag, DiagLogLevel } from "@opentelemetry/api";
-import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
-import { defaultResource, resourceFromAttributes } from "@opentelemetry/resources";
-import { NodeSDK } from "@opentelemetry/sdk-node";
-import { ATTR_SERVICE_NAME } from "@opentelemetry/semantic-conventions";
+import type * as OtlpHttp from "@opentelemetry/exporter-trace-otlp-http";
+import type * as Resources from "@opentelemetry/resources";
+import type * as SdkNode from "@opentelemetry/sdk-node";
+import type * as SemConv from "@opentelemetry/semantic-conventions";
 import { ROLES, type Config } from "../config";
 
 export interface Tracing {
@@ -40,6 +40,14 @@ export function serviceNameOf(services: readonly string[]): string {
 
 export function startTracing(config: Pick<Config, "otlpEndpoint" | "services" | "namespace">, nodeId: string): Tracing {
   if (config.otlpEndpoint === undefined) return OFF;
+  // Loaded only when tracing is on: the SDK costs a process 0.2 s or more of CPU at start, and with tracing
+  // off the API (`@opentelemetry/api`) answers every span call with its no-op tracer.
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const { NodeSDK } = require("@opentelemetry/sdk-node") as typeof SdkNode;
+  const { OTLPTraceExporter } = require("@opentelemetry/exporter-trace-otlp-http") as typeof OtlpHttp;
+  const { defaultResource, resourceFromAttributes } = require("@opentelemetry/resources") as typeof Resources;
+  const { ATTR_SERVICE_NAME } = require("@opentelemetry/semantic-conventions") as typeof SemConv;
+  /* eslint-enable @typescript-eslint/no-require-imports */
   const sdk = new NodeSDK({
     resource: defaultResource().merge(
       resourceFromAttributes({

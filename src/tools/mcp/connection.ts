@@ -9,14 +9,13 @@
  * last reason: a server that is down costs the model one prompt error, never a
  * wait. Every wait on the server is bounded (connect, list, call).
  */
-import { Client } from "@modelcontextprotocol/sdk/client/index.js";
-import { DEFAULT_INHERITED_ENV_VARS, StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
-import { StreamableHTTPClientTransport, StreamableHTTPError } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { Transport } from "@modelcontextprotocol/sdk/shared/transport.js";
-import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult, type Tool } from "@modelcontextprotocol/sdk/types.js";
+import type { CallToolResult, Tool } from "@modelcontextprotocol/sdk/types.js";
 import type { Logger } from "../../logging";
 import type { McpEndpoint } from "./config";
 import { McpTimeoutError, McpToolError, McpUnavailableError } from "./errors";
+import { loadedMcpSdk, mcpSdk } from "./sdk";
 
 export interface McpConnectionOptions {
   /** Start (or reach) the server and finish the MCP handshake. */
@@ -41,10 +40,6 @@ export interface McpCallOptions {
 const MAX_TOOL_PAGES = 20;
 /** Lines of a stdio server's stderr kept to explain a failed start. */
 const STDERR_TAIL_LINES = 5;
-
-/** JSON-RPC codes the SDK raises itself (a number on the error, an enum in its types). */
-const CONNECTION_CLOSED: number = ErrorCode.ConnectionClosed;
-const REQUEST_TIMEOUT: number = ErrorCode.RequestTimeout;
 
 /** Sentinel thrown from inside a bounded wait. */
 class Elapsed extends Error {}
@@ -119,7 +114,8 @@ export class McpConnection {
     this.tools = undefined;
     // An HTTP session is ended on the server too (MCP: DELETE with the session id), within a bound.
     const transport = client?.transport;
-    if (transport instanceof StreamableHTTPClientTransport && transport.sessionId !== undefined)
+    const sdk = loadedMcpSdk();
+    if (sdk && transport instanceof sdk.http.StreamableHTTPClientTransport && transport.sessionId !== undefined)
       await bounded(transport.terminateSession(), 1_000).catch(() => undefined);
     await Promise.all([client?.close(), ...this.closing]);
   }
@@ -140,7 +136,8 @@ export class McpConnection {
   }
 
   private async open(server: string): Promise<Client> {
-    const client = new Client(this.opts.clientInfo, { capabilities: {} });
+    const sdk = mcpSdk();
+    const client = new sdk.client.Client(this.opts.clientInfo, { capabilities: {} });
     const transport = this.transport(server);
     this.starts += 1;
     this.stderrTail = [];
@@ -154,7 +151,7 @@ export class McpConnection {
       await bounded(client.connect(transport, { timeout: ms }), ms);
     } catch (err) {
       // A server that failed its handshake has nothing to finish: stopped now, not after the SDK's grace period.
-      if (transport instanceof StdioClientTransport && transport.pid !== null) signal(transport.pid, "SIGTERM");
+      if (transport instanceof sdk.stdio.StdioClientTransport && transport.pid !== null) signal(transport.pid, "SIGTERM");
       this.closeInBackground(client);
       await this.lastWords(err);
       const failure = new McpUnavailableError(server, err instanceof Elapsed || isTimeout(err) ? `did not answer the MCP handshake within ${ms} ms` : this.describe(err));
@@ -166,7 +163,7 @@ export class McpConnection {
       throw new McpUnavailableError(server, "the executor is stopping");
     }
     this.client = client;
-    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+    client.setNotificationHandler(sdk.types.ToolListChangedNotificationSchema, () => {
       if (this.tools?.client === client) this.tools = undefined;
     });
     this.opts.logger.info({ event: "mcp.connected", server, key: this.key, transport: this.endpoint.transport, starts: this.starts }, `MCP server ${server} connected`);
@@ -175,11 +172,12 @@ export class McpConnection {
 
   private transport(server: string): Transport {
     const e = this.endpoint;
-    if (e.transport === "http") return new StreamableHTTPClientTransport(new URL(e.url), { requestInit: { headers: e.headers } });
+    const sdk = mcpSdk();
+    if (e.transport === "http") return new sdk.http.StreamableHTTPClientTransport(new URL(e.url), { requestInit: { headers: e.headers } });
     // The SDK adds HOME, USER, SHELL… of this process to whatever env it is given: blanked here (an undefined
     // value is left out by spawn), so the server sees its file's env and PATH only.
-    const blanked = Object.fromEntries(DEFAULT_INHERITED_ENV_VARS.map((k) => [k, undefined])) as unknown as Record<string, string>;
-    const t = new StdioClientTransport({ command: e.command, args: e.args, env: { ...blanked, ...e.env }, cwd: e.cwd, stderr: "pipe" });
+    const blanked = Object.fromEntries(sdk.stdio.DEFAULT_INHERITED_ENV_VARS.map((k) => [k, undefined])) as unknown as Record<string, string>;
+    const t = new sdk.stdio.StdioClientTransport({ command: e.command, args: e.args, env: { ...blanked, ...e.env }, cwd: e.cwd, stderr: "pipe" });
     t.stderr?.on("data", (chunk: Buffer) => {
       for (const line of chunk.toString("utf8").split("\n")) {
         if (line.trim() === "") continue;
@@ -248,14 +246,14 @@ export class McpConnection {
 
   /** A stdio server that exited may still have stderr lines in flight: they say why, so they are waited for, briefly. */
   private async lastWords(err: unknown): Promise<void> {
-    if (this.endpoint.transport === "stdio" && err instanceof McpError && err.code === CONNECTION_CLOSED) await new Promise((r) => setTimeout(r, 20));
+    if (this.endpoint.transport === "stdio" && mcpErrorOf(err)?.closed) await new Promise((r) => setTimeout(r, 20));
   }
 
   /** Why the server could not be reached, for a person or the model to read (no query string, no headers). */
   private describe(err: unknown): string {
     let reason: string;
     const cause = err instanceof Error ? (err as Error & { cause?: unknown }).cause : undefined;
-    if (err instanceof McpError && err.code === CONNECTION_CLOSED) reason = "the server closed the connection (the process exited)";
+    if (mcpErrorOf(err)?.closed) reason = "the server closed the connection (the process exited)";
     else if (this.endpoint.transport === "http" && err instanceof TypeError && cause instanceof Error) {
       const u = new URL(this.endpoint.url);
       reason = `could not reach ${u.origin}${u.pathname}: ${(cause as Error & { code?: string }).code ?? cause.message}`;
@@ -284,14 +282,26 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
+/**
+ * An error the SDK raised (`McpError`): its JSON-RPC code, and whether that is one the SDK raises itself for a
+ * closed connection or a timeout (a number on the error, an enum in its types). Undefined for any other error.
+ */
+function mcpErrorOf(err: unknown): { code: number; closed: boolean; timedOut: boolean } | undefined {
+  const sdk = loadedMcpSdk();
+  if (!sdk || !(err instanceof sdk.types.McpError)) return undefined;
+  const code: number = err.code;
+  return { code, closed: code === (sdk.types.ErrorCode.ConnectionClosed as number), timedOut: code === (sdk.types.ErrorCode.RequestTimeout as number) };
+}
+
 /** The SDK's own timeout, or its cancellation by our signal. */
 function isTimeout(err: unknown): boolean {
-  return err instanceof McpError && err.code === REQUEST_TIMEOUT;
+  return mcpErrorOf(err)?.timedOut === true;
 }
 
 /** An HTTP server that no longer knows the session (restarted, or expired it): a new session is in order. */
 function isSessionLost(err: unknown): boolean {
-  return err instanceof StreamableHTTPError && err.code === 404;
+  const sdk = loadedMcpSdk();
+  return sdk !== undefined && err instanceof sdk.http.StreamableHTTPError && err.code === 404;
 }
 
 /** A request that certainly never reached the server: refused, or addressed to an unknown session. */
@@ -303,7 +313,8 @@ function neverDelivered(err: unknown): boolean {
 
 /** An error the server sent in answer (JSON-RPC error), as opposed to a broken or closed connection. */
 function isAnswer(err: unknown): boolean {
-  return err instanceof McpError && err.code !== CONNECTION_CLOSED && err.code !== REQUEST_TIMEOUT;
+  const e = mcpErrorOf(err);
+  return e !== undefined && !e.closed && !e.timedOut;
 }
 
 /** Rejects with `Elapsed` after `ms`. */

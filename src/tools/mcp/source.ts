@@ -5,7 +5,6 @@
  * timeout passes, and calling one of its tools fails with the reason, which the
  * model reads as the tool's result.
  */
-import { getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import type { Tool } from "@modelcontextprotocol/sdk/types.js";
 import type { AgentDefinition } from "../../agent/definition";
 import type { Logger } from "../../logging";
@@ -16,6 +15,7 @@ import type { McpConnection } from "./connection";
 import { outputOf, textOf } from "./content";
 import { McpToolError } from "./errors";
 import { McpPool } from "./pool";
+import { mcpSdk } from "./sdk";
 
 export interface McpToolSourceOptions {
   logger: Pick<Logger, "info" | "warn">;
@@ -55,7 +55,7 @@ export class McpToolSource implements ToolSource {
   constructor(opts: McpToolSourceOptions) {
     this.logger = opts.logger;
     this.callTimeoutMs = opts.callTimeoutMs;
-    this.path = opts.path ?? getDefaultEnvironment().PATH;
+    this.path = opts.path ?? mcpSdk().stdio.getDefaultEnvironment().PATH;
     this.pool = new McpPool({
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
       listTimeoutMs: opts.listTimeoutMs ?? 5_000,

@@ -1,0 +1,133 @@
+/**
+ * A role's cold start: how long a Clawfleet process takes from its spawn to its first
+ * 200 on `/health/ready`, the CPU it used by then, and its resident memory and heap
+ * once ready. This is what a pod that Kubernetes (or KEDA, scaling on the queue) adds
+ * costs before it does any work, and what a restarted one costs before it resumes.
+ *
+ * Each role of the split layout (bench/throughput/layouts.ts) is started `--runs`
+ * times, one process at a time, beside one checkpoint process that stays up (the
+ * other roles' readiness reads through it), on NATS, Redis and Postgres, the rate
+ * gateway's provider being the simulated model in a process of its own (as a real
+ * provider would be); every run stops its process (SIGTERM) before the next starts.
+ * Tracing is off, as by default.
+ *
+ *   npx tsx bench/startup.ts [--runs 5] [--roles api,intake,metrics:checkpoint:planner:…] [--profile dir]
+ *
+ * `--profile dir` runs each started process under the CPU profiler (dir/<role>/, one profile per
+ * start, start-up and stop), read with bench/throughput/profileTop.ts.
+ * Runs the built package (dist/) when it is newer than the sources, as `clawfleet start` does.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { parseArgs } from "node:util";
+import { EXAMPLES_ENV, EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../testkit/cluster";
+import { createScratch } from "../testkit/scratch";
+import { measuredEnv } from "./throughput/layouts";
+import { cpuMs, loadLine, percentile, sleep } from "./throughput/meters";
+
+const { values: args } = parseArgs({
+  options: {
+    runs: { type: "string", default: "5" },
+    roles: { type: "string" },
+    profile: { type: "string" },
+  },
+});
+const RUNS = Number(args.runs);
+if (!Number.isInteger(RUNS) || RUNS < 1) throw new RangeError(`--runs must be a positive integer, got ${args.runs}`);
+/** The processes of the split layout, by their SERVICES. */
+const ROLE_SETS = args.roles?.split(":") ?? ["api,intake,metrics", "checkpoint", "planner", EXECUTOR_ROLES, "rate-gateway"];
+const READY_POLL_MS = 10;
+const READY_TIMEOUT_MS = 120_000;
+
+interface Start {
+  readyMs: number;
+  cpuMs: number;
+  rssMiB: number;
+}
+
+/** VmRSS of a process, in MiB. */
+function rssMiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : NaN;
+}
+
+async function startOnce(env: Record<string, string>, name: string): Promise<Start> {
+  const port = await freePort();
+  const spawnedAt = performance.now();
+  const { proc, output, exited } = spawnCaptured([path.join(ROOT, "bin", "clawfleet.js"), "start"], {
+    LOG_LEVEL: "warn",
+    CLAWFLEET_LOG_FORMAT: "json",
+    ...EXAMPLES_ENV,
+    ...packageResolutionEnv(),
+    ...env,
+    ...(args.profile ? measuredEnv(path.join(args.profile, name.replace(/,/g, "+")), false) : {}),
+    PORT: String(port),
+  });
+  const node: NodeProcess = { name, port, proc, output, exited, kill: (s = "SIGKILL") => void proc.kill(s) };
+  try {
+    const pid = proc.pid ?? 0;
+    for (;;) {
+      if (proc.exitCode !== null) throw new Error(`${name} exited during start-up:\n${output().slice(-4000)}`);
+      const ok = await fetch(`http://127.0.0.1:${port}/health/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
+      if (ok) break;
+      if (performance.now() - spawnedAt > READY_TIMEOUT_MS) throw new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms:\n${output().slice(-4000)}`);
+      await sleep(READY_POLL_MS);
+    }
+    return { readyMs: performance.now() - spawnedAt, cpuMs: cpuMs(pid), rssMiB: rssMiB(pid) };
+  } finally {
+    await stopAll([node]);
+  }
+}
+
+/** The simulated model in its own process, as the throughput bench runs it, waited on until it answers. */
+async function startProvider(): Promise<NodeProcess> {
+  const port = await freePort();
+  const { proc, output, exited } = spawnCaptured([path.join(ROOT, "bin", "clawfleet.js"), "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES], packageResolutionEnv());
+  const node: NodeProcess = { name: "provider", port, proc, output, exited, kill: (s = "SIGKILL") => void proc.kill(s) };
+  const deadline = performance.now() + READY_TIMEOUT_MS;
+  while (!(await fetch(`http://127.0.0.1:${port}/_sim/stats`).then((r) => r.ok, () => false))) {
+    if (proc.exitCode !== null || performance.now() > deadline) {
+      await stopAll([node]);
+      throw new Error(`the simulated provider did not answer:\n${output().slice(-4000)}`);
+    }
+    await sleep(100);
+  }
+  return node;
+}
+
+const median = (xs: readonly number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+
+async function main(): Promise<void> {
+  process.stdout.write(`start-up bench: ${RUNS} cold starts per role, one at a time, tracing off; ${loadLine()}\n`);
+  const scratch = await createScratch("benchstart");
+  const provider = await startProvider();
+  const env = (roles: string) => ({ ...scratch.env(roles), ANTHROPIC_BASE_URL: `http://127.0.0.1:${provider.port}` });
+  const stayUp = await startNodeProcess({ name: "checkpoint", env: { ...env("checkpoint"), LOG_LEVEL: "warn" }, timeoutMs: READY_TIMEOUT_MS }).catch(async (err: unknown) => {
+    await stopAll([provider]);
+    throw err;
+  });
+  try {
+    process.stdout.write(`  ${"role (SERVICES)".padEnd(34)} ${"to ready".padStart(9)} ${"CPU by then".padStart(12)} ${"RSS at ready".padStart(13)}   (medians; range)\n`);
+    for (const roles of ROLE_SETS) {
+      const starts: Start[] = [];
+      for (let i = 0; i < RUNS; i++) starts.push(await startOnce(env(roles), roles));
+      const col = (f: (s: Start) => number, unit: string, width: number) => `${median(starts.map(f)).toFixed(0)} ${unit}`.padStart(width);
+      const range = (f: (s: Start) => number) => `${Math.min(...starts.map(f)).toFixed(0)}–${Math.max(...starts.map(f)).toFixed(0)}`;
+      process.stdout.write(
+        `  ${roles.padEnd(34)} ${col((s) => s.readyMs, "ms", 9)} ${col((s) => s.cpuMs, "ms", 12)} ${col((s) => s.rssMiB, "MiB", 13)}   (${range((s) => s.readyMs)} ms; ${range((s) => s.cpuMs)} ms; ${range((s) => s.rssMiB)} MiB)\n`,
+      );
+    }
+    process.stdout.write(`  ${loadLine()}\n`);
+  } finally {
+    await stopAll([stayUp, provider]);
+    await scratch.remove();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});
