@@ -23,7 +23,7 @@
  *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--warm-seconds 5] [--consumers-nice 0|…|19|stopped]… [--profile dir]
  *
  * `--profile dir` runs every Clawfleet process under the CPU profiler (profiles in
- * dir/split/<role>/), read with bench/throughput/profileTop.ts.
+ * dir/nice<N>/split/<role>/), and the peer (dir/peer/), read with bench/throughput/profileTop.ts.
  *
  * On two cores the planners, the executor, the rate gateway and the simulated provider
  * take every cycle the api leaves, so the api's latency measures the machine's
@@ -48,7 +48,7 @@ import pg from "pg";
 import { freePort, spawnCaptured, stopAll, type NodeProcess } from "../../testkit/cluster";
 import { createTestDatabase } from "../../testkit/scratch";
 import { warmUp } from "../throughput/driver";
-import { startLayout } from "../throughput/layouts";
+import { measuredEnv, startLayout } from "../throughput/layouts";
 import { cpuMs, delta, loadLine, percentile, sleep } from "../throughput/meters";
 
 const { values: args } = parseArgs({
@@ -268,7 +268,11 @@ interface Peer {
 async function startPeer(): Promise<Peer> {
   const db = await createTestDatabase("clawfleet_intake_peer_");
   const port = await freePort();
-  const { proc, output, exited } = spawnCaptured(["--require", "tsx/cjs", path.join(__dirname, "peer.ts")], { DATABASE_URL: db.url, PORT: String(port) });
+  const { proc, output, exited } = spawnCaptured(["--require", "tsx/cjs", path.join(__dirname, "peer.ts")], {
+    DATABASE_URL: db.url,
+    PORT: String(port),
+    ...(args.profile ? measuredEnv(path.join(args.profile, "peer"), false) : {}),
+  });
   const node: NodeProcess = { name: "peer", port, proc, output, exited, kill: (s = "SIGKILL") => void proc.kill(s) };
   const stop = async () => {
     await stopAll([node]);
