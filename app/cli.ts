@@ -41,17 +41,19 @@ async function start(): Promise<void> {
   // The handlers go in before the node starts: a SIGTERM while it starts (a pod stopped at once, a rollout that
   // moves on) would otherwise end the process by the signal's default action, halfway through its start (a
   // planner may have claimed a task by then). Such a signal is kept, and the node stops gracefully once its start
-  // is done; the grace period's backstop runs from the signal, so a start that hangs cannot outlive it.
+  // is done, its drain planned within the grace period counted from the signal; the backstop runs from the signal
+  // too, so a start that hangs cannot outlive it.
   const started: { node?: ClawfleetNode } = {};
-  let signalWhileStarting: NodeJS.Signals | undefined;
+  let signalWhileStarting: { signal: NodeJS.Signals; at: number } | undefined;
   let signals = 0;
-  const log = (level: "info" | "warn" | "error", fields: Record<string, unknown>, msg: string) => {
+  // Before the node exists there is no logger: a plain line on stderr, as a configuration error gets.
+  const log = (level: "warn" | "error", fields: Record<string, unknown>, msg: string) => {
     if (started.node) started.node.broker.getLogger("cli")[level](fields, msg);
     else process.stderr.write(`clawfleet: ${msg}\n`);
   };
-  const stop = (running: ClawfleetNode, signal: NodeJS.Signals) => {
+  const stop = (running: ClawfleetNode, signal: NodeJS.Signals, since: number) => {
     running
-      .stop(`received ${signal}`)
+      .stop(`received ${signal}`, since)
       .then(
         () => process.exit(0),
         (err: unknown) => {
@@ -71,8 +73,9 @@ async function start(): Promise<void> {
       process.exit(1);
     }, config.shutdownGraceMs);
     hardStop.unref();
-    if (started.node) stop(started.node, signal);
-    else signalWhileStarting = signal;
+    if (started.node) return stop(started.node, signal, Date.now());
+    signalWhileStarting = { signal, at: Date.now() };
+    process.stderr.write(`clawfleet: ${signal} while starting: the node stops once started (a second signal exits now)\n`);
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
@@ -80,8 +83,8 @@ async function start(): Promise<void> {
   started.node = node;
   const logger = node.broker.getLogger("cli");
   if (signalWhileStarting !== undefined) {
-    logger.info({ event: "node.signal_while_starting", signal: signalWhileStarting }, "a stop signal came during start-up: stopping now");
-    return stop(node, signalWhileStarting);
+    logger.info({ event: "node.signal_while_starting", signal: signalWhileStarting.signal }, "a stop signal came during start-up: stopping now");
+    return stop(node, signalWhileStarting.signal, signalWhileStarting.at);
   }
   if (config.mode === "embedded") {
     const base = `http://localhost:${node.port}`;

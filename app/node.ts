@@ -43,7 +43,11 @@ export interface ClawfleetNode {
   metrics: Metrics;
   /** The HTTP port actually bound (useful with PORT=0). */
   port: number;
-  stop(reason?: string): Promise<void>;
+  /**
+   * `since`: when the stop was asked for (`Date.now()`), where that was before this call (a signal that came
+   * while the node was starting): the grace period is one budget from then. @default now
+   */
+  stop(reason?: string, since?: number): Promise<void>;
 }
 
 // Start order matters for embedded mode: the store before its callers, the project's tools before the
@@ -120,10 +124,10 @@ export async function startNode(config: Config, parts: NodeParts = {}): Promise<
     agents,
     metrics,
     port,
-    stop(reason = "stop requested") {
+    stop(reason = "stop requested", since?: number) {
       stopping ??= (async () => {
         // One budget from here: the planner's drain and the broker's stop both fit in CLAWFLEET_SHUTDOWN_GRACE_MS.
-        const startedAt = Date.now();
+        const startedAt = Math.min(since ?? Date.now(), Date.now());
         logger.info({ event: "node.stopping", reason }, "stopping: no new work, releasing running tasks");
         const planner = broker.getLocalService("planner") as unknown as { drain?(graceMs: number, startedAt: number): Promise<boolean> } | undefined;
         if (planner?.drain) {

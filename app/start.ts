@@ -149,7 +149,7 @@ export async function launch(config: Config, parts: NodeParts = {}): Promise<Cla
   tracing.useLogger(node.broker.getLogger("cli"));
   const stopNode = node.stop.bind(node);
   // After the node: the spans of its last steps are flushed too.
-  return { ...node, stop: (reason?: string) => stopNode(reason).then(() => tracing.shutdown()) };
+  return { ...node, stop: (reason?: string, since?: number) => stopNode(reason, since).then(() => tracing.shutdown()) };
 }
 
 /**

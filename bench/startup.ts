@@ -1,7 +1,6 @@
 /**
  * A role's cold start: how long a Clawfleet process takes from its spawn to its first
- * 200 on `/health/ready`, the CPU it used by then, and its resident memory and heap
- * once ready. This is what a pod that Kubernetes (or KEDA, scaling on the queue) adds
+ * 200 on `/health/ready`, the CPU it used by then, and its resident memory once ready. This is what a pod that Kubernetes (or KEDA, scaling on the queue) adds
  * costs before it does any work, and what a restarted one costs before it resumes.
  *
  * Each role of the split layout (bench/throughput/layouts.ts) is started `--runs`
@@ -20,9 +19,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { EXAMPLES_ENV, EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../testkit/cluster";
+import { EXAMPLES_ENV, EXECUTOR_ROLES, freePort, packageResolutionEnv, ROOT, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../testkit/cluster";
 import { createScratch } from "../testkit/scratch";
-import { measuredEnv } from "./throughput/layouts";
+import { measuredEnv, startProvider } from "./throughput/layouts";
 import { cpuMs, loadLine, percentile, sleep } from "./throughput/meters";
 
 const { values: args } = parseArgs({
@@ -76,26 +75,15 @@ async function startOnce(env: Record<string, string>, name: string): Promise<Sta
       if (performance.now() - spawnedAt > READY_TIMEOUT_MS) throw new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms:\n${output().slice(-4000)}`);
       await sleep(READY_POLL_MS);
     }
-    return { readyMs: performance.now() - spawnedAt, cpuMs: cpuMs(pid), rssMiB: rssMiB(pid) };
+    const started: Start = { readyMs: performance.now() - spawnedAt, cpuMs: cpuMs(pid), rssMiB: rssMiB(pid) };
+    await stopAll([node]);
+    const exit = await exited;
+    // A start that does not stop cleanly is no start to count.
+    if (exit.code !== 0) throw new Error(`${name} did not stop cleanly (${JSON.stringify(exit)}):\n${output().slice(-4000)}`);
+    return started;
   } finally {
     await stopAll([node]);
   }
-}
-
-/** The simulated model in its own process, as the throughput bench runs it, waited on until it answers. */
-async function startProvider(): Promise<NodeProcess> {
-  const port = await freePort();
-  const { proc, output, exited } = spawnCaptured([path.join(ROOT, "bin", "clawfleet.js"), "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES], packageResolutionEnv());
-  const node: NodeProcess = { name: "provider", port, proc, output, exited, kill: (s = "SIGKILL") => void proc.kill(s) };
-  const deadline = performance.now() + READY_TIMEOUT_MS;
-  while (!(await fetch(`http://127.0.0.1:${port}/_sim/stats`).then((r) => r.ok, () => false))) {
-    if (proc.exitCode !== null || performance.now() > deadline) {
-      await stopAll([node]);
-      throw new Error(`the simulated provider did not answer:\n${output().slice(-4000)}`);
-    }
-    await sleep(100);
-  }
-  return node;
 }
 
 const median = (xs: readonly number[]) => percentile([...xs].sort((a, b) => a - b), 50);
@@ -103,13 +91,12 @@ const median = (xs: readonly number[]) => percentile([...xs].sort((a, b) => a - 
 async function main(): Promise<void> {
   process.stdout.write(`start-up bench: ${RUNS} cold starts per role, one at a time, tracing off; ${loadLine()}\n`);
   const scratch = await createScratch("benchstart");
-  const provider = await startProvider();
-  const env = (roles: string) => ({ ...scratch.env(roles), ANTHROPIC_BASE_URL: `http://127.0.0.1:${provider.port}` });
-  const stayUp = await startNodeProcess({ name: "checkpoint", env: { ...env("checkpoint"), LOG_LEVEL: "warn" }, timeoutMs: READY_TIMEOUT_MS }).catch(async (err: unknown) => {
-    await stopAll([provider]);
-    throw err;
-  });
+  const up: NodeProcess[] = [];
   try {
+    const provider = await startProvider(undefined);
+    up.push(provider);
+    const env = (roles: string) => ({ ...scratch.env(roles), ANTHROPIC_BASE_URL: `http://127.0.0.1:${provider.port}` });
+    up.push(await startNodeProcess({ name: "checkpoint", env: { ...env("checkpoint"), LOG_LEVEL: "warn" }, timeoutMs: READY_TIMEOUT_MS }));
     process.stdout.write(`  ${"role (SERVICES)".padEnd(34)} ${"to ready".padStart(9)} ${"CPU by then".padStart(12)} ${"RSS at ready".padStart(13)}   (medians; range)\n`);
     for (const roles of ROLE_SETS) {
       const starts: Start[] = [];
@@ -122,7 +109,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(`  ${loadLine()}\n`);
   } finally {
-    await stopAll([stayUp, provider]);
+    await stopAll(up);
     await scratch.remove();
   }
 }

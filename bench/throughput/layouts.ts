@@ -53,7 +53,7 @@ export interface LayoutOptions {
 }
 
 /** `clawfleet sim` as its own process at zero latency, with no rate limit: the provider the nodes call (profiled into `profileDir`). */
-async function startProvider(profileDir: string | undefined): Promise<NodeProcess> {
+export async function startProvider(profileDir: string | undefined): Promise<NodeProcess> {
   const port = await freePort();
   const bin = path.join(ROOT, "bin", "clawfleet.js");
   const args = [bin, "sim", "--port", String(port), "--latency-ms", "0", "--policies", ORDER_ROUTER_SIM_POLICIES];

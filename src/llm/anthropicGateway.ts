@@ -64,7 +64,8 @@ export function readRateLimitHeaders(h: Headers | undefined): RateLimitHeaders {
 /**
  * The SDK, loaded by the first gateway made: only the rate-gateway role makes one, and the other roles'
  * processes (which import this module with the rest of the node) never load it, which saves each of them
- * start-up time and memory. `require`, not `import()`: the package is CommonJS (app/cli.ts).
+ * start-up time and memory. `require`, not `import()`: Clawfleet's package is CommonJS, and it resolves the
+ * same from the sources and from dist/ (app/cli.ts).
  */
 let loaded: typeof AnthropicSdk | undefined;
 function sdk(): typeof AnthropicSdk {

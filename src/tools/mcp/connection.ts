@@ -283,14 +283,14 @@ function signal(pid: number, sig: NodeJS.Signals): void {
 }
 
 /**
- * An error the SDK raised (`McpError`): its JSON-RPC code, and whether that is one the SDK raises itself for a
- * closed connection or a timeout (a number on the error, an enum in its types). Undefined for any other error.
+ * An error the SDK raised (`McpError`): whether its JSON-RPC code is one the SDK raises itself, for a closed
+ * connection or a timeout (a number on the error, an enum in its types). Undefined for any other error.
  */
-function mcpErrorOf(err: unknown): { code: number; closed: boolean; timedOut: boolean } | undefined {
+function mcpErrorOf(err: unknown): { closed: boolean; timedOut: boolean } | undefined {
   const sdk = loadedMcpSdk();
   if (!sdk || !(err instanceof sdk.types.McpError)) return undefined;
   const code: number = err.code;
-  return { code, closed: code === (sdk.types.ErrorCode.ConnectionClosed as number), timedOut: code === (sdk.types.ErrorCode.RequestTimeout as number) };
+  return { closed: code === (sdk.types.ErrorCode.ConnectionClosed as number), timedOut: code === (sdk.types.ErrorCode.RequestTimeout as number) };
 }
 
 /** The SDK's own timeout, or its cancellation by our signal. */

@@ -2,8 +2,8 @@
  * The MCP SDK's client side, loaded on first use. Only the executor role uses it; every
  * other role's process imports this folder with the rest of the node and, without this,
  * would load the SDK at start for nothing (start-up time and memory). `require`, not
- * `import()`: the package is CommonJS, and it resolves the same from the sources and
- * from dist/ (app/cli.ts).
+ * `import()`: Clawfleet's package is CommonJS, and it resolves the same from the
+ * sources and from dist/ (app/cli.ts).
  */
 import type * as ClientModule from "@modelcontextprotocol/sdk/client/index.js";
 import type * as StdioModule from "@modelcontextprotocol/sdk/client/stdio.js";
