@@ -34,7 +34,6 @@
  *
  * Isolation: each run its own database and namespace, removed afterwards.
  */
-import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
@@ -45,7 +44,7 @@ import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionE
 import { Cluster, sleep, submit, type Proc } from "../testkit/crash";
 import { createScratch, NATS_TEST_URL, REDIS_TEST_URL } from "../testkit/scratch";
 import { measuredEnv } from "./throughput/layouts";
-import { cpuMs, scriptsBySha, writeCalls } from "./throughput/meters";
+import { cpuMs, rssOf, scriptsBySha, writeCalls } from "./throughput/meters";
 
 const { values: args } = parseArgs({
   options: {
@@ -243,13 +242,6 @@ function callsSteady(samples: readonly Pick<Sample, "at" | "answered" | "inFligh
   if (!twoAgo || !fourAgo) return false;
   const [recent, before] = [now.answered - twoAgo.answered, twoAgo.answered - fourAgo.answered];
   return before > 0 && Math.abs(recent - before) <= 0.1 * before;
-}
-
-/** Resident set of a process, from /proc (Linux). */
-function rssOf(pid: number): number {
-  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
-  const kb = /VmRSS:\s+(\d+)\s+kB/.exec(status)?.[1];
-  return kb === undefined ? 0 : Number(kb) * 1024;
 }
 
 async function stepsSoFar(db: Db): Promise<{ llm: number; tool: number }> {

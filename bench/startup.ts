@@ -16,13 +16,12 @@
  * start, start-up and stop), read with bench/throughput/profileTop.ts.
  * Runs the built package (dist/) when it is newer than the sources, as `clawfleet start` does.
  */
-import fs from "node:fs";
 import path from "node:path";
 import { parseArgs } from "node:util";
-import { EXAMPLES_ENV, EXECUTOR_ROLES, freePort, packageResolutionEnv, ROOT, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../testkit/cluster";
+import { EXECUTOR_ROLES, startNodeProcess, stopAll, type NodeProcess } from "../testkit/cluster";
 import { createScratch } from "../testkit/scratch";
 import { measuredEnv, startProvider } from "./throughput/layouts";
-import { cpuMs, loadLine, percentile, sleep } from "./throughput/meters";
+import { cpuMs, loadLine, percentile, rssOf } from "./throughput/meters";
 
 const { values: args } = parseArgs({
   options: {
@@ -44,45 +43,24 @@ interface Start {
   rssMiB: number;
 }
 
-/** VmRSS of a process, in MiB. */
-function rssMiB(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB$/m.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
-  return m ? Number(m[1]) / 1024 : NaN;
-}
-
 async function startOnce(env: Record<string, string>, name: string): Promise<Start> {
-  const port = await freePort();
   const spawnedAt = performance.now();
-  const { proc, output, exited } = spawnCaptured([path.join(ROOT, "bin", "clawfleet.js"), "start"], {
-    LOG_LEVEL: "warn",
-    CLAWFLEET_LOG_FORMAT: "json",
-    ...EXAMPLES_ENV,
-    ...packageResolutionEnv(),
-    ...env,
-    ...(args.profile ? measuredEnv(path.join(args.profile, name.replace(/,/g, "+")), false) : {}),
-    PORT: String(port),
+  const node = await startNodeProcess({
+    name,
+    env: { LOG_LEVEL: "warn", ...env, ...(args.profile ? measuredEnv(path.join(args.profile, name.replace(/,/g, "+")), false) : {}) },
+    timeoutMs: READY_TIMEOUT_MS,
+    pollMs: READY_POLL_MS,
   });
-  const node: NodeProcess = { name, port, proc, output, exited, kill: (s = "SIGKILL") => void proc.kill(s) };
   try {
-    const pid = proc.pid ?? 0;
-    for (;;) {
-      if (proc.exitCode !== null) throw new Error(`${name} exited during start-up:\n${output().slice(-4000)}`);
-      const ok = await fetch(`http://127.0.0.1:${port}/health/ready`).then(
-        (r) => r.status === 200,
-        () => false,
-      );
-      if (ok) break;
-      if (performance.now() - spawnedAt > READY_TIMEOUT_MS) throw new Error(`${name} not ready after ${READY_TIMEOUT_MS} ms:\n${output().slice(-4000)}`);
-      await sleep(READY_POLL_MS);
-    }
-    const started: Start = { readyMs: performance.now() - spawnedAt, cpuMs: cpuMs(pid), rssMiB: rssMiB(pid) };
+    const pid = node.proc.pid ?? 0;
+    const started: Start = { readyMs: performance.now() - spawnedAt, cpuMs: cpuMs(pid), rssMiB: rssOf(pid) / 2 ** 20 };
     await stopAll([node]);
-    const exit = await exited;
+    const exit = await node.exited;
     // A start that does not stop cleanly is no start to count.
-    if (exit.code !== 0) throw new Error(`${name} did not stop cleanly (${JSON.stringify(exit)}):\n${output().slice(-4000)}`);
+    if (exit.code !== 0) throw new Error(`${name} did not stop cleanly (${JSON.stringify(exit)}):\n${node.output().slice(-4000)}`);
     return started;
   } finally {
-    await stopAll([node]);
+    node.kill();
   }
 }
 

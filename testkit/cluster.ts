@@ -47,6 +47,8 @@ export interface StartOptions {
   /** Wait for /health/ready (default) or only /health/live. */
   waitFor?: "ready" | "live" | "none";
   timeoutMs?: number;
+  /** How often the health endpoint is asked. @default 200 */
+  pollMs?: number;
 }
 
 const BASE_ENV_KEYS = ["PATH", "HOME", "LANG", "TMPDIR", "NODE_OPTIONS"];
@@ -120,7 +122,7 @@ export async function startNodeProcess(opts: StartOptions): Promise<NodeProcess>
         node.kill();
         throw new Error(`${opts.name} not ${opts.waitFor ?? "ready"} after ${opts.timeoutMs ?? 60_000} ms:\n${output().slice(-4000)}`);
       }
-      await new Promise((r) => setTimeout(r, 200));
+      await new Promise((r) => setTimeout(r, opts.pollMs ?? 200));
     }
   }
   return node;

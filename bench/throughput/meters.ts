@@ -212,6 +212,16 @@ export function brokerCounts(dir: string): Map<string, number> {
   return out;
 }
 
+/** Resident set of a process, in bytes, from /proc (Linux); 0 when it cannot be read. */
+export function rssOf(pid: number): number {
+  try {
+    const kb = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+    return kb === undefined ? 0 : Number(kb) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
 /** CPU time (user + system) `pid` has used, in ms, from /proc/<pid>/stat. */
 export function cpuMs(pid: number): number {
   try {

@@ -36,6 +36,9 @@ function limiter(limits: RateLimitTable, opts: { windowMs?: number; maxWaitMs?: 
   });
 }
 
+/** A simulated clock for one test (the describe's afterEach gives the real one back): timing on a loaded machine is not the subject. */
+const simulatedClock = () => vi.useFakeTimers({ toFake: ["Date", "performance", "setTimeout", "clearTimeout"] });
+
 const usage = (input: number, output: number) => ({ input_tokens: input, output_tokens: output, cache_read_input_tokens: 0, cache_creation_input_tokens: 0 });
 
 describe("ratelimiter - backpressure", () => {
@@ -56,7 +59,7 @@ describe("ratelimiter - backpressure", () => {
   it("backpressure - past the maximum wait a caller gets a retryable RateLimitedError whose retryAfter grows with its place in the queue", async () => {
     // One request every 1000/90 ≈ 11.1 ms; a caller waits at most 20 ms. On a simulated clock: a loaded
     // machine's late timers would refuse callers in different rounds, each measured from a later "now".
-    vi.useFakeTimers({ toFake: ["Date", "performance", "setTimeout", "clearTimeout"] });
+    simulatedClock();
     const interval = 1 / requestBucket(120, 1000).refillPerMs;
     const rl = limiter({ "claude-sonnet-5-5": { rpm: 120 } }, { maxWaitMs: 20, random: () => 0 });
     const t0 = Date.now();
@@ -214,6 +217,10 @@ describe("ratelimiter - configuration", () => {
 });
 
 describe("ratelimiter - the wait queue's round trips", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
   /** In-process buckets that count their round trips and the calls each carried. */
   function countingBuckets(): { buckets: MemoryBuckets; trips: number[] } {
     const buckets = new MemoryBuckets();
@@ -240,79 +247,67 @@ describe("ratelimiter - the wait queue's round trips", () => {
 
   it("once the limit binds, each caller admitted costs one round trip: the queue asks again when the head's slot is within the horizon, not before", async () => {
     // A simulated clock: the round trips are the subject, not how late a loaded machine's timers fire.
-    vi.useFakeTimers({ toFake: ["Date", "performance", "setTimeout", "clearTimeout"] });
-    try {
-      const { buckets, trips } = countingBuckets();
-      const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 10_000, horizonMs: 10 });
-      // No burst, and a request every 20 ms: twice the horizon, so a round trip can admit one waiter.
-      const specs: Triple<BucketSpec> = [{ capacity: 1, refillPerMs: 1 / 20 }, UNLIMITED, UNLIMITED];
-      const callers = 60;
-      const admitted = Promise.all(Array.from({ length: callers }, () => q.enter(specs, [1, 0, 0], "normal")));
-      await vi.advanceTimersByTimeAsync(callers * 20 + 200);
-      await admitted;
-      // A queue that asked before the head's slot was within the horizon would be refused and ask again.
-      expect(trips.length).toBeLessThanOrEqual(callers * 1.1);
-      // A trip can book one call (the bucket holds one request, and refills half of one within the horizon): it
-      // carries that one and the next, whose refusal says when to ask again, not the whole queue.
-      expect(Math.max(...trips)).toBe(2);
-    } finally {
-      vi.useRealTimers();
-    }
+    simulatedClock();
+    const { buckets, trips } = countingBuckets();
+    const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 10_000, horizonMs: 10 });
+    // No burst, and a request every 20 ms: twice the horizon, so a round trip can admit one waiter.
+    const specs: Triple<BucketSpec> = [{ capacity: 1, refillPerMs: 1 / 20 }, UNLIMITED, UNLIMITED];
+    const callers = 60;
+    const admitted = Promise.all(Array.from({ length: callers }, () => q.enter(specs, [1, 0, 0], "normal")));
+    await vi.advanceTimersByTimeAsync(callers * 20 + 200);
+    await admitted;
+    // A queue that asked before the head's slot was within the horizon would be refused and ask again.
+    expect(trips.length).toBeLessThanOrEqual(callers * 1.1);
+    // A trip can book one call (the bucket holds one request, and refills half of one within the horizon): it
+    // carries that one and the next, whose refusal says when to ask again, not the whole queue.
+    expect(Math.max(...trips)).toBe(2);
   });
 
   it("a caller who comes while the scope's one request of burst is still refilling waits for it before asking: no round trip is spent on a sure refusal", async () => {
     // A simulated clock: the pairs' timing is the subject, not a loaded machine's timers.
-    vi.useFakeTimers({ toFake: ["Date", "performance", "setTimeout", "clearTimeout"] });
-    try {
-      const { buckets, trips } = countingBuckets();
-      const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 10_000, horizonMs: 10 });
-      // A request bucket as requestBucket makes it: one request of burst, one more every 20 ms.
-      const specs: Triple<BucketSpec> = [{ capacity: 1, refillPerMs: 1 / 20 }, UNLIMITED, UNLIMITED];
-      const pairs = 15;
-      const t0 = Date.now();
-      const at: number[][] = [];
-      // Callers come two at a time, 60 ms apart: the first of a pair finds the bucket full, the second finds it empty.
-      const entered = Array.from({ length: pairs }, (_, i) =>
-        new Promise<void>((r) => setTimeout(r, i * 60)).then(() =>
-          Promise.all([0, 1].map(() => q.enter(specs, [1, 0, 0], "normal").then(() => Date.now() - t0))).then((times) => void (at[i] = times)),
-        ),
-      );
-      await vi.advanceTimersByTimeAsync(pairs * 60 + 100);
-      await Promise.all(entered);
-      // The second of each pair asked at once would be refused, then asked again: three round trips a pair
-      // on this clock (on a real one, where a timer can fire early, about four).
-      expect(trips.length).toBe(pairs * 2);
-      // Nobody waited past the slot the bucket gave it: the second of a pair goes 20 ms after the first.
-      for (const [first, second] of at) expect((second as number) - (first as number)).toBeLessThanOrEqual(21);
-    } finally {
-      vi.useRealTimers();
-    }
+    simulatedClock();
+    const { buckets, trips } = countingBuckets();
+    const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 10_000, horizonMs: 10 });
+    // A request bucket as requestBucket makes it: one request of burst, one more every 20 ms.
+    const specs: Triple<BucketSpec> = [{ capacity: 1, refillPerMs: 1 / 20 }, UNLIMITED, UNLIMITED];
+    const pairs = 15;
+    const t0 = Date.now();
+    const at: number[][] = [];
+    // Callers come two at a time, 60 ms apart: the first of a pair finds the bucket full, the second finds it empty.
+    const entered = Array.from({ length: pairs }, (_, i) =>
+      new Promise<void>((r) => setTimeout(r, i * 60)).then(() =>
+        Promise.all([0, 1].map(() => q.enter(specs, [1, 0, 0], "normal").then(() => Date.now() - t0))).then((times) => void (at[i] = times)),
+      ),
+    );
+    await vi.advanceTimersByTimeAsync(pairs * 60 + 100);
+    await Promise.all(entered);
+    // The second of each pair asked at once would be refused, then asked again: three round trips a pair
+    // on this clock (on a real one, where a timer can fire early, about four).
+    expect(trips.length).toBe(pairs * 2);
+    // Nobody waited past the slot the bucket gave it: the second of a pair goes 20 ms after the first.
+    for (const [first, second] of at) expect((second as number) - (first as number)).toBeLessThanOrEqual(21);
   });
 
   it("a caller whose deadline comes before the request has refilled is refused at once, told when to come back, not held past it", async () => {
-    vi.useFakeTimers({ toFake: ["Date", "performance", "setTimeout", "clearTimeout"] });
-    try {
-      const { buckets, trips } = countingBuckets();
-      // One request every 200 ms; a caller waits at most 50.
-      const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 50, horizonMs: 10, random: () => 0 });
-      const specs: Triple<BucketSpec> = [{ capacity: 1, refillPerMs: 1 / 200 }, UNLIMITED, UNLIMITED];
-      const t0 = Date.now();
-      const first = q.enter(specs, [1, 0, 0], "normal");
-      const second = q.enter(specs, [1, 0, 0], "normal").then(
-        () => undefined,
-        (err: unknown) => ({ err, at: Date.now() - t0 }),
-      );
-      await vi.advanceTimersByTimeAsync(300);
-      await first;
-      const refused = await second;
-      expect(refused?.err).toBeInstanceOf(RateLimitedError);
-      // Refused as soon as the first was booked, with the wait until the bucket holds a request again.
-      expect(refused?.at).toBeLessThan(5);
-      expect(((refused?.err as RateLimitedError).data?.retryAfter as number) * 1000).toBeGreaterThanOrEqual(190);
-      expect(trips).toEqual([1]);
-    } finally {
-      vi.useRealTimers();
-    }
+    simulatedClock();
+    const { buckets, trips } = countingBuckets();
+    // One request every 200 ms; a caller waits at most 50.
+    const q = new ScopeWaitQueue("m", buckets, { maxWaitMs: 50, horizonMs: 10, random: () => 0 });
+    const specs: Triple<BucketSpec> = [{ capacity: 1, refillPerMs: 1 / 200 }, UNLIMITED, UNLIMITED];
+    const t0 = Date.now();
+    const first = q.enter(specs, [1, 0, 0], "normal");
+    const second = q.enter(specs, [1, 0, 0], "normal").then(
+      () => undefined,
+      (err: unknown) => ({ err, at: Date.now() - t0 }),
+    );
+    await vi.advanceTimersByTimeAsync(300);
+    await first;
+    const refused = await second;
+    expect(refused?.err).toBeInstanceOf(RateLimitedError);
+    // Refused as soon as the first was booked, with the wait until the bucket holds a request again.
+    expect(refused?.at).toBeLessThan(5);
+    expect(((refused?.err as RateLimitedError).data?.retryAfter as number) * 1000).toBeGreaterThanOrEqual(190);
+    expect(trips).toEqual([1]);
   });
 
   it("a refused caller ends its round trip: those behind it wait their turn, and only the refused one's wait paces them", async () => {
