@@ -21,6 +21,7 @@
  * the background reads and sweeps show there.
  *
  *   npx tsx bench/intake/run.ts [--quick] [--rate 1000] [--seconds 30] [--warm-seconds 5] [--consumers-nice 0|…|19|stopped]… [--profile dir]
+ *                               [--clawfleet-env KEY=VALUE]…
  *
  * `--profile dir` runs every Clawfleet process under the CPU profiler (profiles in
  * dir/nice<N>/split/<role>/), and the peer (dir/peer/), read with bench/throughput/profileTop.ts.
@@ -48,7 +49,7 @@ import pg from "pg";
 import { freePort, spawnCaptured, stopAll, type NodeProcess } from "../../testkit/cluster";
 import { createTestDatabase } from "../../testkit/scratch";
 import { warmUp } from "../throughput/driver";
-import { measuredEnv, startLayout } from "../throughput/layouts";
+import { clawfleetEnv, measuredEnv, startLayout } from "../throughput/layouts";
 import { cpuMs, delta, loadLine, percentile, sleep } from "../throughput/meters";
 
 const { values: args } = parseArgs({
@@ -60,6 +61,7 @@ const { values: args } = parseArgs({
     slots: { type: "string", default: "8" },
     profile: { type: "string" },
     "consumers-nice": { type: "string", multiple: true },
+    "clawfleet-env": { type: "string", multiple: true },
   },
 });
 const QUICK = args.quick ?? false;
@@ -67,6 +69,8 @@ const RATE = Number(args.rate ?? (QUICK ? 200 : 1000));
 const SECONDS = Number(args.seconds ?? (QUICK ? 5 : 30));
 const WARM_SECONDS = Number(args["warm-seconds"] ?? (QUICK ? 1 : 5));
 const LATE_MS = 10;
+/** `--clawfleet-env KEY=VALUE`, repeatable: set in Clawfleet's processes only, to compare a setting's two values. */
+const CLAWFLEET_ENV = clawfleetEnv(args["clawfleet-env"]);
 /** Each Clawfleet run's consumers: at a niceness, or "stopped" (SIGSTOP for the load, SIGCONT after it). */
 const NICENESS: Array<number | "stopped"> = (args["consumers-nice"] ?? ["0", "10"]).map((n) => {
   if (n === "stopped") return n;
@@ -213,7 +217,7 @@ function renice(pid: number, n: number): void {
 }
 
 async function clawfleet(nice: number | "stopped", peer: Peer): Promise<string> {
-  const l = await startLayout("split", { slots: Number(args.slots), ...(args.profile ? { profileDir: path.join(args.profile, `nice${nice}`) } : {}) });
+  const l = await startLayout("split", { slots: Number(args.slots), env: CLAWFLEET_ENV, ...(args.profile ? { profileDir: path.join(args.profile, `nice${nice}`) } : {}) });
   try {
     const consumers = [...l.nodes, ...(l.provider ? [l.provider] : [])].filter((n) => CONSUMERS.test(n.name));
     const names = consumers.map((n) => n.name);

@@ -14,25 +14,26 @@
  * `events` events (one from the intake) that bare-api listens to.
  *
  * With BARE_PROVIDER_URL, the gateway also makes each model turn an HTTP call to that simulated provider
- * (`POST /v1/messages`, a fixed order-router request: the agent's prompt, its four tools, the order), over a
- * kept-alive node:http agent with no SDK, and parses the answer: the provider's round trip, which Clawfleet's
- * model turns make too, then weighs on both sides.
+ * (`POST /v1/messages`, a fixed order-router request: the agent's prompt, its four tools, the order) and
+ * parses the answer: the provider's round trip, which Clawfleet's model turns make too, then weighs on both
+ * sides. BARE_PROVIDER_CLIENT says how: `http` (the default), a kept-alive node:http agent with no SDK; `sdk`,
+ * the official Anthropic SDK's `messages.create` over the `fetch` Clawfleet gives it (src/llm/httpFetch.ts),
+ * as the design has every model call made, with nothing of Clawfleet's around it.
  *
  * Run by the benchmark as `node --require tsx/cjs bench/throughput/bareNode.ts` with
  * BARE_PLAN (required: JSON, a BarePlan of barePlan.ts, which also spreads its commits over the
  * store's calls), BARE_ROLES (api,intake,store,gateway,executor,tools,planner; default all),
- * PORT, CLAWFLEET_PLANNER_SLOTS, BARE_PROVIDER_URL (optional), and TRANSPORTER, REDIS_URL,
+ * PORT, CLAWFLEET_PLANNER_SLOTS, BARE_PROVIDER_URL and BARE_PROVIDER_CLIENT (optional), and TRANSPORTER, REDIS_URL,
  * DATABASE_URL, CLAWFLEET_NAMESPACE — or none of these four: one process, PGlite
  * in memory and the in-process queue, as Clawfleet's embedded mode.
  */
-import fs from "node:fs";
 import http from "node:http";
-import path from "node:path";
 import { randomUUID } from "node:crypto";
 import { ServiceBroker, type Context, type ServiceSchema } from "moleculer";
 import { channelsMiddleware, sendToChannel } from "../../src/queue/channels";
 import { createPool } from "../../src/store/pool";
 import { planProblem, statementsPerCall, type BarePlan } from "./barePlan";
+import { providerCall, providerClient } from "./providerCall";
 
 export const BARE_ROLES = ["api", "intake", "store", "gateway", "executor", "tools", "planner"] as const;
 
@@ -95,7 +96,7 @@ async function main(): Promise<void> {
         },
       },
     });
-  const ask = env.BARE_PROVIDER_URL === undefined || !roles.has("gateway") ? undefined : providerCall(env.BARE_PROVIDER_URL);
+  const ask = env.BARE_PROVIDER_URL === undefined || !roles.has("gateway") ? undefined : providerCall(env.BARE_PROVIDER_URL, providerClient(env.BARE_PROVIDER_CLIENT));
   if (roles.has("gateway"))
     services.push({
       name: "bare-gateway",
@@ -180,48 +181,6 @@ async function runTask(broker: ServiceBroker, id: string): Promise<void> {
   while (store < plan.storeCalls - 1) await storeCall();
   await storeCall(true);
   while (events < plan.events) emit("bare.task.step");
-}
-
-/** The order-router agent's file, whose prompt and tool names the provider call carries. */
-const AGENT_FILE = path.join(__dirname, "..", "..", "examples", "order-router", "prompts", "order-router.md");
-
-/** A provider that takes the request and never answers fails the turn after this long (as Clawfleet's would). */
-const PROVIDER_TIMEOUT_MS = 60_000;
-
-/** One model turn as an HTTP call to the provider at `base`: a fixed first-turn request; the answer's id. */
-function providerCall(base: string): () => Promise<string> {
-  const agent = new http.Agent({ keepAlive: true });
-  const url = new URL("/v1/messages", base);
-  const tools = ["lookup_order", "list_warehouses", "check_inventory", "route_order"].map((name) => ({
-    name,
-    description: `The order-router's ${name} tool.`,
-    input_schema: { type: "object", properties: { order_id: { type: "string" } }, required: ["order_id"] },
-  }));
-  const system = fs.readFileSync(AGENT_FILE, "utf8").replace(/^---\r?\n[\s\S]*?\r?\n---\r?\n?/, "").trim();
-  const body = JSON.stringify({ model: "claude-sonnet-5-5", max_tokens: 2048, system, tools, messages: [{ role: "user", content: "Route order ORD-1042." }] });
-  const headers = { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)), "x-api-key": "bare", "anthropic-version": "2023-06-01" };
-  return () =>
-    new Promise<string>((resolve, reject) => {
-      const req = http.request(url, { method: "POST", agent, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (c: Buffer) => chunks.push(c));
-        res.on("end", () => {
-          const text = Buffer.concat(chunks).toString();
-          if (res.statusCode !== 200) return reject(new Error(`provider answered ${res.statusCode}: ${text.slice(0, 200)}`));
-          try {
-            const answer = JSON.parse(text) as { id?: unknown };
-            if (typeof answer.id !== "string") throw new Error(`provider answered 200 without a message id: ${text.slice(0, 200)}`);
-            resolve(answer.id);
-          } catch (err) {
-            reject(err instanceof Error ? err : new Error(String(err)));
-          }
-        });
-        res.on("error", reject);
-      });
-      req.setTimeout(PROVIDER_TIMEOUT_MS, () => req.destroy(new Error(`provider did not answer in ${PROVIDER_TIMEOUT_MS} ms`)));
-      req.on("error", reject);
-      req.end(body);
-    });
 }
 
 async function readBody(req: http.IncomingMessage): Promise<string> {

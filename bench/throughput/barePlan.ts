@@ -34,3 +34,6 @@ export function statementsPerCall(plan: BarePlan): number[] {
   const rest = plan.commits - 1;
   return Array.from({ length: plan.storeCalls }, (_, i) => Math.floor(rest / plan.storeCalls) + (plan.storeCalls - 1 - i < rest % plan.storeCalls ? 1 : 0));
 }
+
+/** How the bare pipeline's gateway calls the simulated provider, when it does: node:http alone, or the official SDK (bareNode.ts). */
+export type ProviderClient = "http" | "sdk";

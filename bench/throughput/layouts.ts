@@ -21,7 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { EXECUTOR_ROLES, freePort, ORDER_ROUTER_SIM_POLICIES, packageResolutionEnv, ROOT, spawnCaptured, startNodeProcess, stopAll, type NodeProcess } from "../../testkit/cluster";
 import { createScratch, type Scratch } from "../../testkit/scratch";
-import type { BarePlan } from "./barePlan";
+import type { BarePlan, ProviderClient } from "./barePlan";
 import { BROKER_COUNTER, sleep } from "./meters";
 
 export const LAYOUTS = ["one-process", "split", "embedded"] as const;
@@ -84,6 +84,23 @@ async function startAnswering(name: string, port: number, args: readonly string[
     }
     await sleep(200);
   }
+}
+
+/**
+ * The settings of `--clawfleet-env KEY=VALUE` (repeatable), for Clawfleet's processes only: to compare a
+ * setting's two values. The bench's own measuring hooks go through NODE_OPTIONS and CF_BENCH_*: overridden,
+ * its counts would silently be lost, so those are refused.
+ */
+export function clawfleetEnv(pairs: readonly string[] | undefined): Record<string, string> {
+  return Object.fromEntries(
+    (pairs ?? []).map((kv) => {
+      const at = kv.indexOf("=");
+      if (at <= 0) throw new Error(`--clawfleet-env takes KEY=VALUE, not ${kv}`);
+      const key = kv.slice(0, at);
+      if (key === "NODE_OPTIONS" || key.startsWith("CF_BENCH_")) throw new Error(`--clawfleet-env cannot set ${key}: the bench's measurements use it`);
+      return [key, kv.slice(at + 1)];
+    }),
+  );
 }
 
 /**
@@ -169,17 +186,17 @@ async function startBareNode(name: string, env: Record<string, string>): Promise
 }
 
 /**
- * The bare pipeline in `layout`: the same processes, roles and services as Clawfleet's. `withProvider`: its
+ * The bare pipeline in `layout`: the same processes, roles and services as Clawfleet's. With `client`, its
  * gateway also sends each model turn to the simulated provider, in its own process (as Clawfleet's, unless
- * `--provider in-process`) (bareNode.ts).
+ * `--provider in-process`), through that client: node:http, or the official SDK (bareNode.ts).
  */
-export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan, withProvider = false): Promise<RunningLayout> {
+export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan, client?: ProviderClient): Promise<RunningLayout> {
   const countsDir = fs.mkdtempSync(path.join(os.tmpdir(), `cf-bench-counts-bare-${layout}-`));
   const scratch = layout === "embedded" ? undefined : await createScratch("benchbare");
   const nodes: NodeProcess[] = [];
   let provider: NodeProcess | undefined;
   // Each peer profiles into its own folder (profileTop.ts sums a folder).
-  const profileSub = withProvider ? `bare-model-${layout}` : `bare-${layout}`;
+  const profileSub = client === undefined ? `bare-${layout}` : `bare-${client === "sdk" ? "sdk" : "model"}-${layout}`;
   const stop = async () => {
     await stopAll(provider ? [...nodes, provider] : nodes);
     await scratch?.remove();
@@ -193,14 +210,14 @@ export async function startBare(layout: Layout, o: LayoutOptions, plan: BarePlan
       BARE_PLAN: JSON.stringify(plan),
       CLAWFLEET_PLANNER_SLOTS: String(o.slots),
       CF_BENCH_COUNTS_DIR: countsDir,
-      ...(provider ? { BARE_PROVIDER_URL: `http://127.0.0.1:${provider.port}` } : {}),
+      ...(provider && client ? { BARE_PROVIDER_URL: `http://127.0.0.1:${provider.port}`, BARE_PROVIDER_CLIENT: client } : {}),
       ...measuredEnv(o.profileDir ? path.join(o.profileDir, profileSub, name) : undefined),
     });
     nodes.push(node);
     return node;
   };
   try {
-    if (withProvider) provider = await startProvider(o.profileDir ? path.join(o.profileDir, profileSub, "provider") : undefined);
+    if (client) provider = await startProvider(o.profileDir ? path.join(o.profileDir, profileSub, "provider") : undefined);
     let first: NodeProcess;
     if (layout === "split") {
       await start("store", "store");

@@ -8,10 +8,13 @@
  *   2. per layout, Clawfleet then the bare pipeline: `--tasks` order-router tasks submitted
  *      at once, tasks/s from the first submit to the last finish, and the ratio;
  *   3. end-to-end latency (submit sent → finished) at `--rate` tasks/s, one-process and split;
- *      then the bare pipeline once more, its model turns also sent to the simulated provider in its own
- *      process, as Clawfleet's are ("bare+model"; `--no-bare-model` skips it). The provider's round trip then
- *      weighs on both sides, and Clawfleet over it is what Clawfleet's own work costs; the ratio over the
- *      plain bare pipeline stays the headline, the one a provider-free ceiling sets;
+ *      then the bare pipeline twice more, its model turns also sent to the simulated provider in its own
+ *      process, as Clawfleet's are: over node:http alone ("bare+model"), and through the official SDK
+ *      ("bare+SDK", the client the design has every model call made with) (`--no-bare-model` skips both).
+ *      The provider's round trip then weighs on both sides, and Clawfleet over it is what Clawfleet's own
+ *      work costs; the ratio over the plain bare pipeline stays the headline, the one a provider-free
+ *      ceiling sets, and each of these two peers over the plain one is printed too: what that round trip
+ *      alone leaves of the ceiling, before any of Clawfleet's own work;
  *   4. a cost model: CPU ms per checkpointed step per role process (/proc), and in six processes the same in
  *      the units `clawfleet plan` sizes roles by (per step, per tool call, per model call); bytes per checkpoint; and each
  *      process's write system calls per task (/proc/<pid>/io: its socket writes), Redis' and NATS' too.
@@ -25,15 +28,15 @@
  *
  * `--profile dir` runs every process under `node --cpu-prof` (profiles in dir/<layout>/<role>/, the
  * simulated provider's in dir/<layout>/provider/; the bare pipelines' in dir/bare-<layout>/ and
- * dir/bare-model-<layout>/),
+ * dir/bare-model-<layout>/ and dir/bare-sdk-<layout>/),
  * read with bench/throughput/profileTop.ts. Figures are noisy on a shared machine: the load
  * average is printed beside each. Needs PostgreSQL, Redis and NATS on 127.0.0.1.
  */
 import { parseArgs } from "node:util";
 import pg from "pg";
-import { planProblem, type BarePlan } from "./barePlan";
+import { planProblem, type BarePlan, type ProviderClient } from "./barePlan";
 import { submitBurst, submitPaced, waitFinished, warmUp, type Finished, type Sent } from "./driver";
-import { LAYOUTS, startBare, startLayout, type Layout, type RunningLayout } from "./layouts";
+import { clawfleetEnv, LAYOUTS, startBare, startLayout, type Layout, type RunningLayout } from "./layouts";
 import { cpuMs, delta, loadLine, percentile, SERVERS, serversCpuMs, serversWriteCalls, writeCalls, WRITING_SERVERS } from "./meters";
 import { formatWork, measureWork, type Work } from "./work";
 
@@ -53,7 +56,7 @@ const { values: args } = parseArgs({
     "no-bare-model": { type: "boolean", default: false },
   },
 });
-/** The second peer, the bare pipeline that also calls the simulated provider per model turn (`--no-bare-model`: not run). */
+/** The second and third peers, the bare pipeline that also calls the simulated provider per model turn (`--no-bare-model`: not run). */
 const WITH_PROVIDER = !(args["no-bare-model"] ?? false);
 const QUICK = args.quick ?? false;
 const TASKS = Number(args.tasks ?? (QUICK ? 40 : 400));
@@ -65,16 +68,7 @@ const LAYOUT_LIST = (args.layouts ?? "").split(",") as Layout[];
 if (args.provider !== "process" && args.provider !== "in-process") throw new Error(`--provider is process or in-process, not ${args.provider}`);
 const PROVIDER: "process" | "in-process" = args.provider;
 /** `--clawfleet-env KEY=VALUE`, repeatable: set in Clawfleet's processes only, to compare a setting's two values. */
-const CLAWFLEET_ENV: Record<string, string> = Object.fromEntries(
-  (args["clawfleet-env"] ?? []).map((kv) => {
-    const at = kv.indexOf("=");
-    if (at <= 0) throw new Error(`--clawfleet-env takes KEY=VALUE, not ${kv}`);
-    const key = kv.slice(0, at);
-    // The bench's own measuring hooks go through these: overridden, its counts would silently be lost.
-    if (key === "NODE_OPTIONS" || key.startsWith("CF_BENCH_")) throw new Error(`--clawfleet-env cannot set ${key}: the bench's measurements use it`);
-    return [key, kv.slice(at + 1)];
-  }),
-);
+const CLAWFLEET_ENV = clawfleetEnv(args["clawfleet-env"]);
 
 /** The bare pipeline's plan: the measured per-task counts (background actions left out), rounded. */
 function planOf(w: Work): BarePlan {
@@ -309,16 +303,27 @@ async function main(): Promise<void> {
   if (problem) throw new Error(`the bare pipeline's plan: ${problem}`);
   process.stdout.write(`bare pipeline plan per task: ${JSON.stringify(plan)}\n\n`);
 
-  // The bare pipeline, then (unless --no-bare-model) the same with its model turns sent to the simulated provider.
-  const PEERS: ReadonlyArray<[string, boolean]> = WITH_PROVIDER ? [["bare", false], ["bare+model", true]] : [["bare", false]];
+  // The bare pipeline, then (unless --no-bare-model) the same with its model turns sent to the simulated provider,
+  // over node:http and through the official SDK.
+  const PEERS: ReadonlyArray<[string, ProviderClient | undefined]> = WITH_PROVIDER
+    ? [
+        ["bare", undefined],
+        ["bare+model", "http"],
+        ["bare+SDK", "sdk"],
+      ]
+    : [["bare", undefined]];
   for (const layout of LAYOUT_LIST) {
     const withLatency = layout !== "embedded";
     const cf = await measure(await startLayout(layout, opts), withLatency);
     const units = planUnits(cf.t, plan);
     process.stdout.write(`layout ${layout}:\n${formatRun("Clawfleet", cf.t, cf.lat)}\n${units === "" ? "" : `${units}\n`}${cf.storage}\n`);
-    for (const [name, withProvider] of PEERS) {
-      const peer = await measure(await startBare(layout, opts, plan, withProvider), withLatency);
+    let bare: Awaited<ReturnType<typeof measure>> | undefined;
+    for (const [name, client] of PEERS) {
+      const peer = await measure(await startBare(layout, opts, plan, client), withLatency);
+      bare ??= peer;
       process.stdout.write(`${formatRun(name, peer.t, peer.lat)}\n  Clawfleet / ${name} = ${(cf.t.perSecond / peer.t.perSecond).toFixed(2)}${latencyRatio(cf.lat, peer.lat)}\n`);
+      // What the provider's round trip alone leaves of the plain peer's throughput and latency: no pipeline that makes it does better.
+      if (client !== undefined) process.stdout.write(`  ${name} / bare = ${(peer.t.perSecond / bare.t.perSecond).toFixed(2)}${latencyRatio(peer.lat, bare.lat)}\n`);
     }
     process.stdout.write("\n");
   }

@@ -1,8 +1,8 @@
 /**
- * The throughput benchmark's second peer, bare+model: the same bare pipeline, whose gateway also sends each
- * model turn to the simulated provider in its own process. Its figures stand for "the provider's round trip,
- * and nothing of Clawfleet's", so it must really make that trip, once per model turn, and still end every
- * task; the plain peer must make none.
+ * The throughput benchmark's second and third peers, bare+model and bare+SDK: the same bare pipeline, whose
+ * gateway also sends each model turn to the simulated provider in its own process, over node:http or through
+ * the official SDK. Their figures stand for "the provider's round trip, and nothing of Clawfleet's", so each
+ * must really make that trip, once per model turn, and still end every task; the plain peer must make none.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { startBare, type RunningLayout } from "../../bench/throughput/layouts";
@@ -28,8 +28,8 @@ describe("the bare pipeline's peer with the provider's round trip (embedded, no 
     running = undefined;
   });
 
-  it("sends each model turn to the simulated provider, and every task still ends", { timeout: TIMEOUT_MS }, async () => {
-    running = await startBare("embedded", { slots: 2 }, PLAN, true);
+  it.each(["http", "sdk"] as const)("sends each model turn to the simulated provider through %s, and every task still ends", { timeout: TIMEOUT_MS }, async (client) => {
+    running = await startBare("embedded", { slots: 2 }, PLAN, client);
     const sent = await submitBurst(running.base, TASKS, 2);
     const done = await waitFinished(running, sent.map((s) => s.id), 60_000, 100);
     expect(done.map((d) => d.status)).toEqual(Array(TASKS).fill("succeeded"));
