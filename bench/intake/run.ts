@@ -39,6 +39,9 @@
  * and after each Clawfleet run at a niceness, again beside its consumers while they go
  * on with the backlog that run left (no new tasks come: the backlog printed at its start
  * and end shows they had work all along). Each peer run starts on an empty table.
+ *
+ * `--clawfleet-env KEY=VALUE` (repeatable) sets a variable in Clawfleet's processes only (the peer's are
+ * left as they are), to compare a setting's two values; the header line prints what was set.
  */
 import fs from "node:fs";
 import http from "node:http";
@@ -302,7 +305,8 @@ async function measurePeer(p: Peer, name: string): Promise<string> {
 }
 
 async function main(): Promise<void> {
-  process.stdout.write(`intake bench (${QUICK ? "quick" : "full"}): POST /v1/tasks at ${RATE}/s for ${SECONDS} s after ${WARM_SECONDS} s of warm-up, open loop; ${loadLine()}\n`);
+  const settings = Object.keys(CLAWFLEET_ENV).length > 0 ? `, Clawfleet's processes with ${JSON.stringify(CLAWFLEET_ENV)}` : "";
+  process.stdout.write(`intake bench (${QUICK ? "quick" : "full"}): POST /v1/tasks at ${RATE}/s for ${SECONDS} s after ${WARM_SECONDS} s of warm-up, open loop${settings}; ${loadLine()}\n`);
   const p = await startPeer();
   try {
     for (const nice of NICENESS) process.stdout.write(`${await clawfleet(nice, p)}\n`);

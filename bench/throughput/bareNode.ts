@@ -17,8 +17,8 @@
  * (`POST /v1/messages`, a fixed order-router request: the agent's prompt, its four tools, the order) and
  * parses the answer: the provider's round trip, which Clawfleet's model turns make too, then weighs on both
  * sides. BARE_PROVIDER_CLIENT says how: `http` (the default), a kept-alive node:http agent with no SDK; `sdk`,
- * the official Anthropic SDK's `messages.create` over the `fetch` Clawfleet gives it (src/llm/httpFetch.ts),
- * as the design has every model call made, with nothing of Clawfleet's around it.
+ * the official Anthropic SDK's `messages.create`, set up as Clawfleet's rate gateway sets it up, with nothing
+ * of Clawfleet's around it (providerCall.ts). The node prints which client it was given.
  *
  * Run by the benchmark as `node --require tsx/cjs bench/throughput/bareNode.ts` with
  * BARE_PLAN (required: JSON, a BarePlan of barePlan.ts, which also spreads its commits over the
@@ -96,7 +96,10 @@ async function main(): Promise<void> {
         },
       },
     });
-  const ask = env.BARE_PROVIDER_URL === undefined || !roles.has("gateway") ? undefined : providerCall(env.BARE_PROVIDER_URL, providerClient(env.BARE_PROVIDER_CLIENT));
+  const client = providerClient(env.BARE_PROVIDER_CLIENT);
+  const ask = env.BARE_PROVIDER_URL === undefined || !roles.has("gateway") ? undefined : providerCall(env.BARE_PROVIDER_URL, client);
+  // Said once, so that a run (and its test) can tell which client made the calls.
+  if (ask) process.stdout.write(`bare gateway: each model turn goes to ${env.BARE_PROVIDER_URL} through ${client}\n`);
   if (roles.has("gateway"))
     services.push({
       name: "bare-gateway",

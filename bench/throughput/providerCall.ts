@@ -4,16 +4,19 @@
  * message id. Through one of three clients:
  *
  *   http              a kept-alive node:http agent and a JSON.parse of the answer, no SDK;
- *   sdk               the official SDK's `messages.create` over the `fetch` Clawfleet gives it
- *                     (src/llm/httpFetch.ts), as Clawfleet's rate gateway makes every call;
+ *   sdk               the official SDK's `messages.create`, set up as Clawfleet's rate gateway sets it up
+ *                     (src/llm/anthropicGateway.ts: over the `fetch` Clawfleet gives it, src/llm/httpFetch.ts,
+ *                     its own OpenTelemetry spans off), as the gateway makes an unstreamed call;
  *   sdk-global-fetch  the same over Node's global fetch (undici), the SDK's default.
+ *
+ * The SDK is loaded only by a process that calls through it, as Clawfleet's roles load it.
  *
  * Used by the bare pipeline's gateway (bareNode.ts) and by bench/providerClient.ts.
  */
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
-import Anthropic from "@anthropic-ai/sdk";
+import type * as AnthropicSdk from "@anthropic-ai/sdk";
 import { httpFetch } from "../../src/llm/httpFetch";
 import type { ProviderClient } from "./barePlan";
 
@@ -46,7 +49,9 @@ export function orderRouterFirstTurn() {
 export function providerCall(base: string, client: CallClient): () => Promise<string> {
   const request = orderRouterFirstTurn();
   if (client !== "http") {
-    const sdk = new Anthropic({ apiKey: "bare", baseURL: base, maxRetries: 0, timeout: PROVIDER_TIMEOUT_MS, ...(client === "sdk" ? { fetch: httpFetch } : {}) });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const Anthropic = (require("@anthropic-ai/sdk") as typeof AnthropicSdk).default;
+    const sdk = new Anthropic({ apiKey: "bare", baseURL: base, maxRetries: 0, timeout: PROVIDER_TIMEOUT_MS, openTelemetry: false, ...(client === "sdk" ? { fetch: httpFetch } : {}) });
     return async () => (await sdk.messages.create(request)).id;
   }
   const agent = new http.Agent({ keepAlive: true });

@@ -5,16 +5,16 @@
  *
  *   1. work per task (work.ts) on the one-process layout (and split, full mode):
  *      Postgres commits, Redis commands, Moleculer calls, events — the bare plan is made from it;
- *   2. per layout, Clawfleet then the bare pipeline: `--tasks` order-router tasks submitted
- *      at once, tasks/s from the first submit to the last finish, and the ratio;
- *   3. end-to-end latency (submit sent → finished) at `--rate` tasks/s, one-process and split;
- *      then the bare pipeline twice more, its model turns also sent to the simulated provider in its own
- *      process, as Clawfleet's are: over node:http alone ("bare+model"), and through the official SDK
- *      ("bare+SDK", the client the design has every model call made with) (`--no-bare-model` skips both).
- *      The provider's round trip then weighs on both sides, and Clawfleet over it is what Clawfleet's own
+ *   2. per layout, Clawfleet then the bare pipeline, then the bare pipeline twice more, its model turns
+ *      also sent to the simulated provider in its own process, as Clawfleet's are: over node:http alone
+ *      ("bare+model"), and through the official SDK ("bare+SDK", the client Clawfleet makes its model
+ *      calls with) (`--no-bare-model` skips both). Each: `--tasks` order-router tasks submitted at once,
+ *      tasks/s from the first submit to the last finish, and Clawfleet's ratio over it. The provider's
+ *      round trip weighs on both sides of the last two, and Clawfleet over them is what Clawfleet's own
  *      work costs; the ratio over the plain bare pipeline stays the headline, the one a provider-free
- *      ceiling sets, and each of these two peers over the plain one is printed too: what that round trip
- *      alone leaves of the ceiling, before any of Clawfleet's own work;
+ *      ceiling sets, and each of the two over the plain one is printed too: what that round trip alone
+ *      leaves of the ceiling, before any of Clawfleet's own work;
+ *   3. end-to-end latency (submit sent → finished) at `--rate` tasks/s, one-process and split, of each;
  *   4. a cost model: CPU ms per checkpointed step per role process (/proc), and in six processes the same in
  *      the units `clawfleet plan` sizes roles by (per step, per tool call, per model call); bytes per checkpoint; and each
  *      process's write system calls per task (/proc/<pid>/io: its socket writes), Redis' and NATS' too.

@@ -36,11 +36,14 @@ describe("the bare pipeline's peer with the provider's round trip (embedded, no 
     const stats = await providerStats(running);
     expect(stats.requests).toBe(TASKS * PLAN.modelTurns);
     expect(stats.responses_by_status).toEqual({ "200": TASKS * PLAN.modelTurns });
+    // The provider sees the same request from either client: the node says which one it was given.
+    expect(running.nodes.map((n) => n.output()).join("")).toContain(`through ${client}\n`);
   });
 
   it("the plain peer starts no provider", { timeout: TIMEOUT_MS }, async () => {
     running = await startBare("embedded", { slots: 2 }, PLAN);
     expect(running.provider).toBeUndefined();
+    expect(running.nodes.map((n) => n.output()).join("")).not.toContain("bare gateway:");
     const sent = await submitBurst(running.base, 1, 1);
     const done = await waitFinished(running, sent.map((s) => s.id), 60_000, 100);
     expect(done.map((d) => d.status)).toEqual(["succeeded"]);

@@ -25,10 +25,16 @@ describe("the benchmarks' provider call", () => {
       const chunks: Buffer[] = [];
       req.on("data", (c: Buffer) => chunks.push(c));
       req.on("end", () => {
-        void fetch(`${sim.url}${req.url ?? "/"}`, { method: req.method ?? "POST", headers: { "content-type": "application/json" }, body: Buffer.concat(chunks) }).then(async (r) => {
-          res.writeHead(r.status, { "content-type": "application/json" });
-          res.end(Buffer.from(await r.arrayBuffer()));
-        });
+        fetch(`${sim.url}${req.url ?? "/"}`, { method: req.method ?? "POST", headers: { "content-type": "application/json" }, body: Buffer.concat(chunks) })
+          .then(async (r) => {
+            res.writeHead(r.status, { "content-type": "application/json" });
+            res.end(Buffer.from(await r.arrayBuffer()));
+          })
+          // The call under test then fails with the hop's own error, not a hang.
+          .catch((err: unknown) => {
+            res.writeHead(502, { "content-type": "application/json" });
+            res.end(JSON.stringify({ type: "error", error: { type: "api_error", message: `the recording hop could not reach the simulated model: ${String(err)}` } }));
+          });
       });
     });
     await new Promise<void>((resolve) => hop.listen(0, "127.0.0.1", resolve));
