@@ -17,6 +17,7 @@ import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import type * as AnthropicSdk from "@anthropic-ai/sdk";
+import { parseAgentFile } from "../../src/agent/definition";
 import { httpFetch } from "../../src/llm/httpFetch";
 import type { ProviderClient } from "./barePlan";
 
@@ -34,15 +35,17 @@ export function providerClient(v = "http"): ProviderClient {
   throw new Error(`BARE_PROVIDER_CLIENT is http or sdk, not ${v}`);
 }
 
-/** The order-router's first model turn, as the provider is sent it. */
-export function orderRouterFirstTurn() {
-  const tools = ["lookup_order", "list_warehouses", "check_inventory", "route_order"].map((name) => ({
+/** The order-router's first model turn on its default tier, as the provider is sent it: the agent file read as Clawfleet reads it. */
+function orderRouterFirstTurn() {
+  const agent = parseAgentFile(fs.readFileSync(AGENT_FILE, "utf8"), AGENT_FILE);
+  const tier = agent.tiers[agent.defaultTier];
+  if (!tier) throw new Error(`${AGENT_FILE}: no tier ${agent.defaultTier}`);
+  const tools = agent.tools.map((name) => ({
     name,
     description: `The order-router's ${name} tool.`,
     input_schema: { type: "object" as const, properties: { order_id: { type: "string" } }, required: ["order_id"] },
   }));
-  const system = fs.readFileSync(AGENT_FILE, "utf8").replace(/^---\r?\n[\s\S]*?\r?\n---\r?\n?/, "").trim();
-  return { model: "claude-sonnet-5-5", max_tokens: 2048, system, tools, messages: [{ role: "user" as const, content: "Route order ORD-1042." }] };
+  return { model: tier.model, max_tokens: tier.max_tokens, system: agent.systemPrompt, tools, messages: [{ role: "user" as const, content: "Route order ORD-1042." }] };
 }
 
 /** One model turn as an HTTP call to the provider at `base`, through `client`: the order-router's first turn; the answer's id. */
