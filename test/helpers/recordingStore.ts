@@ -20,6 +20,9 @@ export async function openRecordingStore(onStepStatement: (text: string) => void
   const opened = await openStore({ databaseUrl: db.url, max: 1 });
   await opened.close();
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  // The database's drop (WITH (FORCE)) may end a backend whose client the pool's `end` has let go of but whose
+  // socket is still open: the pool then reports that client's error, which, unheard, would be an uncaught one.
+  pool.on("error", () => undefined);
   const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
   pool.query = ((...args: unknown[]): unknown => {
     const first = args[0];
